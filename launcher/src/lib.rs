@@ -1,0 +1,2 @@
+//! authsome: library API.
+#![forbid(unsafe_code)]
