@@ -1,0 +1,171 @@
+//! Profile management: list, create, switch, delete. Profiles are hard isolation: each has its
+//! own store, master key and CA.
+
+use crate::config::{Config, DEFAULT_PROFILE};
+use crate::error::{Error, Result};
+use crate::home::{Home, validate_name};
+use crate::keys::{self, PassphraseSource};
+use crate::vault::{CreateOptions, create_profile_files};
+
+/// One profile as `profile list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileInfo {
+    pub name: String,
+    /// `None` for the default profile before anything was written to it.
+    pub key_backend: Option<String>,
+    pub created_at: Option<String>,
+    pub is_default: bool,
+}
+
+/// The profile commands use when none is named: `config.json`'s default, else `default`.
+pub fn default_profile(home: &Home) -> Result<String> {
+    home.check_not_foreign()?;
+    Ok(Config::load(&home.config_path())?.default_profile)
+}
+
+pub fn list(home: &Home) -> Result<Vec<ProfileInfo>> {
+    home.check_not_foreign()?;
+    let config = Config::load(&home.config_path())?;
+    let mut out: Vec<ProfileInfo> = config
+        .profiles
+        .iter()
+        .map(|(name, entry)| ProfileInfo {
+            name: name.clone(),
+            key_backend: Some(entry.key_backend.as_str().to_string()),
+            created_at: Some(entry.created_at.clone()),
+            is_default: *name == config.default_profile,
+        })
+        .collect();
+    if !config.profiles.contains_key(DEFAULT_PROFILE) {
+        out.insert(
+            0,
+            ProfileInfo {
+                name: DEFAULT_PROFILE.into(),
+                key_backend: None,
+                created_at: None,
+                is_default: config.default_profile == DEFAULT_PROFILE,
+            },
+        );
+    }
+    Ok(out)
+}
+
+pub fn create(home: &Home, name: &str, options: CreateOptions, passphrases: &dyn PassphraseSource) -> Result<()> {
+    validate_name("profile", name)?;
+    let config = Config::load(&home.config_path())?;
+    if config.profiles.contains_key(name) {
+        return Err(Error::ProfileExists(name.to_string()));
+    }
+    create_profile_files(home, name, options, passphrases).map(|_| ())
+}
+
+/// Make `name` the default profile. It must exist (the `default` profile always may be chosen).
+pub fn set_default(home: &Home, name: &str) -> Result<()> {
+    validate_name("profile", name)?;
+    home.ensure()?;
+    let mut config = Config::load(&home.config_path())?;
+    if name != DEFAULT_PROFILE && !config.profiles.contains_key(name) {
+        return Err(Error::ProfileNotFound(name.to_string()));
+    }
+    config.default_profile = name.to_string();
+    config.save(&home.config_path())
+}
+
+/// Delete a profile: its store, CA, key and config entry. If it was the default, `default`
+/// becomes the default again.
+pub fn delete(home: &Home, name: &str) -> Result<()> {
+    validate_name("profile", name)?;
+    home.check_not_foreign()?;
+    let mut config = Config::load(&home.config_path())?;
+    let dir = home.profile_dir(name);
+    if !config.profiles.contains_key(name) && !dir.exists() && !home.key_path(name).exists() {
+        return Err(Error::ProfileNotFound(name.to_string()));
+    }
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    keys::delete_key(home, name)?;
+    config.profiles.remove(name);
+    if config.default_profile == name {
+        config.default_profile = DEFAULT_PROFILE.to_string();
+    }
+    config.save(&home.config_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyBackend;
+    use crate::keys::NoPassphrase;
+    use crate::record::{AuthType, ConnectionMeta, SecretSource, Secrets};
+    use crate::vault::Vault;
+
+    #[test]
+    fn profiles_are_isolated() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        assert_eq!(list(&home).unwrap().len(), 1);
+        assert!(!dir.path().join("config.json").exists(), "listing must not write");
+
+        create(&home, "work", CreateOptions::default(), &NoPassphrase).unwrap();
+        assert!(matches!(create(&home, "work", CreateOptions::default(), &NoPassphrase), Err(Error::ProfileExists(_))));
+
+        let mut work = Vault::open(&home, "work").unwrap();
+        let (store, key) = work.writer(&NoPassphrase, CreateOptions::default()).unwrap();
+        let secrets = Secrets { api_key: Some("k".into()), ..Default::default() };
+        store
+            .put_connection(
+                key,
+                &ConnectionMeta::new("openai", "default", AuthType::ApiKey, SecretSource::ApiKey),
+                &secrets,
+            )
+            .unwrap();
+
+        let default = Vault::open(&home, "default").unwrap();
+        assert!(default.list_connections().unwrap().is_empty());
+        assert!(!default.exists());
+        assert_eq!(Vault::open(&home, "work").unwrap().list_connections().unwrap().len(), 1);
+
+        set_default(&home, "work").unwrap();
+        assert_eq!(default_profile(&home).unwrap(), "work");
+        assert!(matches!(set_default(&home, "nope"), Err(Error::ProfileNotFound(_))));
+        assert!(matches!(Vault::open(&home, "nope"), Err(Error::ProfileNotFound(_))));
+
+        delete(&home, "work").unwrap();
+        assert_eq!(default_profile(&home).unwrap(), "default");
+        assert!(!home.key_path("work").exists());
+        assert!(!home.profile_dir("work").exists());
+        assert!(matches!(delete(&home, "work"), Err(Error::ProfileNotFound(_))));
+    }
+
+    #[test]
+    fn lost_config_is_recovered_from_the_key_file_not_regenerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let mut vault = Vault::open(&home, "default").unwrap();
+        let (store, key) = vault.writer(&NoPassphrase, CreateOptions::default()).unwrap();
+        let secrets = Secrets { api_key: Some("k".into()), ..Default::default() };
+        store
+            .put_connection(
+                key,
+                &ConnectionMeta::new("openai", "default", AuthType::ApiKey, SecretSource::ApiKey),
+                &secrets,
+            )
+            .unwrap();
+        let key_bytes = std::fs::read(home.key_path("default")).unwrap();
+        drop(vault);
+
+        std::fs::remove_file(home.config_path()).unwrap();
+        let vault = Vault::open(&home, "default").unwrap();
+        assert_eq!(vault.key_backend(), Some(KeyBackend::File));
+        assert!(vault.secrets(&NoPassphrase, "openai", "default").is_ok());
+        assert_eq!(std::fs::read(home.key_path("default")).unwrap(), key_bytes);
+
+        // Without the key file, the store is not silently given a new key.
+        std::fs::remove_file(home.config_path()).unwrap();
+        std::fs::remove_file(home.key_path("default")).unwrap();
+        assert!(matches!(Vault::open(&home, "default"), Err(Error::KeyMissing { .. })));
+    }
+}

@@ -1,0 +1,220 @@
+//! The records kept in a profile's store: connection metadata (plain), secrets (sealed) and
+//! OAuth client registrations.
+
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// How a provider authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    ApiKey,
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::ApiKey => "api_key",
+            AuthType::OAuth2 => "oauth2",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(AuthType::ApiKey),
+            "oauth2" => Some(AuthType::OAuth2),
+            _ => None,
+        }
+    }
+}
+
+/// How the secret of a connection was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Typed, piped or entered in the browser form.
+    ApiKey,
+    /// An OAuth flow (code + PKCE, device, DCR).
+    OAuth,
+    /// A token pasted for an OAuth provider (e.g. a GitHub personal access token).
+    PastedToken,
+    /// Imported by `authsome scan --import`.
+    Imported,
+}
+
+impl SecretSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretSource::ApiKey => "api_key",
+            SecretSource::OAuth => "oauth",
+            SecretSource::PastedToken => "pasted_token",
+            SecretSource::Imported => "imported",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api_key" => Some(SecretSource::ApiKey),
+            "oauth" => Some(SecretSource::OAuth),
+            "pasted_token" => Some(SecretSource::PastedToken),
+            "imported" => Some(SecretSource::Imported),
+            _ => None,
+        }
+    }
+}
+
+/// Upstream's connection status words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Connected,
+    Expired,
+    Revoked,
+    Invalid,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Connected => "connected",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Invalid => "invalid",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "connected" => Some(Status::Connected),
+            "expired" => Some(Status::Expired),
+            "revoked" => Some(Status::Revoked),
+            "invalid" => Some(Status::Invalid),
+            _ => None,
+        }
+    }
+}
+
+/// The secret values of a connection. Sealed as one JSON document; `Debug` is redacted by
+/// `SecretString`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub api_key: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub access_token: Option<SecretString>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub refresh_token: Option<SecretString>,
+}
+
+impl Secrets {
+    /// Names of the fields that hold a value (stored in plain so metadata reads need no key).
+    pub fn present_fields(&self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self.api_key.is_some() {
+            fields.push("api_key");
+        }
+        if self.access_token.is_some() {
+            fields.push("access_token");
+        }
+        if self.refresh_token.is_some() {
+            fields.push("refresh_token");
+        }
+        fields
+    }
+}
+
+mod opt_secret {
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(secret) => s.serialize_some(secret.expose_secret()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+    }
+}
+
+/// A connection's plain metadata: everything but the secrets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionMeta {
+    pub provider: String,
+    pub name: String,
+    pub auth_type: AuthType,
+    pub source: SecretSource,
+    pub status: Status,
+    pub scopes: Option<Vec<String>>,
+    pub base_url: Option<String>,
+    pub host_url: Option<String>,
+    pub token_type: Option<String>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Unix microseconds.
+    pub obtained_at: i64,
+    /// Unix microseconds.
+    pub updated_at: i64,
+    pub account_id: Option<String>,
+    pub account_label: Option<String>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Row version: bumped on every write; the refresh lock compares it.
+    pub version: i64,
+    pub last_refresh_at: Option<i64>,
+    pub last_refresh_error: Option<String>,
+    /// Which secret fields hold a value.
+    pub secret_fields: Vec<String>,
+    /// Whether this is the provider's default connection (derived, not stored in the row).
+    pub is_default: bool,
+}
+
+impl ConnectionMeta {
+    /// A fresh record for `provider`/`name`, obtained now.
+    pub fn new(provider: &str, name: &str, auth_type: AuthType, source: SecretSource) -> Self {
+        let now = crate::time::now_micros();
+        Self {
+            provider: provider.to_string(),
+            name: name.to_string(),
+            auth_type,
+            source,
+            status: Status::Connected,
+            scopes: None,
+            base_url: None,
+            host_url: None,
+            token_type: None,
+            expires_at: None,
+            obtained_at: now,
+            updated_at: now,
+            account_id: None,
+            account_label: None,
+            metadata: BTreeMap::new(),
+            version: 0,
+            last_refresh_at: None,
+            last_refresh_error: None,
+            secret_fields: Vec::new(),
+            is_default: false,
+        }
+    }
+
+    /// Connected and not past its expiry.
+    pub fn is_usable(&self, now_seconds: i64) -> bool {
+        self.status == Status::Connected && self.expires_at.is_none_or(|at| at > now_seconds)
+    }
+
+    pub fn has_secret(&self, field: &str) -> bool {
+        self.secret_fields.iter().any(|f| f == field)
+    }
+}
+
+/// An OAuth client registration for a provider (entered by the user or obtained by DCR).
+#[derive(Debug, Clone, Default)]
+pub struct ClientRecord {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub base_url: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    /// RFC 7591 registration response metadata (never secret fields).
+    pub registration: Option<serde_json::Value>,
+}

@@ -1,0 +1,241 @@
+//! `Vault`: one profile of one home, opened for use. Metadata reads need neither the key nor
+//! an existing store; the master key is loaded only when a secret is read or written.
+
+use std::cell::OnceCell;
+
+use crate::config::{Config, DEFAULT_PROFILE, KeyBackend, ProfileEntry};
+use crate::crypto::MasterKey;
+use crate::error::{Error, Result};
+use crate::home::{Home, validate_name};
+use crate::keys::{self, PassphraseSource};
+use crate::record::{ClientRecord, ConnectionMeta, Secrets};
+use crate::store::Store;
+
+/// Default seconds a passphrase-unwrapped key stays in the kernel keyring.
+pub const DEFAULT_KEY_CACHE_SECONDS: u32 = 900;
+
+/// Options for creating a profile on first write.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions {
+    pub backend: KeyBackend,
+    pub key_cache_seconds: u32,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self { backend: KeyBackend::File, key_cache_seconds: 0 }
+    }
+}
+
+/// An opened profile.
+pub struct Vault {
+    home: Home,
+    profile: String,
+    entry: Option<ProfileEntry>,
+    store: Option<Store>,
+    key: OnceCell<MasterKey>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("home", &self.home).field("profile", &self.profile).finish()
+    }
+}
+
+impl Vault {
+    /// Open `profile` for reading. A missing default profile is an empty vault; a missing
+    /// other profile is `ProfileNotFound`. Nothing is created.
+    pub fn open(home: &Home, profile: &str) -> Result<Self> {
+        validate_name("profile", profile)?;
+        home.check_not_foreign()?;
+        let config = Config::load(&home.config_path())?;
+        let entry = match config.profiles.get(profile) {
+            Some(entry) => Some(entry.clone()),
+            None => recover_entry(home, profile)?,
+        };
+        if entry.is_none() && profile != DEFAULT_PROFILE {
+            return Err(Error::ProfileNotFound(profile.to_string()));
+        }
+        let store = Store::open_existing(&home.store_path(profile), profile)?;
+        Ok(Self { home: home.clone(), profile: profile.to_string(), entry, store, key: OnceCell::new() })
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+    /// The key backend recorded for this profile (None: not created yet).
+    pub fn key_backend(&self) -> Option<KeyBackend> {
+        self.entry.as_ref().map(|e| e.key_backend)
+    }
+    pub fn exists(&self) -> bool {
+        self.entry.is_some()
+    }
+
+    // ---- reads without the key ---------------------------------------------------------
+
+    pub fn list_connections(&self) -> Result<Vec<ConnectionMeta>> {
+        match &self.store {
+            Some(store) => store.list_connections(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn connection(&self, provider: &str, name: &str) -> Result<Option<ConnectionMeta>> {
+        match &self.store {
+            Some(store) => store.get_connection(provider, name),
+            None => Ok(None),
+        }
+    }
+
+    pub fn default_connection(&self, provider: &str) -> Result<Option<String>> {
+        match &self.store {
+            Some(store) => store.default_connection(provider),
+            None => Ok(None),
+        }
+    }
+
+    /// The connection a command means: the one asked for, else the provider's default, else
+    /// `default`.
+    pub fn resolve_connection_name(&self, provider: &str, requested: Option<&str>) -> Result<String> {
+        if let Some(name) = requested {
+            validate_name("connection", name)?;
+            return Ok(name.to_string());
+        }
+        Ok(self.default_connection(provider)?.unwrap_or_else(|| "default".to_string()))
+    }
+
+    /// A connection that must exist.
+    pub fn require_connection(&self, provider: &str, name: &str) -> Result<ConnectionMeta> {
+        self.connection(provider, name)?.ok_or_else(|| self.not_found(provider, name))
+    }
+
+    pub fn client(&self, provider: &str) -> Result<Option<ClientRecord>> {
+        match &self.store {
+            Some(store) => store.get_client(None, provider),
+            None => Ok(None),
+        }
+    }
+
+    // ---- reads and writes with the key -------------------------------------------------
+
+    /// The master key, loaded (and checked against the store) on first use.
+    pub fn key(&self, passphrases: &dyn PassphraseSource) -> Result<&MasterKey> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
+        let entry = self.entry.as_ref().ok_or_else(|| Error::ProfileNotFound(self.profile.clone()))?;
+        let key = keys::load_key(&self.home, &self.profile, entry.key_backend, entry.key_cache_seconds, passphrases)?;
+        if let Some(store) = &self.store {
+            store.verify_key(&key)?;
+        }
+        Ok(self.key.get_or_init(|| key))
+    }
+
+    pub fn secrets(&self, passphrases: &dyn PassphraseSource, provider: &str, name: &str) -> Result<Secrets> {
+        let store = self.store.as_ref().ok_or_else(|| self.not_found(provider, name))?;
+        let key = self.key(passphrases)?;
+        store.read_secrets(key, provider, name)
+    }
+
+    pub fn client_with_secret(
+        &self,
+        passphrases: &dyn PassphraseSource,
+        provider: &str,
+    ) -> Result<Option<ClientRecord>> {
+        let Some(store) = &self.store else { return Ok(None) };
+        let key = self.key(passphrases)?;
+        store.get_client(Some(key), provider)
+    }
+
+    /// The store and key for writing, creating the profile (key, store, config entry) first if
+    /// this is the default profile and it does not exist yet.
+    pub fn writer(
+        &mut self,
+        passphrases: &dyn PassphraseSource,
+        create: CreateOptions,
+    ) -> Result<(&mut Store, &MasterKey)> {
+        if self.entry.is_none() {
+            if self.profile != DEFAULT_PROFILE {
+                return Err(Error::ProfileNotFound(self.profile.clone()));
+            }
+            let (entry, key) = create_profile_files(&self.home, &self.profile, create, passphrases)?;
+            self.entry = Some(entry);
+            let _ = self.key.set(key);
+        }
+        if self.store.is_none() {
+            self.store = Some(Store::open_or_create(&self.home.store_path(&self.profile), &self.profile)?);
+        }
+        self.key(passphrases)?;
+        let key = self.key.get().expect("loaded above");
+        let store = self.store.as_mut().expect("opened above");
+        Ok((store, key))
+    }
+
+    fn not_found(&self, provider: &str, name: &str) -> Error {
+        Error::ConnectionNotFound {
+            profile: self.profile.clone(),
+            provider: provider.to_string(),
+            connection: name.to_string(),
+        }
+    }
+}
+
+/// A profile missing from config.json but whose key file exists (config lost or edited): its
+/// backend is read back from the key file rather than guessed. A store without a key file is
+/// `KeyMissing`; a new key is never generated over an existing vault.
+fn recover_entry(home: &Home, profile: &str) -> Result<Option<ProfileEntry>> {
+    let key_path = home.key_path(profile);
+    let store_path = home.store_path(profile);
+    if !key_path.exists() {
+        if store_path.exists() {
+            return Err(Error::KeyMissing { profile: profile.to_string(), path: key_path });
+        }
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    struct Head {
+        backend: KeyBackend,
+    }
+    let bytes = std::fs::read(&key_path).map_err(|e| Error::io(&key_path, e))?;
+    let head: Head = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: key_path.clone(), source })?;
+    let entry = ProfileEntry {
+        key_backend: head.backend,
+        created_at: crate::time::iso_offset_micros(crate::time::now_micros()),
+        key_cache_seconds: if head.backend == KeyBackend::Passphrase { DEFAULT_KEY_CACHE_SECONDS } else { 0 },
+        extra: Default::default(),
+    };
+    let mut config = Config::load(&home.config_path())?;
+    config.profiles.insert(profile.to_string(), entry.clone());
+    config.save(&home.config_path())?;
+    Ok(Some(entry))
+}
+
+/// Create a profile's key, store and config entry. Fails if the profile already has a key.
+pub(crate) fn create_profile_files(
+    home: &Home,
+    profile: &str,
+    create: CreateOptions,
+    passphrases: &dyn PassphraseSource,
+) -> Result<(ProfileEntry, MasterKey)> {
+    validate_name("profile", profile)?;
+    home.ensure()?;
+    if home.key_path(profile).exists() || home.store_path(profile).exists() {
+        return Err(Error::ProfileExists(profile.to_string()));
+    }
+    let key = keys::create_key(home, profile, create.backend, passphrases)?;
+    let store = Store::open_or_create(&home.store_path(profile), profile)?;
+    store.verify_key(&key)?;
+    let entry = ProfileEntry {
+        key_backend: create.backend,
+        created_at: crate::time::iso_offset_micros(crate::time::now_micros()),
+        key_cache_seconds: create.key_cache_seconds,
+        extra: Default::default(),
+    };
+    let mut config = Config::load(&home.config_path())?;
+    config.profiles.insert(profile.to_string(), entry.clone());
+    config.save(&home.config_path())?;
+    Ok((entry, key))
+}
