@@ -1,2 +1,12 @@
-//! authsome: library API.
+//! authsome: a local credential broker for AI agents.
+//!
+//! The binary's commands live in [`cli`]; [`AuthService`] is the library API for programs
+//! that want a credential without shelling out.
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod env;
+pub mod error;
+pub mod logging;
+pub mod output;
+pub mod providers;

@@ -1,0 +1,306 @@
+//! Housekeeping commands: `log`, `set-default`, `register`, `profile`, `doctor`, `completions`.
+
+use authsome_vault::{AuditEvent, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, KeyBackend, profiles};
+use serde_json::{Value, json};
+
+use super::args::{
+    Cli, CompletionsArgs, KeyBackendArg, LogArgs, ProfileCommand, ProfileCreateArgs, ProfileDeleteArgs, RegisterArgs,
+    SetDefaultArgs, ShellArg,
+};
+use super::context::{Context, confirm};
+use super::show::vault_status;
+use crate::error::{CliError, CliResult, Kind, usage};
+use crate::providers::{Inject, Source, parse_definition};
+
+pub fn log(ctx: &Context, args: &LogArgs) -> CliResult {
+    let lines = ctx.audit_log.tail(args.lines)?;
+    let Some(lines) = lines else {
+        if ctx.out.json {
+            ctx.out.json(&json!([]));
+        } else {
+            ctx.out.note("No audit log found.");
+        }
+        return Ok(());
+    };
+    if ctx.out.json {
+        let entries: Vec<Value> =
+            lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|_| json!({"unparsed": l}))).collect();
+        ctx.out.json(&Value::Array(entries));
+    } else if !lines.is_empty() {
+        ctx.out.data(&lines.join("\n"));
+    }
+    Ok(())
+}
+
+pub fn set_default(ctx: &Context, args: &SetDefaultArgs) -> CliResult {
+    let provider = ctx.catalog().require(&args.provider)?.provider.name.clone();
+    authsome_vault::validate_name("connection", &args.connection)?;
+    let mut vault = ctx.vault()?;
+    vault.require_connection(&provider, &args.connection)?;
+    let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+    store.set_default(&provider, &args.connection)?;
+    ctx.audit(AuditEvent::new("set_default").provider(&provider).connection(&args.connection));
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "ok", "provider": provider, "default_connection": args.connection}));
+    } else {
+        ctx.out.note(&format!("Default connection for {provider} is now '{}'.", args.connection));
+    }
+    Ok(())
+}
+
+pub fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| CliError::new(Kind::Generic, format!("cannot read {}: {e}", args.file.display())))?;
+    let (provider, legacy) = parse_definition(&text).map_err(|message| {
+        CliError::new(Kind::Generic, format!("{}: {message}", args.file.display()))
+            .hint("see `authsome inspect openai` for a complete example of the format")
+    })?;
+    let existing = ctx.catalog().get(&provider.name);
+    if let Some(entry) = existing
+        && entry.source == Source::Custom
+        && !args.force
+    {
+        return Err(CliError::new(Kind::Generic, format!("provider '{}' is already registered", provider.name))
+            .hint("pass --force to replace it"));
+    }
+    let credential = match &provider.inject {
+        Inject::Header { name, value } => format!("header {name}: {}", value.replace("{secret}", "<secret>")),
+        Inject::Basic { .. } => "HTTP Basic".to_string(),
+        Inject::Query { name } => format!("query parameter {name}"),
+    };
+    let mut summary = format!(
+        "Provider:   {} ({})\nHosts:      {}{}\nCredential: {credential}\n",
+        provider.name,
+        provider.display_name,
+        provider.hosts.join(", "),
+        provider.path_prefix.as_deref().map(|p| format!(" (paths under {p})")).unwrap_or_default(),
+    );
+    if legacy {
+        summary.push_str("Format:     converted from a Python authsome provider file\n");
+    }
+    if existing.is_some_and(|e| e.source == Source::Bundled) {
+        summary.push_str("Note:       this replaces the bundled provider of the same name\n");
+    }
+    ctx.out.note(summary.trim_end());
+    if !args.yes {
+        match confirm(&format!("Register '{}'?", provider.name)) {
+            Some(true) => {}
+            Some(false) => {
+                ctx.out.note("Registration aborted.");
+                return Ok(());
+            }
+            None => {
+                return Err(CliError::new(
+                    Kind::InputCancelled,
+                    "cannot ask for confirmation: standard input is not a terminal",
+                )
+                .hint("pass --yes to register without asking"));
+            }
+        }
+    }
+    ctx.home.ensure()?;
+    let dir = ctx.home.providers_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::new(Kind::Generic, format!("{}: {e}", dir.display())))?;
+    let path = dir.join(format!("{}.json", provider.name));
+    let body = serde_json::to_string_pretty(&provider).map_err(|e| CliError::new(Kind::Generic, e.to_string()))? + "\n";
+    let tmp = dir.join(format!(".{}.json.tmp", provider.name));
+    std::fs::write(&tmp, body)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| CliError::new(Kind::Generic, format!("cannot write {}: {e}", path.display())))?;
+    let endpoints: Vec<String> = provider
+        .oauth
+        .iter()
+        .flat_map(|o| {
+            [
+                Some(&o.token_url),
+                o.authorization_url.as_ref(),
+                o.revocation_url.as_ref(),
+                o.device_authorization_url.as_ref(),
+            ]
+        })
+        .flatten()
+        .cloned()
+        .collect();
+    ctx.audit(
+        AuditEvent::new("register")
+            .provider(&provider.name)
+            .field("hosts", provider.hosts.clone())
+            .field("endpoints", endpoints),
+    );
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "registered", "provider": provider.name, "path": path.display().to_string(), "converted": legacy}));
+    } else {
+        ctx.out.note(&format!("Registered {} ({}).", provider.name, path.display()));
+    }
+    Ok(())
+}
+
+pub fn profile(ctx: &Context, command: &ProfileCommand) -> CliResult {
+    match command {
+        ProfileCommand::List => profile_list(ctx),
+        ProfileCommand::Create(args) => profile_create(ctx, args),
+        ProfileCommand::Use(args) => {
+            profiles::set_default(&ctx.home, &args.name)?;
+            ctx.audit(AuditEvent::new("profile_use").field("name", args.name.clone()));
+            if ctx.out.json {
+                ctx.out.json(&json!({"status": "ok", "default_profile": args.name}));
+            } else {
+                ctx.out.note(&format!("Default profile is now '{}'.", args.name));
+            }
+            Ok(())
+        }
+        ProfileCommand::Delete(args) => profile_delete(ctx, args),
+    }
+}
+
+fn profile_list(ctx: &Context) -> CliResult {
+    let list = profiles::list(&ctx.home)?;
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "v": 1,
+            "profiles": list.iter().map(|p| json!({
+                "name": p.name, "default": p.is_default, "key_backend": p.key_backend, "created_at": p.created_at,
+                "active": p.name == ctx.profile,
+            })).collect::<Vec<_>>(),
+        }));
+        return Ok(());
+    }
+    let mut text = String::new();
+    for p in list {
+        let marker = if p.name == ctx.profile { "*" } else { " " };
+        let default = if p.is_default { " (default)" } else { "" };
+        let backend = p.key_backend.unwrap_or_else(|| "not created yet".into());
+        text.push_str(&format!("{marker} {}{default}  [{backend}]\n", p.name));
+    }
+    ctx.out.data(&text);
+    Ok(())
+}
+
+fn profile_create(ctx: &Context, args: &ProfileCreateArgs) -> CliResult {
+    let backend = match args.key_backend {
+        KeyBackendArg::File => KeyBackend::File,
+        KeyBackendArg::Passphrase => KeyBackend::Passphrase,
+        KeyBackendArg::Keyring => KeyBackend::Keyring,
+    };
+    if args.key_cache.is_some() && backend != KeyBackend::Passphrase {
+        return Err(usage("--key-cache only applies to --key-backend passphrase"));
+    }
+    let key_cache_seconds = match backend {
+        KeyBackend::Passphrase => args.key_cache.unwrap_or(DEFAULT_KEY_CACHE_SECONDS),
+        _ => 0,
+    };
+    profiles::create(&ctx.home, &args.name, CreateOptions { backend, key_cache_seconds }, &ctx.passphrases)?;
+    ctx.audit(
+        AuditEvent::new("profile_create").field("name", args.name.clone()).field("key_backend", backend.as_str()),
+    );
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "created", "profile": args.name, "key_backend": backend.as_str()}));
+    } else {
+        ctx.out.note(&format!(
+            "Created profile '{}' (key backend: {}). Use it with --profile {} or `authsome profile use {}`.",
+            args.name,
+            backend.as_str(),
+            args.name,
+            args.name
+        ));
+    }
+    Ok(())
+}
+
+fn profile_delete(ctx: &Context, args: &ProfileDeleteArgs) -> CliResult {
+    if !args.yes {
+        match confirm(&format!("Delete profile '{}' and every credential in it? This cannot be undone.", args.name)) {
+            Some(true) => {}
+            Some(false) => {
+                ctx.out.note("Nothing deleted.");
+                return Ok(());
+            }
+            None => {
+                return Err(CliError::new(
+                    Kind::InputCancelled,
+                    "cannot ask for confirmation: standard input is not a terminal",
+                )
+                .hint("pass --yes to delete without asking"));
+            }
+        }
+    }
+    profiles::delete(&ctx.home, &args.name)?;
+    ctx.audit(AuditEvent::new("profile_delete").field("name", args.name.clone()));
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "deleted", "profile": args.name}));
+    } else {
+        ctx.out.note(&format!("Deleted profile '{}'.", args.name));
+    }
+    Ok(())
+}
+
+pub fn doctor(ctx: &Context) -> CliResult {
+    let mut checks = serde_json::Map::new();
+    let mut issues: Vec<String> = Vec::new();
+
+    let config = authsome_vault::Config::load(&ctx.home.config_path());
+    match (&config, ctx.home.foreign_format()) {
+        (_, Some(format)) => {
+            checks.insert("config".into(), json!("error"));
+            issues.push(format!("{} was written by the Python authsome ({format})", ctx.home.root().display()));
+        }
+        (Ok(_), None) => {
+            checks.insert("config".into(), json!("ok"));
+        }
+        (Err(e), None) => {
+            checks.insert("config".into(), json!("error"));
+            issues.push(e.to_string());
+        }
+    }
+
+    let catalog = ctx.catalog();
+    if catalog.problems.is_empty() {
+        checks.insert("providers".into(), json!("ok"));
+    } else {
+        checks.insert("providers".into(), json!("error"));
+        issues.extend(catalog.problems.iter().map(|p| format!("{}: {}", p.path.display(), p.message)));
+    }
+
+    match ctx.vault() {
+        Ok(vault) => {
+            let (_, status) = vault_status(&vault);
+            if status == "ok" || status == "not_created" || status == "locked" {
+                checks.insert("vault".into(), json!("ok"));
+            } else {
+                checks.insert("vault".into(), json!("error"));
+                issues.push(status);
+            }
+        }
+        Err(e) => {
+            checks.insert("vault".into(), json!("error"));
+            issues.push(e.message);
+        }
+    }
+
+    let ready = issues.is_empty();
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks, "issues": issues}));
+    } else {
+        let mut text = String::new();
+        for (name, value) in &checks {
+            text.push_str(&format!("{name}: {}\n", value.as_str().unwrap_or("?").to_uppercase()));
+        }
+        for issue in &issues {
+            text.push_str(&format!("  - {issue}\n"));
+        }
+        ctx.out.data(&text);
+    }
+    if ready { Ok(()) } else { Err(CliError::new(Kind::Generic, "authsome is not ready").reported()) }
+}
+
+pub fn completions(args: &CompletionsArgs) -> CliResult {
+    use clap::CommandFactory;
+    let shell = match args.shell {
+        ShellArg::Bash => clap_complete::Shell::Bash,
+        ShellArg::Zsh => clap_complete::Shell::Zsh,
+        ShellArg::Fish => clap_complete::Shell::Fish,
+    };
+    let mut command = Cli::command();
+    clap_complete::generate(shell, &mut command, "authsome", &mut std::io::stdout());
+    Ok(())
+}

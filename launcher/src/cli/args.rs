@@ -1,0 +1,307 @@
+//! The command line, as clap structures. Words, flags and exit codes follow the Python
+//! authsome 0.2.4 so users' scripts keep working; see `reference/upstream-cli.md`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Examples:
+  printf '%s' \"$OPENAI_API_KEY\" | authsome login openai --stdin
+  authsome list
+  authsome run -- python agent.py          # the child only ever sees placeholders
+  eval \"$(authsome export openai --format shell)\"
+
+Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE, NO_COLOR.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "authsome",
+    version,
+    about = "A local credential broker for AI agents: an encrypted vault for API keys and OAuth tokens, \
+             and a proxy that puts them on the wire so your tools never hold them.",
+    disable_version_flag = true,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Profile to use (hard isolation: its own store, key and CA) [env: AUTHSOME_PROFILE].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Machine-readable JSON on stdout (errors too).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Hide notes and warnings (data is still printed).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Debug logging on stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
+    /// No ANSI colours (also: NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    /// Also write the debug log to this file (an empty value disables it).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a credential: an API key (hidden prompt or --stdin) or a pasted token.
+    Login(LoginArgs),
+    /// Delete a connection (revoking it at the provider when it can).
+    Logout(ProviderConnectionArgs),
+    /// Delete every connection of a provider and its stored OAuth client.
+    Revoke(ProviderArg),
+    /// Revoke a provider and delete its custom definition.
+    Remove(ProviderArg),
+    /// Providers and their connections.
+    List,
+    /// One connection's record; secrets are redacted unless --show-secret (audited).
+    Get(GetArgs),
+    /// Print credentials as environment variables (prefer `authsome run`).
+    Export(ExportArgs),
+    /// Find API keys in .env files and the environment, and optionally import them.
+    Scan(ScanArgs),
+    /// The audit log.
+    Log(LogArgs),
+    /// Make CONNECTION the default connection of PROVIDER.
+    SetDefault(SetDefaultArgs),
+    /// Connection commands.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+    /// Add a custom provider from a JSON file (ours or the Python authsome's format).
+    Register(RegisterArgs),
+    /// A provider's definition and connections, as JSON.
+    Inspect(ProviderArg),
+    /// Version, home, profile, key backend and connected providers.
+    Whoami,
+    /// Check that authsome can work here.
+    Doctor(DoctorArgs),
+    /// Profiles: separate vaults with their own keys.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderArg {
+    /// Provider name (see `authsome list`).
+    pub provider: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ProviderConnectionArgs {
+    pub provider: String,
+    /// Connection name (default: the provider's default connection).
+    #[arg(long, value_name = "NAME")]
+    pub connection: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlowArg {
+    Pkce,
+    DeviceCode,
+    DcrPkce,
+    ApiKey,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub provider: String,
+    /// Connection name, for several accounts of one provider.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub connection: String,
+    /// Read the secret from standard input (never pass secrets as arguments).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Login flow (default: the provider's).
+    #[arg(long, value_enum)]
+    pub flow: Option<FlowArg>,
+    /// Scopes, comma-separated (OAuth).
+    #[arg(long, value_name = "A,B")]
+    pub scopes: Option<String>,
+    /// Base URL for providers that take one (GitHub Enterprise).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Replace an existing connection.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub provider: String,
+    #[arg(long, value_name = "NAME")]
+    pub connection: Option<String>,
+    /// Print one field only.
+    #[arg(long, value_name = "FIELD")]
+    pub field: Option<String>,
+    /// Reveal secret values (recorded in the audit log).
+    #[arg(long)]
+    pub show_secret: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// NAME=value lines, quoted where a shell needs it.
+    Env,
+    /// `export NAME='value'` lines for eval.
+    Shell,
+    /// One flat JSON object.
+    Json,
+    /// NAME="value" lines with escapes, for .env files.
+    Dotenv,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Provider (default: every connection of every provider).
+    pub provider: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    pub connection: Option<String>,
+    #[arg(long, value_enum, default_value = "env")]
+    pub format: ExportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Directories or files to scan (default: the current directory).
+    pub paths: Vec<PathBuf>,
+    /// Import what was found into the vault.
+    #[arg(long)]
+    pub import: bool,
+    /// Connection to import into.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub connection: String,
+    /// Do not read the process environment.
+    #[arg(long)]
+    pub no_env: bool,
+    /// With --import, replace stored values that differ from what was found.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Number of entries.
+    #[arg(short = 'n', long = "lines", default_value_t = 50, value_name = "N")]
+    pub lines: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SetDefaultArgs {
+    pub provider: String,
+    pub connection: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Make CONNECTION the default connection of PROVIDER.
+    SetDefault(SetDefaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The provider definition (JSON).
+    pub file: PathBuf,
+    /// Replace a custom provider of the same name.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// List profiles.
+    List,
+    /// Create a profile.
+    Create(ProfileCreateArgs),
+    /// Make a profile the default.
+    Use(ProfileNameArg),
+    /// Delete a profile and every credential in it.
+    Delete(ProfileDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileNameArg {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyBackendArg {
+    /// A 0600 key file under AUTHSOME_HOME/keys (default on headless Linux).
+    File,
+    /// The key file wrapped with a passphrase (argon2id); cached in the kernel keyring.
+    Passphrase,
+    /// The OS keychain.
+    Keyring,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileCreateArgs {
+    pub name: String,
+    /// Where the profile's master key lives (recorded now, never switched silently).
+    #[arg(long, value_enum, default_value = "file")]
+    pub key_backend: KeyBackendArg,
+    /// Seconds an unlocked passphrase key stays cached in the kernel keyring (0: never).
+    #[arg(long, value_name = "SECONDS")]
+    pub key_cache: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileDeleteArgs {
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: ShellArg,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_are_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["authsome", "list", "--json", "--profile", "work"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.profile.as_deref(), Some("work"));
+    }
+}

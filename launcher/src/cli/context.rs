@@ -1,0 +1,135 @@
+//! Settings resolved once from flags and environment, and the handles commands share.
+
+use std::cell::OnceCell;
+use std::io::IsTerminal;
+
+use authsome_vault::{
+    AuditEvent, AuditLog, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, Home, KeyBackend, PassphraseRequest,
+    PassphraseSource, Vault,
+};
+use secrecy::SecretString;
+
+use super::args::GlobalArgs;
+use crate::env;
+use crate::error::{CliError, CliResult, Kind};
+use crate::output::Output;
+use crate::providers::Catalog;
+
+pub struct Context {
+    pub home: Home,
+    pub profile: String,
+    pub out: Output,
+    pub audit_log: AuditLog,
+    pub passphrases: Prompter,
+    /// Backend for a default profile created by its first write.
+    pub create: CreateOptions,
+    catalog: OnceCell<Catalog>,
+}
+
+impl Context {
+    pub fn new(global: &GlobalArgs) -> CliResult<Self> {
+        let color = !global.no_color && env::var(env::NO_COLOR).is_none();
+        let out = Output::new(global.json, global.quiet, color);
+        let home = Home::from_env()?;
+        let profile = match global.profile.clone().or_else(|| env::var(env::PROFILE)) {
+            Some(profile) => profile,
+            None => authsome_vault::profiles::default_profile(&home)?,
+        };
+        authsome_vault::validate_name("profile", &profile)?;
+        let backend = match env::var(env::KEY_BACKEND) {
+            Some(value) => value.parse::<KeyBackend>().map_err(|e| {
+                CliError::new(Kind::Usage, format!("{}: {e}", env::KEY_BACKEND)).hint("use file or passphrase")
+            })?,
+            None => KeyBackend::File,
+        };
+        let create = CreateOptions {
+            backend,
+            key_cache_seconds: if backend == KeyBackend::Passphrase { DEFAULT_KEY_CACHE_SECONDS } else { 0 },
+        };
+        let audit_log = AuditLog::new(home.audit_path());
+        Ok(Self { home, profile, out, audit_log, passphrases: Prompter, create, catalog: OnceCell::new() })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog.get_or_init(|| {
+            let catalog = Catalog::load(&self.home);
+            for problem in &catalog.problems {
+                self.out.warn(&format!("skipping custom provider {}: {}", problem.path.display(), problem.message));
+            }
+            catalog
+        })
+    }
+
+    pub fn vault(&self) -> CliResult<Vault> {
+        Ok(Vault::open(&self.home, &self.profile)?)
+    }
+
+    /// Append an audit event. For events that must precede what they record (a secret
+    /// reveal), use `audit_required`.
+    pub fn audit(&self, event: AuditEvent) {
+        if let Err(e) = self.audit_log.append(&event.profile(&self.profile)) {
+            self.out.warn(&format!("could not write the audit log: {e}"));
+        }
+    }
+
+    /// Append an audit event or fail: secrets are only revealed once the reveal is recorded.
+    pub fn audit_required(&self, event: AuditEvent) -> CliResult<()> {
+        self.audit_log.append(&event.profile(&self.profile)).map_err(|e| {
+            CliError::from(e)
+                .hint("secrets are only revealed once the audit log records it; fix the log file's permissions")
+        })
+    }
+}
+
+/// Passphrases from `AUTHSOME_PASSPHRASE`, else a hidden prompt on the terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompter;
+
+impl PassphraseSource for Prompter {
+    fn passphrase(&self, request: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
+        if let Some(value) = std::env::var_os(env::PASSPHRASE) {
+            return Ok(Some(SecretString::from(value.to_string_lossy().into_owned())));
+        }
+        if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
+            return Ok(None);
+        }
+        match request {
+            PassphraseRequest::Unlock { profile } => {
+                Ok(prompt(&format!("Passphrase for profile '{profile}': ")).map(SecretString::from))
+            }
+            PassphraseRequest::Create { profile } => {
+                for _ in 0..3 {
+                    let Some(first) = prompt(&format!("New passphrase for profile '{profile}': ")) else {
+                        return Ok(None);
+                    };
+                    if first.is_empty() {
+                        eprintln!("The passphrase cannot be empty.");
+                        continue;
+                    }
+                    let Some(second) = prompt("Repeat the passphrase: ") else { return Ok(None) };
+                    if first == second {
+                        return Ok(Some(SecretString::from(first)));
+                    }
+                    eprintln!("The passphrases differ; try again.");
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// A hidden prompt on the controlling terminal (`None` when there is none).
+pub fn prompt(text: &str) -> Option<String> {
+    rpassword::prompt_password(text).ok()
+}
+
+/// Ask a yes/no question on the terminal; `None` when there is no terminal.
+pub fn confirm(question: &str) -> Option<bool> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    Some(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}

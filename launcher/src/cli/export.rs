@@ -1,0 +1,244 @@
+//! `export`: credentials as environment variables.
+//!
+//! Naming follows upstream (`reference/upstream-cli.md` section 10): the provider's env names,
+//! else `<PROVIDER>_<FIELD>`; a later holder of a taken name gets `_<PROVIDER>_<CONNECTION>`,
+//! then `_2`, `_3`. Unlike upstream, a provider's default connection is exported first (so it
+//! gets the plain names), `export PROVIDER` uses the default connection, and values are quoted.
+
+use authsome_vault::AuditEvent;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+
+use super::args::{ExportArgs, ExportFormat};
+use super::context::Context;
+use crate::error::CliResult;
+use crate::providers::Provider;
+
+/// One variable to print.
+#[derive(Debug)]
+pub struct Var {
+    pub name: String,
+    pub value: SecretString,
+}
+
+/// `keywords-everywhere` → `KEYWORDS_EVERYWHERE`.
+pub fn env_part(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+}
+
+/// The names a provider's field is exported under.
+pub fn names_for(provider: &Provider, field: &str) -> Vec<String> {
+    let names = provider.env_names(field);
+    if names.is_empty() {
+        vec![format!("{}_{}", env_part(&provider.name), field.to_ascii_uppercase())]
+    } else {
+        names.to_vec()
+    }
+}
+
+/// Assign names to (provider, connection, field, value) in order, resolving collisions.
+pub fn assign_names(items: Vec<(&Provider, String, &'static str, SecretString)>) -> Vec<Var> {
+    let mut taken = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (provider, connection, field, value) in items {
+        for base in names_for(provider, field) {
+            let mut name = base.clone();
+            if taken.contains(&name) {
+                name = format!("{base}_{}_{}", env_part(&provider.name), env_part(&connection));
+                let mut n = 2;
+                while taken.contains(&name) {
+                    name = format!("{base}_{}_{}_{n}", env_part(&provider.name), env_part(&connection));
+                    n += 1;
+                }
+            }
+            taken.insert(name.clone());
+            out.push(Var { name, value: value.clone() });
+        }
+    }
+    out
+}
+
+/// Characters a POSIX shell leaves alone outside quotes.
+fn shell_safe(value: &str) -> bool {
+    !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c))
+}
+
+/// Single-quote for a POSIX shell (`'` becomes `'\''`), only when needed.
+pub fn shell_quote(value: &str) -> String {
+    if shell_safe(value) { value.to_string() } else { format!("'{}'", value.replace('\'', r"'\''")) }
+}
+
+/// Double-quoted with backslash escapes, as dotenv parsers read it.
+pub fn dotenv_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            '\t' => out.push_str(r"\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub fn render(vars: &[Var], format: ExportFormat) -> String {
+    match format {
+        ExportFormat::Json => {
+            let map: Map<String, Value> =
+                vars.iter().map(|v| (v.name.clone(), Value::String(v.value.expose_secret().to_string()))).collect();
+            serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_else(|_| "{}".into()) + "\n"
+        }
+        _ => vars
+            .iter()
+            .map(|v| {
+                let value = v.value.expose_secret();
+                match format {
+                    ExportFormat::Env => format!("{}={}\n", v.name, shell_quote(value)),
+                    ExportFormat::Shell => format!("export {}={}\n", v.name, shell_quote(value)),
+                    ExportFormat::Dotenv => format!("{}={}\n", v.name, dotenv_quote(value)),
+                    ExportFormat::Json => unreachable!(),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
+    let catalog = ctx.catalog();
+    let vault = ctx.vault()?;
+    let connections = vault.list_connections()?;
+
+    // (provider, connection names in export order)
+    let mut plan: Vec<(&Provider, Vec<String>)> = Vec::new();
+    if let Some(name) = &args.provider {
+        let provider = &catalog.require(name)?.provider;
+        let connection = vault.resolve_connection_name(&provider.name, args.connection.as_deref())?;
+        vault.require_connection(&provider.name, &connection)?;
+        plan.push((provider, vec![connection]));
+    } else {
+        for entry in catalog.entries() {
+            let mut names: Vec<&authsome_vault::ConnectionMeta> = connections
+                .iter()
+                .filter(|c| c.provider == entry.provider.name)
+                .filter(|c| args.connection.as_deref().is_none_or(|wanted| c.name == wanted))
+                .collect();
+            names.sort_by_key(|c| (!c.is_default, c.name.clone()));
+            if !names.is_empty() {
+                plan.push((&entry.provider, names.into_iter().map(|c| c.name.clone()).collect()));
+            }
+        }
+    }
+
+    let mut items = Vec::new();
+    for (provider, names) in &plan {
+        for name in names {
+            let secrets = vault.secrets(&ctx.passphrases, &provider.name, name)?;
+            for (field, value) in [
+                ("api_key", secrets.api_key),
+                ("access_token", secrets.access_token),
+                ("refresh_token", secrets.refresh_token),
+            ] {
+                if let Some(value) = value {
+                    items.push((*provider, name.clone(), field, value));
+                }
+            }
+        }
+    }
+    let vars = assign_names(items);
+
+    let format_word = match args.format {
+        ExportFormat::Env => "env",
+        ExportFormat::Shell => "shell",
+        ExportFormat::Json => "json",
+        ExportFormat::Dotenv => "dotenv",
+    };
+    let mut event = AuditEvent::new("export").field("format", format_word).field("variables", vars.len());
+    if let Some(provider) = &args.provider {
+        event = event.provider(provider);
+    }
+    event = event.connection(match (&args.provider, &plan.first()) {
+        (Some(_), Some((_, names))) => names.first().map(String::as_str).unwrap_or("default"),
+        _ => args.connection.as_deref().unwrap_or("all"),
+    });
+    ctx.audit_required(event)?;
+
+    let text = render(&vars, args.format);
+    if !text.is_empty() {
+        print!("{text}");
+    } else if args.format == ExportFormat::Json {
+        println!("{{}}");
+    }
+    if !vars.is_empty() {
+        ctx.out.note(
+            "note: these are live secrets now in your terminal or shell; `authsome run -- CMD` keeps them out of the child's environment",
+        );
+    }
+    if vars.is_empty() {
+        // Upstream printed nothing for an empty vault; say why on stderr.
+        ctx.out.note("nothing to export: this profile has no connections (store one with `authsome login PROVIDER`)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Catalog;
+
+    fn provider(name: &str) -> Provider {
+        Catalog::bundled_only().get(name).unwrap().provider.clone()
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("sk-abc_123.x/y:z"), "sk-abc_123.x/y:z");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(dotenv_quote("a\"b\\c\nd $x"), r#""a\"b\\c\nd $x""#);
+    }
+
+    #[test]
+    fn quoted_values_survive_a_real_shell() {
+        let nasty = "p@ss w'o\"rd $(touch /tmp/authsome-pwned) `id` \\ ; | & *";
+        let openai = provider("openai");
+        let vars = assign_names(vec![(&openai, "default".into(), "api_key", SecretString::from(nasty))]);
+        let script = render(&vars, ExportFormat::Shell) + "printf '%s' \"$OPENAI_API_KEY\"";
+        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
+        assert!(!std::path::Path::new("/tmp/authsome-pwned").exists());
+    }
+
+    #[test]
+    fn collisions_and_default_names() {
+        let openai = provider("openai");
+        let github = provider("github");
+        let vars = assign_names(vec![
+            (&openai, "default".into(), "api_key", SecretString::from("a")),
+            (&openai, "work".into(), "api_key", SecretString::from("b")),
+            (&github, "default".into(), "access_token", SecretString::from("c")),
+        ]);
+        let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec!["OPENAI_API_KEY", "OPENAI_API_KEY_OPENAI_WORK", "GITHUB_ACCESS_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"]
+        );
+        let mut custom = openai.clone();
+        custom.name = "keywords-everywhere".into();
+        custom.env.api_key.clear();
+        assert_eq!(names_for(&custom, "api_key"), vec!["KEYWORDS_EVERYWHERE_API_KEY"]);
+    }
+
+    #[test]
+    fn json_is_a_flat_map() {
+        let openai = provider("openai");
+        let vars = assign_names(vec![(&openai, "default".into(), "api_key", SecretString::from("sk-x"))]);
+        let doc: Value = serde_json::from_str(&render(&vars, ExportFormat::Json)).unwrap();
+        assert_eq!(doc, serde_json::json!({"OPENAI_API_KEY": "sk-x"}));
+    }
+}

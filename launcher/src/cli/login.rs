@@ -1,0 +1,274 @@
+//! `login`, `logout`, `revoke`, `remove`: putting credentials in and taking them out.
+//!
+//! API keys (and tokens pasted for OAuth providers) come from `--stdin` or a hidden prompt on
+//! the terminal, never from argv. They are checked against the provider's key pattern before
+//! anything is written.
+
+use std::io::{IsTerminal, Read};
+
+use authsome_vault::{AuditEvent, AuthType as RecordAuthType, ConnectionMeta, SecretSource, Secrets};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::args::{FlowArg, LoginArgs, ProviderArg, ProviderConnectionArgs};
+use super::context::{Context, prompt};
+use crate::error::{CliError, CliResult, Kind};
+use crate::providers::{AuthType, Provider, Source};
+
+/// Longest secret accepted on stdin (a JWT-sized token fits many times over).
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
+    let entry = ctx.catalog().require(&args.provider)?;
+    let provider = &entry.provider;
+    authsome_vault::validate_name("connection", &args.connection)?;
+
+    // A token typed for an OAuth provider is stored as a pasted token; real OAuth flows run
+    // through the daemon.
+    let pasted = provider.auth_type == AuthType::OAuth2;
+    let wants_oauth_flow = matches!(args.flow, Some(FlowArg::Pkce | FlowArg::DeviceCode | FlowArg::DcrPkce))
+        || (pasted && !args.stdin && args.flow != Some(FlowArg::ApiKey));
+    if wants_oauth_flow {
+        return Err(CliError::new(
+            Kind::AuthenticationFailed,
+            format!("browser and device-code login for {} is not available in this build", provider.display_name),
+        )
+        .hint(format!(
+            "store a token you already have: `authsome login {} --connection {} --stdin < token.txt`",
+            provider.name, args.connection
+        )));
+    }
+
+    let mut vault = ctx.vault()?;
+    if !args.force
+        && let Some(existing) = vault.connection(&provider.name, &args.connection)?
+        && existing.is_usable(authsome_vault::time::now_seconds())
+    {
+        ctx.audit(
+            AuditEvent::new("login")
+                .provider(&provider.name)
+                .connection(&args.connection)
+                .field("flow", flow_word(pasted))
+                .field("status", "success"),
+        );
+        return report(
+            ctx,
+            provider,
+            &args.connection,
+            "already_connected",
+            &format!(
+                "Already logged in to {} ({}). Use the --force flag to overwrite.",
+                provider.name, args.connection
+            ),
+        );
+    }
+
+    let secret = read_secret(ctx, provider, args.stdin)?;
+    check_key(provider, &secret)?;
+
+    let (auth_type, source) = if pasted {
+        (RecordAuthType::OAuth2, SecretSource::PastedToken)
+    } else {
+        (RecordAuthType::ApiKey, SecretSource::ApiKey)
+    };
+    let mut meta = ConnectionMeta::new(&provider.name, &args.connection, auth_type, source);
+    meta.host_url = provider.hosts.first().cloned();
+    meta.base_url = args.base_url.clone();
+    if pasted {
+        meta.token_type = Some("Bearer".into());
+    }
+    let secrets = if pasted {
+        Secrets { access_token: Some(secret), ..Secrets::default() }
+    } else {
+        Secrets { api_key: Some(secret), ..Secrets::default() }
+    };
+    let (store, key) = vault.writer(&ctx.passphrases, ctx.create)?;
+    store.put_connection(key, &meta, &secrets)?;
+    ctx.audit(
+        AuditEvent::new("login")
+            .provider(&provider.name)
+            .connection(&args.connection)
+            .field("flow", flow_word(pasted))
+            .field("status", "success"),
+    );
+    report(
+        ctx,
+        provider,
+        &args.connection,
+        "completed",
+        &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
+    )
+}
+
+fn flow_word(pasted: bool) -> &'static str {
+    if pasted { "pasted_token" } else { "api_key" }
+}
+
+fn report(ctx: &Context, provider: &Provider, connection: &str, status: &str, text: &str) -> CliResult {
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "status": status,
+            "provider": provider.name,
+            "connection": connection,
+            "record_status": "connected",
+        }));
+    } else {
+        ctx.out.note(text);
+    }
+    Ok(())
+}
+
+/// The secret from stdin (`--stdin`) or a hidden prompt. Whitespace around it is dropped.
+fn read_secret(ctx: &Context, provider: &Provider, from_stdin: bool) -> CliResult<SecretString> {
+    let what = if provider.auth_type == AuthType::ApiKey { "API key" } else { "token" };
+    let raw = if from_stdin {
+        let mut buf = Zeroizing::new(Vec::new());
+        std::io::stdin()
+            .take(MAX_SECRET_BYTES as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| CliError::new(Kind::InputCancelled, format!("could not read standard input: {e}")))?;
+        if buf.len() > MAX_SECRET_BYTES {
+            return Err(CliError::new(
+                Kind::AuthenticationFailed,
+                format!("the {what} on standard input is longer than 64 KiB"),
+            ));
+        }
+        let text = String::from_utf8(buf.to_vec())
+            .map_err(|_| CliError::new(Kind::AuthenticationFailed, format!("the {what} is not valid UTF-8")))?;
+        Zeroizing::new(text)
+    } else if std::io::stdin().is_terminal() {
+        if let Some(docs) = &provider.docs_url {
+            ctx.out.note(&format!("Get a {what} at {docs}"));
+        }
+        Zeroizing::new(
+            prompt(&format!("{} {what} (input hidden): ", provider.display_name))
+                .ok_or_else(|| CliError::new(Kind::InputCancelled, "no input"))?,
+        )
+    } else {
+        return Err(CliError::new(Kind::InputCancelled, format!("no {what} given: standard input is not a terminal"))
+            .hint(format!(
+                "pipe it in with --stdin, e.g. `printf '%s' \"$KEY\" | authsome login {} --stdin`",
+                provider.name
+            )));
+    };
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(
+            CliError::new(Kind::AuthenticationFailed, format!("the {what} is empty")).hint("nothing was stored")
+        );
+    }
+    if trimmed.contains(char::is_control) {
+        return Err(CliError::new(
+            Kind::AuthenticationFailed,
+            format!("the {what} contains control characters or line breaks"),
+        )
+        .hint("paste the value alone, on one line"));
+    }
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+/// The provider's key pattern, as a full match. The error never repeats the value.
+pub fn check_key(provider: &Provider, secret: &SecretString) -> CliResult {
+    let Some(spec) = &provider.api_key else { return Ok(()) };
+    let Some(pattern) = &spec.pattern else { return Ok(()) };
+    let anchored = format!("^(?:{})$", pattern.trim_start_matches('^').trim_end_matches('$'));
+    let re = regex::Regex::new(&anchored).map_err(|e| CliError::new(Kind::Generic, format!("bad key pattern: {e}")))?;
+    if re.is_match(secret.expose_secret()) {
+        return Ok(());
+    }
+    let mut err = CliError::new(
+        Kind::AuthenticationFailed,
+        format!("that does not look like a valid {} key; nothing was stored", provider.display_name),
+    );
+    if let Some(hint) = &spec.hint {
+        err = err.hint(hint.clone());
+    }
+    Err(err)
+}
+
+pub fn logout(ctx: &Context, args: &ProviderConnectionArgs) -> CliResult {
+    let provider = &ctx.catalog().require(&args.provider)?.provider;
+    let mut vault = ctx.vault()?;
+    let name = vault.resolve_connection_name(&provider.name, args.connection.as_deref())?;
+    let existed = vault.connection(&provider.name, &name)?.is_some();
+    if existed {
+        let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+        store.delete_connection(&provider.name, &name)?;
+    }
+    ctx.audit(AuditEvent::new("logout").provider(&provider.name).connection(&name).field("found", existed));
+    let text = if existed {
+        format!("Logged out of {} ({}).", provider.name, name)
+    } else {
+        format!("No connection '{}' for {}; nothing to do.", name, provider.name)
+    };
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "logged_out", "provider": provider.name, "connection": name, "found": existed}));
+    } else {
+        ctx.out.note(&text);
+    }
+    Ok(())
+}
+
+/// Delete every connection and the client record of a provider. Returns the deleted names.
+fn revoke_all(ctx: &Context, provider: &str) -> CliResult<Vec<String>> {
+    let mut vault = ctx.vault()?;
+    if vault.list_connections()?.iter().all(|c| c.provider != provider) && vault.client(provider)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+    Ok(store.delete_provider(provider)?)
+}
+
+pub fn revoke(ctx: &Context, args: &ProviderArg) -> CliResult {
+    // A provider whose definition was deleted by hand can still have its connections revoked.
+    let orphaned = ctx.catalog().get(&args.provider).is_none()
+        && ctx.vault()?.list_connections()?.iter().any(|c| c.provider == args.provider);
+    let provider =
+        if orphaned { args.provider.clone() } else { ctx.catalog().require(&args.provider)?.provider.name.clone() };
+    let removed = revoke_all(ctx, &provider)?;
+    ctx.audit(AuditEvent::new("revoke").provider(&provider).connection("all").field("connections", removed.len()));
+    if ctx.out.json {
+        ctx.out.json(&json!({"status": "revoked", "provider": provider, "connections": removed}));
+    } else {
+        ctx.out.note(&format!("Revoked {} connection(s) of {provider} and its stored OAuth client.", removed.len()));
+    }
+    Ok(())
+}
+
+pub fn remove(ctx: &Context, args: &ProviderArg) -> CliResult {
+    let entry = ctx.catalog().require(&args.provider)?.clone();
+    let provider = entry.provider.name.clone();
+    let removed = revoke_all(ctx, &provider)?;
+    let deleted_definition = match (&entry.source, &entry.path) {
+        (Source::Custom, Some(path)) => {
+            std::fs::remove_file(path)
+                .map_err(|e| CliError::new(Kind::Generic, format!("could not delete {}: {e}", path.display())))?;
+            true
+        }
+        _ => false,
+    };
+    ctx.audit(
+        AuditEvent::new("remove")
+            .provider(&provider)
+            .connection("all")
+            .field("connections", removed.len())
+            .field("definition_deleted", deleted_definition),
+    );
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "status": "removed", "provider": provider, "connections": removed, "definition_deleted": deleted_definition
+        }));
+    } else if deleted_definition {
+        ctx.out.note(&format!(
+            "Removed provider {provider}: {} connection(s) revoked, definition deleted.",
+            removed.len()
+        ));
+    } else {
+        ctx.out.note(&format!(
+            "Revoked {} connection(s) of {provider}. It is a bundled provider, so its definition stays available.",
+            removed.len()
+        ));
+    }
+    Ok(())
+}

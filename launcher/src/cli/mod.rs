@@ -1,0 +1,38 @@
+//! The command line: clap definitions (`args`), shared settings (`context`) and one module per
+//! group of commands. `dispatch` is the only place that maps a command to its function.
+
+pub mod admin;
+pub mod args;
+pub mod context;
+pub mod export;
+pub mod login;
+pub mod scan;
+pub mod show;
+
+use args::{Command, ConnectionCommand};
+use context::Context;
+
+use crate::error::CliResult;
+
+pub fn dispatch(ctx: &Context, command: &Command) -> CliResult {
+    match command {
+        Command::Login(args) => login::login(ctx, args),
+        Command::Logout(args) => login::logout(ctx, args),
+        Command::Revoke(args) => login::revoke(ctx, args),
+        Command::Remove(args) => login::remove(ctx, args),
+        Command::List => show::list(ctx),
+        Command::Get(args) => show::get(ctx, args),
+        Command::Inspect(args) => show::inspect(ctx, args),
+        Command::Whoami => show::whoami(ctx),
+        Command::Export(args) => export::export(ctx, args),
+        Command::Scan(args) => scan::scan(ctx, args),
+        Command::Log(args) => admin::log(ctx, args),
+        Command::SetDefault(args) | Command::Connection(ConnectionCommand::SetDefault(args)) => {
+            admin::set_default(ctx, args)
+        }
+        Command::Register(args) => admin::register(ctx, args),
+        Command::Doctor(_) => admin::doctor(ctx),
+        Command::Profile(command) => admin::profile(ctx, command),
+        Command::Completions(args) => admin::completions(args),
+    }
+}

@@ -1,0 +1,348 @@
+//! Provider files written for the Python authsome (0.2.4, and the 0.3+ deltas: `api_url`,
+//! `docs_url`, `api_key.env_var`, `authorization_params`, `authorization_method`,
+//! `registration`), converted to our schema so users' custom providers keep working.
+//!
+//! Upstream's `regex:` hosts are converted only when they are an anchored suffix
+//! (`.*\.linear\.app`); an unanchored pattern such as `.*googleapis.*` is refused, because it
+//! would also match `googleapis.evil.com`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::schema::{
+    ApiKeySpec, AuthType, DeviceTokenRequest, EnvNames, Flow, Inject, OAuthSpec, Provider, SCHEMA_VERSION,
+    TokenAuthMethod,
+};
+
+/// Whether a JSON document looks like an upstream provider file rather than ours.
+pub fn is_legacy(doc: &Value) -> bool {
+    doc.get("hosts").is_none()
+        && (doc.get("host_url").is_some() || doc.get("api_url").is_some() || doc.get("export").is_some())
+}
+
+/// Convert an upstream provider document. Errors name the field and what to write instead.
+pub fn convert(doc: &Value) -> Result<Provider, String> {
+    let obj = doc.as_object().ok_or("a provider file must hold a JSON object")?;
+    let name = str_field(obj, "name").ok_or("'name' is missing")?.to_string();
+    let display_name = str_field(obj, "display_name").unwrap_or(&name).to_string();
+    let auth_type = match str_field(obj, "auth_type").unwrap_or("api_key") {
+        "api_key" => AuthType::ApiKey,
+        "oauth2" => AuthType::OAuth2,
+        other => return Err(format!("auth_type '{other}' is not supported (api_key or oauth2)")),
+    };
+    let flow = match (auth_type, str_field(obj, "flow")) {
+        (AuthType::ApiKey, _) => Flow::ApiKey,
+        (AuthType::OAuth2, Some("device_code")) => Flow::DeviceCode,
+        (AuthType::OAuth2, Some("dcr_pkce")) => Flow::DcrPkce,
+        (AuthType::OAuth2, Some("pkce") | None) => Flow::Pkce,
+        (AuthType::OAuth2, Some(other)) => return Err(format!("flow '{other}' is not supported")),
+    };
+
+    // Hosts: 0.2.4 `host_url` (one value), 0.3+ `api_url` (string or list).
+    let mut raw_hosts: Vec<String> = Vec::new();
+    for field in ["host_url", "api_url"] {
+        match obj.get(field) {
+            Some(Value::String(s)) => raw_hosts.push(s.clone()),
+            Some(Value::Array(items)) => raw_hosts.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string))),
+            _ => {}
+        }
+    }
+    if raw_hosts.is_empty() {
+        return Err("'host_url' (or 'api_url') is missing: authsome needs the API host to inject credentials".into());
+    }
+    let mut hosts = Vec::new();
+    let mut prefixes = Vec::new();
+    for raw in &raw_hosts {
+        let (host, prefix) = convert_host(raw)?;
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+        prefixes.push(prefix);
+    }
+    prefixes.dedup();
+    let path_prefix = match prefixes.as_slice() {
+        [single] => single.clone(),
+        _ if prefixes.iter().all(Option::is_none) => None,
+        _ => return Err("the API URLs carry different path prefixes; split them into separate providers".into()),
+    };
+
+    let api_key_obj = obj.get("api_key").and_then(Value::as_object);
+    let inject = match auth_type {
+        AuthType::OAuth2 => Inject::Header { name: "Authorization".into(), value: "Bearer {secret}".into() },
+        AuthType::ApiKey => {
+            let header = api_key_obj.and_then(|a| str_field(a, "header_name")).unwrap_or("Authorization");
+            // Upstream bug 5: an explicit null prefix means "no prefix"; only a missing key means Bearer.
+            let prefix = match api_key_obj.and_then(|a| a.get("header_prefix")) {
+                None => Some("Bearer".to_string()),
+                Some(Value::Null) => None,
+                Some(Value::String(s)) if s.trim().is_empty() => None,
+                Some(Value::String(s)) => Some(s.trim().to_string()),
+                Some(_) => return Err("api_key.header_prefix must be a string or null".into()),
+            };
+            if header.eq_ignore_ascii_case("authorization")
+                && prefix.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("basic"))
+            {
+                // Upstream sent `Basic <raw key>`; real Basic wants base64("user:pass"). Assume the
+                // key is the user name with an empty password (Ashby's and most APIs' convention).
+                Inject::Basic { username: "{secret}".into(), password: String::new() }
+            } else {
+                let value = match prefix {
+                    Some(prefix) => format!("{prefix} {{secret}}"),
+                    None => "{secret}".into(),
+                };
+                Inject::Header { name: header.to_string(), value }
+            }
+        }
+    };
+
+    let api_key = api_key_obj.and_then(|a| {
+        let pattern = str_field(a, "key_pattern").map(str::to_string);
+        let hint = str_field(a, "key_pattern_hint").map(str::to_string);
+        (pattern.is_some() || hint.is_some()).then_some(ApiKeySpec { pattern, hint })
+    });
+
+    let env = convert_env(obj, &name, auth_type);
+
+    let oauth = match (auth_type, obj.get("oauth").and_then(Value::as_object)) {
+        (AuthType::OAuth2, Some(o)) => Some(convert_oauth(o, obj)?),
+        (AuthType::OAuth2, None) => return Err("'oauth' is required for an oauth2 provider".into()),
+        (AuthType::ApiKey, _) => None,
+    };
+
+    let description = obj
+        .get("metadata")
+        .and_then(|m| m.get("description"))
+        .and_then(Value::as_str)
+        .or_else(|| str_field(obj, "description"))
+        .map(str::to_string);
+    let docs_url = str_field(obj, "docs_url").or_else(|| str_field(obj, "docs")).map(str::to_string);
+
+    Ok(Provider {
+        schema_version: SCHEMA_VERSION,
+        name,
+        display_name,
+        description,
+        docs_url,
+        auth_type,
+        flow,
+        hosts,
+        path_prefix,
+        inject,
+        default_headers: BTreeMap::new(),
+        env,
+        api_key,
+        placeholder_prefix: None,
+        oauth,
+    })
+}
+
+/// `host`, `host/path`, `https://host/path` or an anchored-suffix `regex:` → (pattern, prefix).
+fn convert_host(raw: &str) -> Result<(String, Option<String>), String> {
+    let raw = raw.trim();
+    if let Some(pattern) = raw.strip_prefix("regex:") {
+        return regex_to_suffix(pattern).map(|host| (host, None)).ok_or_else(|| {
+            format!(
+                "host pattern 'regex:{pattern}' is not an anchored domain suffix; write \"hosts\": [\"*.example.com\"] instead \
+                 (an unanchored pattern would also match look-alike domains)"
+            )
+        });
+    }
+    let without_scheme = raw.strip_prefix("https://").or_else(|| raw.strip_prefix("http://")).unwrap_or(raw);
+    let (host, path) = match without_scheme.find('/') {
+        Some(i) => (&without_scheme[..i], &without_scheme[i..]),
+        None => (without_scheme, ""),
+    };
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let path = path.split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
+    Ok((host, (!path.is_empty()).then(|| path.to_string())))
+}
+
+/// `.*\.linear\.app`, `^(.*\.)?linear\.app$`, `([a-z0-9-]+\.)*linear\.app` → `*.linear.app`.
+fn regex_to_suffix(pattern: &str) -> Option<String> {
+    let p = pattern.strip_prefix('^').unwrap_or(pattern);
+    let p = p.strip_suffix('$').unwrap_or(p);
+    let rest = ["(.*\\.)?", ".*\\.", "(.+\\.)?", ".+\\.", "([a-z0-9-]+\\.)*", "([a-z0-9-]+\\.)+"]
+        .iter()
+        .find_map(|lead| p.strip_prefix(lead))?;
+    let mut domain = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                '.' => domain.push('.'),
+                '-' => domain.push('-'),
+                _ => return None,
+            },
+            c if c.is_ascii_alphanumeric() || c == '-' => domain.push(c.to_ascii_lowercase()),
+            _ => return None,
+        }
+    }
+    (domain.contains('.') && !domain.starts_with('.')).then(|| format!("*.{domain}"))
+}
+
+fn convert_env(obj: &Map<String, Value>, name: &str, auth_type: AuthType) -> EnvNames {
+    let mut env = EnvNames::default();
+    let mut push = |field: &str, var: &str| {
+        let list = match field {
+            "api_key" | "API_KEY" | "API_TOKEN" => &mut env.api_key,
+            "access_token" | "ACCESS_TOKEN" => &mut env.access_token,
+            "refresh_token" | "REFRESH_TOKEN" => &mut env.refresh_token,
+            _ => return,
+        };
+        if !list.iter().any(|v| v == var) {
+            list.push(var.to_string());
+        }
+    };
+    if let Some(map) = obj.get("export").and_then(|e| e.get("env")).and_then(Value::as_object) {
+        for (field, var) in map {
+            if let Some(var) = var.as_str() {
+                push(field, var);
+            }
+        }
+    } else if let Some(map) = obj.get("export").and_then(Value::as_object) {
+        // 0.3+ `{"ENV_NAME": "API_TOKEN" | "ACCESS_TOKEN"}`.
+        for (var, field) in map {
+            if let Some(field) = field.as_str() {
+                push(field, var);
+            }
+        }
+    }
+    if let Some(var) = obj.get("api_key").and_then(|a| a.get("env_var")).and_then(Value::as_str) {
+        push("api_key", var);
+    }
+    let upper: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    match auth_type {
+        AuthType::ApiKey if env.api_key.is_empty() => env.api_key.push(format!("{upper}_API_KEY")),
+        AuthType::OAuth2 => {
+            if env.access_token.is_empty() {
+                env.access_token.push(format!("{upper}_ACCESS_TOKEN"));
+            }
+            if env.refresh_token.is_empty() {
+                env.refresh_token.push(format!("{upper}_REFRESH_TOKEN"));
+            }
+        }
+        AuthType::ApiKey => {}
+    }
+    env
+}
+
+fn convert_oauth(o: &Map<String, Value>, root: &Map<String, Value>) -> Result<OAuthSpec, String> {
+    let string = |k: &str| str_field(o, k).map(str::to_string);
+    let token_url = string("token_url").ok_or("oauth.token_url is missing")?;
+    let scopes = match o.get("scopes") {
+        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(Value::String(s)) => s.split([',', ' ']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    let authorization_params = o
+        .get("authorization_params")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .unwrap_or_default();
+    let token_auth_method = match str_field(o, "authorization_method") {
+        Some("basic") => TokenAuthMethod::ClientSecretBasic,
+        _ => TokenAuthMethod::ClientSecretPost,
+    };
+    let registration_endpoint = string("registration_endpoint").or_else(|| {
+        root.get("registration")
+            .and_then(|r| r.get("registration_endpoint"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    Ok(OAuthSpec {
+        authorization_url: string("authorization_url"),
+        token_url,
+        revocation_url: string("revocation_url"),
+        device_authorization_url: string("device_authorization_url"),
+        registration_endpoint,
+        refresh_url: None,
+        scopes,
+        scope_separator: " ".into(),
+        authorization_params,
+        token_auth_method,
+        pkce: true,
+        device_token_request: match str_field(o, "device_token_request") {
+            Some("json") => DeviceTokenRequest::Json,
+            _ => DeviceTokenRequest::Form,
+        },
+        base_url: string("base_url"),
+    })
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    obj.get(key).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn api_key_provider_with_null_prefix_keeps_no_prefix() {
+        let doc = json!({
+            "schema_version": 1, "name": "lab", "display_name": "Lab API", "auth_type": "api_key", "flow": "api_key",
+            "host_url": "https://api.lab.example.com/v2",
+            "api_key": {"header_name": "X-Lab-Key", "header_prefix": null, "key_pattern": "^LABKEY-.+$", "key_pattern_hint": "starts with LABKEY-"},
+            "export": {"env": {"api_key": "LAB_API_KEY"}},
+            "docs": "https://lab.example.com/docs"
+        });
+        assert!(is_legacy(&doc));
+        let p = convert(&doc).unwrap();
+        assert_eq!(p.hosts, vec!["api.lab.example.com"]);
+        assert_eq!(p.path_prefix.as_deref(), Some("/v2"));
+        assert_eq!(p.inject, Inject::Header { name: "X-Lab-Key".into(), value: "{secret}".into() });
+        assert_eq!(p.env.api_key, vec!["LAB_API_KEY"]);
+        assert_eq!(p.api_key.unwrap().pattern.as_deref(), Some("^LABKEY-.+$"));
+        assert_eq!(p.docs_url.as_deref(), Some("https://lab.example.com/docs"));
+    }
+
+    #[test]
+    fn missing_prefix_means_bearer_and_basic_is_real_basic() {
+        let p = convert(&json!({"name": "x", "auth_type": "api_key", "host_url": "api.x.com"})).unwrap();
+        assert_eq!(p.inject, Inject::Header { name: "Authorization".into(), value: "Bearer {secret}".into() });
+        assert_eq!(p.env.api_key, vec!["X_API_KEY"]);
+        let p =
+            convert(&json!({"name": "ashby", "host_url": "api.ashbyhq.com", "api_key": {"header_prefix": "Basic"}}))
+                .unwrap();
+        assert_eq!(p.inject, Inject::Basic { username: "{secret}".into(), password: String::new() });
+    }
+
+    #[test]
+    fn oauth_provider() {
+        let doc = json!({
+            "name": "laboauth", "display_name": "Lab OAuth", "auth_type": "oauth2", "flow": "pkce",
+            "api_url": ["api.lab.example.com", "regex:.*\\.labusercontent\\.com$"],
+            "oauth": {"authorization_url": "https://lab.example.com/authorize", "token_url": "https://lab.example.com/token",
+                      "scopes": ["read", "write"], "authorization_params": {"prompt": "consent"}, "authorization_method": "basic",
+                      "device_token_request": "json"},
+            "registration": {"registration_endpoint": "https://lab.example.com/register"},
+            "export": {"LABO_TOKEN": "ACCESS_TOKEN"}
+        });
+        let p = convert(&doc).unwrap();
+        assert_eq!(p.hosts, vec!["api.lab.example.com", "*.labusercontent.com"]);
+        let o = p.oauth.unwrap();
+        assert_eq!(o.scopes, vec!["read", "write"]);
+        assert_eq!(o.token_auth_method, TokenAuthMethod::ClientSecretBasic);
+        assert_eq!(o.device_token_request, DeviceTokenRequest::Json);
+        assert_eq!(o.registration_endpoint.as_deref(), Some("https://lab.example.com/register"));
+        assert_eq!(p.env.access_token, vec!["LABO_TOKEN"]);
+        assert_eq!(p.env.refresh_token, vec!["LABOAUTH_REFRESH_TOKEN"]);
+    }
+
+    #[test]
+    fn regex_hosts() {
+        for (re, want) in [
+            (".*\\.linear\\.app", Some("*.linear.app")),
+            ("^(.*\\.)?example\\.com$", Some("*.example.com")),
+            (".*googleapis.*", None),
+            (".*\\.googleapis\\..*", None),
+            ("api\\.example\\.com", None),
+        ] {
+            assert_eq!(regex_to_suffix(re).as_deref(), want, "{re}");
+        }
+        assert!(convert(&json!({"name": "g", "host_url": "regex:.*googleapis.*"})).unwrap_err().contains("anchored"));
+    }
+}

@@ -1,0 +1,294 @@
+//! Providers: the schema, the bundled catalog embedded in the binary, and custom definitions in
+//! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name).
+
+pub mod legacy;
+pub mod schema;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use authsome_vault::Home;
+
+use crate::error::{CliError, Kind};
+pub use schema::{AuthType, Flow, Inject, Provider};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_providers.rs"));
+}
+
+/// Where a definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Bundled,
+    Custom,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Bundled => "bundled",
+            Source::Custom => "custom",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub provider: Provider,
+    pub source: Source,
+    /// The file of a custom provider.
+    pub path: Option<PathBuf>,
+}
+
+/// A custom file that could not be used (reported, never fatal for other commands).
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// Bundled providers (sorted by name) followed by custom ones (sorted); a custom provider
+/// replaces a bundled one of the same name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entries: Vec<Entry>,
+    pub problems: Vec<Problem>,
+}
+
+impl Catalog {
+    pub fn load(home: &Home) -> Self {
+        let mut catalog = Self::bundled_only();
+        let (custom, problems) = load_custom(&home.providers_dir());
+        catalog.problems = problems;
+        for entry in custom {
+            catalog.entries.retain(|e| e.provider.name != entry.provider.name);
+            catalog.entries.push(entry);
+        }
+        catalog
+    }
+
+    /// The embedded catalog alone.
+    pub fn bundled_only() -> Self {
+        let entries = bundled_providers()
+            .into_iter()
+            .map(|provider| Entry { provider, source: Source::Bundled, path: None })
+            .collect();
+        Self { entries, problems: Vec::new() }
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.provider.name == name)
+    }
+
+    /// A provider that must exist, with a "did you mean" hint.
+    pub fn require(&self, name: &str) -> Result<&Entry, CliError> {
+        self.get(name).ok_or_else(|| {
+            let mut err = CliError::new(Kind::ProviderNotFound, format!("unknown provider '{name}'"));
+            let close: Vec<&str> = self
+                .entries
+                .iter()
+                .map(|e| e.provider.name.as_str())
+                .filter(|candidate| similar(name, candidate))
+                .take(3)
+                .collect();
+            err = if close.is_empty() {
+                err.hint("see `authsome list` for every provider, or add your own with `authsome register FILE`")
+            } else {
+                err.hint(format!("did you mean {}? (`authsome list` shows every provider)", close.join(", ")))
+            };
+            err
+        })
+    }
+}
+
+/// Parse the embedded catalog. The definitions are validated by a test, so a parse failure
+/// here is a build defect; such an entry is skipped rather than taking the CLI down.
+pub fn bundled_providers() -> Vec<Provider> {
+    bundled::BUNDLED.iter().filter_map(|(_, json)| serde_json::from_str(json).ok()).collect()
+}
+
+/// Parse one provider document, ours or the Python authsome's, and validate it.
+pub fn parse_definition(text: &str) -> Result<(Provider, bool), String> {
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let legacy = legacy::is_legacy(&doc);
+    let provider = if legacy {
+        legacy::convert(&doc)?
+    } else {
+        serde_json::from_value(doc).map_err(|e| format!("does not match the provider schema: {e}"))?
+    };
+    validate::validate(&provider).map_err(|e| e.to_string())?;
+    Ok((provider, legacy))
+}
+
+fn load_custom(dir: &Path) -> (Vec<Entry>, Vec<Problem>) {
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else { return (entries, problems) };
+    let mut paths: Vec<PathBuf> =
+        read.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    paths.sort();
+    for path in paths {
+        let result = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|text| parse_definition(&text));
+        match result {
+            Ok((provider, _)) => {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                if stem != provider.name {
+                    problems.push(Problem {
+                        path: path.clone(),
+                        message: format!("the file name does not match the provider name '{}'", provider.name),
+                    });
+                    continue;
+                }
+                entries.push(Entry { provider, source: Source::Custom, path: Some(path) });
+            }
+            Err(message) => problems.push(Problem { path, message }),
+        }
+    }
+    (entries, problems)
+}
+
+/// A cheap "did you mean": shared prefix of 3+, containment, or one edit apart.
+fn similar(asked: &str, candidate: &str) -> bool {
+    let asked = asked.to_ascii_lowercase();
+    if asked.len() >= 3
+        && (candidate.starts_with(&asked[..3]) || candidate.contains(&asked) || asked.contains(candidate))
+    {
+        return true;
+    }
+    edit_distance(&asked, candidate) <= 1
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every bundled file parses and passes the same validation as a custom provider
+    /// (upstream bug 22: a catalog the code could not read shipped once).
+    #[test]
+    fn every_bundled_provider_is_valid() {
+        assert_eq!(bundled::BUNDLED.len(), bundled_providers().len(), "a bundled file failed to parse");
+        for (name, json) in bundled::BUNDLED {
+            let provider: Provider = serde_json::from_str(json).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&provider.name, name, "file name and provider name differ");
+            validate::validate(&provider).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn catalog_covers_upstream_and_more() {
+        let names: Vec<String> = bundled_providers().into_iter().map(|p| p.name).collect();
+        let upstream = [
+            "ahrefs",
+            "apollo",
+            "ashby",
+            "atlassian",
+            "beehiiv",
+            "brevo",
+            "buffer",
+            "calendly",
+            "clearbit",
+            "discord",
+            "dub",
+            "g2",
+            "github",
+            "gitlab",
+            "google",
+            "hubspot",
+            "hunter",
+            "instantly",
+            "intercom",
+            "keywords-everywhere",
+            "klaviyo",
+            "klaviyo-oauth",
+            "lemlist",
+            "linear",
+            "livestorm",
+            "mailchimp",
+            "mention-me",
+            "microsoft",
+            "notion",
+            "notion_dcr",
+            "openai",
+            "optimizely",
+            "postiz",
+            "postmark",
+            "resend",
+            "rewardful",
+            "savvycal",
+            "semrush",
+            "sendgrid",
+            "slack",
+            "tolt",
+            "typeform",
+            "wistia",
+            "x",
+            "zapier",
+        ];
+        assert_eq!(upstream.len(), 45);
+        for name in upstream.iter().chain(&["anthropic", "stripe"]) {
+            assert!(names.iter().any(|n| n == name), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn provider_facts_tools_rely_on() {
+        let catalog = Catalog::bundled_only();
+        let p = |n: &str| catalog.get(n).unwrap().provider.clone();
+        let github = p("github");
+        for var in ["GH_TOKEN", "GITHUB_TOKEN", "GITHUB_ACCESS_TOKEN"] {
+            assert!(github.env.access_token.iter().any(|v| v == var), "{var}");
+        }
+        assert_eq!(p("anthropic").inject, Inject::Header { name: "x-api-key".into(), value: "{secret}".into() });
+        assert!(p("anthropic").env.api_key.contains(&"ANTHROPIC_API_KEY".to_string()));
+        assert_eq!(p("google").hosts, vec!["*.googleapis.com"], "google must be an anchored wildcard");
+        assert!(p("google").oauth.unwrap().authorization_params.contains_key("access_type"));
+        assert_eq!(p("ashby").inject, Inject::Basic { username: "{secret}".into(), password: String::new() });
+        assert_eq!(p("openai").placeholder_prefix.as_deref(), Some("sk-"));
+    }
+
+    #[test]
+    fn unknown_provider_suggests() {
+        let catalog = Catalog::bundled_only();
+        let err = catalog.require("opnai").unwrap_err();
+        assert_eq!(err.kind, Kind::ProviderNotFound);
+        assert!(err.hint.unwrap().contains("openai"));
+        assert!(catalog.require("zzzzzz").unwrap_err().hint.unwrap().contains("authsome list"));
+    }
+
+    #[test]
+    fn custom_shadows_bundled_and_bad_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::create_dir_all(home.providers_dir()).unwrap();
+        let mut openai = Catalog::bundled_only().get("openai").unwrap().provider.clone();
+        openai.display_name = "My OpenAI".into();
+        std::fs::write(home.providers_dir().join("openai.json"), serde_json::to_string(&openai).unwrap()).unwrap();
+        std::fs::write(home.providers_dir().join("broken.json"), "{ not json").unwrap();
+        let catalog = Catalog::load(&home);
+        let entry = catalog.get("openai").unwrap();
+        assert_eq!(entry.source, Source::Custom);
+        assert_eq!(entry.provider.display_name, "My OpenAI");
+        assert_eq!(catalog.entries().iter().filter(|e| e.provider.name == "openai").count(), 1);
+        assert_eq!(catalog.problems.len(), 1);
+        assert!(catalog.problems[0].message.contains("not valid JSON"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The provider schema (format 1): what authsome needs to know to log in to a provider and to
+//! put its credential on the wire. Bundled and custom providers share it and its validation.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a provider authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthType {
+    #[serde(rename = "api_key")]
+    ApiKey,
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::ApiKey => "api_key",
+            AuthType::OAuth2 => "oauth2",
+        }
+    }
+}
+
+/// The login flow used when `--flow` is not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    ApiKey,
+    Pkce,
+    DeviceCode,
+    DcrPkce,
+}
+
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::ApiKey => "api_key",
+            Flow::Pkce => "pkce",
+            Flow::DeviceCode => "device_code",
+            Flow::DcrPkce => "dcr_pkce",
+        }
+    }
+}
+
+/// Where the credential goes on a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Inject {
+    /// `name: value`, where `value` holds `{secret}` once (`Bearer {secret}`, `{secret}`, …).
+    Header { name: String, value: String },
+    /// HTTP Basic: `Authorization: Basic base64(username:password)`; `{secret}` appears in one of them.
+    Basic { username: String, password: String },
+    /// A query parameter set to the secret.
+    Query { name: String },
+}
+
+/// Environment variable names per credential field (export, scan, and `run` placeholders).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvNames {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_token: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh_token: Vec<String>,
+}
+
+/// API-key capture hints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeySpec {
+    /// A regular expression the whole key must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Shown when the key does not match, and on the form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Client authentication at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenAuthMethod {
+    /// `client_id` (and `client_secret` if any) in the form body.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 section 2.3.1).
+    ClientSecretBasic,
+    /// Public client: `client_id` in the body, no secret.
+    None,
+}
+
+/// Body format of device-flow token polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceTokenRequest {
+    #[default]
+    Form,
+    Json,
+}
+
+/// OAuth 2 endpoints and quirks. URLs may contain `{base_url}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    pub token_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
+    /// A different URL for refresh grants (Figma, Instagram).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default = "default_scope_separator")]
+    pub scope_separator: String,
+    /// Extra authorization-URL parameters (Google `access_type=offline`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorization_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_auth_method: TokenAuthMethod,
+    #[serde(default = "yes")]
+    pub pkce: bool,
+    #[serde(default)]
+    pub device_token_request: DeviceTokenRequest,
+    /// Default for `{base_url}` (GitHub Enterprise users supply their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+fn default_scope_separator() -> String {
+    " ".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// A provider definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub schema_version: u32,
+    pub name: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
+    pub auth_type: AuthType,
+    pub flow: Flow,
+    /// API hosts: exact names or `*.suffix` wildcards (label boundary).
+    pub hosts: Vec<String>,
+    /// Only requests under this path get the credential (segment boundary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    pub inject: Inject,
+    /// Headers added when the client did not send them (`notion-version`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub env: EnvNames,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeySpec>,
+    /// Prefix of `run` placeholders, so SDKs that check a key's shape accept them (`sk-`, `ghp_`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSpec>,
+}
+
+impl Provider {
+    /// Whether a device-code login is possible.
+    pub fn supports_device_flow(&self) -> bool {
+        self.oauth.as_ref().is_some_and(|o| o.device_authorization_url.is_some())
+    }
+
+    /// The env names a field is exported under.
+    pub fn env_names(&self, field: &str) -> &[String] {
+        match field {
+            "api_key" => &self.env.api_key,
+            "access_token" => &self.env.access_token,
+            "refresh_token" => &self.env.refresh_token,
+            _ => &[],
+        }
+    }
+
+    /// The primary secret field: `api_key` for API-key providers, else `access_token`.
+    pub fn primary_field(&self) -> &'static str {
+        match self.auth_type {
+            AuthType::ApiKey => "api_key",
+            AuthType::OAuth2 => "access_token",
+        }
+    }
+
+    /// Substitute `{base_url}` in an OAuth URL (the connection's base URL, else the default).
+    pub fn oauth_url(&self, url: &str, base_url: Option<&str>) -> String {
+        let base = base_url.or_else(|| self.oauth.as_ref().and_then(|o| o.base_url.as_deref())).unwrap_or("");
+        url.replace("{base_url}", base.trim_end_matches('/'))
+    }
+}
