@@ -7,6 +7,10 @@
 pub mod cli;
 pub mod env;
 pub mod error;
+pub mod inject;
 pub mod logging;
 pub mod output;
 pub mod providers;
+mod service;
+
+pub use service::{AuthService, Error};

@@ -148,7 +148,10 @@ fn convert_host(raw: &str) -> Result<(String, Option<String>), String> {
             )
         });
     }
-    let without_scheme = raw.strip_prefix("https://").or_else(|| raw.strip_prefix("http://")).unwrap_or(raw);
+    if raw.starts_with("http://") {
+        return Err(format!("host '{raw}' must be https: credentials are only ever sent over TLS"));
+    }
+    let without_scheme = raw.strip_prefix("https://").unwrap_or(raw);
     let (host, path) = match without_scheme.find('/') {
         Some(i) => (&without_scheme[..i], &without_scheme[i..]),
         None => (without_scheme, ""),

@@ -1,0 +1,93 @@
+//! Start-up latency of everyday commands against `true` (bare fork + exec), measured in the
+//! same run and interleaved so machine noise hits both alike. Run: `cargo bench -p authsome
+//! --bench cli_latency`. Bar (issue 2): `authsome list --json` on an empty home, median under
+//! 10 ms; the Python authsome takes about 2 s per command.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 200;
+
+fn time(cmd: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
+    let elapsed = start.elapsed();
+    assert!(status.success(), "{cmd:?} failed");
+    elapsed
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let bin = env!("CARGO_BIN_EXE_authsome");
+    let empty = tempfile::tempdir().unwrap();
+    let stocked = tempfile::tempdir().unwrap();
+    // A home with a few connections, for the "real" case.
+    for (provider, key) in [("openai", "sk-BENCH000000000000000000001"), ("anthropic", "sk-ant-BENCH00000000000000000")]
+    {
+        let mut child = Command::new(bin)
+            .args(["login", provider, "--stdin"])
+            .env("AUTHSOME_HOME", stocked.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(key.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    let cases: Vec<(&str, Box<dyn Fn() -> Command>)> = vec![
+        ("true (baseline)", Box::new(|| Command::new("true"))),
+        (
+            "authsome list --json (empty home)",
+            Box::new(|| {
+                let mut c = Command::new(bin);
+                c.args(["list", "--json"]).env("AUTHSOME_HOME", empty.path());
+                c
+            }),
+        ),
+        (
+            "authsome list --json (2 connections)",
+            Box::new(|| {
+                let mut c = Command::new(bin);
+                c.args(["list", "--json"]).env("AUTHSOME_HOME", stocked.path());
+                c
+            }),
+        ),
+        (
+            "authsome export openai (decrypts)",
+            Box::new(|| {
+                let mut c = Command::new(bin);
+                c.args(["export", "openai"]).env("AUTHSOME_HOME", stocked.path());
+                c
+            }),
+        ),
+    ];
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for _ in 0..5 {
+        for (_, make) in &cases {
+            time(&mut make());
+        }
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, make)) in cases.iter().enumerate() {
+            samples[i].push(time(&mut make()));
+        }
+    }
+    let baseline = median(samples[0].clone());
+    println!("{:<40} {:>10} {:>12} {:>8}", "command", "median ms", "over true", "ratio");
+    for ((name, _), s) in cases.iter().zip(samples) {
+        let m = median(s);
+        println!("{name:<40} {:>10.2} {:>+12.2} {:>8.1}", ms(m), ms(m) - ms(baseline), ms(m) / ms(baseline));
+    }
+    println!("bar: `authsome list --json` on an empty home < 10 ms (median, {ROUNDS} rounds)");
+}

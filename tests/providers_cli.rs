@@ -1,0 +1,172 @@
+//! End-to-end: the provider catalog (`list`, `inspect`), custom providers (`register`, in our
+//! format and the Python authsome's), and `scan` of `.env` files and the environment.
+
+mod common;
+
+use common::Env;
+
+fn write(env: &Env, name: &str, text: &str) -> String {
+    let path = env.cwd.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const LEGACY_LAB: &str = r#"{
+  "schema_version": 1, "name": "lab", "display_name": "Lab API", "auth_type": "api_key", "flow": "api_key",
+  "host_url": "https://api.lab.example.com/v2",
+  "api_key": {"header_name": "X-Lab-Key", "header_prefix": null, "key_pattern": "^LABKEY-[a-z0-9-]+$", "key_pattern_hint": "Lab keys start with LABKEY-"},
+  "export": {"env": {"api_key": "LAB_API_KEY"}},
+  "docs": "https://lab.example.com/docs"
+}"#;
+
+#[test]
+fn list_json_has_every_bundled_provider() {
+    let env = Env::new();
+    let list = env.run(&["list", "--json"]).ok().json();
+    let bundled = list["bundled"].as_array().unwrap();
+    assert!(bundled.len() >= 47, "{}", bundled.len());
+    for entry in bundled {
+        assert_eq!(entry["source"], "bundled");
+        assert_eq!(entry["connections"], serde_json::json!([]));
+        for key in ["name", "display_name", "auth_type"] {
+            assert!(entry[key].is_string(), "{key} in {entry}");
+        }
+    }
+    let text = env.run(&["list"]).ok().stdout;
+    assert!(text.starts_with(&format!("Providers: {} total, 0 connected\n", bundled.len())), "{text}");
+}
+
+#[test]
+fn register_a_python_authsome_provider_file() {
+    let env = Env::new();
+    let file = write(&env, "lab.json", LEGACY_LAB);
+    let refused = env.run(&["register", &file]).fails(8);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    let run = env.run(&["register", &file, "--yes"]).ok();
+    assert!(run.stderr.contains("converted from a Python authsome provider file"), "{}", run.stderr);
+    assert!(run.stderr.contains("header X-Lab-Key: <secret>"), "the explicit null prefix must survive: {}", run.stderr);
+
+    let inspect = env.run(&["inspect", "lab"]).ok().json();
+    assert_eq!(inspect["source"], "custom");
+    assert_eq!(inspect["hosts"], serde_json::json!(["api.lab.example.com"]));
+    assert_eq!(inspect["path_prefix"], "/v2");
+    assert_eq!(inspect["inject"], serde_json::json!({"type": "header", "name": "X-Lab-Key", "value": "{secret}"}));
+
+    env.run_stdin(&["login", "lab", "--stdin"], "LABKEY-lab-123").ok();
+    let bad = env.run_stdin(&["login", "lab", "--connection", "x", "--stdin"], "nope").fails(4);
+    assert!(bad.stderr.contains("Lab keys start with LABKEY-"));
+    assert_eq!(env.run(&["export", "lab"]).ok().stdout, "LAB_API_KEY=LABKEY-lab-123\n");
+    let list = env.run(&["list", "--json"]).ok().json();
+    assert_eq!(list["custom"][0]["name"], "lab");
+    assert_eq!(list["custom"][0]["connections"][0]["status"], "connected");
+
+    let dup = env.run(&["register", &file, "--yes"]).fails(1);
+    assert!(dup.stderr.contains("already registered") && dup.stderr.contains("--force"), "{}", dup.stderr);
+    env.run(&["register", &file, "--yes", "--force"]).ok();
+
+    let removed = env.run(&["remove", "lab"]).ok();
+    assert!(removed.stderr.contains("definition deleted"), "{}", removed.stderr);
+    env.run(&["inspect", "lab"]).fails(3);
+    let log = env.run(&["log", "--json"]).ok().json();
+    assert!(log.as_array().unwrap().iter().any(|e| e["event"] == "register" && e["provider"] == "lab"));
+}
+
+#[test]
+fn register_our_format_and_reject_unsafe_definitions() {
+    let env = Env::new();
+    let ours = r#"{"schema_version": 1, "name": "acme", "display_name": "Acme", "auth_type": "api_key", "flow": "api_key",
+        "hosts": ["api.acme.dev", "*.acme-cdn.dev"], "inject": {"type": "basic", "username": "{secret}", "password": ""},
+        "env": {"api_key": ["ACME_KEY"]}}"#;
+    env.run(&["register", &write(&env, "acme.json", ours), "--yes"]).ok();
+    assert_eq!(
+        env.run(&["inspect", "acme"]).ok().json()["hosts"],
+        serde_json::json!(["api.acme.dev", "*.acme-cdn.dev"])
+    );
+
+    for (name, body, needle) in [
+        ("http", LEGACY_LAB.replace("https://api.lab", "http://api.lab").replace("\"lab\"", "\"lab1\""), None),
+        (
+            "loopback",
+            r#"{"name": "lo", "auth_type": "oauth2", "host_url": "api.lo.dev", "oauth": {"token_url": "https://localhost/token", "authorization_url": "https://lo.dev/a"}}"#.to_string(),
+            Some("loopback"),
+        ),
+        (
+            "ip",
+            r#"{"name": "ip", "auth_type": "oauth2", "host_url": "api.ip.dev", "oauth": {"token_url": "https://10.0.0.1/token", "authorization_url": "https://ip.dev/a"}}"#.to_string(),
+            Some("bare IP"),
+        ),
+        ("regex", r#"{"name": "g", "host_url": "regex:.*googleapis.*"}"#.to_string(), Some("anchored")),
+        ("badname", r#"{"name": "../evil", "host_url": "api.evil.dev"}"#.to_string(), Some("provider")),
+        ("json", "{ nope".to_string(), Some("not valid JSON")),
+    ] {
+        let file = write(&env, &format!("{name}.json"), &body);
+        let run = env.run(&["register", &file, "--yes"]).fails(1);
+        if let Some(needle) = needle {
+            assert!(run.stderr.contains(needle), "{name}: {}", run.stderr);
+        }
+    }
+    let custom = env.run(&["list", "--json"]).ok().json()["custom"].as_array().unwrap().len();
+    assert_eq!(custom, 1, "only acme was registered");
+}
+
+#[test]
+fn scan_reports_and_imports() {
+    let env = Env::new();
+    env.login("anthropic", "default", "sk-ant-STORED0000000000000000000");
+    write(
+        &env,
+        ".env",
+        "# keys\nexport OPENAI_API_KEY=\"sk-FROMDOTENV000000000000000001\"\nANTHROPIC_API_KEY=sk-ant-DIFFERENT00000000000000000\nthis line is broken\nGROQ_API_KEY='gsk_fromdotenv'\n",
+    );
+    write(&env, ".env.local", "GROQ_API_KEY=gsk_fromlocal\nOPENAI_API_KEY=not-a-valid-openai-key\n");
+    let scan = env.run_with(&["scan", "--json"], None, &[("MISTRAL_API_KEY", "mistral-from-env")]).ok();
+    assert!(scan.stderr.contains(".env:4: not KEY=VALUE; line skipped"), "{}", scan.stderr);
+    let doc = scan.json();
+    assert_eq!(doc["v"], 1);
+    assert_eq!(doc["import"], false);
+    let status = |p: &str| {
+        doc["results"].as_array().unwrap().iter().find(|r| r["provider"] == p).unwrap_or_else(|| panic!("{p}")).clone()
+    };
+    assert_eq!(status("openai")["status"], "invalid_format", ".env.local wins and is not a valid key");
+    assert_eq!(status("anthropic")["status"], "env_and_authsome_different");
+    assert_eq!(status("groq")["status"], "env_only");
+    assert!(status("groq")["source"].as_str().unwrap().ends_with(".env.local"));
+    assert_eq!(status("mistral")["source"], "environment");
+    assert_eq!(status("ahrefs")["status"], "both_missing");
+    assert!(!scan.stdout.contains("gsk_fromlocal"), "scan must not print values");
+
+    let imported =
+        env.run_with(&["scan", "--import", "--json"], None, &[("MISTRAL_API_KEY", "mistral-from-env")]).ok().json();
+    assert_eq!(imported["imported_count"], 2);
+    let status = |p: &str| {
+        imported["results"].as_array().unwrap().iter().find(|r| r["provider"] == p).unwrap()["status"].clone()
+    };
+    assert_eq!(status("groq"), "imported");
+    assert_eq!(status("mistral"), "imported");
+    assert_eq!(status("anthropic"), "skipped_different");
+    assert_eq!(status("openai"), "invalid_format");
+    assert_eq!(env.run(&["export", "groq"]).ok().stdout, "GROQ_API_KEY=gsk_fromlocal\n");
+    assert!(env.run(&["export", "anthropic"]).ok().stdout.contains("STORED"), "a different stored key is kept");
+    let record = env.run(&["get", "groq", "--json"]).ok().json();
+    assert_eq!(record["metadata"]["source"], "imported");
+
+    let forced = env.run(&["scan", "--import", "--force", "--no-env", "--json"]).ok().json();
+    assert!(
+        forced["results"].as_array().unwrap().iter().any(|r| r["provider"] == "anthropic" && r["status"] == "imported")
+    );
+    assert!(env.run(&["export", "anthropic"]).ok().stdout.contains("DIFFERENT"));
+    let again = env.run(&["scan", "--import", "--no-env", "--json"]).ok().json();
+    assert_eq!(again["imported_count"], 0);
+    let log = env.run(&["log", "--json"]).ok().json();
+    assert!(log.as_array().unwrap().iter().filter(|e| e["event"] == "import").count() >= 3);
+}
+
+#[test]
+fn scan_of_a_missing_path_and_text_output() {
+    let env = Env::new();
+    env.run(&["scan", "/definitely/not/here"]).fails(2);
+    write(&env, ".env", "GROQ_API_KEY=gsk_x\n");
+    let text = env.run(&["scan", "--no-env"]).ok();
+    assert!(text.stdout.contains("groq") && text.stdout.contains("env_only"), "{}", text.stdout);
+    assert!(text.stderr.contains("authsome scan --import"), "{}", text.stderr);
+}

@@ -1,0 +1,372 @@
+//! End-to-end: storing, reading, exporting and deleting credentials with the real binary, and
+//! everything that must go wrong cleanly (bad input, corrupted store, wrong passphrase, a
+//! Python authsome home) without losing what is stored or leaking a secret.
+
+mod common;
+
+use common::{Env, redact};
+
+const OPENAI_KEY: &str = "sk-TESTKEY0000000000000000001";
+const GH_PAT: &str = "ghp_TESTPAT00000000000000000000000000";
+
+fn no_secret_on_disk(env: &Env, secret: &str) {
+    for (path, bytes) in env.all_home_bytes() {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in {}", path.display());
+    }
+}
+
+#[test]
+fn login_list_get_export_round_trip() {
+    let env = Env::new();
+    let run = env.run_stdin(&["login", "openai", "--stdin"], &format!("{OPENAI_KEY}\n")).ok();
+    assert!(run.stderr.contains("Logged in to OpenAI"), "{}", run.stderr);
+    assert!(!run.all().contains(OPENAI_KEY));
+
+    let list = env.run(&["list", "--json"]).ok().json();
+    let openai = list["bundled"].as_array().unwrap().iter().find(|p| p["name"] == "openai").unwrap();
+    assert_eq!(
+        openai["connections"],
+        serde_json::json!([{"connection_name": "default", "is_default": true, "auth_type": "api_key", "status": "connected"}])
+    );
+    assert_eq!(list["custom"], serde_json::json!([]));
+
+    let get = env.run(&["get", "openai", "--json"]).ok();
+    assert!(!get.stdout.contains(OPENAI_KEY));
+    let record = get.json();
+    assert_eq!(record["api_key"], "***REDACTED***");
+    assert_eq!(record["access_token"], serde_json::Value::Null);
+    assert_eq!(record["host_url"], "api.openai.com");
+    assert_eq!(record["schema_version"], 2);
+    assert_eq!(record["metadata"]["source"], "api_key");
+
+    assert_eq!(env.run(&["get", "openai", "--field", "api_key"]).ok().stdout.trim(), "***REDACTED***");
+    let shown = env.run(&["get", "openai", "--field", "api_key", "--show-secret"]).ok();
+    assert_eq!(shown.stdout.trim(), OPENAI_KEY);
+
+    assert_eq!(env.run(&["export", "openai"]).ok().stdout, format!("OPENAI_API_KEY={OPENAI_KEY}\n"));
+    assert_eq!(env.run(&["export", "--format", "json"]).ok().json(), serde_json::json!({"OPENAI_API_KEY": OPENAI_KEY}));
+    let export = env.run(&["export", "openai"]).ok();
+    assert!(export.stderr.contains("authsome run"), "export should point at run: {}", export.stderr);
+
+    // The audit log has every event, and never the secret.
+    let log = env.run(&["log", "--json"]).ok().json();
+    let events: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["login", "get", "export", "export", "export"]);
+    for entry in log.as_array().unwrap() {
+        assert!(entry["timestamp"].as_str().unwrap().ends_with("+00:00"));
+    }
+    no_secret_on_disk(&env, OPENAI_KEY);
+}
+
+#[test]
+fn shell_export_evaluates_to_the_exact_value() {
+    let env = Env::new();
+    // ahrefs has no key pattern: a value full of shell metacharacters must survive eval.
+    let nasty = "k3y with 'quotes' \"and\" $(touch pwned) `id`;|&";
+    env.login("ahrefs", "default", nasty);
+    for format in ["shell", "env"] {
+        let script = env.run(&["export", "ahrefs", "--format", format]).ok().stdout;
+        let prefix = if format == "env" { "set -a; " } else { "" };
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{prefix}{script}\nprintf '%s' \"$AHREFS_API_KEY\""))
+            .current_dir(env.cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), nasty, "format {format}");
+        assert!(!env.cwd.path().join("pwned").exists());
+    }
+    let dotenv = env.run(&["export", "ahrefs", "--format", "dotenv"]).ok().stdout;
+    assert_eq!(dotenv, "AHREFS_API_KEY=\"k3y with 'quotes' \\\"and\\\" $(touch pwned) `id`;|&\"\n");
+}
+
+#[test]
+fn pasted_token_for_an_oauth_provider_and_named_connections() {
+    let env = Env::new();
+    env.run_stdin(&["login", "github", "--connection", "work", "--stdin"], GH_PAT).ok();
+    let record = env.run(&["get", "github", "--json"]).ok().json();
+    assert_eq!(record["connection_name"], "work", "the only connection is the default");
+    assert_eq!(record["auth_type"], "oauth2");
+    assert_eq!(record["access_token"], "***REDACTED***");
+    assert_eq!(record["metadata"]["source"], "pasted_token");
+
+    env.run_stdin(&["login", "github", "--connection", "personal", "--stdin"], "ghp_PERSONAL000000000000000000000000")
+        .ok();
+    let export = env.run(&["export", "github"]).ok().stdout;
+    assert!(export.contains(&format!("GH_TOKEN={GH_PAT}")), "{export}");
+    assert!(export.contains(&format!("GITHUB_TOKEN={GH_PAT}")), "{export}");
+
+    // Both spellings of set-default; the default connection then exports under plain names.
+    env.run(&["set-default", "github", "personal"]).ok();
+    assert!(env.run(&["export", "github"]).ok().stdout.contains("GH_TOKEN=ghp_PERSONAL"));
+    env.run(&["connection", "set-default", "github", "work"]).ok();
+    let all = env.run(&["export"]).ok().stdout;
+    assert!(all.contains(&format!("GH_TOKEN={GH_PAT}\n")), "{all}");
+    assert!(all.contains("GH_TOKEN_GITHUB_PERSONAL=ghp_PERSONAL"), "{all}");
+    env.run(&["set-default", "github", "nope"]).fails(5);
+}
+
+#[test]
+fn already_logged_in_and_force() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    let again = env.run_stdin(&["login", "openai", "--stdin"], "sk-OTHERKEY000000000000000000").ok();
+    assert!(again.stderr.contains("Already logged in to openai (default)"), "{}", again.stderr);
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+    env.run_stdin(&["login", "openai", "--stdin", "--force"], "sk-OTHERKEY000000000000000000").ok();
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains("sk-OTHERKEY"));
+}
+
+#[test]
+fn bad_keys_are_refused_and_nothing_is_lost() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    let before = std::fs::read(env.file("profiles/default/store.db")).unwrap();
+
+    let bad = env.run_stdin(&["login", "openai", "--connection", "x", "--stdin"], "not-an-openai-key").fails(4);
+    assert!(bad.stderr.contains("nothing was stored"));
+    assert!(bad.stderr.contains("hint: OpenAI keys start with sk-"), "{}", bad.stderr);
+    assert!(!bad.all().contains("not-an-openai-key"), "the rejected value must not be echoed");
+
+    env.run_stdin(&["login", "openai", "--connection", "x", "--stdin"], "   \n").fails(4);
+    env.run_stdin(&["login", "openai", "--connection", "x", "--stdin"], "sk-aaaaaaaaaaaaaaaaaaaaaaaa\nsecond line")
+        .fails(4);
+    let no_input = env.run(&["login", "openai", "--connection", "x"]).fails(8);
+    assert!(no_input.stderr.contains("--stdin"), "{}", no_input.stderr);
+    env.run_stdin(&["login", "openai", "--connection", "../x", "--stdin"], OPENAI_KEY).fails(2);
+
+    let list = env.run(&["list", "--json"]).ok().json();
+    let openai = list["bundled"].as_array().unwrap().iter().find(|p| p["name"] == "openai").unwrap().clone();
+    assert_eq!(openai["connections"].as_array().unwrap().len(), 1);
+    assert_eq!(std::fs::read(env.file("profiles/default/store.db")).unwrap().len(), before.len());
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+}
+
+#[test]
+fn unknown_provider_and_connection_errors() {
+    let env = Env::new();
+    let run = env.run(&["get", "opnai"]).fails(3);
+    assert!(run.stderr.starts_with("error: unknown provider 'opnai'\n"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: did you mean openai?"), "{}", run.stderr);
+    let json = env.run(&["--json", "get", "openai"]).fails(5).json();
+    assert_eq!(json["error"], "ConnectionNotFoundError");
+    assert!(json["hint"].as_str().unwrap().contains("authsome login openai"));
+    env.run(&["export", "openai"]).fails(5);
+    env.run(&["get", "openai", "--connection", "nope"]).fails(5);
+    let usage = env.run(&["login"]).fails(2);
+    assert!(usage.stderr.contains("Usage"));
+}
+
+#[test]
+fn logout_revoke_remove() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    env.login("openai", "work", "sk-WORKKEY00000000000000000000");
+    env.run(&["logout", "openai", "--connection", "work"]).ok();
+    env.run(&["get", "openai", "--connection", "work"]).fails(5);
+    let again = env.run(&["logout", "openai", "--connection", "work"]).ok();
+    assert!(again.stderr.contains("nothing to do"));
+    env.run(&["logout", "openai"]).ok();
+    env.run(&["get", "openai"]).fails(5);
+
+    env.login("anthropic", "a", "sk-ant-TESTKEY000000000000000000");
+    env.login("anthropic", "b", "sk-ant-TESTKEY000000000000000001");
+    let revoked = env.run(&["--json", "revoke", "anthropic"]).ok().json();
+    assert_eq!(revoked["connections"], serde_json::json!(["a", "b"]));
+    let removed = env.run(&["remove", "anthropic"]).ok();
+    assert!(removed.stderr.contains("bundled provider, so its definition stays"), "{}", removed.stderr);
+    let log = env.run(&["log", "-n", "3", "--json"]).ok().json();
+    let events: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, vec!["login", "revoke", "remove"]);
+}
+
+#[test]
+fn profiles_are_isolated_and_switchable() {
+    let env = Env::new();
+    env.run(&["profile", "create", "work"]).ok();
+    env.run(&["profile", "create", "work"]).fails(1);
+    env.run_stdin(&["--profile", "work", "login", "openai", "--stdin"], OPENAI_KEY).ok();
+    env.run(&["get", "openai"]).fails(5);
+    env.run(&["--profile", "work", "get", "openai"]).ok();
+    env.run(&["get", "openai", "--profile", "work"]).ok();
+    env.run_with(&["get", "openai"], None, &[("AUTHSOME_PROFILE", "work")]).ok();
+    env.run(&["--profile", "nope", "list"]).fails(1);
+    env.run_stdin(&["--profile", "nope", "login", "openai", "--stdin"], OPENAI_KEY).fails(1);
+
+    env.run(&["profile", "use", "work"]).ok();
+    env.run(&["get", "openai"]).ok();
+    let profiles = env.run(&["profile", "list", "--json"]).ok().json();
+    let names: Vec<&str> =
+        profiles["profiles"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["default", "work"]);
+    assert_eq!(profiles["profiles"][1]["default"], true);
+
+    env.run(&["profile", "delete", "work"]).fails(8);
+    env.run(&["profile", "delete", "work", "--yes"]).ok();
+    env.run(&["get", "openai"]).fails(5);
+    assert!(!env.file("keys/work.key").exists());
+    let log = env.run(&["log", "--json"]).ok().json();
+    let events: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(
+        events.contains(&"profile_create") && events.contains(&"profile_use") && events.contains(&"profile_delete")
+    );
+}
+
+#[test]
+fn passphrase_profile_wrong_passphrase_loses_nothing() {
+    let env = Env::new();
+    let with = |pass: &'static str| [("AUTHSOME_PASSPHRASE", pass)];
+    // No kernel-keyring cache here: every command must present the passphrase.
+    env.run_with(
+        &["profile", "create", "vault", "--key-backend", "passphrase", "--key-cache", "0"],
+        None,
+        &with("correct horse"),
+    )
+    .ok();
+    let key_file = std::fs::read_to_string(env.file("keys/vault.key")).unwrap();
+    assert!(key_file.contains("argon2id"));
+    env.run_with(&["--profile", "vault", "login", "openai", "--stdin"], Some(OPENAI_KEY), &with("correct horse")).ok();
+    let wrong = env.run_with(&["--profile", "vault", "export", "openai"], None, &with("wrong")).fails(4);
+    assert!(wrong.stderr.contains("wrong passphrase"), "{}", wrong.stderr);
+    assert!(!wrong.stdout.contains(OPENAI_KEY));
+    // Without a passphrase and without a terminal: a clear error, not a hang.
+    let locked = env.run(&["--profile", "vault", "export", "openai"]).fails(8);
+    assert!(locked.stderr.contains("AUTHSOME_PASSPHRASE"), "{}", locked.stderr);
+    // Metadata reads need no passphrase.
+    env.run(&["--profile", "vault", "list"]).ok();
+    env.run(&["--profile", "vault", "get", "openai"]).ok();
+    let right = env.run_with(&["--profile", "vault", "export", "openai"], None, &with("correct horse")).ok();
+    assert!(right.stdout.contains(OPENAI_KEY));
+    assert_eq!(std::fs::read_to_string(env.file("keys/vault.key")).unwrap(), key_file, "the key file never changes");
+}
+
+#[test]
+fn corrupted_store_is_reported_and_left_alone() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    let store = env.file("profiles/default/store.db");
+    for side in ["store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(env.file(&format!("profiles/default/{side}")));
+    }
+    let garbage = b"definitely not sqlite; a user's precious bytes ".repeat(200);
+    std::fs::write(&store, &garbage).unwrap();
+    for args in [&["list"][..], &["get", "openai"], &["export"]] {
+        let run = env.run(args).fails(7);
+        assert!(run.stderr.contains("not a usable authsome store"), "{}", run.stderr);
+        assert!(run.stderr.contains("hint: authsome will not write to it"), "{}", run.stderr);
+    }
+    env.run_stdin(&["login", "openai", "--connection", "x", "--stdin"], OPENAI_KEY).fails(7);
+    assert_eq!(std::fs::read(&store).unwrap(), garbage);
+}
+
+#[test]
+fn python_authsome_home_is_detected_and_untouched() {
+    let env = Env::new();
+    std::fs::write(env.file("version"), "2\n").unwrap();
+    std::fs::write(env.file("config.json"), r#"{"spec_version": 1, "default_profile": "default"}"#).unwrap();
+    let run = env.run(&["list"]).fails(7);
+    assert!(run.stderr.contains("written by the Python authsome"), "{}", run.stderr);
+    assert!(run.stderr.contains("AUTHSOME_HOME"), "{}", run.stderr);
+    env.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).fails(7);
+    let mut names: Vec<String> =
+        std::fs::read_dir(env.home()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, vec!["config.json", "version"]);
+}
+
+#[test]
+fn home_is_created_lazily_with_private_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let home = env.home().join("nested/authsome");
+    let run =
+        |args: &[&str], stdin: Option<&str>| env.run_with(args, stdin, &[("AUTHSOME_HOME", home.to_str().unwrap())]);
+    run(&["list"], None).ok();
+    run(&["whoami"], None).ok();
+    assert!(!home.exists(), "read-only commands must not create the home");
+    run(&["login", "openai", "--stdin"], Some(OPENAI_KEY)).ok();
+    for dir in ["", "keys", "profiles", "profiles/default"] {
+        assert_eq!(std::fs::metadata(home.join(dir)).unwrap().permissions().mode() & 0o777, 0o700, "{dir}");
+    }
+    for file in ["config.json", "audit.log", "keys/default.key", "profiles/default/store.db"] {
+        assert_eq!(std::fs::metadata(home.join(file)).unwrap().permissions().mode() & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn whoami_and_doctor() {
+    let env = Env::new();
+    let who = env.run(&["whoami", "--json"]).ok().json();
+    assert_eq!(who["active_identity"], "default");
+    assert_eq!(who["vault_status"], "not_created");
+    env.login("openai", "default", OPENAI_KEY);
+    let who = env.run(&["whoami", "--json"]).ok().json();
+    assert_eq!(who["connected_providers_count"], 1);
+    assert_eq!(who["vault_status"], "ok");
+    let text = env.run(&["whoami"]).ok().stdout;
+    insta::assert_snapshot!("whoami", redact(&text, &env));
+
+    let doctor = env.run(&["doctor", "--json"]).ok().json();
+    assert_eq!(
+        doctor,
+        serde_json::json!({"status": "ready", "checks": {"config": "ok", "providers": "ok", "vault": "ok"}, "issues": []})
+    );
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    std::fs::write(env.file("providers/broken.json"), "{").unwrap();
+    let doctor = env.run(&["doctor", "--json"]).fails(1).json();
+    assert_eq!(doctor["status"], "not_ready");
+    assert_eq!(doctor["checks"]["providers"], "error");
+    let text = env.run(&["doctor"]).fails(1);
+    assert!(text.stdout.contains("providers: ERROR"), "{}", text.stdout);
+}
+
+#[test]
+fn list_text_snapshot() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    env.login("openai", "work", "sk-WORKKEY00000000000000000000");
+    env.run_stdin(&["login", "github", "--stdin"], GH_PAT).ok();
+    let out = env.run(&["list"]).ok().stdout;
+    let interesting: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.starts_with("Providers:")
+                || l.starts_with("Provider ")
+                || l.starts_with("---")
+                || l.contains("connected ")
+        })
+        .filter(|l| !l.contains("not_connected"))
+        .collect();
+    insta::assert_snapshot!("list", interesting.join("\n"));
+}
+
+#[test]
+fn completions_for_every_shell() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.run(&["completions", shell]).ok().stdout;
+        assert!(out.contains("authsome") && out.contains("login"), "{shell}");
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let env = Env::new();
+    assert_eq!(env.run(&["-v"]).ok().stdout.trim(), format!("authsome {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(env.run(&["--version"]).ok().stdout.trim(), format!("authsome {}", env!("CARGO_PKG_VERSION")));
+    let help = env.run(&["--help"]).ok().stdout;
+    for word in ["login", "list", "export", "scan", "profile", "--profile", "--json"] {
+        assert!(help.contains(word), "help lacks {word}");
+    }
+}
+
+#[test]
+fn quiet_hides_notes_but_never_data() {
+    let env = Env::new();
+    let login = env.run_stdin(&["--quiet", "login", "openai", "--stdin"], OPENAI_KEY).ok();
+    assert_eq!(login.stderr, "");
+    let export = env.run(&["export", "openai", "--quiet"]).ok();
+    assert_eq!(export.stdout, format!("OPENAI_API_KEY={OPENAI_KEY}\n"));
+    assert_eq!(export.stderr, "");
+    assert!(env.run(&["--quiet", "list"]).ok().stdout.contains("openai"));
+}
