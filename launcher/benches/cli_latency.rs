@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 200;
 
+/// A named way to build the command to time.
+type Case<'a> = (&'static str, Box<dyn Fn() -> Command + 'a>);
+
 fn time(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
@@ -45,7 +48,7 @@ fn main() {
         assert!(child.wait().unwrap().success());
     }
 
-    let cases: Vec<(&str, Box<dyn Fn() -> Command>)> = vec![
+    let cases: Vec<Case> = vec![
         ("true (baseline)", Box::new(|| Command::new("true"))),
         (
             "authsome list --json (empty home)",
