@@ -3,4 +3,106 @@
 //! Owns the MITM certificate authority, the explicit (`HTTP(S)_PROXY`) and transparent (sandbox)
 //! ways in, and the injection engine. It knows nothing of vaults or providers: it asks a
 //! `CredentialSource` for what to put on the wire.
+//!
+//! One engine (hyper 1 server and client, rustls, rcgen leaves) serves both ways in: whatever
+//! way a client stream arrives, it ends in the same request path.
 #![forbid(unsafe_code)]
+
+mod body;
+mod ca;
+mod config;
+mod credential;
+pub mod dns;
+mod engine;
+mod events;
+mod explicit;
+mod inject;
+mod matching;
+mod ssrf;
+mod transparent;
+mod upstream;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+pub use ca::{CA_COMMON_NAME, CaError, CertificateAuthority, crypto_provider};
+pub use config::{ConfigError, ConnectTo, EgressMode, EgressPolicy, ProxyConfig, UpstreamConfig};
+pub use credential::{CredentialSource, Injection, ResolveError, ResolveRequest};
+pub use engine::RETRY_BODY_LIMIT;
+pub use events::{EventSink, NoEvents, ProxyEvent, TracingEvents};
+pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection};
+pub use ssrf::is_forbidden;
+pub use upstream::{DialError, TlsError};
+
+/// A running proxy's shared state: build once per run, then hand it listeners (explicit way
+/// in) and accepted streams (transparent way in). Cheap to clone.
+pub struct Proxy<S, E> {
+    engine: Arc<engine::Engine<S, E>>,
+}
+
+impl<S, E> Clone for Proxy<S, E> {
+    fn clone(&self) -> Self {
+        Proxy {
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<S, E> std::fmt::Debug for Proxy<S, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
+    /// Build the engine: loads upstream trust (system roots + extra roots).
+    pub fn new(config: ProxyConfig, source: Arc<S>, events: Arc<E>) -> Result<Self, TlsError> {
+        Ok(Proxy {
+            engine: Arc::new(engine::Engine::new(config, source, events)?),
+        })
+    }
+
+    /// Explicit proxy (HTTP CONNECT + absolute-form) on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        self.engine.clone().serve_listener(listener, shutdown).await
+    }
+
+    /// Transparent way in: serve one connection accepted from a capture socket.
+    /// `original_dst` is what the child dialled (getsockname / SO_ORIGINAL_DST); `dns` is the
+    /// run's fake-IP resolver, used to name fake destinations. Decides by host name, dials by
+    /// host name. Returns when the connection is done.
+    pub async fn serve_transparent<IO>(
+        &self,
+        stream: IO,
+        original_dst: SocketAddr,
+        dns: Option<&dns::FakeDns>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        self.engine
+            .clone()
+            .serve_transparent_stream(stream, original_dst, dns)
+            .await;
+    }
+}
+
+/// Explicit proxy (HTTP CONNECT + absolute-form). Serves until `shutdown` resolves.
+pub async fn serve<S: CredentialSource, E: EventSink>(
+    listener: TcpListener,
+    config: ProxyConfig,
+    source: Arc<S>,
+    events: Arc<E>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let proxy = Proxy::new(config, source, events).map_err(io::Error::other)?;
+    proxy.serve(listener, shutdown).await
+}

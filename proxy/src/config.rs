@@ -1,0 +1,221 @@
+//! Run configuration: upstream trust and dialling ([`UpstreamConfig`], [`ConnectTo`]) and
+//! egress policy ([`EgressPolicy`]). Parsing only; nothing here touches the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ca::CertificateAuthority;
+use crate::matching::{HostPattern, RouteTable, normalize_host};
+
+/// Everything one proxy instance needs besides its credential source and event sink.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub ca: Arc<CertificateAuthority>,
+    pub routes: Arc<RouteTable>,
+    pub upstream: UpstreamConfig,
+    /// MITM every host (full audit + leak guard), not only the hosts a route owns.
+    pub inspect_all: bool,
+    /// Explicit listener: required `Proxy-Authorization` (else 407).
+    pub run_token: Option<String>,
+    pub egress: EgressPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// `AUTHSOME_EXTRA_ROOTS`: PEM file of extra trusted roots (corporate roots, tests).
+    pub extra_roots_pem: Option<PathBuf>,
+    /// `AUTHSOME_CONNECT_TO`, curl `--connect-to` meaning.
+    pub connect_to: Vec<ConnectTo>,
+    /// Turns the SSRF guard off.
+    pub allow_private: bool,
+    pub connect_timeout: Duration,
+    /// Trust the system roots (`rustls-native-certs`). Tests and benchmarks turn it off to
+    /// trust `extra_roots_pem` only and skip reading the system store.
+    pub system_roots: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            extra_roots_pem: None,
+            connect_to: Vec::new(),
+            allow_private: false,
+            connect_timeout: Duration::from_secs(10),
+            system_roots: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid connect-to entry {entry:?}: {reason} (expected host:port:addr:port)")]
+    ConnectTo { entry: String, reason: &'static str },
+}
+
+/// One `host:port:addr:port` entry: connections for `host:port` go to `addr:port` instead.
+/// Only the TCP destination changes; TLS is still verified against `host`. An empty field
+/// matches any host/port (left side) or keeps the original (right side), as in curl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectTo {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub addr: Option<String>,
+    pub addr_port: Option<u16>,
+}
+
+fn split_fields(entry: &str) -> Option<[&str; 4]> {
+    let mut fields = [""; 4];
+    let mut rest = entry;
+    for (i, field) in fields.iter_mut().enumerate() {
+        let end = if rest.starts_with('[') {
+            rest.find(']')? + 1
+        } else {
+            rest.find(':').unwrap_or(rest.len())
+        };
+        *field = &rest[..end];
+        rest = &rest[end..];
+        if i < 3 {
+            rest = rest.strip_prefix(':')?;
+        }
+    }
+    rest.is_empty().then_some(fields)
+}
+
+impl ConnectTo {
+    pub fn parse_list(s: &str) -> Result<Vec<ConnectTo>, ConfigError> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(ConnectTo::parse)
+            .collect()
+    }
+
+    pub fn parse(entry: &str) -> Result<ConnectTo, ConfigError> {
+        let err = |reason| ConfigError::ConnectTo {
+            entry: entry.to_owned(),
+            reason,
+        };
+        let [host, port, addr, addr_port] =
+            split_fields(entry).ok_or_else(|| err("needs four fields"))?;
+        let port_of = |p: &str| -> Result<Option<u16>, ConfigError> {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                p.parse().map(Some).map_err(|_| err("bad port"))
+            }
+        };
+        let name = |h: &str| (!h.is_empty()).then(|| normalize_host(h).into_owned());
+        Ok(ConnectTo {
+            host: name(host),
+            port: port_of(port)?,
+            addr: name(addr),
+            addr_port: port_of(addr_port)?,
+        })
+    }
+
+    /// Where a connection to `host:port` really goes, if this entry applies.
+    pub fn apply(&self, host: &str, port: u16) -> Option<(String, u16)> {
+        if self.host.as_deref().is_some_and(|h| h != host) || self.port.is_some_and(|p| p != port) {
+            return None;
+        }
+        Some((
+            self.addr.clone().unwrap_or_else(|| host.to_owned()),
+            self.addr_port.unwrap_or(port),
+        ))
+    }
+}
+
+/// Which destinations the child may reach at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EgressMode {
+    /// Everything not denied.
+    #[default]
+    All,
+    /// Only hosts a route owns.
+    Providers,
+    /// Only `allow` patterns and hosts a route owns.
+    Allowlist,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    pub mode: EgressMode,
+    pub allow: Vec<HostPattern>,
+    /// Wins over everything else.
+    pub deny: Vec<HostPattern>,
+}
+
+impl EgressPolicy {
+    /// `Err(reason)` when `host` may not be reached. `owned` = a route owns the host.
+    pub fn check(&self, host: &str, owned: bool) -> Result<(), String> {
+        let host = normalize_host(host);
+        if let Some(p) = self.deny.iter().find(|p| p.matches(&host)) {
+            return Err(format!("denied by pattern {p}"));
+        }
+        match self.mode {
+            EgressMode::All => Ok(()),
+            EgressMode::Providers if owned => Ok(()),
+            EgressMode::Providers => Err("egress=providers and no provider owns this host".into()),
+            EgressMode::Allowlist if owned || self.allow.iter().any(|p| p.matches(&host)) => Ok(()),
+            EgressMode::Allowlist => Err("egress=allowlist and the host is not allowed".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_to_parses_like_curl() {
+        let list = ConnectTo::parse_list(
+            "api.openai.com:443:127.0.0.1:8443, ::[::1]:9000,a.b:443::,x.y:80:[fe80::1]:81",
+        )
+        .unwrap();
+        assert_eq!(
+            list[0],
+            ConnectTo {
+                host: Some("api.openai.com".into()),
+                port: Some(443),
+                addr: Some("127.0.0.1".into()),
+                addr_port: Some(8443),
+            }
+        );
+        assert_eq!(list[1].host, None);
+        assert_eq!(list[1].port, None);
+        assert_eq!(list[1].addr.as_deref(), Some("::1"));
+        assert_eq!(list[2].apply("a.b", 443), Some(("a.b".into(), 443)));
+        assert_eq!(list[3].addr.as_deref(), Some("fe80::1"));
+        assert_eq!(
+            list[0].apply("api.openai.com", 443),
+            Some(("127.0.0.1".into(), 8443))
+        );
+        assert_eq!(list[0].apply("api.openai.com", 80), None);
+        assert_eq!(list[1].apply("anything", 1), Some(("::1".into(), 9000)));
+        for bad in ["a:443:b", "a:x:b:1", "a:443:b:99999", "a:1:[::1:2"] {
+            assert!(ConnectTo::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn egress_policy_modes() {
+        let p = |mode, allow: &[&str], deny: &[&str]| EgressPolicy {
+            mode,
+            allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
+            deny: deny.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        let all = p(EgressMode::All, &[], &["*.evil.com"]);
+        assert!(all.check("ok.com", false).is_ok());
+        assert!(all.check("x.evil.com", true).is_err());
+        let providers = p(EgressMode::Providers, &["ok.com"], &[]);
+        assert!(providers.check("api.x.com", true).is_ok());
+        assert!(providers.check("ok.com", false).is_err());
+        let allow = p(EgressMode::Allowlist, &["*.ok.com"], &["bad.ok.com"]);
+        assert!(allow.check("a.ok.com", false).is_ok());
+        assert!(allow.check("A.OK.COM", false).is_ok());
+        assert!(allow.check("owned.com", true).is_ok());
+        assert!(allow.check("other.com", false).is_err());
+        assert!(allow.check("bad.ok.com", true).is_err());
+    }
+}

@@ -1,0 +1,668 @@
+//! The engine: one request path for every way in. A client stream, once its target host is
+//! known, is either MITM'd here ([`Engine::serve_tls`]), served as plain HTTP
+//! ([`Engine::forward`] with `tls = false`), or tunnelled opaquely ([`Engine::tunnel`]).
+//!
+//! Per request: hop-by-hop headers out, placeholders found, leak guard, route selection,
+//! credential resolution, injection, forward on the pooled client, one retry after a 401.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tower_service::Service;
+
+use crate::body::ProxyBody;
+use crate::ca::CertificateAuthority;
+use crate::config::{EgressPolicy, ProxyConfig};
+use crate::credential::{CredentialSource, Injection, ResolveRequest};
+use crate::events::{EventSink, ProxyEvent};
+use crate::inject::{self, Found};
+use crate::matching::{Owner, RouteTable, Selection};
+use crate::upstream::{DialError, TlsError, Upstream, find_dial_error};
+
+/// Bodies up to this size are kept so an injected request can be retried after a 401.
+pub const RETRY_BODY_LIMIT: u64 = 64 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where the connection's requests go. Fixed per client connection: decided from the CONNECT
+/// line, the SNI, or the fake-IP map, never from what the child later puts in `Host`.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub host: Arc<str>,
+    pub port: u16,
+    pub authority: Authority,
+}
+
+impl Target {
+    pub fn new(host: &str, port: u16, tls: bool) -> Option<Self> {
+        let host = crate::matching::normalize_host(host).into_owned();
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        };
+        let default_port = if tls { 443 } else { 80 };
+        let authority = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
+        Some(Target {
+            authority: authority.parse().ok()?,
+            host: host.into(),
+            port,
+        })
+    }
+}
+
+pub(crate) struct Engine<S, E> {
+    pub routes: Arc<RouteTable>,
+    pub ca: Arc<CertificateAuthority>,
+    pub egress: EgressPolicy,
+    pub inspect_all: bool,
+    pub run_token: Option<String>,
+    pub source: Arc<S>,
+    pub events: Arc<E>,
+    pub upstream: Upstream,
+}
+
+pub(crate) fn text_response(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Remove hop-by-hop headers (RFC 9110 section 7.6.1), including any the `Connection` header
+/// names. A WebSocket handshake keeps `Connection: upgrade` + `Upgrade`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let simple = |v: &HeaderValue| {
+        let v = v.as_bytes();
+        v.eq_ignore_ascii_case(b"keep-alive")
+            || v.eq_ignore_ascii_case(b"close")
+            || v.eq_ignore_ascii_case(b"upgrade")
+    };
+    if headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| !simple(v))
+    {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    if !keep_upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    headers.remove(header::PROXY_AUTHENTICATE);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+    if let Some(te) = headers.get(header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(header::TE);
+    }
+}
+
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+struct Chosen {
+    owner: Owner,
+    connection: Option<String>,
+    injection: Injection,
+    bound: Vec<String>,
+}
+
+impl<S: CredentialSource, E: EventSink> Engine<S, E> {
+    pub fn new(config: ProxyConfig, source: Arc<S>, events: Arc<E>) -> Result<Self, TlsError> {
+        Ok(Engine {
+            upstream: Upstream::new(&config.upstream)?,
+            routes: config.routes,
+            ca: config.ca,
+            egress: config.egress,
+            inspect_all: config.inspect_all,
+            run_token: config.run_token,
+            source,
+            events,
+        })
+    }
+
+    /// Should connections to this host be MITM'd (else tunnelled)?
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.inspect_all || self.routes.owns_host(host)
+    }
+
+    /// Egress policy for a destination; records `Denied` when refused.
+    pub fn egress_allows(&self, host: &str, port: u16) -> bool {
+        match self.egress.check(host, self.routes.owns_host(host)) {
+            Ok(()) => true,
+            Err(reason) => {
+                self.events.record(ProxyEvent::Denied {
+                    host: host.to_owned(),
+                    port,
+                    reason,
+                });
+                false
+            }
+        }
+    }
+
+    /// Terminate TLS with a leaf for `target.host` and serve HTTP/1.1 or h2 (by ALPN).
+    pub async fn serve_tls<IO>(self: Arc<Self>, io: IO, target: Target)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = match self.ca.server_config(&target.host) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(host = %target.host, %error, "no leaf certificate");
+                return;
+            }
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(tls)) => self.serve_tls_stream(tls, target).await,
+            Ok(Err(error)) => {
+                tracing::debug!(host = %target.host, %error, "client TLS handshake failed")
+            }
+            Err(_) => tracing::debug!(host = %target.host, "client TLS handshake timed out"),
+        }
+    }
+
+    pub async fn serve_tls_stream<IO>(self: Arc<Self>, tls: TlsStream<IO>, target: Target)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.serve_http(TokioIo::new(tls), target, true, h2).await;
+    }
+
+    /// Serve HTTP on an established (decrypted or plain) client stream.
+    pub async fn serve_http<IO>(
+        self: Arc<Self>,
+        io: TokioIo<IO>,
+        target: Target,
+        tls: bool,
+        h2: bool,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let target = Arc::new(target);
+        let engine = self.clone();
+        let service_target = target.clone();
+        let service = service_fn(move |req| {
+            let engine = engine.clone();
+            let target = service_target.clone();
+            async move { Ok::<_, Infallible>(engine.forward(&target, req, tls).await) }
+        });
+        let result = if h2 {
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service)
+                .await
+        } else {
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await
+        };
+        if let Err(error) = result {
+            tracing::debug!(host = %target.host, %error, "client connection ended with an error");
+        }
+    }
+
+    /// Opaque pass-through: no MITM. `initial` is data already read from the client (a
+    /// ClientHello peeked by the transparent path).
+    pub async fn tunnel<IO>(
+        &self,
+        mut client: IO,
+        mut upstream: tokio::net::TcpStream,
+        initial: &[u8],
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        use tokio::io::AsyncWriteExt;
+        if !initial.is_empty() && upstream.write_all(initial).await.is_err() {
+            return;
+        }
+        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(%error, "tunnel closed with an error");
+        }
+    }
+
+    /// Record the refusal of a dial and build the answer for the client.
+    pub fn dial_failed(&self, host: &str, port: u16, error: &DialError) -> Response<ProxyBody> {
+        match error {
+            DialError::Forbidden { .. } => {
+                self.events.record(ProxyEvent::Denied {
+                    host: host.to_owned(),
+                    port,
+                    reason: error.to_string(),
+                });
+                text_response(
+                    StatusCode::FORBIDDEN,
+                    "authsome: destination refused: it resolves to a private or local address\n",
+                )
+            }
+            DialError::Timeout { .. } => {
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: host.to_owned(),
+                    error: error.to_string(),
+                });
+                text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "authsome: upstream connect timed out\n",
+                )
+            }
+            _ => {
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: host.to_owned(),
+                    error: error.to_string(),
+                });
+                text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n")
+            }
+        }
+    }
+
+    fn leak_check(&self, target: &Target, found: &[Found<'_>]) -> Option<Response<ProxyBody>> {
+        let leak = found.iter().find(|f| {
+            !self
+                .routes
+                .owner_owns_host(&f.placeholder.owner, &target.host)
+        })?;
+        self.events.record(ProxyEvent::LeakBlocked {
+            owner: leak.placeholder.owner.clone(),
+            host: target.host.to_string(),
+            where_: leak.where_,
+        });
+        tracing::warn!(owner = %leak.placeholder.owner, host = %target.host, "placeholder sent to a host its owner does not own: blocked");
+        Some(text_response(
+            StatusCode::FORBIDDEN,
+            "authsome: blocked: a credential placeholder was sent to a host its provider does not own\n",
+        ))
+    }
+
+    async fn choose(&self, target: &Target, path: &str, found: &[Found<'_>]) -> Option<Chosen> {
+        let owner = match self
+            .routes
+            .select(&target.host, path, inject::single_owner(found))
+        {
+            Selection::Inject(owner) => owner,
+            Selection::None => return None,
+            Selection::Ambiguous(owners) => {
+                tracing::warn!(host = %target.host, ?owners, "several providers match this request equally: nothing injected");
+                return None;
+            }
+        };
+        let connection = found
+            .iter()
+            .find(|f| f.placeholder.owner == owner)
+            .map(|f| f.placeholder.connection.clone());
+        let bound = found
+            .iter()
+            .filter(|f| {
+                f.placeholder.owner == owner
+                    && Some(&f.placeholder.connection) == connection.as_ref()
+            })
+            .map(|f| f.placeholder.value.clone())
+            .collect();
+        let injection = self
+            .resolve(&owner, connection.clone(), target, path, false)
+            .await?;
+        Some(Chosen {
+            owner,
+            connection,
+            injection,
+            bound,
+        })
+    }
+
+    async fn resolve(
+        &self,
+        owner: &Owner,
+        connection: Option<String>,
+        target: &Target,
+        path: &str,
+        force_refresh: bool,
+    ) -> Option<Injection> {
+        let request = ResolveRequest {
+            owner: owner.clone(),
+            connection,
+            host: target.host.to_string(),
+            path: path.to_owned(),
+            force_refresh,
+        };
+        match self.source.resolve(&request).await {
+            Ok(injection) => Some(injection),
+            Err(error) => {
+                tracing::warn!(%owner, host = %target.host, %error, "credential unavailable; forwarding without it");
+                self.events.record(ProxyEvent::ResolveFailed {
+                    owner: owner.clone(),
+                    host: target.host.to_string(),
+                    error: error.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    fn upstream_uri(target: &Target, tls: bool, pq: Option<PathAndQuery>) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(if tls { Scheme::HTTPS } else { Scheme::HTTP });
+        parts.authority = Some(target.authority.clone());
+        parts.path_and_query = Some(pq.unwrap_or_else(|| PathAndQuery::from_static("/")));
+        Uri::from_parts(parts).expect("scheme, authority and path are set")
+    }
+
+    /// One request from a client on an intercepted (`tls`) or plain-http connection.
+    pub async fn forward(
+        self: &Arc<Self>,
+        target: &Target,
+        mut req: Request<Incoming>,
+        tls: bool,
+    ) -> Response<ProxyBody> {
+        if req.method() == Method::CONNECT {
+            return text_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "authsome: CONNECT inside a tunnel\n",
+            );
+        }
+        let websocket = is_websocket_upgrade(&req);
+        let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers, websocket);
+        parts.headers.remove(header::HOST);
+        parts.extensions = http::Extensions::new();
+        parts.version = Version::HTTP_11;
+
+        let found = inject::find_placeholders(&self.routes, &parts.headers, parts.uri.query());
+        if let Some(blocked) = self.leak_check(target, &found) {
+            return blocked;
+        }
+        // Plain http is never injected.
+        let chosen = if tls {
+            self.choose(target, parts.uri.path(), &found).await
+        } else {
+            None
+        };
+        drop(found);
+        let original_pq = parts.uri.path_and_query().cloned();
+
+        let Some(chosen) = chosen else {
+            parts.uri = Self::upstream_uri(target, tls, original_pq);
+            if let Some(on_upgrade) = on_upgrade {
+                return self.forward_upgrade(target, parts, on_upgrade).await;
+            }
+            let request = Request::from_parts(parts, ProxyBody::from(body));
+            return match self.upstream.client.request(request).await {
+                Ok(response) => Self::client_response(response),
+                Err(error) => self.client_failed(target, &error),
+            };
+        };
+
+        let bound: Vec<&str> = chosen.bound.iter().map(String::as_str).collect();
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_owned();
+
+        if let Some(on_upgrade) = on_upgrade {
+            let pq = inject::apply(
+                &mut parts.headers,
+                original_pq.as_ref(),
+                &chosen.injection,
+                &bound,
+            );
+            parts.uri = Self::upstream_uri(target, tls, pq.or(original_pq));
+            let response = self.forward_upgrade(target, parts, on_upgrade).await;
+            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            return response;
+        }
+
+        // Keep small bodies so the request can be replayed after a refresh.
+        let (first_body, retry) = if body.is_end_stream() {
+            (
+                ProxyBody::empty(),
+                Some((parts.headers.clone(), Bytes::new())),
+            )
+        } else if body
+            .size_hint()
+            .upper()
+            .is_some_and(|u| u <= RETRY_BODY_LIMIT)
+        {
+            match body.collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    (
+                        ProxyBody::full(bytes.clone()),
+                        Some((parts.headers.clone(), bytes)),
+                    )
+                }
+                Err(_) => {
+                    return text_response(
+                        StatusCode::BAD_REQUEST,
+                        "authsome: could not read the request body\n",
+                    );
+                }
+            }
+        } else {
+            (ProxyBody::from(body), None)
+        };
+        let retry = retry.map(|(headers, bytes)| (parts.method.clone(), headers, bytes));
+
+        let pq = inject::apply(
+            &mut parts.headers,
+            original_pq.as_ref(),
+            &chosen.injection,
+            &bound,
+        );
+        parts.uri = Self::upstream_uri(target, tls, pq.or_else(|| original_pq.clone()));
+        let response = match self
+            .upstream
+            .client
+            .request(Request::from_parts(parts, first_body))
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => return self.client_failed(target, &error),
+        };
+        if response.status() != StatusCode::UNAUTHORIZED {
+            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            return Self::client_response(response);
+        }
+        let Some((method, mut headers, bytes)) = retry else {
+            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            return Self::client_response(response);
+        };
+        let Some(fresh) = self
+            .resolve(
+                &chosen.owner,
+                chosen.connection.clone(),
+                target,
+                &path,
+                true,
+            )
+            .await
+        else {
+            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            return Self::client_response(response);
+        };
+        drop(response);
+        let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, &bound);
+        let mut request = Request::new(ProxyBody::full(bytes));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = Self::upstream_uri(target, tls, pq.or(original_pq));
+        *request.headers_mut() = headers;
+        match self.upstream.client.request(request).await {
+            Ok(response) => {
+                self.record_injected(&chosen, target, &method, path, response.status(), true);
+                Self::client_response(response)
+            }
+            Err(error) => self.client_failed(target, &error),
+        }
+    }
+
+    fn record_injected(
+        &self,
+        chosen: &Chosen,
+        target: &Target,
+        method: &Method,
+        path: String,
+        status: StatusCode,
+        retried_after_refresh: bool,
+    ) {
+        self.events.record(ProxyEvent::Injected {
+            owner: chosen.owner.clone(),
+            connection: chosen.connection.clone(),
+            host: target.host.to_string(),
+            method: method.as_str().to_owned(),
+            path,
+            status: status.as_u16(),
+            retried_after_refresh,
+        });
+    }
+
+    fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        Response::from_parts(parts, ProxyBody::from(body))
+    }
+
+    fn client_failed(
+        &self,
+        target: &Target,
+        error: &hyper_util::client::legacy::Error,
+    ) -> Response<ProxyBody> {
+        if let Some(dial) = find_dial_error(error) {
+            return self.dial_failed(&target.host, target.port, dial);
+        }
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::warn!(host = %target.host, error = %message, "upstream request failed");
+        self.events.record(ProxyEvent::UpstreamFailed {
+            host: target.host.to_string(),
+            error: message,
+        });
+        text_response(
+            StatusCode::BAD_GATEWAY,
+            "authsome: upstream request failed\n",
+        )
+    }
+
+    /// WebSocket (HTTP/1.1 Upgrade): handshake on a fresh HTTP/1.1 connection through the
+    /// same dialer (SSRF guard) and TLS trust, then pipe bytes both ways.
+    async fn forward_upgrade(
+        &self,
+        target: &Target,
+        mut parts: http::request::Parts,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+    ) -> Response<ProxyBody> {
+        let mut connector = self.upstream.http1_connector.clone();
+        let io = match connector.call(parts.uri.clone()).await {
+            Ok(io) => io,
+            Err(error) => {
+                if let Some(dial) = find_dial_error(error.as_ref()) {
+                    return self.dial_failed(&target.host, target.port, dial);
+                }
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: target.host.to_string(),
+                    error: error.to_string(),
+                });
+                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n");
+            }
+        };
+        let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
+            Ok(pair) => pair,
+            Err(error) => {
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: target.host.to_string(),
+                    error: error.to_string(),
+                });
+                return text_response(
+                    StatusCode::BAD_GATEWAY,
+                    "authsome: upstream handshake failed\n",
+                );
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(%error, "upstream upgrade connection ended with an error");
+            }
+        });
+        let origin_form = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(origin_form);
+        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+        let mut response = match sender
+            .send_request(Request::from_parts(parts, ProxyBody::empty()))
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: target.host.to_string(),
+                    error: error.to_string(),
+                });
+                return text_response(
+                    StatusCode::BAD_GATEWAY,
+                    "authsome: upstream handshake failed\n",
+                );
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (client, upstream) = match tokio::join!(on_upgrade, upstream_upgrade) {
+                    (Ok(c), Ok(u)) => (c, u),
+                    _ => return,
+                };
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+            let (parts, body) = response.into_parts();
+            return Response::from_parts(parts, ProxyBody::from(body));
+        }
+        Self::client_response(response)
+    }
+}

@@ -1,0 +1,283 @@
+//! The transparent way in (sandbox capture sockets): a TCP connection accepted elsewhere,
+//! with the destination the child dialled.
+//!
+//! The host name comes from the TLS SNI, else the fake-IP DNS map for the destination, else
+//! (plain HTTP) the `Host` header. Decisions are made by that name, never by the IP the child
+//! chose; a raw IP that did not come from our DNS and carries no SNI is denied. Owned hosts
+//! (or all, with `inspect_all`) are MITM'd by the same engine as the explicit path; others
+//! are tunnelled by dialling the host name (SSRF guard applies).
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::header;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use crate::credential::CredentialSource;
+use crate::dns::FakeDns;
+use crate::engine::{Engine, Target, text_response};
+use crate::events::{EventSink, ProxyEvent};
+
+const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ClientHello larger than this is refused (post-quantum key shares fit well below).
+const CLIENT_HELLO_LIMIT: usize = 64 * 1024;
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Replays bytes already read from a stream before reading on.
+pub(crate) struct Rewind<IO> {
+    prefix: Bytes,
+    inner: IO,
+}
+
+impl<IO> Rewind<IO> {
+    pub fn new(prefix: Bytes, inner: IO) -> Self {
+        Rewind { prefix, inner }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Read until the ClientHello is complete; returns the bytes read and the SNI (if any).
+async fn read_client_hello<IO: AsyncRead + Unpin>(
+    stream: &mut IO,
+    mut buf: Vec<u8>,
+) -> io::Result<(Vec<u8>, Option<String>)> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    let mut fed = 0;
+    loop {
+        while fed < buf.len() {
+            let mut slice = &buf[fed..];
+            let n = acceptor.read_tls(&mut slice)?;
+            if n == 0 {
+                break;
+            }
+            fed += n;
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let sni = accepted.client_hello().server_name().map(str::to_owned);
+                return Ok((buf, sni));
+            }
+            Ok(None) => {}
+            Err((error, _alert)) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+        }
+        if buf.len() >= CLIENT_HELLO_LIMIT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "ClientHello too large",
+            ));
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+impl<S: CredentialSource, E: EventSink> Engine<S, E> {
+    pub(crate) async fn serve_transparent_stream<IO>(
+        self: Arc<Self>,
+        mut stream: IO,
+        original_dst: SocketAddr,
+        dns: Option<&FakeDns>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mapped = dns.and_then(|d| d.name_for(original_dst.ip()));
+        let port = original_dst.port();
+        let mut first = vec![0u8; 4096];
+        let n = match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, stream.read(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        first.truncate(n);
+        if first[0] != TLS_HANDSHAKE_RECORD {
+            return self
+                .serve_transparent_plain(Rewind::new(Bytes::from(first), stream), mapped, port)
+                .await;
+        }
+        let hello =
+            tokio::time::timeout(CLIENT_HELLO_TIMEOUT, read_client_hello(&mut stream, first)).await;
+        let (buf, sni) = match hello {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => {
+                tracing::debug!(%original_dst, %error, "not a usable ClientHello");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%original_dst, "ClientHello timed out");
+                return;
+            }
+        };
+        let Some(host) = sni.or(mapped) else {
+            self.events.record(ProxyEvent::Denied {
+                host: original_dst.ip().to_string(),
+                port,
+                reason: "raw IP destination without SNI that did not come from our DNS".into(),
+            });
+            return;
+        };
+        let Some(target) = Target::new(&host, port, true) else {
+            return;
+        };
+        if !self.egress_allows(&target.host, port) {
+            // Closing is the TLS-level refusal: the client sees a handshake failure.
+            return;
+        }
+        let replay = Rewind::new(Bytes::from(buf), stream);
+        if self.intercepts(&target.host) {
+            let config = match self.ca.server_config(&target.host) {
+                Ok(config) => config,
+                Err(error) => {
+                    tracing::warn!(host = %target.host, %error, "no leaf certificate");
+                    return;
+                }
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, acceptor.accept(replay)).await {
+                Ok(Ok(tls)) => self.serve_tls_stream(tls, target).await,
+                Ok(Err(error)) => {
+                    tracing::debug!(host = %target.host, %error, "client TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(host = %target.host, "client TLS handshake timed out"),
+            }
+            return;
+        }
+        let Rewind { prefix, inner } = replay;
+        match self.upstream.dialer.dial(&target.host, port).await {
+            Ok(upstream) => {
+                self.events.record(ProxyEvent::Tunnelled {
+                    host: target.host.to_string(),
+                    port,
+                });
+                self.tunnel(inner, upstream, &prefix).await;
+            }
+            Err(error) => {
+                // The answer is not deliverable inside TLS; record it and close.
+                let _ = self.dial_failed(&target.host, port, &error);
+            }
+        }
+    }
+
+    /// Plain HTTP from the sandbox: never injected; named by the fake-IP map or `Host`.
+    async fn serve_transparent_plain<IO>(self: Arc<Self>, io: IO, mapped: Option<String>, port: u16)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mapped: Option<Arc<str>> = mapped.map(Into::into);
+        let engine = self.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let engine = engine.clone();
+            let mapped = mapped.clone();
+            async move {
+                let from_header = || {
+                    let value = req.headers().get(header::HOST)?.to_str().ok()?;
+                    let authority: http::uri::Authority = value.parse().ok()?;
+                    let host = authority.host();
+                    Some(
+                        host.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_owned(),
+                    )
+                };
+                let host = match mapped.as_deref() {
+                    Some(name) => Some(name.to_owned()),
+                    None => from_header(),
+                };
+                let Some(target) = host.and_then(|h| Target::new(&h, port, false)) else {
+                    return Ok::<_, Infallible>(text_response(
+                        http::StatusCode::BAD_REQUEST,
+                        "authsome: no Host header\n",
+                    ));
+                };
+                if !engine.egress_allows(&target.host, port) {
+                    return Ok(text_response(
+                        http::StatusCode::FORBIDDEN,
+                        "authsome: destination denied by egress policy\n",
+                    ));
+                }
+                Ok(engine.forward(&target, req, false).await)
+            }
+        });
+        if let Err(error) = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+            .await
+        {
+            tracing::debug!(%error, "transparent http connection ended with an error");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rewind_replays_then_reads_on() {
+        let (mut a, b) = tokio::io::duplex(64);
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world")
+            .await
+            .unwrap();
+        drop(a);
+        let mut r = Rewind::new(Bytes::from_static(b"hello"), b);
+        let mut out = String::new();
+        r.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+}
