@@ -11,6 +11,7 @@ pub mod inject;
 pub mod logging;
 pub mod output;
 pub mod providers;
+pub mod run;
 mod service;
 
 pub use service::{AuthService, Error};

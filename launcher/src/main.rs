@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     let fallback = Output::new(cli.global.json, cli.global.quiet, color);
     let result = Context::new(&cli.global).and_then(|ctx| cli::dispatch(&ctx, &cli.command));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => exit_with(&fallback, &e),
     }
 }

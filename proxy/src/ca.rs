@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
@@ -59,9 +59,7 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority")
-            .field("common_name", &CA_COMMON_NAME)
-            .finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority").field("common_name", &CA_COMMON_NAME).finish_non_exhaustive()
     }
 }
 
@@ -81,40 +79,25 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, CA_ORGANIZATION);
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CaError + 'a {
-    move |source| CaError::Io {
-        action,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| CaError::Io { action, path: path.to_owned(), source }
 }
 
 #[cfg(unix)]
 fn write_private(path: &Path, contents: &str, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str, _mode: u32) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
@@ -162,26 +145,18 @@ impl CertificateAuthority {
     }
 
     fn from_parts(cert_pem: String, key: KeyPair, cert_path: &Path) -> Result<Self, CaError> {
-        let der =
-            rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes()).map_err(|e| {
-                io_err("parse", cert_path)(io::Error::new(io::ErrorKind::InvalidData, e))
-            })?;
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| io_err("parse", cert_path)(io::Error::new(io::ErrorKind::InvalidData, e)))?;
         let der: CertificateDer<'static> = der;
         // The certificate's SubjectPublicKeyInfo embeds the raw public key.
         let public = key.public_key_raw();
         if !der.windows(public.len()).any(|w| w == public) {
-            return Err(CaError::KeyMismatch {
-                path: cert_path.to_owned(),
-            });
+            return Err(CaError::KeyMismatch { path: cert_path.to_owned() });
         }
         Self::build(cert_pem, der, key)
     }
 
-    fn build(
-        cert_pem: String,
-        cert_der: CertificateDer<'static>,
-        key: KeyPair,
-    ) -> Result<Self, CaError> {
+    fn build(cert_pem: String, cert_der: CertificateDer<'static>, key: KeyPair) -> Result<Self, CaError> {
         Ok(CertificateAuthority {
             cert_pem,
             cert_der,
@@ -212,19 +187,13 @@ impl CertificateAuthority {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, host);
         params.distinguished_name = dn;
-        let unbracketed = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         params.subject_alt_names = vec![match unbracketed.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
             Err(_) => SanType::DnsName(host.try_into()?),
         }];
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let now = OffsetDateTime::now_utc();
@@ -259,11 +228,7 @@ impl CertificateAuthority {
             leaves.retain(|_, (made, _)| now.duration_since(*made) < LEAF_MAX_AGE);
             if leaves.len() >= LEAF_CACHE_CAPACITY {
                 // Bounded: drop an arbitrary half rather than track recency per hit.
-                let drop: Vec<String> = leaves
-                    .keys()
-                    .take(LEAF_CACHE_CAPACITY / 2)
-                    .cloned()
-                    .collect();
+                let drop: Vec<String> = leaves.keys().take(LEAF_CACHE_CAPACITY / 2).cloned().collect();
                 for k in drop {
                     leaves.remove(&k);
                 }
@@ -280,10 +245,7 @@ impl CertificateAuthority {
 }
 
 fn getrandom_fill(buf: &mut [u8]) {
-    rustls::crypto::aws_lc_rs::default_provider()
-        .secure_random
-        .fill(buf)
-        .expect("system random number generator");
+    rustls::crypto::aws_lc_rs::default_provider().secure_random.fill(buf).expect("system random number generator");
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), CaError> {
@@ -291,8 +253,7 @@ fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(io_err("set permissions on", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("set permissions on", dir))?;
     }
     Ok(())
 }
@@ -329,10 +290,7 @@ mod tests {
         CertificateAuthority::load_or_create(&a).unwrap();
         CertificateAuthority::load_or_create(&b).unwrap();
         fs::copy(b.join("ca.key"), a.join("ca.key")).unwrap();
-        assert!(matches!(
-            CertificateAuthority::load_or_create(&a),
-            Err(CaError::KeyMismatch { .. })
-        ));
+        assert!(matches!(CertificateAuthority::load_or_create(&a), Err(CaError::KeyMismatch { .. })));
     }
 
     #[test]

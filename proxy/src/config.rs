@@ -68,11 +68,7 @@ fn split_fields(entry: &str) -> Option<[&str; 4]> {
     let mut fields = [""; 4];
     let mut rest = entry;
     for (i, field) in fields.iter_mut().enumerate() {
-        let end = if rest.starts_with('[') {
-            rest.find(']')? + 1
-        } else {
-            rest.find(':').unwrap_or(rest.len())
-        };
+        let end = if rest.starts_with('[') { rest.find(']')? + 1 } else { rest.find(':').unwrap_or(rest.len()) };
         *field = &rest[..end];
         rest = &rest[end..];
         if i < 3 {
@@ -84,34 +80,17 @@ fn split_fields(entry: &str) -> Option<[&str; 4]> {
 
 impl ConnectTo {
     pub fn parse_list(s: &str) -> Result<Vec<ConnectTo>, ConfigError> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(ConnectTo::parse)
-            .collect()
+        s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(ConnectTo::parse).collect()
     }
 
     pub fn parse(entry: &str) -> Result<ConnectTo, ConfigError> {
-        let err = |reason| ConfigError::ConnectTo {
-            entry: entry.to_owned(),
-            reason,
-        };
-        let [host, port, addr, addr_port] =
-            split_fields(entry).ok_or_else(|| err("needs four fields"))?;
+        let err = |reason| ConfigError::ConnectTo { entry: entry.to_owned(), reason };
+        let [host, port, addr, addr_port] = split_fields(entry).ok_or_else(|| err("needs four fields"))?;
         let port_of = |p: &str| -> Result<Option<u16>, ConfigError> {
-            if p.is_empty() {
-                Ok(None)
-            } else {
-                p.parse().map(Some).map_err(|_| err("bad port"))
-            }
+            if p.is_empty() { Ok(None) } else { p.parse().map(Some).map_err(|_| err("bad port")) }
         };
         let name = |h: &str| (!h.is_empty()).then(|| normalize_host(h).into_owned());
-        Ok(ConnectTo {
-            host: name(host),
-            port: port_of(port)?,
-            addr: name(addr),
-            addr_port: port_of(addr_port)?,
-        })
+        Ok(ConnectTo { host: name(host), port: port_of(port)?, addr: name(addr), addr_port: port_of(addr_port)? })
     }
 
     /// Where a connection to `host:port` really goes, if this entry applies.
@@ -119,10 +98,7 @@ impl ConnectTo {
         if self.host.as_deref().is_some_and(|h| h != host) || self.port.is_some_and(|p| p != port) {
             return None;
         }
-        Some((
-            self.addr.clone().unwrap_or_else(|| host.to_owned()),
-            self.addr_port.unwrap_or(port),
-        ))
+        Some((self.addr.clone().unwrap_or_else(|| host.to_owned()), self.addr_port.unwrap_or(port)))
     }
 }
 
@@ -169,10 +145,9 @@ mod tests {
 
     #[test]
     fn connect_to_parses_like_curl() {
-        let list = ConnectTo::parse_list(
-            "api.openai.com:443:127.0.0.1:8443, ::[::1]:9000,a.b:443::,x.y:80:[fe80::1]:81",
-        )
-        .unwrap();
+        let list =
+            ConnectTo::parse_list("api.openai.com:443:127.0.0.1:8443, ::[::1]:9000,a.b:443::,x.y:80:[fe80::1]:81")
+                .unwrap();
         assert_eq!(
             list[0],
             ConnectTo {
@@ -187,10 +162,7 @@ mod tests {
         assert_eq!(list[1].addr.as_deref(), Some("::1"));
         assert_eq!(list[2].apply("a.b", 443), Some(("a.b".into(), 443)));
         assert_eq!(list[3].addr.as_deref(), Some("fe80::1"));
-        assert_eq!(
-            list[0].apply("api.openai.com", 443),
-            Some(("127.0.0.1".into(), 8443))
-        );
+        assert_eq!(list[0].apply("api.openai.com", 443), Some(("127.0.0.1".into(), 8443)));
         assert_eq!(list[0].apply("api.openai.com", 80), None);
         assert_eq!(list[1].apply("anything", 1), Some(("::1".into(), 9000)));
         for bad in ["a:443:b", "a:x:b:1", "a:443:b:99999", "a:1:[::1:2"] {

@@ -24,22 +24,8 @@ pub struct Injection {
 impl fmt::Debug for Injection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Injection")
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .field(
-                "query",
-                &self
-                    .query
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+            .field("query", &self.query.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("secret", &"[redacted]")
             .finish()
     }
@@ -63,10 +49,7 @@ pub struct ResolveRequest {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ResolveError {
     #[error("{owner} has no connection{}", connection.as_deref().map(|c| format!(" named {c}")).unwrap_or_default())]
-    NotConnected {
-        owner: Owner,
-        connection: Option<String>,
-    },
+    NotConnected { owner: Owner, connection: Option<String> },
     #[error("the credential for {owner} has expired and could not be refreshed")]
     Expired { owner: Owner },
     #[error("could not resolve the credential for {owner}: {reason}")]
@@ -77,8 +60,5 @@ pub enum ResolveError {
 pub trait CredentialSource: Send + Sync + 'static {
     /// Credential for `owner`/`connection` (None = the run's choice or the owner's default).
     /// `force_refresh` is set once after a 401 from upstream.
-    fn resolve(
-        &self,
-        req: &ResolveRequest,
-    ) -> impl Future<Output = Result<Injection, ResolveError>> + Send;
+    fn resolve(&self, req: &ResolveRequest) -> impl Future<Output = Result<Injection, ResolveError>> + Send;
 }

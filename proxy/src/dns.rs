@@ -78,19 +78,8 @@ impl FakeDns {
     }
 
     /// Refuses names the egress policy denies (with `denied`), answers the rest.
-    pub fn with_policy(
-        egress: EgressPolicy,
-        routes: Arc<RouteTable>,
-        denied: DeniedAnswer,
-    ) -> Self {
-        FakeDns {
-            pool: Mutex::default(),
-            policy: Some(Policy {
-                egress,
-                routes,
-                denied,
-            }),
-        }
+    pub fn with_policy(egress: EgressPolicy, routes: Arc<RouteTable>, denied: DeniedAnswer) -> Self {
+        FakeDns { pool: Mutex::default(), policy: Some(Policy { egress, routes, denied }) }
     }
 
     /// The fake address for `name`, allocated on first use and stable afterwards. When the
@@ -101,11 +90,7 @@ impl FakeDns {
         if let Some(ip) = pool.by_name.get(&name) {
             return *ip;
         }
-        pool.next = if pool.next + 1 >= POOL_SIZE - 1 {
-            1
-        } else {
-            pool.next + 1
-        };
+        pool.next = if pool.next + 1 >= POOL_SIZE - 1 { 1 } else { pool.next + 1 };
         let ip = Ipv4Addr::from(POOL_BASE + pool.next);
         if let Some(old) = pool.by_ip.remove(&ip) {
             pool.by_name.remove(&old);
@@ -124,11 +109,7 @@ impl FakeDns {
     fn denied(&self, name: &str) -> Option<DeniedAnswer> {
         let policy = self.policy.as_ref()?;
         let owned = policy.routes.owns_host(name);
-        policy
-            .egress
-            .check(name, owned)
-            .err()
-            .map(|_| policy.denied)
+        policy.egress.check(name, owned).err().map(|_| policy.denied)
     }
 
     /// Answer one DNS packet; `None` = drop it (unparseable, or not a query).
@@ -168,11 +149,7 @@ impl FakeDns {
         response.set_authoritative(true);
         if query.query_type() == RecordType::A {
             let ip = self.ip_for(&name);
-            response.add_answer(Record::from_rdata(
-                query.name().clone(),
-                TTL,
-                RData::A(A(ip)),
-            ));
+            response.add_answer(Record::from_rdata(query.name().clone(), TTL, RData::A(A(ip))));
         }
         // Everything else: NOERROR with no answer (NODATA).
         response.set_response_code(ResponseCode::NoError);
@@ -180,11 +157,7 @@ impl FakeDns {
     }
 
     /// Serve queries on `socket` until `shutdown` resolves.
-    pub async fn serve(
-        self: Arc<Self>,
-        socket: UdpSocket,
-        shutdown: impl Future<Output = ()>,
-    ) -> io::Result<()> {
+    pub async fn serve(self: Arc<Self>, socket: UdpSocket, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         tokio::pin!(shutdown);
         let mut buf = vec![0u8; 4096];
         loop {
@@ -234,16 +207,11 @@ mod tests {
         let first = ask(&dns, "api.openai.com.", RecordType::A);
         assert_eq!(first.id(), 4242);
         assert_eq!(first.response_code(), ResponseCode::NoError);
-        let RData::A(A(ip)) = first.answers()[0].data() else {
-            panic!("not an A record")
-        };
+        let RData::A(A(ip)) = first.answers()[0].data() else { panic!("not an A record") };
         assert!(is_fake(IpAddr::V4(*ip)));
         let again = ask(&dns, "API.openai.com", RecordType::A);
         assert_eq!(again.answers()[0].data(), first.answers()[0].data());
-        assert_eq!(
-            dns.name_for(IpAddr::V4(*ip)).as_deref(),
-            Some("api.openai.com")
-        );
+        assert_eq!(dns.name_for(IpAddr::V4(*ip)).as_deref(), Some("api.openai.com"));
         let other = ask(&dns, "example.org", RecordType::A);
         assert_ne!(other.answers()[0].data(), first.answers()[0].data());
         assert_eq!(dns.name_for("1.1.1.1".parse().unwrap()), None);
@@ -252,12 +220,7 @@ mod tests {
     #[test]
     fn aaaa_and_other_types_get_nodata() {
         let dns = FakeDns::new();
-        for rtype in [
-            RecordType::AAAA,
-            RecordType::MX,
-            RecordType::TXT,
-            RecordType::HTTPS,
-        ] {
+        for rtype in [RecordType::AAAA, RecordType::MX, RecordType::TXT, RecordType::HTTPS] {
             let m = ask(&dns, "api.openai.com", rtype);
             assert_eq!(m.response_code(), ResponseCode::NoError, "{rtype}");
             assert!(m.answers().is_empty(), "{rtype}");
@@ -272,10 +235,7 @@ mod tests {
         m.set_id(7)
             .set_message_type(MessageType::Query)
             .set_op_code(OpCode::Update)
-            .add_query(Query::query(
-                Name::from_ascii("a.b").unwrap(),
-                RecordType::A,
-            ));
+            .add_query(Query::query(Name::from_ascii("a.b").unwrap(), RecordType::A));
         let reply = Message::from_vec(&dns.answer(&m.to_vec().unwrap()).unwrap()).unwrap();
         assert_eq!(reply.response_code(), ResponseCode::NotImp);
     }
@@ -291,21 +251,12 @@ mod tests {
             }],
             vec![],
         ));
-        let egress = EgressPolicy {
-            mode: EgressMode::Providers,
-            ..EgressPolicy::default()
-        };
+        let egress = EgressPolicy { mode: EgressMode::Providers, ..EgressPolicy::default() };
         let dns = FakeDns::with_policy(egress.clone(), routes.clone(), DeniedAnswer::NxDomain);
         assert_eq!(ask(&dns, "api.x.com", RecordType::A).answers().len(), 1);
-        assert_eq!(
-            ask(&dns, "evil.com", RecordType::A).response_code(),
-            ResponseCode::NXDomain
-        );
+        assert_eq!(ask(&dns, "evil.com", RecordType::A).response_code(), ResponseCode::NXDomain);
         let dns = FakeDns::with_policy(egress, routes, DeniedAnswer::Refused);
-        assert_eq!(
-            ask(&dns, "evil.com", RecordType::AAAA).response_code(),
-            ResponseCode::Refused
-        );
+        assert_eq!(ask(&dns, "evil.com", RecordType::AAAA).response_code(), ResponseCode::Refused);
     }
 
     #[test]
@@ -330,18 +281,10 @@ mod tests {
             let _ = rx.await;
         }));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        client
-            .send_to(&query("svc.test", RecordType::A), addr)
-            .await
-            .unwrap();
+        client.send_to(&query("svc.test", RecordType::A), addr).await.unwrap();
         let mut buf = [0u8; 512];
-        let (n, _) = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            client.recv_from(&mut buf),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let (n, _) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), client.recv_from(&mut buf)).await.unwrap().unwrap();
         let reply = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(reply.answers().len(), 1);
         let _ = tx.send(());

@@ -46,22 +46,10 @@ pub(crate) struct Target {
 impl Target {
     pub fn new(host: &str, port: u16, tls: bool) -> Option<Self> {
         let host = crate::matching::normalize_host(host).into_owned();
-        let bracketed = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.clone()
-        };
+        let bracketed = if host.contains(':') { format!("[{host}]") } else { host.clone() };
         let default_port = if tls { 443 } else { 80 };
-        let authority = if port == default_port {
-            bracketed
-        } else {
-            format!("{bracketed}:{port}")
-        };
-        Some(Target {
-            authority: authority.parse().ok()?,
-            host: host.into(),
-            port,
-        })
+        let authority = if port == default_port { bracketed } else { format!("{bracketed}:{port}") };
+        Some(Target { authority: authority.parse().ok()?, host: host.into(), port })
     }
 }
 
@@ -79,10 +67,7 @@ pub(crate) struct Engine<S, E> {
 pub(crate) fn text_response(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(Bytes::from_static(message.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
 
@@ -91,15 +76,9 @@ pub(crate) fn text_response(status: StatusCode, message: &'static str) -> Respon
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let simple = |v: &HeaderValue| {
         let v = v.as_bytes();
-        v.eq_ignore_ascii_case(b"keep-alive")
-            || v.eq_ignore_ascii_case(b"close")
-            || v.eq_ignore_ascii_case(b"upgrade")
+        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") || v.eq_ignore_ascii_case(b"upgrade")
     };
-    if headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| !simple(v))
-    {
+    if headers.get_all(header::CONNECTION).iter().any(|v| !simple(v)) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -131,10 +110,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+        && req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 struct Chosen {
@@ -168,11 +144,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         match self.egress.check(host, self.routes.owns_host(host)) {
             Ok(()) => true,
             Err(reason) => {
-                self.events.record(ProxyEvent::Denied {
-                    host: host.to_owned(),
-                    port,
-                    reason,
-                });
+                self.events.record(ProxyEvent::Denied { host: host.to_owned(), port, reason });
                 false
             }
         }
@@ -209,13 +181,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     }
 
     /// Serve HTTP on an established (decrypted or plain) client stream.
-    pub async fn serve_http<IO>(
-        self: Arc<Self>,
-        io: TokioIo<IO>,
-        target: Target,
-        tls: bool,
-        h2: bool,
-    ) where
+    pub async fn serve_http<IO>(self: Arc<Self>, io: TokioIo<IO>, target: Target, tls: bool, h2: bool)
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let target = Arc::new(target);
@@ -245,12 +212,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
 
     /// Opaque pass-through: no MITM. `initial` is data already read from the client (a
     /// ClientHello peeked by the transparent path).
-    pub async fn tunnel<IO>(
-        &self,
-        mut client: IO,
-        mut upstream: tokio::net::TcpStream,
-        initial: &[u8],
-    ) where
+    pub async fn tunnel<IO>(&self, mut client: IO, mut upstream: tokio::net::TcpStream, initial: &[u8])
+    where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         use tokio::io::AsyncWriteExt;
@@ -266,42 +229,25 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     pub fn dial_failed(&self, host: &str, port: u16, error: &DialError) -> Response<ProxyBody> {
         match error {
             DialError::Forbidden { .. } => {
-                self.events.record(ProxyEvent::Denied {
-                    host: host.to_owned(),
-                    port,
-                    reason: error.to_string(),
-                });
+                self.events.record(ProxyEvent::Denied { host: host.to_owned(), port, reason: error.to_string() });
                 text_response(
                     StatusCode::FORBIDDEN,
                     "authsome: destination refused: it resolves to a private or local address\n",
                 )
             }
             DialError::Timeout { .. } => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: host.to_owned(),
-                    error: error.to_string(),
-                });
-                text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "authsome: upstream connect timed out\n",
-                )
+                self.events.record(ProxyEvent::UpstreamFailed { host: host.to_owned(), error: error.to_string() });
+                text_response(StatusCode::GATEWAY_TIMEOUT, "authsome: upstream connect timed out\n")
             }
             _ => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: host.to_owned(),
-                    error: error.to_string(),
-                });
+                self.events.record(ProxyEvent::UpstreamFailed { host: host.to_owned(), error: error.to_string() });
                 text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n")
             }
         }
     }
 
     fn leak_check(&self, target: &Target, found: &[Found<'_>]) -> Option<Response<ProxyBody>> {
-        let leak = found.iter().find(|f| {
-            !self
-                .routes
-                .owner_owns_host(&f.placeholder.owner, &target.host)
-        })?;
+        let leak = found.iter().find(|f| !self.routes.owner_owns_host(&f.placeholder.owner, &target.host))?;
         self.events.record(ProxyEvent::LeakBlocked {
             owner: leak.placeholder.owner.clone(),
             host: target.host.to_string(),
@@ -315,10 +261,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     }
 
     async fn choose(&self, target: &Target, path: &str, found: &[Found<'_>]) -> Option<Chosen> {
-        let owner = match self
-            .routes
-            .select(&target.host, path, inject::single_owner(found))
-        {
+        let owner = match self.routes.select(&target.host, path, inject::single_owner(found)) {
             Selection::Inject(owner) => owner,
             Selection::None => return None,
             Selection::Ambiguous(owners) => {
@@ -326,27 +269,14 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 return None;
             }
         };
-        let connection = found
-            .iter()
-            .find(|f| f.placeholder.owner == owner)
-            .map(|f| f.placeholder.connection.clone());
+        let connection = found.iter().find(|f| f.placeholder.owner == owner).map(|f| f.placeholder.connection.clone());
         let bound = found
             .iter()
-            .filter(|f| {
-                f.placeholder.owner == owner
-                    && Some(&f.placeholder.connection) == connection.as_ref()
-            })
+            .filter(|f| f.placeholder.owner == owner && Some(&f.placeholder.connection) == connection.as_ref())
             .map(|f| f.placeholder.value.clone())
             .collect();
-        let injection = self
-            .resolve(&owner, connection.clone(), target, path, false)
-            .await?;
-        Some(Chosen {
-            owner,
-            connection,
-            injection,
-            bound,
-        })
+        let injection = self.resolve(&owner, connection.clone(), target, path, false).await?;
+        Some(Chosen { owner, connection, injection, bound })
     }
 
     async fn resolve(
@@ -394,10 +324,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         tls: bool,
     ) -> Response<ProxyBody> {
         if req.method() == Method::CONNECT {
-            return text_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "authsome: CONNECT inside a tunnel\n",
-            );
+            return text_response(StatusCode::METHOD_NOT_ALLOWED, "authsome: CONNECT inside a tunnel\n");
         }
         let websocket = is_websocket_upgrade(&req);
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -412,11 +339,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             return blocked;
         }
         // Plain http is never injected.
-        let chosen = if tls {
-            self.choose(target, parts.uri.path(), &found).await
-        } else {
-            None
-        };
+        let chosen = if tls { self.choose(target, parts.uri.path(), &found).await } else { None };
         drop(found);
         let original_pq = parts.uri.path_and_query().cloned();
 
@@ -437,12 +360,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let path = parts.uri.path().to_owned();
 
         if let Some(on_upgrade) = on_upgrade {
-            let pq = inject::apply(
-                &mut parts.headers,
-                original_pq.as_ref(),
-                &chosen.injection,
-                &bound,
-            );
+            let pq = inject::apply(&mut parts.headers, original_pq.as_ref(), &chosen.injection, &bound);
             parts.uri = Self::upstream_uri(target, tls, pq.or(original_pq));
             let response = self.forward_upgrade(target, parts, on_upgrade).await;
             self.record_injected(&chosen, target, &method, path, response.status(), false);
@@ -451,28 +369,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
 
         // Keep small bodies so the request can be replayed after a refresh.
         let (first_body, retry) = if body.is_end_stream() {
-            (
-                ProxyBody::empty(),
-                Some((parts.headers.clone(), Bytes::new())),
-            )
-        } else if body
-            .size_hint()
-            .upper()
-            .is_some_and(|u| u <= RETRY_BODY_LIMIT)
-        {
+            (ProxyBody::empty(), Some((parts.headers.clone(), Bytes::new())))
+        } else if body.size_hint().upper().is_some_and(|u| u <= RETRY_BODY_LIMIT) {
             match body.collect().await {
                 Ok(collected) => {
                     let bytes = collected.to_bytes();
-                    (
-                        ProxyBody::full(bytes.clone()),
-                        Some((parts.headers.clone(), bytes)),
-                    )
+                    (ProxyBody::full(bytes.clone()), Some((parts.headers.clone(), bytes)))
                 }
                 Err(_) => {
-                    return text_response(
-                        StatusCode::BAD_REQUEST,
-                        "authsome: could not read the request body\n",
-                    );
+                    return text_response(StatusCode::BAD_REQUEST, "authsome: could not read the request body\n");
                 }
             }
         } else {
@@ -480,19 +385,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         };
         let retry = retry.map(|(headers, bytes)| (parts.method.clone(), headers, bytes));
 
-        let pq = inject::apply(
-            &mut parts.headers,
-            original_pq.as_ref(),
-            &chosen.injection,
-            &bound,
-        );
+        let pq = inject::apply(&mut parts.headers, original_pq.as_ref(), &chosen.injection, &bound);
         parts.uri = Self::upstream_uri(target, tls, pq.or_else(|| original_pq.clone()));
-        let response = match self
-            .upstream
-            .client
-            .request(Request::from_parts(parts, first_body))
-            .await
-        {
+        let response = match self.upstream.client.request(Request::from_parts(parts, first_body)).await {
             Ok(response) => response,
             Err(error) => return self.client_failed(target, &error),
         };
@@ -504,16 +399,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
-        let Some(fresh) = self
-            .resolve(
-                &chosen.owner,
-                chosen.connection.clone(),
-                target,
-                &path,
-                true,
-            )
-            .await
-        else {
+        let Some(fresh) = self.resolve(&chosen.owner, chosen.connection.clone(), target, &path, true).await else {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
@@ -558,11 +444,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         Response::from_parts(parts, ProxyBody::from(body))
     }
 
-    fn client_failed(
-        &self,
-        target: &Target,
-        error: &hyper_util::client::legacy::Error,
-    ) -> Response<ProxyBody> {
+    fn client_failed(&self, target: &Target, error: &hyper_util::client::legacy::Error) -> Response<ProxyBody> {
         if let Some(dial) = find_dial_error(error) {
             return self.dial_failed(&target.host, target.port, dial);
         }
@@ -574,14 +456,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             source = s.source();
         }
         tracing::warn!(host = %target.host, error = %message, "upstream request failed");
-        self.events.record(ProxyEvent::UpstreamFailed {
-            host: target.host.to_string(),
-            error: message,
-        });
-        text_response(
-            StatusCode::BAD_GATEWAY,
-            "authsome: upstream request failed\n",
-        )
+        self.events.record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: message });
+        text_response(StatusCode::BAD_GATEWAY, "authsome: upstream request failed\n")
     }
 
     /// WebSocket (HTTP/1.1 Upgrade): handshake on a fresh HTTP/1.1 connection through the
@@ -599,24 +475,17 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 if let Some(dial) = find_dial_error(error.as_ref()) {
                     return self.dial_failed(&target.host, target.port, dial);
                 }
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
+                self.events
+                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
                 return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n");
             }
         };
         let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
             Ok(pair) => pair,
             Err(error) => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "authsome: upstream handshake failed\n",
-                );
+                self.events
+                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
+                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream handshake failed\n");
             }
         };
         tokio::spawn(async move {
@@ -624,29 +493,17 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 tracing::debug!(%error, "upstream upgrade connection ended with an error");
             }
         });
-        let origin_form = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let origin_form = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(origin_form);
         if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
             parts.headers.insert(header::HOST, host);
         }
-        let mut response = match sender
-            .send_request(Request::from_parts(parts, ProxyBody::empty()))
-            .await
-        {
+        let mut response = match sender.send_request(Request::from_parts(parts, ProxyBody::empty())).await {
             Ok(response) => response,
             Err(error) => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "authsome: upstream handshake failed\n",
-                );
+                self.events
+                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
+                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream handshake failed\n");
             }
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -16,25 +16,13 @@ pub enum ProxyEvent {
         retried_after_refresh: bool,
     },
     /// A placeholder was sent to a host its owner does not own; answered 403.
-    LeakBlocked {
-        owner: Owner,
-        host: String,
-        where_: &'static str,
-    },
+    LeakBlocked { owner: Owner, host: String, where_: &'static str },
     /// A connection was passed through without MITM.
     Tunnelled { host: String, port: u16 },
     /// Egress policy or the SSRF guard refused a destination.
-    Denied {
-        host: String,
-        port: u16,
-        reason: String,
-    },
+    Denied { host: String, port: u16, reason: String },
     /// The credential source failed; the request went on without a credential.
-    ResolveFailed {
-        owner: Owner,
-        host: String,
-        error: String,
-    },
+    ResolveFailed { owner: Owner, host: String, error: String },
     /// The upstream could not be reached (connect, TLS, protocol).
     UpstreamFailed { host: String, error: String },
 }

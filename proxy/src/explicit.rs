@@ -58,19 +58,13 @@ fn proxy_auth_required() -> Response<ProxyBody> {
         StatusCode::PROXY_AUTHENTICATION_REQUIRED,
         "authsome: this proxy needs the run token (use the HTTPS_PROXY value authsome set)\n",
     );
-    response.headers_mut().insert(
-        header::PROXY_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"authsome\""),
-    );
+    response.headers_mut().insert(header::PROXY_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"authsome\""));
     response
 }
 
 fn split_authority(authority: &http::uri::Authority, default_port: u16) -> (&str, u16) {
     let host = authority.host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     (host, authority.port_u16().unwrap_or(default_port))
 }
 
@@ -138,30 +132,21 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             return text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n");
         };
         if !self.egress_allows(&target.host, port) {
-            return text_response(
-                StatusCode::FORBIDDEN,
-                "authsome: destination denied by egress policy\n",
-            );
+            return text_response(StatusCode::FORBIDDEN, "authsome: destination denied by egress policy\n");
         }
         self.forward(&target, req, false).await
     }
 
     async fn connect(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let Some(authority) = req.uri().authority() else {
-            return text_response(
-                StatusCode::BAD_REQUEST,
-                "authsome: CONNECT needs host:port\n",
-            );
+            return text_response(StatusCode::BAD_REQUEST, "authsome: CONNECT needs host:port\n");
         };
         let (host, port) = split_authority(authority, 443);
         let Some(target) = Target::new(host, port, true) else {
             return text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n");
         };
         if !self.egress_allows(&target.host, port) {
-            return text_response(
-                StatusCode::FORBIDDEN,
-                "authsome: destination denied by egress policy\n",
-            );
+            return text_response(StatusCode::FORBIDDEN, "authsome: destination denied by egress policy\n");
         }
         let on_upgrade = hyper::upgrade::on(&mut req);
         if self.intercepts(&target.host) {
@@ -178,10 +163,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             Ok(upstream) => upstream,
             Err(error) => return self.dial_failed(&target.host, port, &error),
         };
-        self.events.record(ProxyEvent::Tunnelled {
-            host: target.host.to_string(),
-            port,
-        });
+        self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => self.tunnel(TokioIo::new(upgraded), upstream, &[]).await,
@@ -197,12 +179,7 @@ mod tests {
     use super::*;
 
     fn basic(s: &str) -> HeaderValue {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(s)
-        )
-        .parse()
-        .unwrap()
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s)).parse().unwrap()
     }
 
     #[test]

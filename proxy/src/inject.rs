@@ -27,18 +27,12 @@ pub(crate) fn find_placeholders<'a>(
     }
     for value in headers.values() {
         for placeholder in routes.placeholders_in(value.as_bytes()) {
-            found.push(Found {
-                placeholder,
-                where_: "header",
-            });
+            found.push(Found { placeholder, where_: "header" });
         }
     }
     if let Some(query) = query {
         for placeholder in routes.placeholders_in(query.as_bytes()) {
-            found.push(Found {
-                placeholder,
-                where_: "query",
-            });
+            found.push(Found { placeholder, where_: "query" });
         }
     }
     found
@@ -47,10 +41,7 @@ pub(crate) fn find_placeholders<'a>(
 /// The owner that placeholders in the request name, when they all name the same one.
 pub(crate) fn single_owner<'a>(found: &[Found<'a>]) -> Option<&'a Owner> {
     let first = &found.first()?.placeholder.owner;
-    found
-        .iter()
-        .all(|f| &f.placeholder.owner == first)
-        .then_some(first)
+    found.iter().all(|f| &f.placeholder.owner == first).then_some(first)
 }
 
 fn replace_all(haystack: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
@@ -101,11 +92,7 @@ pub(crate) fn apply(
         let mut rewrites: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
         for name in headers.keys() {
             let values = headers.get_all(name);
-            if !values.iter().any(|v| {
-                bound
-                    .iter()
-                    .any(|p| find(v.as_bytes(), p.as_bytes()).is_some())
-            }) {
+            if !values.iter().any(|v| bound.iter().any(|p| find(v.as_bytes(), p.as_bytes()).is_some())) {
                 continue;
             }
             let new_values = values
@@ -113,8 +100,7 @@ pub(crate) fn apply(
                 .map(|v| {
                     let mut bytes = v.as_bytes().to_vec();
                     for p in bound {
-                        if let Some(swapped) = replace_all(&bytes, p.as_bytes(), secret.as_bytes())
-                        {
+                        if let Some(swapped) = replace_all(&bytes, p.as_bytes(), secret.as_bytes()) {
                             bytes = swapped;
                         }
                     }
@@ -140,12 +126,8 @@ pub(crate) fn apply(
         headers.insert(name.clone(), value);
     }
     let query = path_and_query.and_then(PathAndQuery::query);
-    let needs_swap = !bound.is_empty()
-        && query.is_some_and(|q| {
-            bound
-                .iter()
-                .any(|p| find(q.as_bytes(), p.as_bytes()).is_some())
-        });
+    let needs_swap =
+        !bound.is_empty() && query.is_some_and(|q| bound.iter().any(|p| find(q.as_bytes(), p.as_bytes()).is_some()));
     if injection.query.is_empty() && !needs_swap {
         return None;
     }
@@ -160,11 +142,7 @@ pub(crate) fn apply(
         }
     }
     let query = set_query_params(&query, &injection.query);
-    let joined = if query.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{query}")
-    };
+    let joined = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
     PathAndQuery::try_from(joined).ok()
 }
 
@@ -173,10 +151,8 @@ fn set_query_params(query: &str, params: &[(String, String)]) -> String {
     if params.is_empty() {
         return query.to_owned();
     }
-    let encoded: Vec<(String, String)> = params
-        .iter()
-        .map(|(n, v)| (encode_query_component(n), encode_query_component(v)))
-        .collect();
+    let encoded: Vec<(String, String)> =
+        params.iter().map(|(n, v)| (encode_query_component(n), encode_query_component(v))).collect();
     let mut done = vec![false; encoded.len()];
     let mut out: Vec<String> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -205,14 +181,8 @@ mod tests {
 
     fn injection(headers: &[(&str, &str)], query: &[(&str, &str)], secret: &str) -> Injection {
         Injection {
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap()))
-                .collect(),
-            query: query
-                .iter()
-                .map(|(n, v)| ((*n).into(), (*v).into()))
-                .collect(),
+            headers: headers.iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect(),
+            query: query.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
             secret: SecretString::from(secret.to_owned()),
         }
     }
@@ -221,16 +191,8 @@ mod tests {
         RouteTable::new(
             vec![],
             vec![
-                Placeholder {
-                    value: "ph_AAA".into(),
-                    owner: Owner::from("a"),
-                    connection: "work".into(),
-                },
-                Placeholder {
-                    value: "ph_BBB".into(),
-                    owner: Owner::from("b"),
-                    connection: "default".into(),
-                },
+                Placeholder { value: "ph_AAA".into(), owner: Owner::from("a"), connection: "work".into() },
+                Placeholder { value: "ph_BBB".into(), owner: Owner::from("b"), connection: "default".into() },
             ],
         )
     }
@@ -242,10 +204,7 @@ mod tests {
         headers.insert("authorization", "token ph_AAA".parse().unwrap());
         headers.insert("x-other", "nothing".parse().unwrap());
         let found = find_placeholders(&table, &headers, Some("key=ph_BBB&x=1"));
-        let got: Vec<_> = found
-            .iter()
-            .map(|f| (f.placeholder.owner.0.as_str(), f.where_))
-            .collect();
+        let got: Vec<_> = found.iter().map(|f| (f.placeholder.owner.0.as_str(), f.where_)).collect();
         assert_eq!(got, [("a", "header"), ("b", "query")]);
         assert!(single_owner(&found).is_none());
         assert_eq!(single_owner(&found[..1]).unwrap().0, "a");
@@ -258,24 +217,15 @@ mod tests {
         headers.insert("x-api-key", "client-value".parse().unwrap());
         headers.append("x-multi", "a ph_AAA b ph_AAA".parse().unwrap());
         headers.append("x-multi", "plain".parse().unwrap());
-        let pq: PathAndQuery = "/v1/x?key=ph_AAA&keep=1&api_key=old&api_key=dup"
-            .parse()
-            .unwrap();
-        let inj = injection(
-            &[("x-api-key", "S3CRET")],
-            &[("api_key", "s e/c"), ("new", "1")],
-            "S3CRET",
-        );
+        let pq: PathAndQuery = "/v1/x?key=ph_AAA&keep=1&api_key=old&api_key=dup".parse().unwrap();
+        let inj = injection(&[("x-api-key", "S3CRET")], &[("api_key", "s e/c"), ("new", "1")], "S3CRET");
         let new_pq = apply(&mut headers, Some(&pq), &inj, &["ph_AAA"]).unwrap();
         assert_eq!(headers["authorization"], "token S3CRET");
         assert!(headers["authorization"].is_sensitive());
         assert_eq!(headers["x-api-key"], "S3CRET");
         let multi: Vec<_> = headers.get_all("x-multi").iter().collect();
         assert_eq!(multi, ["a S3CRET b S3CRET", "plain"]);
-        assert_eq!(
-            new_pq.as_str(),
-            "/v1/x?key=S3CRET&keep=1&api_key=s%20e%2Fc&new=1"
-        );
+        assert_eq!(new_pq.as_str(), "/v1/x?key=S3CRET&keep=1&api_key=s%20e%2Fc&new=1");
     }
 
     #[test]

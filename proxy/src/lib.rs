@@ -47,9 +47,7 @@ pub struct Proxy<S, E> {
 
 impl<S, E> Clone for Proxy<S, E> {
     fn clone(&self) -> Self {
-        Proxy {
-            engine: self.engine.clone(),
-        }
+        Proxy { engine: self.engine.clone() }
     }
 }
 
@@ -62,17 +60,11 @@ impl<S, E> std::fmt::Debug for Proxy<S, E> {
 impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     /// Build the engine: loads upstream trust (system roots + extra roots).
     pub fn new(config: ProxyConfig, source: Arc<S>, events: Arc<E>) -> Result<Self, TlsError> {
-        Ok(Proxy {
-            engine: Arc::new(engine::Engine::new(config, source, events)?),
-        })
+        Ok(Proxy { engine: Arc::new(engine::Engine::new(config, source, events)?) })
     }
 
     /// Explicit proxy (HTTP CONNECT + absolute-form) on `listener` until `shutdown` resolves.
-    pub async fn serve(
-        &self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> io::Result<()> {
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.engine.clone().serve_listener(listener, shutdown).await
     }
 
@@ -80,18 +72,11 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     /// `original_dst` is what the child dialled (getsockname / SO_ORIGINAL_DST); `dns` is the
     /// run's fake-IP resolver, used to name fake destinations. Decides by host name, dials by
     /// host name. Returns when the connection is done.
-    pub async fn serve_transparent<IO>(
-        &self,
-        stream: IO,
-        original_dst: SocketAddr,
-        dns: Option<&dns::FakeDns>,
-    ) where
+    pub async fn serve_transparent<IO>(&self, stream: IO, original_dst: SocketAddr, dns: Option<&dns::FakeDns>)
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.engine
-            .clone()
-            .serve_transparent_stream(stream, original_dst, dns)
-            .await;
+        self.engine.clone().serve_transparent_stream(stream, original_dst, dns).await;
     }
 }
 

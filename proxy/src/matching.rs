@@ -49,20 +49,14 @@ impl FromStr for HostPattern {
     type Err = PatternError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| PatternError {
-            pattern: s.to_owned(),
-            reason,
-        };
+        let err = |reason| PatternError { pattern: s.to_owned(), reason };
         let lowered = s.trim().to_ascii_lowercase();
         let trimmed = lowered.strip_suffix('.').unwrap_or(&lowered);
         if trimmed.is_empty() {
             return Err(err("empty"));
         }
         // An IPv6 literal is fine as an exact pattern, bracketed or not.
-        let unbracketed = trimmed
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-            .unwrap_or(trimmed);
+        let unbracketed = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(trimmed);
         if let Ok(ip) = unbracketed.parse::<IpAddr>() {
             return Ok(HostPattern::Exact(ip.to_string()));
         }
@@ -71,14 +65,10 @@ impl FromStr for HostPattern {
             None => (false, trimmed),
         };
         if name.contains('*') {
-            return Err(err(
-                "`*` is only allowed as the whole first label (`*.example.com`)",
-            ));
+            return Err(err("`*` is only allowed as the whole first label (`*.example.com`)"));
         }
         if name.contains([':', '/', '@', ' ', '[', ']', '?', '#']) {
-            return Err(err(
-                "a host pattern is a bare host name: no scheme, port or path",
-            ));
+            return Err(err("a host pattern is a bare host name: no scheme, port or path"));
         }
         if name.split('.').any(str::is_empty) {
             return Err(err("empty label"));
@@ -86,11 +76,7 @@ impl FromStr for HostPattern {
         if wildcard && !name.contains('.') {
             return Err(err("a wildcard needs a suffix of at least two labels"));
         }
-        Ok(if wildcard {
-            HostPattern::Suffix(name.to_owned())
-        } else {
-            HostPattern::Exact(name.to_owned())
-        })
+        Ok(if wildcard { HostPattern::Suffix(name.to_owned()) } else { HostPattern::Exact(name.to_owned()) })
     }
 }
 
@@ -124,10 +110,7 @@ impl HostPattern {
 /// Lower-case, strip a trailing dot and IPv6 brackets. Borrowed when nothing changes (the
 /// common case on the request path).
 pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(host.to_ascii_lowercase())
@@ -143,9 +126,7 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
     host.parse::<IpAddr>().is_ok_and(|ip| match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     })
 }
 
@@ -229,11 +210,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 fn path_excluded(excluded: &[String], path: &str) -> bool {
-    let trimmed = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
+    let trimmed = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     excluded.iter().any(|e| e == trimmed)
 }
 
@@ -244,46 +221,23 @@ impl RouteTable {
             .map(|r| CompiledRoute {
                 owner: r.owner,
                 hosts: r.hosts,
-                prefix: r
-                    .path_prefix
-                    .as_deref()
-                    .map(normalize_prefix)
-                    .unwrap_or_default(),
+                prefix: r.path_prefix.as_deref().map(normalize_prefix).unwrap_or_default(),
                 excluded: r
                     .excluded_paths
                     .iter()
                     .map(|p| {
                         let p = strip_query(p.trim());
-                        let p = if p.len() > 1 {
-                            p.trim_end_matches('/')
-                        } else {
-                            p
-                        };
-                        if p.starts_with('/') {
-                            p.to_owned()
-                        } else {
-                            format!("/{p}")
-                        }
+                        let p = if p.len() > 1 { p.trim_end_matches('/') } else { p };
+                        if p.starts_with('/') { p.to_owned() } else { format!("/{p}") }
                     })
                     .collect(),
             })
             .collect();
-        let min_placeholder_len = placeholders
-            .iter()
-            .map(|p| p.value.len())
-            .filter(|&len| len > 0)
-            .min()
-            .unwrap_or(usize::MAX);
-        let placeholders = placeholders
-            .into_iter()
-            .filter(|p| !p.value.is_empty())
-            .map(|p| (p.value.clone(), p))
-            .collect();
-        RouteTable {
-            routes,
-            placeholders,
-            min_placeholder_len,
-        }
+        let min_placeholder_len =
+            placeholders.iter().map(|p| p.value.len()).filter(|&len| len > 0).min().unwrap_or(usize::MAX);
+        let placeholders =
+            placeholders.into_iter().filter(|p| !p.value.is_empty()).map(|p| (p.value.clone(), p)).collect();
+        RouteTable { routes, placeholders, min_placeholder_len }
     }
 
     /// Pick the owner whose credential goes on a request to `host` + `path` (an https
@@ -298,13 +252,7 @@ impl RouteTable {
         let mut best: Option<(usize, bool)> = None;
         let mut winners: Vec<&Owner> = Vec::new();
         for route in &self.routes {
-            let Some(exact) = route
-                .hosts
-                .iter()
-                .filter(|p| p.matches(&host))
-                .map(HostPattern::is_exact)
-                .max()
-            else {
+            let Some(exact) = route.hosts.iter().filter(|p| p.matches(&host)).map(HostPattern::is_exact).max() else {
                 continue;
             };
             if path_excluded(&route.excluded, path) {
@@ -346,19 +294,13 @@ impl RouteTable {
     /// Does any route name this host (ignoring paths)? Decides MITM vs opaque tunnel.
     pub fn owns_host(&self, host: &str) -> bool {
         let host = normalize_host(host);
-        !is_loopback_host(&host)
-            && self
-                .routes
-                .iter()
-                .any(|r| r.hosts.iter().any(|p| p.matches(&host)))
+        !is_loopback_host(&host) && self.routes.iter().any(|r| r.hosts.iter().any(|p| p.matches(&host)))
     }
 
     /// Does `owner` have a route naming this host? The leak guard's question.
     pub fn owner_owns_host(&self, owner: &Owner, host: &str) -> bool {
         let host = normalize_host(host);
-        self.routes
-            .iter()
-            .any(|r| &r.owner == owner && r.hosts.iter().any(|p| p.matches(&host)))
+        self.routes.iter().any(|r| &r.owner == owner && r.hosts.iter().any(|p| p.matches(&host)))
     }
 
     pub fn placeholder(&self, value: &str) -> Option<&Placeholder> {
@@ -375,9 +317,7 @@ impl RouteTable {
         haystack: &'h [u8],
     ) -> impl Iterator<Item = &'a Placeholder> + use<'a, 'h> {
         let possible = haystack.len() >= self.min_placeholder_len;
-        self.placeholders
-            .values()
-            .filter(move |p| possible && contains(haystack, p.value.as_bytes()))
+        self.placeholders.values().filter(move |p| possible && contains(haystack, p.value.as_bytes()))
     }
 }
 

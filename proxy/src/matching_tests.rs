@@ -20,18 +20,9 @@ fn inject(owner: &str) -> Selection {
 #[test]
 fn host_patterns_parse() {
     let ok = [
-        (
-            "api.openai.com",
-            HostPattern::Exact("api.openai.com".into()),
-        ),
-        (
-            "API.OpenAI.com.",
-            HostPattern::Exact("api.openai.com".into()),
-        ),
-        (
-            "*.googleapis.com",
-            HostPattern::Suffix("googleapis.com".into()),
-        ),
+        ("api.openai.com", HostPattern::Exact("api.openai.com".into())),
+        ("API.OpenAI.com.", HostPattern::Exact("api.openai.com".into())),
+        ("*.googleapis.com", HostPattern::Suffix("googleapis.com".into())),
         ("10.1.2.3", HostPattern::Exact("10.1.2.3".into())),
         ("[::1]", HostPattern::Exact("::1".into())),
         ("localhost", HostPattern::Exact("localhost".into())),
@@ -53,10 +44,7 @@ fn host_patterns_parse() {
         ".x.com",
         "**.x.com",
     ] {
-        assert!(
-            bad.parse::<HostPattern>().is_err(),
-            "{bad:?} should be refused"
-        );
+        assert!(bad.parse::<HostPattern>().is_err(), "{bad:?} should be refused");
     }
 }
 
@@ -97,11 +85,7 @@ fn select_follows_upstream_semantics() {
         ("API.OPENAI.COM", "/v1/chat", inject("openai")),
         ("api.openai.com.", "/", inject("openai")),
         ("api.openai.com", "/oauth/token", Selection::None),
-        (
-            "api.openai.com",
-            "/oauth/token?grant_type=x",
-            Selection::None,
-        ),
+        ("api.openai.com", "/oauth/token?grant_type=x", Selection::None),
         ("api.openai.com", "/oauth/token/", Selection::None),
         ("api.openai.com", "/oauth/tokens", inject("openai")),
         ("storage.googleapis.com", "/b", inject("google")),
@@ -139,19 +123,10 @@ fn ties_between_owners_inject_nothing_unless_a_placeholder_chooses() {
     );
     let tie = Selection::Ambiguous(vec![Owner::from("a"), Owner::from("b")]);
     assert_eq!(table.select("shared.example.com", "/", None), tie);
-    assert_eq!(
-        table.select("shared.example.com", "/", Some(&Owner::from("b"))),
-        inject("b")
-    );
-    assert_eq!(
-        table.select("shared.example.com", "/", Some(&Owner::from("a"))),
-        inject("a")
-    );
+    assert_eq!(table.select("shared.example.com", "/", Some(&Owner::from("b"))), inject("b"));
+    assert_eq!(table.select("shared.example.com", "/", Some(&Owner::from("a"))), inject("a"));
     // a placeholder of an owner that is not among the tied does not settle anything
-    assert_eq!(
-        table.select("shared.example.com", "/", Some(&Owner::from("c"))),
-        tie
-    );
+    assert_eq!(table.select("shared.example.com", "/", Some(&Owner::from("c"))), tie);
     // the same owner twice is not a tie
     assert_eq!(table.select("other.example.com", "/", None), inject("a"));
 }
@@ -180,11 +155,7 @@ fn placeholders_are_found_exactly() {
     let table = RouteTable::new(
         vec![],
         vec![
-            Placeholder {
-                value: "sk-authsome_AAAA".into(),
-                owner: Owner::from("openai"),
-                connection: "work".into(),
-            },
+            Placeholder { value: "sk-authsome_AAAA".into(), owner: Owner::from("openai"), connection: "work".into() },
             Placeholder {
                 value: "ghp_authsome_BBBB".into(),
                 owner: Owner::from("github"),
@@ -192,15 +163,9 @@ fn placeholders_are_found_exactly() {
             },
         ],
     );
-    assert_eq!(
-        table.placeholder("sk-authsome_AAAA").unwrap().connection,
-        "work"
-    );
+    assert_eq!(table.placeholder("sk-authsome_AAAA").unwrap().connection, "work");
     assert!(table.placeholder("sk-authsome_AAA").is_none());
-    let found: Vec<_> = table
-        .placeholders_in(b"Bearer sk-authsome_AAAA")
-        .map(|p| p.owner.0.as_str())
-        .collect();
+    let found: Vec<_> = table.placeholders_in(b"Bearer sk-authsome_AAAA").map(|p| p.owner.0.as_str()).collect();
     assert_eq!(found, ["openai"]);
     assert_eq!(table.placeholders_in(b"Bearer sk-authsome_AAA").count(), 0);
     assert_eq!(table.placeholders_in(b"x").count(), 0);

@@ -44,11 +44,7 @@ impl<IO> Rewind<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -60,11 +56,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -114,10 +106,7 @@ async fn read_client_hello<IO: AsyncRead + Unpin>(
             Err((error, _alert)) => return Err(io::Error::new(io::ErrorKind::InvalidData, error)),
         }
         if buf.len() >= CLIENT_HELLO_LIMIT {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "ClientHello too large",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "ClientHello too large"));
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
@@ -146,12 +135,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         };
         first.truncate(n);
         if first[0] != TLS_HANDSHAKE_RECORD {
-            return self
-                .serve_transparent_plain(Rewind::new(Bytes::from(first), stream), mapped, port)
-                .await;
+            return self.serve_transparent_plain(Rewind::new(Bytes::from(first), stream), mapped, port).await;
         }
-        let hello =
-            tokio::time::timeout(CLIENT_HELLO_TIMEOUT, read_client_hello(&mut stream, first)).await;
+        let hello = tokio::time::timeout(CLIENT_HELLO_TIMEOUT, read_client_hello(&mut stream, first)).await;
         let (buf, sni) = match hello {
             Ok(Ok(pair)) => pair,
             Ok(Err(error)) => {
@@ -200,10 +186,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Rewind { prefix, inner } = replay;
         match self.upstream.dialer.dial(&target.host, port).await {
             Ok(upstream) => {
-                self.events.record(ProxyEvent::Tunnelled {
-                    host: target.host.to_string(),
-                    port,
-                });
+                self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
                 self.tunnel(inner, upstream, &prefix).await;
             }
             Err(error) => {
@@ -228,11 +211,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                     let value = req.headers().get(header::HOST)?.to_str().ok()?;
                     let authority: http::uri::Authority = value.parse().ok()?;
                     let host = authority.host();
-                    Some(
-                        host.trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .to_owned(),
-                    )
+                    Some(host.trim_start_matches('[').trim_end_matches(']').to_owned())
                 };
                 let host = match mapped.as_deref() {
                     Some(name) => Some(name.to_owned()),
@@ -271,9 +250,7 @@ mod tests {
     #[tokio::test]
     async fn rewind_replays_then_reads_on() {
         let (mut a, b) = tokio::io::duplex(64);
-        tokio::io::AsyncWriteExt::write_all(&mut a, b" world")
-            .await
-            .unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut a, b" world").await.unwrap();
         drop(a);
         let mut r = Rewind::new(Bytes::from_static(b"hello"), b);
         let mut out = String::new();

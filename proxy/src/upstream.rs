@@ -31,11 +31,7 @@ use crate::ssrf::is_forbidden;
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error("{host}:{port} resolves to {addr}, a non-public address; refused (SSRF guard)")]
-    Forbidden {
-        host: String,
-        port: u16,
-        addr: IpAddr,
-    },
+    Forbidden { host: String, port: u16, addr: IpAddr },
     #[error("could not resolve {host}")]
     Resolve {
         host: String,
@@ -105,10 +101,7 @@ impl Dialer {
                 Ok(ip) => vec![SocketAddr::new(ip, dest_port)],
                 Err(_) => tokio::net::lookup_host((dest_host.as_str(), dest_port))
                     .await
-                    .map_err(|source| DialError::Resolve {
-                        host: dest_host.clone(),
-                        source,
-                    })?
+                    .map_err(|source| DialError::Resolve { host: dest_host.clone(), source })?
                     .collect(),
             };
             let mut last_forbidden = None;
@@ -127,16 +120,8 @@ impl Dialer {
                 }
             }
             Err(match (last_error, last_forbidden) {
-                (Some(source), _) => DialError::Connect {
-                    host: host.to_owned(),
-                    port,
-                    source,
-                },
-                (None, Some(addr)) => DialError::Forbidden {
-                    host: host.to_owned(),
-                    port,
-                    addr,
-                },
+                (Some(source), _) => DialError::Connect { host: host.to_owned(), port, source },
+                (None, Some(addr)) => DialError::Forbidden { host: host.to_owned(), port, addr },
                 (None, None) => DialError::Resolve {
                     host: dest_host.clone(),
                     source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
@@ -145,10 +130,7 @@ impl Dialer {
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(DialError::Timeout {
-                host: host.to_owned(),
-                port,
-            }),
+            Err(_) => Err(DialError::Timeout { host: host.to_owned(), port }),
         }
     }
 }
@@ -166,10 +148,7 @@ impl tower_service::Service<Uri> for Dialer {
         let dialer = self.clone();
         Box::pin(async move {
             let host = uri.host().ok_or(DialError::NoHost)?;
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
+            let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
             let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
                 Some("http") => 80,
                 _ => 443,
@@ -200,10 +179,7 @@ fn load_roots(config: &UpstreamConfig) -> Result<RootCertStore, TlsError> {
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |source| TlsError::ExtraRoots {
-        path: path.to_owned(),
-        source,
-    };
+    let err = |source| TlsError::ExtraRoots { path: path.to_owned(), source };
     let data = std::fs::read(path).map_err(err)?;
     CertificateDer::pem_slice_iter(&data)
         .collect::<Result<Vec<_>, _>>()
@@ -247,18 +223,12 @@ impl Upstream {
             .pool_max_idle_per_host(64)
             .http2_adaptive_window(true)
             .build(connector);
-        Ok(Upstream {
-            dialer,
-            client,
-            http1_connector,
-        })
+        Ok(Upstream { dialer, client, http1_connector })
     }
 }
 
 /// Walk an error's source chain for a dial error (what the pooled client wraps).
-pub(crate) fn find_dial_error<'a>(
-    error: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a DialError> {
+pub(crate) fn find_dial_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a DialError> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(dial) = e.downcast_ref::<DialError>() {

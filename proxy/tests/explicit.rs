@@ -18,19 +18,9 @@ fn ca(h: &Harness) -> String {
 async fn curl_gets_the_credential_on_http1_and_h2() {
     let h = harness(Options::default()).await;
     for version in ["--http1.1", "--http2"] {
-        let (code, body) = h
-            .curl(&[
-                version,
-                "--cacert",
-                &ca(&h),
-                "https://api.example.test/v1/models?x=1",
-            ])
-            .await;
+        let (code, body) = h.curl(&[version, "--cacert", &ca(&h), "https://api.example.test/v1/models?x=1"]).await;
         assert_eq!(code, 0, "{body}");
-        assert_eq!(
-            echoed(&body, "authorization"),
-            ["Bearer real-openai-default-0"]
-        );
+        assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-default-0"]);
         assert_eq!(echoed_field(&body, "uri"), "/v1/models?x=1");
         // No proxy headers reach the upstream; header names stay lower-case.
         assert!(echoed(&body, "proxy-authorization").is_empty());
@@ -59,10 +49,7 @@ async fn placeholder_selects_the_connection_and_is_swapped() {
         ])
         .await;
     assert_eq!(code, 0);
-    assert_eq!(
-        echoed(&body, "authorization"),
-        ["Bearer real-openai-work-0"]
-    );
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-work-0"]);
     assert_eq!(echoed(&body, "x-other"), ["token real-openai-work-0"]);
     assert_eq!(echoed_field(&body, "uri"), "/v1?key=real-openai-work-0");
     let requests = h.source.requests.lock().unwrap().clone();
@@ -73,25 +60,13 @@ async fn placeholder_selects_the_connection_and_is_swapped() {
 #[tokio::test]
 async fn query_parameter_injection() {
     let h = harness(Options {
-        source: FakeSource {
-            query_param: Some("api_key".into()),
-            ..FakeSource::default()
-        },
+        source: FakeSource { query_param: Some("api_key".into()), ..FakeSource::default() },
         ..Options::default()
     })
     .await;
-    let (code, body) = h
-        .curl(&[
-            "--cacert",
-            &ca(&h),
-            "https://q.example.test/x?api_key=client&a=b",
-        ])
-        .await;
+    let (code, body) = h.curl(&["--cacert", &ca(&h), "https://q.example.test/x?api_key=client&a=b"]).await;
     assert_eq!(code, 0);
-    assert_eq!(
-        echoed_field(&body, "uri"),
-        "/x?api_key=real-q-default-0&a=b"
-    );
+    assert_eq!(echoed_field(&body, "uri"), "/x?api_key=real-q-default-0&a=b");
 }
 
 #[tokio::test]
@@ -103,13 +78,7 @@ async fn plain_http_is_never_injected() {
     assert_eq!(h.source.calls.load(Ordering::SeqCst), 0);
     // but a placeholder for another owner is still blocked
     let (_, body) = h
-        .curl(&[
-            "-w",
-            "%{http_code}",
-            "-H",
-            &format!("Authorization: {PH_GITHUB}"),
-            "http://api.example.test/plain",
-        ])
+        .curl(&["-w", "%{http_code}", "-H", &format!("Authorization: {PH_GITHUB}"), "http://api.example.test/plain"])
         .await;
     assert!(body.ends_with("403"), "{body}");
 }
@@ -132,13 +101,7 @@ async fn unknown_host_is_tunnelled_untouched() {
     assert!(h.events.all().iter().any(|e| matches!(e,
         ProxyEvent::Tunnelled { host, port: 443 } if host == "other.example.test")));
     // and an owned host is not tunnelled: the upstream's CA alone is not enough there
-    let (code, _) = h
-        .curl(&[
-            "--cacert",
-            h.upstream_ca_path.to_str().unwrap(),
-            "https://api.example.test/x",
-        ])
-        .await;
+    let (code, _) = h.curl(&["--cacert", h.upstream_ca_path.to_str().unwrap(), "https://api.example.test/x"]).await;
     assert_eq!(code, 60);
 }
 
@@ -147,18 +110,10 @@ async fn missing_or_wrong_run_token_gets_407() {
     let h = harness(Options::default()).await;
     let (_, head) = h.raw_connect("api.example.test:443", None).await;
     assert!(head.starts_with("HTTP/1.1 407"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("proxy-authenticate: basic"),
-        "{head}"
-    );
-    let (_, head) = h
-        .raw_connect("api.example.test:443", Some("Basic d3Jvbmc6"))
-        .await;
+    assert!(head.to_ascii_lowercase().contains("proxy-authenticate: basic"), "{head}");
+    let (_, head) = h.raw_connect("api.example.test:443", Some("Basic d3Jvbmc6")).await;
     assert!(head.starts_with("HTTP/1.1 407"), "{head}");
-    let (_, head) = h
-        .raw_connect("api.example.test:443", Some(&basic_token()))
-        .await;
+    let (_, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // curl without credentials in the proxy URL
     let output = tokio::process::Command::new("curl")
@@ -196,13 +151,7 @@ async fn placeholder_to_the_wrong_host_is_blocked() {
     assert!(!format!("{events:?}").contains(PH_GITHUB));
     // in the query too
     let (_, body) = h
-        .curl(&[
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            &ca(&h),
-            &format!("https://api.example.test/v1?k={PH_GITHUB}"),
-        ])
+        .curl(&["-w", "\n%{http_code}", "--cacert", &ca(&h), &format!("https://api.example.test/v1?k={PH_GITHUB}")])
         .await;
     assert!(body.ends_with("403"), "{body}");
 }
@@ -216,71 +165,32 @@ async fn ssrf_guard_refuses_loopback_without_connect_to() {
         assert!(head.starts_with("HTTP/1.1 403"), "{authority}: {head}");
     }
     // MITM'd hosts are guarded too (inspect_all)
-    let h2 = harness(Options {
-        inspect_all: true,
-        ..Options::default()
-    })
-    .await;
-    let (code, body) = h2
-        .curl(&[
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            &ca(&h2),
-            &format!("https://localhost:{port}/"),
-        ])
-        .await;
+    let h2 = harness(Options { inspect_all: true, ..Options::default() }).await;
+    let (code, body) =
+        h2.curl(&["-w", "\n%{http_code}", "--cacert", &ca(&h2), &format!("https://localhost:{port}/")]).await;
     assert_eq!(code, 0);
     assert!(body.ends_with("403"), "{body}");
-    assert!(
-        h.events
-            .all()
-            .iter()
-            .any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost"))
-    );
-    assert!(
-        h2.events
-            .all()
-            .iter()
-            .any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost"))
-    );
+    assert!(h.events.all().iter().any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost")));
+    assert!(h2.events.all().iter().any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost")));
 }
 
 #[tokio::test]
 async fn a_tie_injects_nothing_unless_a_placeholder_chooses() {
     let h = harness(Options::default()).await;
-    let (code, body) = h
-        .curl(&["--cacert", &ca(&h), "https://tie.example.test/x"])
-        .await;
+    let (code, body) = h.curl(&["--cacert", &ca(&h), "https://tie.example.test/x"]).await;
     assert_eq!(code, 0);
     assert!(echoed(&body, "authorization").is_empty());
     let (_, body) = h
-        .curl(&[
-            "--cacert",
-            &ca(&h),
-            "-H",
-            &format!("authorization: Bearer {PH_TIE_B}"),
-            "https://tie.example.test/x",
-        ])
+        .curl(&["--cacert", &ca(&h), "-H", &format!("authorization: Bearer {PH_TIE_B}"), "https://tie.example.test/x"])
         .await;
-    assert_eq!(
-        echoed(&body, "authorization"),
-        ["Bearer real-tie-b-default-0"]
-    );
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-tie-b-default-0"]);
 }
 
 #[tokio::test]
 async fn excluded_oauth_path_is_not_injected() {
     let h = harness(Options::default()).await;
-    let (code, body) = h
-        .curl(&[
-            "--cacert",
-            &ca(&h),
-            "-d",
-            "grant_type=x",
-            "https://api.example.test/oauth/token?x=1",
-        ])
-        .await;
+    let (code, body) =
+        h.curl(&["--cacert", &ca(&h), "-d", "grant_type=x", "https://api.example.test/oauth/token?x=1"]).await;
     assert_eq!(code, 0);
     assert!(echoed(&body, "authorization").is_empty());
     assert_eq!(h.source.calls.load(Ordering::SeqCst), 0);
@@ -309,23 +219,15 @@ async fn unauthorized_triggers_one_forced_refresh_and_a_retry() {
     // first request: resolve + forced resolve; second: resolve (gen 1 already) only
     assert_eq!(h.source.forced.load(Ordering::SeqCst), 1);
     assert_eq!(h.source.calls.load(Ordering::SeqCst), 3);
-    assert!(h.events.all().iter().any(|e| matches!(
-        e,
-        ProxyEvent::Injected {
-            retried_after_refresh: true,
-            status: 200,
-            ..
-        }
-    )));
+    assert!(
+        h.events
+            .all()
+            .iter()
+            .any(|e| matches!(e, ProxyEvent::Injected { retried_after_refresh: true, status: 200, .. }))
+    );
     // A 401 that survives the refresh is returned as is, with only one retry.
     let (_, body) = h
-        .curl(&[
-            "-w",
-            "\n%{http_code}",
-            "--cacert",
-            &ca(&h),
-            "https://api.example.test/unauthorized-unless/never",
-        ])
+        .curl(&["-w", "\n%{http_code}", "--cacert", &ca(&h), "https://api.example.test/unauthorized-unless/never"])
         .await;
     assert!(body.ends_with("401"), "{body}");
     assert_eq!(h.source.forced.load(Ordering::SeqCst), 2);
@@ -334,16 +236,11 @@ async fn unauthorized_triggers_one_forced_refresh_and_a_retry() {
 #[tokio::test]
 async fn resolve_failure_forwards_without_credential() {
     let h = harness(Options {
-        source: FakeSource {
-            failing: vec!["openai".into()],
-            ..FakeSource::default()
-        },
+        source: FakeSource { failing: vec!["openai".into()], ..FakeSource::default() },
         ..Options::default()
     })
     .await;
-    let (code, body) = h
-        .curl(&["--cacert", &ca(&h), "https://api.example.test/x"])
-        .await;
+    let (code, body) = h.curl(&["--cacert", &ca(&h), "https://api.example.test/x"]).await;
     assert_eq!(code, 0);
     assert!(echoed(&body, "authorization").is_empty());
     assert!(h.events.all().iter().any(|e| matches!(e,
@@ -352,11 +249,7 @@ async fn resolve_failure_forwards_without_credential() {
 
 fn reqwest_client(h: &Harness) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&h.proxy_ca_path).unwrap()).unwrap();
-    reqwest::Client::builder()
-        .proxy(reqwest::Proxy::all(h.proxy_url()).unwrap())
-        .tls_certs_only([ca])
-        .build()
-        .unwrap()
+    reqwest::Client::builder().proxy(reqwest::Proxy::all(h.proxy_url()).unwrap()).tls_certs_only([ca]).build().unwrap()
 }
 
 #[tokio::test]
@@ -372,10 +265,7 @@ async fn rust_client_negotiates_h2_and_gets_the_credential() {
     assert_eq!(response.version(), http::Version::HTTP_2);
     let body = response.text().await.unwrap();
     // the injected header replaces the client's
-    assert_eq!(
-        echoed(&body, "authorization"),
-        ["Bearer real-github-default-0"]
-    );
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-github-default-0"]);
     // upstream offered h2 too
     assert_eq!(echoed_field(&body, "version"), "HTTP/2.0");
 }
@@ -385,35 +275,23 @@ async fn streaming_responses_are_not_buffered() {
     let h = harness(Options::default()).await;
     let client = reqwest_client(&h);
     let start = Instant::now();
-    let mut response = client
-        .get("https://api.example.test/stream")
-        .send()
-        .await
-        .unwrap();
+    let mut response = client.get("https://api.example.test/stream").send().await.unwrap();
     let mut arrivals = Vec::new();
     while let Some(chunk) = response.chunk().await.unwrap() {
         arrivals.push((start.elapsed(), chunk));
     }
-    let text: String = arrivals
-        .iter()
-        .map(|(_, c)| String::from_utf8_lossy(c).into_owned())
-        .collect();
+    let text: String = arrivals.iter().map(|(_, c)| String::from_utf8_lossy(c).into_owned()).collect();
     assert_eq!(text.lines().count(), 5, "{text}");
     let first = arrivals.first().unwrap().0;
     let last = arrivals.last().unwrap().0;
-    assert!(
-        first < Duration::from_millis(500),
-        "first chunk at {first:?}"
-    );
+    assert!(first < Duration::from_millis(500), "first chunk at {first:?}");
     assert!(last - first >= Duration::from_millis(600), "{arrivals:?}");
 }
 
 #[tokio::test]
 async fn websocket_handshake_gets_the_credential() {
     let h = harness(Options::default()).await;
-    let (stream, head) = h
-        .raw_connect("api.example.test:443", Some(&basic_token()))
-        .await;
+    let (stream, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(&h.proxy_ca_path).unwrap() {
@@ -427,10 +305,7 @@ async fn websocket_handshake_gets_the_credential() {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let mut tls = connector
-        .connect("api.example.test".try_into().unwrap(), stream)
-        .await
-        .unwrap();
+    let mut tls = connector.connect("api.example.test".try_into().unwrap(), stream).await.unwrap();
     tls.write_all(
         b"GET /ws HTTP/1.1\r\nHost: api.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
@@ -446,10 +321,7 @@ async fn websocket_handshake_gets_the_credential() {
         line.push(byte[0]);
     }
     let json = String::from_utf8(line).unwrap();
-    assert_eq!(
-        echoed(&json, "authorization"),
-        ["Bearer real-openai-default-0"]
-    );
+    assert_eq!(echoed(&json, "authorization"), ["Bearer real-openai-default-0"]);
     assert_eq!(echoed(&json, "upgrade"), ["websocket"]);
     tls.write_all(b"ping-bytes").await.unwrap();
     let mut buf = [0u8; 10];
@@ -460,20 +332,13 @@ async fn websocket_handshake_gets_the_credential() {
 #[tokio::test]
 async fn egress_policy_denies_connect() {
     let h = harness(Options {
-        egress: EgressPolicy {
-            mode: EgressMode::Providers,
-            ..EgressPolicy::default()
-        },
+        egress: EgressPolicy { mode: EgressMode::Providers, ..EgressPolicy::default() },
         ..Options::default()
     })
     .await;
-    let (_, head) = h
-        .raw_connect("other.example.test:443", Some(&basic_token()))
-        .await;
+    let (_, head) = h.raw_connect("other.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
-    let (_, head) = h
-        .raw_connect("api.example.test:443", Some(&basic_token()))
-        .await;
+    let (_, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(h.events.all().iter().any(|e| matches!(e,
         ProxyEvent::Denied { host, port: 443, .. } if host == "other.example.test")));
@@ -499,10 +364,7 @@ async fn python_and_node_trust_the_leaves() {
     match python {
         Ok(out) if out.status.success() => {
             let body = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(
-                echoed(&body, "authorization"),
-                ["Bearer real-openai-default-0"]
-            );
+            assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-default-0"]);
         }
         Ok(out) => panic!("python failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => eprintln!("skipping python: {e}"),
@@ -533,10 +395,7 @@ req.end();
     match node {
         Ok(out) if out.status.success() => {
             let body = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(
-                echoed(body.trim(), "authorization"),
-                ["Bearer real-openai-default-0"]
-            );
+            assert_eq!(echoed(body.trim(), "authorization"), ["Bearer real-openai-default-0"]);
         }
         Ok(out) => panic!("node failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => eprintln!("skipping node: {e}"),

@@ -60,22 +60,16 @@ async fn tls_get(
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector(ca, sni)
-        .connect(name.to_owned().try_into().unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
+    let tls = connector(ca, sni).connect(name.to_owned().try_into().unwrap(), tcp).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let mut request = http::Request::get(path).header("host", name);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
+    let response =
+        sender.send_request(request.body(Empty::<Bytes>::new()).unwrap()).await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -87,14 +81,9 @@ async fn sni_names_an_owned_host_which_is_mitmed_and_injected() {
     let dns = Arc::new(FakeDns::new());
     // The child dialled some address; the decision is by SNI, not by that address.
     let addr = capture(&h, "203.0.113.7:443".parse().unwrap(), dns).await;
-    let (status, body) = tls_get(addr, &h.proxy_ca_path, "api.example.test", true, "/t", &[])
-        .await
-        .unwrap();
+    let (status, body) = tls_get(addr, &h.proxy_ca_path, "api.example.test", true, "/t", &[]).await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(
-        echoed(&body, "authorization"),
-        ["Bearer real-openai-default-0"]
-    );
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-default-0"]);
 }
 
 #[tokio::test]
@@ -103,14 +92,9 @@ async fn fake_ip_names_the_host_when_there_is_no_sni() {
     let dns = Arc::new(FakeDns::new());
     let ip = dns.ip_for("api.example.test");
     let addr = capture(&h, SocketAddr::new(ip.into(), 443), dns).await;
-    let (status, body) = tls_get(addr, &h.proxy_ca_path, "api.example.test", false, "/t", &[])
-        .await
-        .unwrap();
+    let (status, body) = tls_get(addr, &h.proxy_ca_path, "api.example.test", false, "/t", &[]).await.unwrap();
     assert_eq!(status, 200);
-    assert_eq!(
-        echoed(&body, "authorization"),
-        ["Bearer real-openai-default-0"]
-    );
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-default-0"]);
 }
 
 #[tokio::test]
@@ -120,16 +104,10 @@ async fn unowned_host_is_tunnelled_to_the_real_upstream() {
     let ip = dns.ip_for("other.example.test");
     let addr = capture(&h, SocketAddr::new(ip.into(), 443), dns).await;
     // Only the upstream's own CA is trusted: works only through an opaque tunnel.
-    let (status, body) = tls_get(
-        addr,
-        &h.upstream_ca_path,
-        "other.example.test",
-        true,
-        "/t",
-        &[("authorization", "Bearer own")],
-    )
-    .await
-    .unwrap();
+    let (status, body) =
+        tls_get(addr, &h.upstream_ca_path, "other.example.test", true, "/t", &[("authorization", "Bearer own")])
+            .await
+            .unwrap();
     assert_eq!(status, 200);
     assert_eq!(echoed(&body, "authorization"), ["Bearer own"]);
     assert!(h.events.all().iter().any(|e| matches!(e,
@@ -150,31 +128,18 @@ async fn raw_ip_without_sni_is_denied() {
 #[tokio::test]
 async fn egress_policy_closes_denied_tls() {
     let h = harness(Options {
-        egress: EgressPolicy {
-            mode: EgressMode::Providers,
-            ..EgressPolicy::default()
-        },
+        egress: EgressPolicy { mode: EgressMode::Providers, ..EgressPolicy::default() },
         ..Options::default()
     })
     .await;
     let dns = Arc::new(FakeDns::new());
     let addr = capture(&h, "203.0.113.7:443".parse().unwrap(), dns).await;
-    let result = tls_get(
-        addr,
-        &h.upstream_ca_path,
-        "other.example.test",
-        true,
-        "/t",
-        &[],
-    )
-    .await;
+    let result = tls_get(addr, &h.upstream_ca_path, "other.example.test", true, "/t", &[]).await;
     assert!(result.is_err(), "{result:?}");
     assert!(h.events.all().iter().any(|e| matches!(e,
         ProxyEvent::Denied { host, .. } if host == "other.example.test")));
     // an owned host still works
-    let (status, _) = tls_get(addr, &h.proxy_ca_path, "api.example.test", true, "/t", &[])
-        .await
-        .unwrap();
+    let (status, _) = tls_get(addr, &h.proxy_ca_path, "api.example.test", true, "/t", &[]).await.unwrap();
     assert_eq!(status, 200);
 }
 
@@ -185,13 +150,9 @@ async fn plain_http_is_named_by_the_fake_ip_and_never_injected() {
     let ip = dns.ip_for("api.example.test");
     let addr = capture(&h, SocketAddr::new(ip.into(), 80), dns).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /plain HTTP/1.1\r\nHost: ignored.invalid\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"GET /plain HTTP/1.1\r\nHost: ignored.invalid\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response)
-        .await
-        .unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let body = response.split("\r\n\r\n").nth(1).unwrap();
     assert!(echoed(body, "authorization").is_empty());
@@ -199,16 +160,11 @@ async fn plain_http_is_named_by_the_fake_ip_and_never_injected() {
     // leak guard on plain http too
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
-        format!(
-            "GET /plain HTTP/1.1\r\nHost: x\r\nX-Key: {PH_GITHUB}\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        format!("GET /plain HTTP/1.1\r\nHost: x\r\nX-Key: {PH_GITHUB}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await
     .unwrap();
     let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response)
-        .await
-        .unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
 }

@@ -165,3 +165,22 @@ fn regex_lite(text: &str) -> String {
     }
     out
 }
+
+/// Real clients installed by `.ci/install-deps` (a Python venv and npm packages).
+pub fn test_deps() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-deps");
+    assert!(
+        dir.join("py/bin/python").is_file() && dir.join("node/node_modules").is_dir(),
+        "test clients are missing: run `bash .ci/install-deps` (it installs them into {})",
+        dir.display()
+    );
+    dir
+}
+
+pub fn python() -> PathBuf {
+    test_deps().join("py/bin/python")
+}
+
+pub fn node_modules() -> PathBuf {
+    test_deps().join("node/node_modules")
+}

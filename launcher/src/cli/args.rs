@@ -1,6 +1,7 @@
 //! The command line, as clap structures. Words, flags and exit codes follow the Python
 //! authsome 0.2.4 so users' scripts keep working; see `reference/upstream-cli.md`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -96,6 +97,67 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Run a command whose HTTPS requests get your credentials on the wire; it only ever
+    /// holds placeholders.
+    Run(RunArgs),
+    /// The proxy's certificate authority for `run`.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EgressArg {
+    /// Every host (credentials only where a provider owns the host).
+    All,
+    /// Only hosts of connected providers.
+    Providers,
+    /// Only hosts of connected providers and --allow patterns.
+    Allowlist,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  authsome run -- python agent.py
+  authsome run --connection github=work -- gh api user
+  MCP config: \"command\": \"authsome\", \"args\": [\"run\", \"--\", \"node\", \"server.js\"]
+
+The child gets HTTP(S)_PROXY pointing at a per-run proxy on 127.0.0.1 (with a per-run token),
+CA variables pointing at a bundle that adds the profile's CA, and placeholders such as
+OPENAI_API_KEY=sk-authsome_… where your keys would be. stdin/stdout pass through untouched and
+the exit code is the child's (128+N if it died of signal N; 125 if run itself failed).")]
+pub struct RunArgs {
+    /// Use connection NAME of PROVIDER for requests that carry no placeholder (repeatable).
+    #[arg(long = "connection", value_name = "PROVIDER=NAME")]
+    pub connections: Vec<String>,
+    /// Intercept every HTTPS host (full audit and leak guard), not only provider hosts.
+    #[arg(long)]
+    pub inspect_all: bool,
+    /// Let the proxy reach loopback, link-local and private addresses.
+    #[arg(long)]
+    pub allow_private: bool,
+    /// Which hosts the child may reach through the proxy.
+    #[arg(long, value_enum, default_value = "all")]
+    pub egress: EgressArg,
+    /// Also allow HOST (exact or *.suffix) with --egress allowlist (repeatable).
+    #[arg(long = "allow", value_name = "HOST")]
+    pub allow: Vec<String>,
+    /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
+    #[arg(long = "deny", value_name = "HOST")]
+    pub deny: Vec<String>,
+    /// The command to run, after `--`.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the path of the profile's CA certificate (created if missing).
+    Path,
+    /// Trust the CA system-wide (Debian/Ubuntu: update-ca-certificates; needs root).
+    Install,
+    /// Remove the CA from the system trust store.
+    Uninstall,
 }
 
 #[derive(Debug, Args)]

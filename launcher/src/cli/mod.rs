@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+pub mod ca;
 pub mod context;
 pub mod export;
 pub mod login;
@@ -14,8 +15,11 @@ use context::Context;
 
 use crate::error::CliResult;
 
-pub fn dispatch(ctx: &Context, command: &Command) -> CliResult {
-    match command {
+/// Run a command; the result is the process exit code (0 for every command but `run`).
+pub fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
+    let done = match command {
+        Command::Run(args) => return crate::run::run(ctx, args),
+        Command::Ca(command) => ca::ca(ctx, command),
         Command::Login(args) => login::login(ctx, args),
         Command::Logout(args) => login::logout(ctx, args),
         Command::Revoke(args) => login::revoke(ctx, args),
@@ -34,5 +38,6 @@ pub fn dispatch(ctx: &Context, command: &Command) -> CliResult {
         Command::Doctor(_) => admin::doctor(ctx),
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
-    }
+    };
+    done.map(|()| 0)
 }

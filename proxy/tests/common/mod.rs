@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use authsome_proxy::{
-    CertificateAuthority, ConnectTo, CredentialSource, EgressPolicy, EventSink, Injection, Owner,
-    Placeholder, Proxy, ProxyConfig, ProxyEvent, ResolveError, ResolveRequest, Route, RouteTable,
-    UpstreamConfig,
+    CertificateAuthority, ConnectTo, CredentialSource, EgressPolicy, EventSink, Injection, Owner, Placeholder, Proxy,
+    ProxyConfig, ProxyEvent, ResolveError, ResolveRequest, Route, RouteTable, UpstreamConfig,
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -23,8 +22,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::ServerConfig;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -36,13 +35,8 @@ pub const TOKEN: &str = "runtoken123";
 pub const PH_OPENAI_WORK: &str = "sk-authsome_openaiWorkPlaceholder0001";
 pub const PH_GITHUB: &str = "ghp_authsome_githubPlaceholder000000001";
 pub const PH_TIE_B: &str = "tb-authsome_tieBPlaceholder0000000001";
-pub const HOSTS: &[&str] = &[
-    "api.example.test",
-    "gh.example.test",
-    "tie.example.test",
-    "other.example.test",
-    "q.example.test",
-];
+pub const HOSTS: &[&str] =
+    &["api.example.test", "gh.example.test", "tie.example.test", "other.example.test", "q.example.test"];
 
 /// A test CA and a rustls server config with one CA:FALSE leaf for `names`.
 pub struct TestPki {
@@ -54,17 +48,14 @@ pub fn test_pki(names: &[&str]) -> TestPki {
     let provider = authsome_proxy::crypto_provider();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::default();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "authsome test upstream CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "authsome test upstream CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
     let mut leaf = CertificateParams::default();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "authsome test upstream");
+    leaf.distinguished_name.push(DnType::CommonName, "authsome test upstream");
     leaf.subject_alt_names = names
         .iter()
         .map(|n| match n.parse() {
@@ -86,10 +77,7 @@ pub fn test_pki(names: &[&str]) -> TestPki {
         )
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    TestPki {
-        ca_pem: ca_cert.pem(),
-        server_config: Arc::new(config),
-    }
+    TestPki { ca_pem: ca_cert.pem(), server_config: Arc::new(config) }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -102,12 +90,7 @@ fn echo_json<B>(req: &Request<B>, body: &[u8]) -> serde_json::Value {
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
     serde_json::json!({
         "method": req.method().as_str(),
@@ -123,10 +106,7 @@ fn echo_json<B>(req: &Request<B>, body: &[u8]) -> serde_json::Value {
     })
 }
 
-async fn upstream_handler(
-    mut req: Request<Incoming>,
-    hits: Arc<AtomicUsize>,
-) -> Result<Response<Body>, Infallible> {
+async fn upstream_handler(mut req: Request<Incoming>, hits: Arc<AtomicUsize>) -> Result<Response<Body>, Infallible> {
     hits.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
     if let Some(n) = path.strip_prefix("/bytes/") {
@@ -140,19 +120,13 @@ async fn upstream_handler(
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         tokio::spawn(async move {
             for i in 0..5 {
-                if tx
-                    .send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n")))))
-                    .await
-                    .is_err()
-                {
+                if tx.send(Ok(Frame::data(Bytes::from(format!("chunk{i}\n"))))).await.is_err() {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         return Ok(Response::new(StreamBody::new(stream).boxed()));
     }
     if path == "/ws" {
@@ -179,16 +153,9 @@ async fn upstream_handler(
             .body(full(Bytes::new()))
             .unwrap());
     }
-    let authorization = req
-        .headers()
-        .get("authorization")
-        .map(|v| v.as_bytes().to_vec());
+    let authorization = req.headers().get("authorization").map(|v| v.as_bytes().to_vec());
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let req = Request::from_parts(parts, ());
     let echo = echo_json(&req, &body);
     let mut response = Response::new(full(echo.to_string()));
@@ -273,10 +240,7 @@ pub struct FakeSource {
 
 impl FakeSource {
     pub fn token(owner: &str, connection: Option<&str>, generation: usize) -> String {
-        format!(
-            "real-{owner}-{}-{generation}",
-            connection.unwrap_or("default")
-        )
+        format!("real-{owner}-{}-{generation}", connection.unwrap_or("default"))
     }
 }
 
@@ -285,10 +249,7 @@ impl CredentialSource for FakeSource {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.requests.lock().unwrap().push(req.clone());
         if self.failing.contains(&req.owner.0) {
-            return Err(ResolveError::NotConnected {
-                owner: req.owner.clone(),
-                connection: req.connection.clone(),
-            });
+            return Err(ResolveError::NotConnected { owner: req.owner.clone(), connection: req.connection.clone() });
         }
         let key = format!("{}/{:?}", req.owner, req.connection);
         let generation = {
@@ -304,16 +265,8 @@ impl CredentialSource for FakeSource {
         let mut value: http::HeaderValue = format!("Bearer {token}").parse().unwrap();
         value.set_sensitive(true);
         Ok(Injection {
-            headers: if self.query_param.is_some() {
-                vec![]
-            } else {
-                vec![(http::header::AUTHORIZATION, value)]
-            },
-            query: self
-                .query_param
-                .iter()
-                .map(|q| (q.clone(), token.clone()))
-                .collect(),
+            headers: if self.query_param.is_some() { vec![] } else { vec![(http::header::AUTHORIZATION, value)] },
+            query: self.query_param.iter().map(|q| (q.clone(), token.clone())).collect(),
             secret: SecretString::from(token),
         })
     }
@@ -397,14 +350,8 @@ pub struct Harness {
 pub fn connect_to_for(upstream: &Upstream) -> Vec<ConnectTo> {
     let mut list = String::new();
     for host in HOSTS {
-        list.push_str(&format!(
-            "{host}:443:127.0.0.1:{},",
-            upstream.tls_addr.port()
-        ));
-        list.push_str(&format!(
-            "{host}:80:127.0.0.1:{},",
-            upstream.plain_addr.port()
-        ));
+        list.push_str(&format!("{host}:443:127.0.0.1:{},", upstream.tls_addr.port()));
+        list.push_str(&format!("{host}:80:127.0.0.1:{},", upstream.plain_addr.port()));
     }
     ConnectTo::parse_list(&list).unwrap()
 }
@@ -446,17 +393,7 @@ pub async fn harness(options: Options) -> Harness {
             .await
             .unwrap();
     });
-    Harness {
-        proxy_addr,
-        upstream,
-        source,
-        events,
-        proxy_ca_path,
-        upstream_ca_path,
-        proxy,
-        dir,
-        _shutdown: tx,
-    }
+    Harness { proxy_addr, upstream, source, events, proxy_ca_path, upstream_ca_path, proxy, dir, _shutdown: tx }
 }
 
 impl Harness {
@@ -481,10 +418,7 @@ impl Harness {
         if !output.status.success() {
             eprintln!("curl stderr: {}", String::from_utf8_lossy(&output.stderr));
         }
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-        )
+        (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// Send a raw CONNECT; returns the response head.
@@ -503,10 +437,7 @@ impl Harness {
 
 pub fn basic_token() -> String {
     use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN}:"))
-    )
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN}:")))
 }
 
 pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> String {
@@ -523,8 +454,7 @@ pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Strin
 
 /// The header values the upstream echo saw under `name`.
 pub fn echoed(json: &str, name: &str) -> Vec<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
     v["headers"]
         .as_array()
         .unwrap()
@@ -535,7 +465,6 @@ pub fn echoed(json: &str, name: &str) -> Vec<String> {
 }
 
 pub fn echoed_field(json: &str, field: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
     v[field].as_str().unwrap_or_default().to_owned()
 }

@@ -1,0 +1,107 @@
+//! What the proxy saw during a run: a per-host summary written to the audit log when the run
+//! ends, and an audit line at once for every denial and every blocked placeholder leak.
+//! Nothing here ever holds a secret or a placeholder.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use authsome_proxy::{EventSink, ProxyEvent};
+use authsome_vault::{AuditEvent, AuditLog};
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HostStats {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub injected: u64,
+    /// `provider/connection` → requests.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub connections: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub refreshed_after_401: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tunnelled: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub denied: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub leaks_blocked: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub credential_errors: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub upstream_errors: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+pub struct RunEvents {
+    audit: AuditLog,
+    profile: String,
+    run_id: String,
+    hosts: Mutex<BTreeMap<String, HostStats>>,
+}
+
+impl RunEvents {
+    pub fn new(audit: AuditLog, profile: &str, run_id: &str) -> Self {
+        Self { audit, profile: profile.to_string(), run_id: run_id.to_string(), hosts: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn summary(&self) -> BTreeMap<String, HostStats> {
+        self.hosts.lock().expect("events lock").clone()
+    }
+
+    fn audit(&self, event: AuditEvent) {
+        // Best effort: the run goes on if the log cannot be written (it was writable at start).
+        let _ = self.audit.append(&event.profile(&self.profile).field("run_id", self.run_id.clone()));
+    }
+}
+
+impl EventSink for RunEvents {
+    fn record(&self, event: ProxyEvent) {
+        let mut hosts = self.hosts.lock().expect("events lock");
+        match event {
+            ProxyEvent::Injected { owner, connection, host, status, retried_after_refresh, method, path } => {
+                let stats = hosts.entry(host).or_default();
+                stats.injected += 1;
+                let key = format!("{}/{}", owner.0, connection.as_deref().unwrap_or("default"));
+                *stats.connections.entry(key).or_default() += 1;
+                if retried_after_refresh {
+                    stats.refreshed_after_401 += 1;
+                }
+                tracing::debug!(%owner, %method, %path, status, "injected");
+            }
+            ProxyEvent::Tunnelled { host, .. } => hosts.entry(host).or_default().tunnelled += 1,
+            ProxyEvent::Denied { host, port, reason } => {
+                hosts.entry(host.clone()).or_default().denied += 1;
+                drop(hosts);
+                self.audit(
+                    AuditEvent::new("proxy_deny").field("host", host).field("port", port).field("reason", reason),
+                );
+            }
+            ProxyEvent::LeakBlocked { owner, host, where_ } => {
+                hosts.entry(host.clone()).or_default().leaks_blocked += 1;
+                drop(hosts);
+                self.audit(
+                    AuditEvent::new("proxy_leak_blocked")
+                        .provider(&owner.0)
+                        .field("host", host)
+                        .field("location", where_),
+                );
+            }
+            ProxyEvent::ResolveFailed { owner, host, error } => {
+                hosts.entry(host.clone()).or_default().credential_errors += 1;
+                drop(hosts);
+                self.audit(
+                    AuditEvent::new("proxy_credential_error")
+                        .provider(&owner.0)
+                        .field("host", host)
+                        .field("error", error),
+                );
+            }
+            ProxyEvent::UpstreamFailed { host, error } => {
+                hosts.entry(host).or_default().upstream_errors += 1;
+                tracing::debug!(%error, "upstream failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! `authsome run -- CMD`: start the credential-injecting proxy, run CMD with placeholders in
+//! its environment and the proxy in its `HTTP(S)_PROXY`, and exit with CMD's status.
+//!
+//! Wires the vault (secrets), the providers (routes, env names, templates) and the proxy crate
+//! together. stdin, stdout and stderr belong to the child (MCP servers speak JSON-RPC over
+//! them): nothing of ours is printed on stdout. Exit codes: the child's; 128+N when it died of
+//! signal N; 125 when `run` itself failed before the child started; 126/127 when the command
+//! could not be executed or was not found (as `env` and `docker run` do).
+
+mod bundle;
+pub mod child_env;
+mod events;
+pub mod placeholders;
+mod signals;
+pub mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authsome_proxy::{
+    CertificateAuthority, ConnectTo, EgressMode, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route,
+    RouteTable, UpstreamConfig,
+};
+use authsome_vault::{AuditEvent, ConnectionMeta, Secrets, Vault};
+use secrecy::SecretString;
+
+use crate::cli::args::{EgressArg, RunArgs};
+use crate::cli::context::Context;
+use crate::env;
+use crate::error::{CliError, CliResult, Kind};
+use crate::providers::Provider;
+use source::{Loader, VaultSource};
+
+/// Everything decided before the proxy starts.
+struct Plan {
+    providers: HashMap<String, Provider>,
+    chosen: HashMap<String, String>,
+    loaded: Vec<(String, String, ConnectionMeta, Secrets)>,
+    env_placeholders: BTreeMap<String, String>,
+    routes: RouteTable,
+    provider_hosts: Vec<String>,
+    secrets: Vec<SecretString>,
+    vault: Arc<Mutex<Vault>>,
+}
+
+pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
+    let started = Instant::now();
+    let plan = plan(ctx, args).map_err(run_failed)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("authsome-proxy")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
+    runtime.block_on(execute(ctx, args, plan, started))
+}
+
+fn run_failed(mut e: CliError) -> CliError {
+    e.kind = Kind::RunFailed;
+    e
+}
+
+/// Parse `--connection PROVIDER=NAME` choices.
+fn choices(args: &RunArgs) -> CliResult<Vec<(String, String)>> {
+    args.connections
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(p, c)| (p.trim().to_string(), c.trim().to_string()))
+                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
+                .ok_or_else(|| {
+                    CliError::new(Kind::Usage, format!("--connection {item}: expected PROVIDER=NAME"))
+                        .hint("e.g. --connection github=work")
+                })
+        })
+        .collect()
+}
+
+fn plan(ctx: &Context, args: &RunArgs) -> CliResult<Plan> {
+    let catalog = ctx.catalog();
+    let vault = ctx.vault()?;
+    let now = authsome_vault::time::now_seconds();
+    let connections = vault.list_connections()?;
+
+    let mut chosen: HashMap<String, String> = HashMap::new();
+    for (provider, connection) in choices(args)? {
+        catalog.require(&provider)?;
+        vault.require_connection(&provider, &connection)?;
+        chosen.insert(provider, connection);
+    }
+
+    let mut providers = HashMap::new();
+    let mut loaded = Vec::new();
+    let mut routes = Vec::new();
+    let mut provider_hosts = Vec::new();
+    let mut secrets = Vec::new();
+    let mut env_items: Vec<(&Provider, String, &'static str, SecretString)> = Vec::new();
+    let mut placeholders = Vec::new();
+    for entry in catalog.entries() {
+        let provider = &entry.provider;
+        // Usable connections, and expired ones that a refresh token can bring back.
+        let mut mine: Vec<&ConnectionMeta> = connections
+            .iter()
+            .filter(|c| c.provider == provider.name && (c.is_usable(now) || c.has_secret("refresh_token")))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let pick = chosen
+            .get(&provider.name)
+            .cloned()
+            .or_else(|| mine.iter().find(|c| c.is_default).map(|c| c.name.clone()))
+            .unwrap_or_else(|| mine[0].name.clone());
+        chosen.insert(provider.name.clone(), pick.clone());
+        // The chosen connection first: it gets the plain variable names.
+        mine.sort_by_key(|c| (c.name != pick, c.name.clone()));
+        for meta in mine {
+            let stored = vault.secrets(&ctx.passphrases, &provider.name, &meta.name)?;
+            for value in [&stored.api_key, &stored.access_token, &stored.refresh_token].into_iter().flatten() {
+                secrets.push(value.clone());
+            }
+            let placeholder = placeholders::generate(provider)?;
+            env_items.push((
+                provider,
+                meta.name.clone(),
+                provider.primary_field(),
+                SecretString::from(placeholder.clone()),
+            ));
+            placeholders.push(Placeholder {
+                value: placeholder,
+                owner: source::owner(provider),
+                connection: meta.name.clone(),
+            });
+            loaded.push((provider.name.clone(), meta.name.clone(), meta.clone(), stored));
+        }
+        routes.push(route(provider)?);
+        provider_hosts.extend(provider.hosts.iter().cloned());
+        providers.insert(provider.name.clone(), provider.clone());
+    }
+    let env_placeholders = crate::cli::export::assign_names(env_items)
+        .into_iter()
+        .map(|v| {
+            use secrecy::ExposeSecret;
+            (v.name, v.value.expose_secret().to_string())
+        })
+        .collect();
+    Ok(Plan {
+        providers,
+        chosen,
+        loaded,
+        env_placeholders,
+        routes: RouteTable::new(routes, placeholders),
+        provider_hosts,
+        secrets,
+        vault: Arc::new(Mutex::new(vault)),
+    })
+}
+
+/// A provider's injection route: its hosts and path prefix; its own OAuth endpoints on those
+/// hosts never get a header.
+fn route(provider: &Provider) -> CliResult<Route> {
+    let hosts = provider
+        .hosts
+        .iter()
+        .map(|h| h.parse::<HostPattern>().map_err(|e| CliError::new(Kind::RunFailed, e.to_string())))
+        .collect::<CliResult<Vec<_>>>()?;
+    let mut excluded_paths = Vec::new();
+    if let Some(oauth) = &provider.oauth {
+        let urls = [
+            Some(&oauth.token_url),
+            oauth.authorization_url.as_ref(),
+            oauth.revocation_url.as_ref(),
+            oauth.device_authorization_url.as_ref(),
+            oauth.registration_endpoint.as_ref(),
+            oauth.refresh_url.as_ref(),
+        ];
+        for url in urls.into_iter().flatten() {
+            let url = provider.oauth_url(url, None);
+            let rest = url.strip_prefix("https://").unwrap_or(&url);
+            let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+            let host = host.split(':').next().unwrap_or(host);
+            if hosts.iter().any(|pattern| pattern.matches(host)) {
+                excluded_paths.push(path.split('?').next().unwrap_or(&path).to_string());
+            }
+        }
+    }
+    Ok(Route { owner: source::owner(provider), hosts, path_prefix: provider.path_prefix.clone(), excluded_paths })
+}
+
+fn upstream_config(args: &RunArgs) -> CliResult<UpstreamConfig> {
+    let connect_to = match env::var(env::CONNECT_TO) {
+        Some(list) => ConnectTo::parse_list(&list)
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("{}: {e}", env::CONNECT_TO)))?,
+        None => Vec::new(),
+    };
+    let extra_roots_pem = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
+    if let Some(path) = &extra_roots_pem
+        && !path.is_file()
+    {
+        return Err(CliError::new(Kind::RunFailed, format!("{}: {} is not a file", env::EXTRA_ROOTS, path.display())));
+    }
+    Ok(UpstreamConfig { extra_roots_pem, connect_to, allow_private: args.allow_private, ..UpstreamConfig::default() })
+}
+
+fn egress(args: &RunArgs) -> CliResult<EgressPolicy> {
+    let parse = |list: &[String]| {
+        list.iter()
+            .map(|h| h.parse::<HostPattern>().map_err(|e| CliError::new(Kind::Usage, e.to_string())))
+            .collect::<CliResult<Vec<_>>>()
+    };
+    Ok(EgressPolicy {
+        mode: match args.egress {
+            EgressArg::All => EgressMode::All,
+            EgressArg::Providers => EgressMode::Providers,
+            EgressArg::Allowlist => EgressMode::Allowlist,
+        },
+        allow: parse(&args.allow)?,
+        deny: parse(&args.deny)?,
+    })
+}
+
+fn random_token() -> CliResult<String> {
+    let mut bytes = [0u8; 24];
+    authsome_vault::crypto::random_bytes(&mut bytes).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn execute(ctx: &Context, args: &RunArgs, plan: Plan, started: Instant) -> CliResult<i32> {
+    let setup = async {
+        ctx.home.ensure()?;
+        let ca = CertificateAuthority::load_or_create(&ctx.home.ca_dir(&ctx.profile)).map_err(|e| {
+            CliError::new(Kind::RunFailed, format!("cannot load or create the proxy CA: {e}"))
+                .hint(format!("check {}", ctx.home.ca_dir(&ctx.profile).display()))
+        })?;
+        let run_token = random_token()?;
+        let run_id = run_token[..12].to_string();
+        let vault = plan.vault.clone();
+        let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, _force: bool| {
+            let vault = vault.lock().map_err(|_| "vault lock poisoned".to_string())?;
+            let meta =
+                vault.connection(&provider.name, connection).map_err(|e| e.to_string())?.ok_or("not connected")?;
+            if !meta.is_usable(authsome_vault::time::now_seconds()) {
+                return Err("expired".to_string());
+            }
+            let secrets =
+                vault.secrets(&crate::cli::context::Prompter, &provider.name, connection).map_err(|e| e.to_string())?;
+            Ok((meta, secrets))
+        });
+        let source = Arc::new(VaultSource::new(plan.providers.clone(), plan.chosen.clone(), loader));
+        for (provider, connection, meta, secrets) in &plan.loaded {
+            source.prime(provider, connection, meta, secrets).map_err(|e| {
+                CliError::new(Kind::RunFailed, format!("{provider}/{connection}: {e}"))
+                    .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
+            })?;
+        }
+        let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
+        let config = ProxyConfig {
+            ca: Arc::new(ca),
+            routes: Arc::new(plan.routes),
+            upstream: upstream_config(args)?,
+            inspect_all: args.inspect_all,
+            run_token: Some(run_token.clone()),
+            egress: egress(args)?,
+        };
+        let ca_pem = config.ca.cert_pem().to_string();
+        let proxy = Proxy::new(config, source, events.clone())
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot set up upstream TLS: {e}")))?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot listen on 127.0.0.1: {e}")))?;
+        let port = listener.local_addr().map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?.port();
+
+        let dir = bundle::RunDir::create()?;
+        let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
+        let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
+        let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &ca_pem)?)?;
+        let additive = bundle::additive_bundle(&parent_env, extra_roots.as_deref(), &ca_pem)?;
+        let ca_path = dir.write("additive.pem", &additive)?;
+        // User "authsome", token as password: Python requests sends no credentials for a proxy
+        // URL with a user but no password.
+        let proxy_url = format!("http://authsome:{run_token}@127.0.0.1:{port}");
+        let child_env = child_env::build(
+            parent_env,
+            &child_env::ChildEnvSpec {
+                placeholders: &plan.env_placeholders,
+                secrets: &plan.secrets,
+                proxy_url: &proxy_url,
+                bundle: &bundle_path,
+                ca_only: &ca_path,
+                provider_hosts: &plan.provider_hosts,
+            },
+        );
+        Ok::<_, CliError>((proxy, listener, dir, child_env, events, run_id))
+    };
+    let (proxy, listener, dir, child_env, events, run_id) = setup.await.map_err(run_failed)?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = proxy
+            .serve(listener, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+    });
+
+    let program = &args.command[0];
+    let mut command = tokio::process::Command::new(program);
+    command.args(&args.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = stop_tx.send(());
+            let name = program.to_string_lossy();
+            let (code, message) = match e.kind() {
+                std::io::ErrorKind::NotFound => (127, format!("command not found: {name}")),
+                std::io::ErrorKind::PermissionDenied => (126, format!("cannot execute {name}: permission denied")),
+                _ => (126, format!("cannot execute {name}: {e}")),
+            };
+            ctx.out.error(&CliError::new(Kind::RunFailed, message));
+            return Ok(code);
+        }
+    };
+    let command_name =
+        std::path::Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let reachable: Vec<String> = plan
+        .chosen
+        .iter()
+        .map(|(p, c)| format!("{p}/{c}"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    ctx.audit(
+        AuditEvent::new("run")
+            .field("phase", "start")
+            .field("run_id", run_id.clone())
+            .field("command", command_name.clone())
+            .field("providers", reachable.clone())
+            .field("mode", "proxy"),
+    );
+
+    let status = signals::wait_forwarding(&mut child).await;
+    let code = match status {
+        Ok(signals::Exit::Code(code)) => code,
+        Ok(signals::Exit::Signal(sig)) => 128 + sig,
+        Err(e) => {
+            ctx.out.error(&CliError::new(Kind::RunFailed, format!("lost the child process: {e}")));
+            125
+        }
+    };
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    drop(dir);
+    let summary = serde_json::to_value(events.summary()).unwrap_or_default();
+    ctx.audit(
+        AuditEvent::new("run")
+            .field("phase", "end")
+            .field("run_id", run_id)
+            .field("command", command_name)
+            .field("providers", reachable)
+            .field("exit_code", code)
+            .field("duration_ms", started.elapsed().as_millis() as u64)
+            .field("hosts", summary),
+    );
+    Ok(code)
+}

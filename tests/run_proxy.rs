@@ -1,0 +1,347 @@
+//! End-to-end: `authsome run -- CMD` with real clients (curl, Python requests/httpx/urllib and
+//! the OpenAI SDK, Node https) against a local HTTPS echo upstream that stands in for
+//! api.openai.com and friends (`AUTHSOME_CONNECT_TO` + `AUTHSOME_EXTRA_ROOTS`). Every test
+//! asserts what the upstream received, and that the child never held a secret.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use authsome_testkit::{Echo, Pki};
+use common::{Env, Run};
+use serde_json::Value;
+
+const OPENAI_KEY: &str = "sk-REALOPENAI0000000000000000001";
+const OPENAI_WORK_KEY: &str = "sk-REALOPENAIWORK000000000000002";
+const GH_PAT: &str = "ghp_REALGITHUBPAT000000000000000000003";
+const HOSTS: &[&str] = &["api.openai.com", "api.github.com", "api.anthropic.com", "unknown.example.org"];
+
+struct Setup {
+    env: Env,
+    _echo: Echo,
+    _plain: Echo,
+}
+
+fn setup() -> Setup {
+    let pki = Pki::new(HOSTS);
+    let echo = Echo::https(&pki);
+    let plain = Echo::http();
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let mut connect_to: Vec<String> = HOSTS.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    connect_to.push(format!("api.openai.com:80:127.0.0.1:{}", plain.port()));
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    env.login("openai", "default", OPENAI_KEY);
+    env.login("openai", "work", OPENAI_WORK_KEY);
+    env.run_stdin(&["login", "github", "--stdin"], GH_PAT).ok();
+    Setup { env, _echo: echo, _plain: plain }
+}
+
+/// The header values the upstream saw for `name`.
+fn seen(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn echo_of(run: &Run) -> Value {
+    serde_json::from_str(run.stdout.trim())
+        .unwrap_or_else(|e| panic!("not an echo ({e}):\n{}\n{}", run.stdout, run.stderr))
+}
+
+fn sh(env: &Env, script: &str) -> Run {
+    env.run(&["run", "--", "sh", "-c", script])
+}
+
+#[test]
+fn curl_gets_the_real_key_on_the_wire() {
+    let s = setup();
+    let run = sh(&s.env, "curl -sS --fail-with-body https://api.openai.com/v1/models?limit=2").ok();
+    let echo = echo_of(&run);
+    assert_eq!(seen(&echo, "authorization"), vec![format!("Bearer {OPENAI_KEY}")]);
+    assert_eq!(echo["path"], "/v1/models");
+    assert_eq!(echo["query"], "limit=2");
+
+    // The client's own header carrying the placeholder is replaced (gh sends `token …`).
+    let run = sh(&s.env, r#"curl -sS -H "Authorization: token $GH_TOKEN" https://api.github.com/user"#).ok();
+    assert_eq!(seen(&echo_of(&run), "authorization"), vec![format!("Bearer {GH_PAT}")]);
+    assert!(!run.all().contains(GH_PAT) || run.stdout.contains(GH_PAT), "only the upstream's echo may show it");
+}
+
+#[test]
+fn python_clients_and_the_openai_sdk() {
+    let s = setup();
+    let python = common::python();
+    let script = r#"
+import json, os, urllib.request
+import requests, httpx, openai
+out = {}
+out["requests"] = requests.get("https://api.openai.com/v1/requests").json()
+out["httpx"] = httpx.get("https://api.openai.com/v1/httpx").json()
+opener = urllib.request.build_opener()
+with opener.open("https://api.openai.com/v1/urllib") as r:
+    out["urllib"] = json.loads(r.read())
+client = openai.OpenAI()
+raw = client.models.with_raw_response.list()
+out["openai"] = json.loads(raw.text)
+out["env_key"] = os.environ["OPENAI_API_KEY"]
+print(json.dumps(out))
+"#;
+    let run = s.env.run(&["run", "--", python.to_str().unwrap(), "-c", script]).ok();
+    let out: Value =
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    for client in ["requests", "httpx", "urllib", "openai"] {
+        assert_eq!(seen(&out[client], "authorization"), vec![format!("Bearer {OPENAI_KEY}")], "{client}");
+    }
+    assert_eq!(out["openai"]["path"], "/v1/models");
+    let placeholder = out["env_key"].as_str().unwrap();
+    assert!(placeholder.starts_with("sk-authsome_"), "{placeholder}");
+}
+
+#[test]
+fn node_https_through_a_proxy_agent() {
+    let s = setup();
+    let script = r#"
+const https = require('https');
+const { HttpsProxyAgent } = require('https-proxy-agent');
+const agent = new HttpsProxyAgent(process.env.HTTPS_PROXY);
+https.get('https://api.anthropic.com/v1/messages', { agent, headers: { 'x-api-key': 'none' } }, (res) => {
+  let body = '';
+  res.on('data', (c) => body += c);
+  res.on('end', () => { console.log(body); });
+}).on('error', (e) => { console.error(e); process.exit(1); });
+"#;
+    // No anthropic connection: the request passes untouched (tunnelled) and keeps its header.
+    let run = s
+        .env
+        .run_with(
+            &["run", "--", "node", "-e", script],
+            None,
+            &[("NODE_PATH", common::node_modules().to_str().unwrap())],
+        )
+        .ok();
+    assert_eq!(seen(&echo_of(&run), "x-api-key"), vec!["none"]);
+    s.env.login("anthropic", "default", "sk-ant-REALANTHROPIC00000000000004");
+    let run = s
+        .env
+        .run_with(
+            &["run", "--", "node", "-e", script],
+            None,
+            &[("NODE_PATH", common::node_modules().to_str().unwrap())],
+        )
+        .ok();
+    assert_eq!(seen(&echo_of(&run), "x-api-key"), vec!["sk-ant-REALANTHROPIC00000000000004"]);
+}
+
+#[test]
+fn plain_http_and_unknown_hosts_are_untouched() {
+    let s = setup();
+    let run = sh(&s.env, "curl -sS http://api.openai.com/v1/plain").ok();
+    assert!(seen(&echo_of(&run), "authorization").is_empty(), "plain http must never get a credential");
+
+    // A host no provider owns is tunnelled: the client talks TLS to the upstream itself.
+    let run = sh(&s.env, "curl -sSv https://unknown.example.org/x 2>&1 >/dev/null | grep -i 'issuer:'; curl -sS https://unknown.example.org/y").ok();
+    assert!(run.stdout.contains("authsome test upstream CA"), "not tunnelled: {}", run.stdout);
+    let body = run.stdout.lines().last().unwrap();
+    let echo: Value = serde_json::from_str(body).unwrap();
+    assert!(seen(&echo, "authorization").is_empty());
+
+    // With --inspect-all the same host is intercepted (our CA), still without a credential.
+    let run = s
+        .env
+        .run(&[
+            "run",
+            "--inspect-all",
+            "--",
+            "sh",
+            "-c",
+            "curl -sSv https://unknown.example.org/x 2>&1 >/dev/null | grep -i 'issuer:'",
+        ])
+        .ok();
+    assert!(run.stdout.contains("authsome"), "{}", run.stdout);
+    assert!(!run.stdout.contains("test upstream CA"), "{}", run.stdout);
+}
+
+#[test]
+fn the_proxy_refuses_callers_without_the_run_token() {
+    let s = setup();
+    // curl reports a refused CONNECT in %{http_connect} (and exits 56).
+    let probe = |proxy: &str| {
+        format!(
+            r#"port=${{HTTPS_PROXY##*:}}; curl -s -o /dev/null -w '%{{http_connect}}' -x "{proxy}$port" https://api.openai.com/; true"#
+        )
+    };
+    for proxy in ["http://127.0.0.1:", "http://wrong@127.0.0.1:", "http://authsome:wrong@127.0.0.1:"] {
+        let run = sh(&s.env, &probe(proxy)).ok();
+        assert_eq!(run.stdout.trim(), "407", "{proxy}");
+    }
+    // Plain http through the proxy without the token: 407 as well.
+    let run = sh(&s.env, r#"port=${HTTPS_PROXY##*:}; curl -s -o /dev/null -w '%{http_code}' -x "http://127.0.0.1:$port" http://api.openai.com/"#).ok();
+    assert_eq!(run.stdout.trim(), "407");
+}
+
+#[test]
+fn a_placeholder_sent_to_another_providers_host_is_blocked() {
+    let s = setup();
+    let run = sh(&s.env, r#"curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OPENAI_API_KEY" https://api.github.com/user"#).ok();
+    assert_eq!(run.stdout.trim(), "403");
+    let run = s
+        .env
+        .run(&[
+            "run",
+            "--inspect-all",
+            "--",
+            "sh",
+            "-c",
+            r#"curl -s -o /dev/null -w '%{http_code}' "https://unknown.example.org/?key=$OPENAI_API_KEY""#,
+        ])
+        .ok();
+    assert_eq!(run.stdout.trim(), "403");
+    let log = s.env.run(&["log", "--json", "-n", "200"]).ok().json();
+    let blocked: Vec<&Value> = log.as_array().unwrap().iter().filter(|e| e["event"] == "proxy_leak_blocked").collect();
+    assert_eq!(blocked.len(), 2, "{log}");
+    assert_eq!(blocked[0]["provider"], "openai");
+    assert_eq!(blocked[0]["host"], "api.github.com");
+    assert!(!log.to_string().contains("sk-authsome_"), "placeholders never reach the audit log");
+}
+
+#[test]
+fn per_request_connection_selection() {
+    let s = setup();
+    let both = r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/a; echo; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY_OPENAI_WORK" https://api.openai.com/b"#;
+    let run = sh(&s.env, both).ok();
+    let lines: Vec<Value> =
+        run.stdout.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {OPENAI_KEY}")]);
+    assert_eq!(seen(&lines[1], "authorization"), vec![format!("Bearer {OPENAI_WORK_KEY}")]);
+
+    let run = s.env.run(&["run", "--connection", "openai=work", "--", "curl", "-sS", "https://api.openai.com/c"]).ok();
+    assert_eq!(seen(&echo_of(&run), "authorization"), vec![format!("Bearer {OPENAI_WORK_KEY}")]);
+    let run = s.env.run(&["run", "--connection", "openai=nope", "--", "true"]).fails(125);
+    assert!(run.stderr.contains("connection 'nope' not found"), "{}", run.stderr);
+    s.env.run(&["run", "--connection", "openai", "--", "true"]).fails(125);
+}
+
+#[test]
+fn the_child_environment_holds_no_secret() {
+    let s = setup();
+    let run = s
+        .env
+        .run_with(
+            &["run", "--", "sh", "-c", "env; tr '\\0' '\\n' < /proc/self/environ"],
+            None,
+            &[
+                ("OPENAI_API_KEY", OPENAI_KEY),
+                ("STASHED", &format!("x {GH_PAT} y")),
+                ("AUTHSOME_PASSPHRASE", "hunter2hunter2"),
+            ],
+        )
+        .ok();
+    for secret in [OPENAI_KEY, OPENAI_WORK_KEY, GH_PAT, "hunter2hunter2"] {
+        assert!(!run.stdout.contains(secret), "{secret} reached the child");
+    }
+    assert!(run.stdout.contains("OPENAI_API_KEY=sk-authsome_"));
+    assert!(run.stdout.contains("GH_TOKEN=ghp_authsome_"));
+    assert!(run.stdout.contains("HTTPS_PROXY=http://"));
+    assert!(run.stdout.contains("NODE_USE_ENV_PROXY=1"));
+    assert!(!run.stdout.contains("STASHED="));
+    assert_eq!(run.stderr, "", "run prints nothing of its own");
+}
+
+#[test]
+fn stdio_and_exit_codes_pass_through() {
+    let s = setup();
+    let payload: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let mut child = s
+        .env
+        .command(&["run", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = payload.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(output.status.success());
+    assert_eq!(output.stdout.len(), payload.len());
+    assert!(output.stdout == payload, "stdout differs from stdin");
+    assert!(output.stderr.is_empty());
+
+    assert_eq!(sh(&s.env, "exit 7").code, 7);
+    assert_eq!(sh(&s.env, "kill -TERM $$").code, 128 + 15);
+    assert_eq!(s.env.run(&["run", "--", "/definitely/not/a/command"]).code, 127);
+    s.env.run(&["run"]).fails(2);
+}
+
+#[test]
+fn signals_sent_to_run_reach_the_child() {
+    let s = setup();
+    let mut child = s
+        .env
+        .command(&[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(code, Some(3));
+}
+
+#[test]
+fn runs_are_audited_with_a_host_summary() {
+    let s = setup();
+    sh(&s.env, "curl -sS https://api.openai.com/1 >/dev/null; curl -sS https://api.openai.com/2 >/dev/null; curl -sS https://unknown.example.org/ >/dev/null").ok();
+    std::thread::sleep(Duration::from_millis(50));
+    let log = s.env.run(&["log", "--json", "-n", "2"]).ok().json();
+    let start = &log[0];
+    let end = &log[1];
+    assert_eq!((start["event"].as_str(), start["phase"].as_str()), (Some("run"), Some("start")));
+    assert_eq!(start["command"], "sh");
+    assert_eq!(start["providers"], serde_json::json!(["github/default", "openai/default"]));
+    assert_eq!(end["phase"], "end");
+    assert_eq!(end["exit_code"], 0);
+    assert_eq!(end["hosts"]["api.openai.com"]["injected"], 2);
+    assert_eq!(end["hosts"]["api.openai.com"]["connections"]["openai/default"], 2);
+    assert_eq!(end["hosts"]["unknown.example.org"]["tunnelled"], 1);
+    assert_eq!(start["run_id"], end["run_id"]);
+}
+
+#[test]
+fn ca_path_points_at_the_profiles_ca() {
+    let s = setup();
+    let path = s.env.run(&["ca", "path"]).ok().stdout.trim().to_string();
+    assert!(path.ends_with("profiles/default/ca/ca.pem"), "{path}");
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(pem.contains("BEGIN CERTIFICATE"));
+    use std::os::unix::fs::PermissionsExt;
+    let key = std::path::Path::new(&path).with_file_name("ca.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    // The same CA is reused by the next run.
+    sh(&s.env, "true").ok();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
+}
