@@ -169,7 +169,7 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
     spec.validate().map_err(|e| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidInput, e), ""))?;
     let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
     let last_cap = read_last_cap();
-    let plan = crate::plan::mount_plan(spec, &crate::mounts::host_path_kind);
+    let plan = crate::plan::mount_plan(spec, &crate::mounts::HostFs);
 
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
         .map_err(|e| Failure::new(Step::Unshare, e, ""))?;

@@ -13,12 +13,20 @@ use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::helper::Failure;
-use crate::plan::{MountOp, PathKind, Source, Staged, staged_name, staging_dir};
+use crate::plan::{HostView, MountOp, PathKind, Source, Staged, staged_name, staging_dir};
 use crate::spec::SandboxSpec;
 
-/// What a host path is (following symlinks), for the planner.
-pub fn host_path_kind(path: &Path) -> Option<PathKind> {
-    fs::metadata(path).ok().map(|m| if m.is_dir() { PathKind::Dir } else { PathKind::File })
+/// The real host filesystem, for the planner.
+#[derive(Debug)]
+pub struct HostFs;
+
+impl HostView for HostFs {
+    fn kind(&self, path: &Path) -> Option<PathKind> {
+        fs::metadata(path).ok().map(|m| if m.is_dir() { PathKind::Dir } else { PathKind::File })
+    }
+    fn canonical(&self, path: &Path) -> PathBuf {
+        fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+    }
 }
 
 const NONE: Option<&str> = None;

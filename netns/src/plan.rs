@@ -24,6 +24,22 @@ pub enum PathKind {
     File,
 }
 
+/// The host as the planner sees it, before anything is mounted.
+pub trait HostView {
+    /// What `path` is (following symlinks), or `None` when it does not exist.
+    fn kind(&self, path: &Path) -> Option<PathKind>;
+    /// `path` with symlinks resolved (two CA paths are often one file).
+    fn canonical(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
+}
+
+impl<F: Fn(&Path) -> Option<PathKind>> HostView for F {
+    fn kind(&self, path: &Path) -> Option<PathKind> {
+        self(path)
+    }
+}
+
 /// Files the helper writes into its own tmpfs and binds into place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Staged {
@@ -151,14 +167,14 @@ pub fn staging_dir(plan: &[MountOp]) -> Option<&Path> {
 
 /// The mount plan for `spec`. `kind` says what a host path is (following symlinks), or `None`
 /// when it does not exist; it is only asked about host paths, before anything is mounted.
-pub fn mount_plan(spec: &SandboxSpec, kind: &dyn Fn(&Path) -> Option<PathKind>) -> Vec<MountOp> {
+pub fn mount_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     if spec.fs.open { open_plan(spec, kind) } else { restricted_plan(spec, kind) }
 }
 
 struct Builder<'a> {
     ops: Vec<MountOp>,
     opened: usize,
-    kind: &'a dyn Fn(&Path) -> Option<PathKind>,
+    kind: &'a dyn HostView,
 }
 
 impl Builder<'_> {
@@ -187,21 +203,24 @@ impl Builder<'_> {
         };
         // A dangling /etc/resolv.conf symlink (kind None) cannot be mounted over; glibc then uses
         // 127.0.0.1:53, which our :53 listener catches anyway.
-        if (self.kind)(Path::new("/etc/resolv.conf")) == Some(PathKind::File) {
+        if self.kind.kind(Path::new("/etc/resolv.conf")) == Some(PathKind::File) {
             self.ops.push(ro_bind(Source::Staged(Staged::ResolvConf), "/etc/resolv.conf"));
         }
-        if spec.hosts_file.is_some() && (self.kind)(Path::new("/etc/hosts")) == Some(PathKind::File) {
+        if spec.hosts_file.is_some() && self.kind.kind(Path::new("/etc/hosts")) == Some(PathKind::File) {
             self.ops.push(ro_bind(Source::Staged(Staged::Hosts), "/etc/hosts"));
         }
+        let mut bound: Vec<PathBuf> = Vec::new();
         for path in CA_BUNDLE_PATHS {
-            if (self.kind)(Path::new(path)) == Some(PathKind::File) {
+            let canonical = self.kind.canonical(Path::new(path));
+            if self.kind.kind(Path::new(path)) == Some(PathKind::File) && !bound.contains(&canonical) {
                 self.ops.push(ro_bind(Source::Host(ca), path));
+                bound.push(canonical);
             }
         }
     }
 
     fn hide(&mut self, path: &Path) {
-        match (self.kind)(path) {
+        match self.kind.kind(path) {
             Some(PathKind::Dir) => {
                 self.ops.push(MountOp::Tmpfs { target: path.to_path_buf(), mode: 0o700, read_only: true })
             }
@@ -231,20 +250,20 @@ fn under_private_mount(path: &Path) -> bool {
     path.starts_with("/tmp") || path.starts_with("/dev")
 }
 
-fn restricted_plan(spec: &SandboxSpec, kind: &dyn Fn(&Path) -> Option<PathKind>) -> Vec<MountOp> {
+fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind };
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     let dev: Vec<(&str, usize)> = DEV_NODES
         .iter()
         .filter_map(|n| {
             let path = Path::new("/dev").join(n);
-            (kind(&path) == Some(PathKind::File)).then(|| (*n, b.open_host(&path, PathKind::File)))
+            (kind.kind(&path) == Some(PathKind::File)).then(|| (*n, b.open_host(&path, PathKind::File)))
         })
         .collect();
     let writable: Vec<(PathBuf, PathKind, usize)> = writable_paths(spec)
         .into_iter()
         .map(|p| {
-            let k = kind(&p).unwrap_or(PathKind::Dir);
+            let k = kind.kind(&p).unwrap_or(PathKind::Dir);
             let index = b.open_host(&p, k);
             (p, k, index)
         })
@@ -316,12 +335,12 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn Fn(&Path) -> Option<PathKind>)
     b.ops
 }
 
-fn open_plan(spec: &SandboxSpec, kind: &dyn Fn(&Path) -> Option<PathKind>) -> Vec<MountOp> {
+fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind };
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     // Stage in a tmpfs over /dev/shm (nothing we bind or hide lives there), detached afterwards
     // so the host's /dev/shm shows again; the binds keep the staged files alive.
-    let staging = if kind(Path::new("/dev/shm")) == Some(PathKind::Dir) { "/dev/shm" } else { "/tmp" };
+    let staging = if kind.kind(Path::new("/dev/shm")) == Some(PathKind::Dir) { "/dev/shm" } else { "/tmp" };
     b.ops.push(MountOp::Tmpfs { target: staging.into(), mode: 0o700, read_only: false });
     b.stage(Path::new(staging), spec);
     b.etc_and_ca_binds(spec, ca);
@@ -472,6 +491,26 @@ mod tests {
     }
 
     #[test]
+    fn ca_paths_that_are_one_file_are_bound_once() {
+        struct Linked;
+        impl HostView for Linked {
+            fn kind(&self, path: &Path) -> Option<PathKind> {
+                host(path)
+            }
+            fn canonical(&self, path: &Path) -> PathBuf {
+                if path == Path::new("/usr/lib/ssl/cert.pem") {
+                    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+                } else {
+                    path.to_path_buf()
+                }
+            }
+        }
+        let plan = mount_plan(&spec(), &Linked);
+        assert!(plan.iter().any(|op| is_bind_to(op, "/etc/ssl/certs/ca-certificates.crt")));
+        assert!(!plan.iter().any(|op| is_bind_to(op, "/usr/lib/ssl/cert.pem")));
+    }
+
+    #[test]
     fn resolv_conf_and_hosts_are_staged_bound_and_unlinked() {
         let mut s = spec();
         s.hosts_file = Some("127.0.0.1 localhost\n".into());
@@ -502,8 +541,9 @@ mod tests {
         let mut s = spec();
         s.cwd = "/tmp/work".into();
         s.fs.hide.push("/tmp/work/.env-dir".into());
-        let plan =
-            mount_plan(&s, &|p| if p == Path::new("/tmp/work/.env-dir") { Some(PathKind::Dir) } else { host(p) });
+        let plan = mount_plan(&s, &|p: &Path| {
+            if p == Path::new("/tmp/work/.env-dir") { Some(PathKind::Dir) } else { host(p) }
+        });
         let tmp = position(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")));
         let mkdir = position(&plan, |op| matches!(op, MountOp::MkdirAll { path } if path == Path::new("/tmp/work")));
         let bind = position(&plan, |op| is_bind_to(op, "/tmp/work"));
