@@ -16,6 +16,7 @@ pub enum Step {
     SetGroups,
     UidMap,
     GidMap,
+    LimitNesting,
     Netlink,
     LoopbackUp,
     LocalRouteV4,
@@ -51,7 +52,7 @@ pub enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 39] = [
+    const ALL: [Step; 40] = [
         Step::SpawnHelper,
         Step::SendSpec,
         Step::ReadSpec,
@@ -59,6 +60,7 @@ impl Step {
         Step::SetGroups,
         Step::UidMap,
         Step::GidMap,
+        Step::LimitNesting,
         Step::Netlink,
         Step::LoopbackUp,
         Step::LocalRouteV4,
@@ -116,6 +118,7 @@ impl Step {
             Step::SetGroups => "writing /proc/self/setgroups",
             Step::UidMap => "writing /proc/self/uid_map",
             Step::GidMap => "writing /proc/self/gid_map",
+            Step::LimitNesting => "disabling nested user namespaces (user.max_user_namespaces=0 inside)",
             Step::Netlink => "opening a netlink socket in the new network namespace",
             Step::LoopbackUp => "bringing lo up",
             Step::LocalRouteV4 => "adding the route `local 0.0.0.0/0 dev lo`",

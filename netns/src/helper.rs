@@ -93,6 +93,9 @@ pub(crate) fn sent_by_a_process(code: i32) -> bool {
 
 /// Helper entry point; returns the process exit code.
 pub fn run(sock: RawFd) -> i32 {
+    if sys::close_fds_except(sock).is_err() {
+        return 125;
+    }
     let chan = Channel::from_fd(sys::adopt_fd(sock));
     if fcntl(chan.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
         return 125;
@@ -177,6 +180,10 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
     fs::write("/proc/self/setgroups", "deny").map_err(|e| Failure::new(Step::SetGroups, e, ""))?;
     fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).map_err(|e| Failure::new(Step::UidMap, e, ""))?;
     fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).map_err(|e| Failure::new(Step::GidMap, e, ""))?;
+    // No user namespaces below ours: the command cannot build its own (nested `unshare -Ur`
+    // fails), which also keeps the kernel's user-namespace attack surface out of its reach.
+    // The limit is per user namespace and checked at every level above a new one.
+    fs::write("/proc/sys/user/max_user_namespaces", "0").map_err(|e| Failure::new(Step::LimitNesting, e, ""))?;
 
     crate::net::configure_loopback()?;
     let sockets = crate::net::bind_capture(spec)?;

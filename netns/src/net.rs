@@ -89,6 +89,7 @@ fn tcp_v4_loopback(port: u16) -> io::Result<OwnedFd> {
 
 fn udp_v4(port: u16) -> io::Result<OwnedFd> {
     let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::Ipv4PacketInfo, &true)?;
     bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)))?;
     Ok(fd)
 }
@@ -96,12 +97,19 @@ fn udp_v4(port: u16) -> io::Result<OwnedFd> {
 fn udp_v6_only(port: u16) -> io::Result<OwnedFd> {
     let fd = socket(AddressFamily::Inet6, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    setsockopt(&fd, sockopt::Ipv6RecvPacketInfo, &true)?;
+    // lets the launcher answer from the queried address, which is local only by route
+    setsockopt(&fd, sockopt::IpFreebind, &true)?;
     bind(fd.as_raw_fd(), &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)))?;
     Ok(fd)
 }
 
 /// Bind every capture listener of `spec`, in the order the launcher gets them: TCP ports
 /// (`[::]:p`, dual-stack), then `0.0.0.0:53/udp` and `[::]:53/udp`, then the inner proxy.
+///
+/// The UDP sockets report each datagram's destination (`IP_PKTINFO` / `IPV6_RECVPKTINFO`): an
+/// IPv6 client's source is `::1`, so the answer must name the queried address as its source
+/// (sendmsg with the same pktinfo) or a connected client drops it.
 pub fn bind_capture(spec: &SandboxSpec) -> Result<Vec<(SocketInfo, OwnedFd)>, Failure> {
     let mut out = Vec::new();
     let fail = |e: io::Error, what: String| Failure::new(Step::BindCapture, e, what);

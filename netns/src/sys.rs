@@ -37,6 +37,22 @@ pub fn inherit_fd_on_spawn(cmd: &mut Command, fd: RawFd) {
     }
 }
 
+/// Close every fd above 2 except `keep`: whatever the launcher leaked to us (fds without
+/// close-on-exec) must not stay open in the helper and the sandbox's init for the whole run.
+pub fn close_fds_except(keep: RawFd) -> io::Result<()> {
+    let close_range = |first: u32, last: u32| {
+        if first > last {
+            return Ok(());
+        }
+        // SAFETY: integer arguments only; the fds in the range are ours to close (nothing in this
+        // freshly exec'd helper has borrowed them yet).
+        check_long(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
+    };
+    let keep = u32::try_from(keep).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    close_range(3, keep.saturating_sub(1))?;
+    close_range(keep + 1, u32::MAX)
+}
+
 /// Outcome of [`fork`].
 #[derive(Debug)]
 pub enum Forked {
