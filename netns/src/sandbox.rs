@@ -2,16 +2,20 @@
 //! the command, wait for its status. Safe to use from a multithreaded (tokio) process: the only
 //! thing done between fork and exec here is clearing close-on-exec on one fd.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
 
 use crate::HELPER_ARG;
@@ -26,6 +30,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A capture socket created inside the sandbox's network namespace, now owned by the launcher.
 /// Sockets are blocking; set them non-blocking before handing them to an async runtime.
+/// (The helper is started with `posix_spawn`: nothing runs between fork and exec in the
+/// launcher, and spawning stays cheap however large the launcher's memory is.)
 #[derive(Debug)]
 pub enum CaptureSocket {
     /// `[::]:port`, dual-stack: `local_addr()` of an accepted stream is the original destination.
@@ -40,7 +46,8 @@ pub enum CaptureSocket {
 /// Dropping it kills everything inside.
 #[derive(Debug)]
 pub struct Sandbox {
-    child: Child,
+    /// The helper; `None` once reaped.
+    helper: Option<Pid>,
     chan: Option<Channel>,
     signaller: Signaller,
     program: OsString,
@@ -92,15 +99,13 @@ impl Sandbox {
             source: e,
         };
         let (ours, theirs) = Channel::pair().map_err(spawn_error)?;
-        let mut cmd = Command::new(exe);
-        cmd.arg(HELPER_ARG).arg(theirs.as_raw_fd().to_string()).env_clear();
-        sys::inherit_fd_on_spawn(&mut cmd, theirs.as_raw_fd());
         let was_foreground = in_terminal_foreground();
-        let child = cmd.spawn().map_err(spawn_error)?;
+        let pid = spawn_helper(exe, &theirs).map_err(spawn_error)?;
         drop(theirs);
-        let signaller = Signaller { pid: child.id(), pidfd: sys::pidfd_open(child.id()).ok().map(Arc::new) };
+        let raw_pid = pid.as_raw() as u32;
+        let signaller = Signaller { pid: raw_pid, pidfd: sys::pidfd_open(raw_pid).ok().map(Arc::new) };
         let mut sandbox = Sandbox {
-            child,
+            helper: Some(pid),
             chan: Some(ours),
             signaller,
             program: spec.program.clone(),
@@ -175,9 +180,14 @@ impl Sandbox {
     /// Close our end (the helper then kills the sandbox) and reap the helper.
     fn shutdown(&mut self) -> String {
         self.chan = None;
-        match self.child.wait() {
-            Ok(s) => s.to_string(),
-            Err(e) => e.to_string(),
+        let Some(pid) = self.helper.take() else { return "already reaped".into() };
+        loop {
+            match waitpid(pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => return format!("exit status: {code}"),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return format!("signal: {sig}"),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => return e.to_string(),
+            }
         }
     }
 
@@ -202,7 +212,7 @@ impl Sandbox {
 
     /// The helper's pid (in the launcher's pid namespace).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.signaller.pid
     }
 
     /// Forward `sig` to the command.
@@ -241,10 +251,33 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        if self.chan.is_some() {
+        if self.chan.is_some() || self.helper.is_some() {
             self.shutdown();
         }
     }
+}
+
+/// The helper's end of the socket always arrives as this fd number.
+const HELPER_FD: RawFd = 3;
+
+/// `exe HELPER_ARG 3` with an empty environment, the socket dup'ed onto fd 3 (which clears
+/// close-on-exec in the child only, so concurrent spawns by other threads never inherit it).
+fn spawn_helper(exe: &Path, theirs: &Channel) -> io::Result<Pid> {
+    // dup2(3, 3) would keep close-on-exec: move the socket off fd 3 first if it sits there
+    let moved;
+    let source = if theirs.as_raw_fd() == HELPER_FD {
+        moved = fcntl(theirs, FcntlArg::F_DUPFD_CLOEXEC(HELPER_FD + 1))?;
+        moved.as_raw_fd()
+    } else {
+        theirs.as_raw_fd()
+    };
+    let mut actions = PosixSpawnFileActions::init()?;
+    actions.add_dup2(source, HELPER_FD)?;
+    let attr = PosixSpawnAttr::init()?;
+    let path = CString::new(exe.as_os_str().as_bytes())?;
+    let args = [path.clone(), CString::new(HELPER_ARG)?, CString::new(HELPER_FD.to_string())?];
+    let env: [CString; 0] = [];
+    Ok(posix_spawn(path.as_c_str(), &actions, &attr, &args, &env)?)
 }
 
 fn in_terminal_foreground() -> bool {

@@ -8,9 +8,7 @@ use std::ffi::{CString, OsStr, c_char, c_int, c_ulong};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
 use crate::error::Step;
 use crate::plan::COMMAND_STEPS;
@@ -21,20 +19,6 @@ fn check(ret: c_int) -> io::Result<c_int> {
 
 fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
-}
-
-/// Let the spawned helper inherit `fd` (which is close-on-exec in the launcher, so no other
-/// child spawned concurrently by another thread gets it).
-pub fn inherit_fd_on_spawn(cmd: &mut Command, fd: RawFd) {
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl(2), which is
-    // async-signal-safe; it touches no memory shared with other threads.
-    unsafe {
-        cmd.pre_exec(move || {
-            let flags = check(libc::fcntl(fd, libc::F_GETFD))?;
-            check(libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
-            Ok(())
-        });
-    }
 }
 
 /// Close every fd above 2 except `keep`: whatever the launcher leaked to us (fds without
