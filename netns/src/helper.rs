@@ -185,8 +185,8 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
     // The limit is per user namespace and checked at every level above a new one.
     fs::write("/proc/sys/user/max_user_namespaces", "0").map_err(|e| Failure::new(Step::LimitNesting, e, ""))?;
 
-    crate::net::configure_loopback()?;
-    let sockets = crate::net::bind_capture(spec)?;
+    let ipv6 = crate::net::configure_loopback()?;
+    let sockets = crate::net::bind_capture(spec, ipv6)?;
     crate::mounts::execute(&plan, spec)?;
 
     let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {

@@ -66,7 +66,10 @@ fn run(op: &MountOp, spec: &SandboxSpec, staging: &Path, sources: &mut Vec<Owned
             debug_assert_eq!(*index, sources.len());
             sources.push(open(path.as_path(), OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())?);
         }
-        MountOp::ReadOnlyAll => crate::sys::mount_read_only_recursive(Path::new("/"))?,
+        MountOp::ReadOnlyAll => match crate::sys::mount_read_only_recursive(Path::new("/")) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => read_only_each_mount()?,
+            other => other?,
+        },
         MountOp::Tmpfs { target, mode, read_only } => {
             let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
             if *read_only {
@@ -126,6 +129,46 @@ fn run(op: &MountOp, spec: &SandboxSpec, staging: &Path, sources: &mut Vec<Owned
     Ok(())
 }
 
+/// Linux < 5.12 has no recursive `mount_setattr`: remount every mount point read-only, one
+/// by one, parents first (the order of /proc/self/mountinfo).
+fn read_only_each_mount() -> io::Result<()> {
+    let table = fs::read_to_string("/proc/self/mountinfo")?;
+    for mount_point in mount_points(&table) {
+        match remount(&mount_point, true) {
+            // covered by a later mount, or under a directory we cannot search: unreachable
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EACCES)) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Mount points of a mountinfo table (field 5, with the kernel's octal escapes undone).
+pub(crate) fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo.lines().filter_map(|line| line.split(' ').nth(4)).map(unescape_octal).collect()
+}
+
+fn unescape_octal(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && (b'0'..=b'3').contains(&bytes[i + 1])
+            && bytes[i + 2..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
 /// Change only the read-only flag of the mount at `target`, keeping the flags a remount in a
 /// user namespace may not clear (nosuid, nodev, noexec, atime: locked when inherited).
 fn remount(target: &Path, read_only: bool) -> io::Result<()> {
@@ -147,4 +190,20 @@ fn remount(target: &Path, read_only: bool) -> io::Result<()> {
         flags |= MsFlags::MS_RDONLY;
     }
     mount(NONE, target, NONE, flags, NONE).map_err(|e: Errno| e.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_mount_points_are_unescaped() {
+        let table = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                     23 22 0:5 / /mnt/with\\040space rw - tmpfs tmpfs rw\n\
+                     24 22 0:6 / /back\\134slash\\011tab rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            mount_points(table),
+            vec![PathBuf::from("/"), PathBuf::from("/mnt/with space"), PathBuf::from("/back\\slash\ttab")]
+        );
+    }
 }

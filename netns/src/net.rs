@@ -31,7 +31,10 @@ fn netlink_failure(step: Step, err: rtnetlink::Error) -> Failure {
 /// `ip link set lo up; ip route add local 0.0.0.0/0 dev lo table local; ip -6 route add local
 /// ::/0 dev lo table local`, over rtnetlink in a current-thread runtime that is gone when this
 /// returns (the helper must be single-threaded again before it forks).
-pub fn configure_loopback() -> Result<(), Failure> {
+///
+/// Returns whether IPv6 is available: on a kernel booted with `ipv6.disable=1` the IPv6 route
+/// cannot exist (`EAFNOSUPPORT`), and neither can IPv6 traffic, so capture is IPv4 only.
+pub fn configure_loopback() -> Result<bool, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -61,8 +64,11 @@ pub fn configure_loopback() -> Result<(), Failure> {
                 .destination_prefix(Ipv6Addr::UNSPECIFIED, 0)
                 .output_interface(LOOPBACK_INDEX)
                 .build();
-            handle.route().add(v6).execute().await.map_err(|e| netlink_failure(Step::LocalRouteV6, e))?;
-            Ok(())
+            match handle.route().add(v6).execute().await.map_err(|e| netlink_failure(Step::LocalRouteV6, e)) {
+                Ok(()) => Ok(true),
+                Err(f) if f.source.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(false),
+                Err(f) => Err(f),
+            }
         }
         .await;
         connection.abort();
@@ -79,10 +85,10 @@ fn tcp_dual_stack(port: u16) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn tcp_v4_loopback(port: u16) -> io::Result<OwnedFd> {
+fn tcp_v4(ip: Ipv4Addr, port: u16) -> io::Result<OwnedFd> {
     let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)))?;
+    bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(ip, port)))?;
     listen(&fd, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))?;
     Ok(fd)
 }
@@ -110,21 +116,27 @@ fn udp_v6_only(port: u16) -> io::Result<OwnedFd> {
 /// The UDP sockets report each datagram's destination (`IP_PKTINFO` / `IPV6_RECVPKTINFO`): an
 /// IPv6 client's source is `::1`, so the answer must name the queried address as its source
 /// (sendmsg with the same pktinfo) or a connected client drops it.
-pub fn bind_capture(spec: &SandboxSpec) -> Result<Vec<(SocketInfo, OwnedFd)>, Failure> {
+pub fn bind_capture(spec: &SandboxSpec, ipv6: bool) -> Result<Vec<(SocketInfo, OwnedFd)>, Failure> {
     let mut out = Vec::new();
     let fail = |e: io::Error, what: String| Failure::new(Step::BindCapture, e, what);
     for port in spec.capture_ports() {
-        let fd = tcp_dual_stack(port).map_err(|e| fail(e, format!("[::]:{port}/tcp")))?;
+        let fd = if ipv6 {
+            tcp_dual_stack(port).map_err(|e| fail(e, format!("[::]:{port}/tcp")))?
+        } else {
+            tcp_v4(Ipv4Addr::UNSPECIFIED, port).map_err(|e| fail(e, format!("0.0.0.0:{port}/tcp")))?
+        };
         out.push((SocketInfo { kind: SocketKind::Tcp, port }, fd));
     }
     if spec.dns {
         let v4 = udp_v4(53).map_err(|e| fail(e, "0.0.0.0:53/udp".into()))?;
         out.push((SocketInfo { kind: SocketKind::Udp, port: 53 }, v4));
-        let v6 = udp_v6_only(53).map_err(|e| fail(e, "[::]:53/udp".into()))?;
-        out.push((SocketInfo { kind: SocketKind::Udp, port: 53 }, v6));
+        if ipv6 {
+            let v6 = udp_v6_only(53).map_err(|e| fail(e, "[::]:53/udp".into()))?;
+            out.push((SocketInfo { kind: SocketKind::Udp, port: 53 }, v6));
+        }
     }
     if let Some(port) = spec.inner_proxy_port {
-        let fd = tcp_v4_loopback(port).map_err(|e| fail(e, format!("127.0.0.1:{port}/tcp")))?;
+        let fd = tcp_v4(Ipv4Addr::LOCALHOST, port).map_err(|e| fail(e, format!("127.0.0.1:{port}/tcp")))?;
         out.push((SocketInfo { kind: SocketKind::InnerProxy, port }, fd));
     }
     Ok(out)

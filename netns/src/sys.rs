@@ -32,9 +32,20 @@ pub fn close_fds_except(keep: RawFd) -> io::Result<()> {
         // freshly exec'd helper has borrowed them yet).
         check_long(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
     };
-    let keep = u32::try_from(keep).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    close_range(3, keep.saturating_sub(1))?;
-    close_range(keep + 1, u32::MAX)
+    let keep_u32 = u32::try_from(keep).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    match close_range(3, keep_u32.saturating_sub(1)).and_then(|()| close_range(keep_u32 + 1, u32::MAX)) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // Linux < 5.9: list our fds first (the listing holds one itself), then close them
+            let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            for fd in open.into_iter().filter(|&fd| fd > 2 && fd != keep) {
+                let _ = nix::unistd::close(fd); // EBADF for the listing's own, already closed, fd
+            }
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Outcome of [`fork`].
