@@ -28,6 +28,7 @@ use authsome_netns::{
 
 const ROOTLESS_ENV: &str = "AUTHSOME_NETNS_TEST_ROOTLESS";
 const LAUNCHER_ENV: &str = "AUTHSOME_NETNS_TEST_LAUNCHER";
+const KEYRING_ENV: &str = "AUTHSOME_NETNS_TEST_KEYRING";
 const ROOTLESS_UID: u32 = 64_123;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nauthsome test bundle\n-----END CERTIFICATE-----\n";
@@ -56,6 +57,9 @@ fn main() {
     maybe_run_helper();
     if std::env::var_os(LAUNCHER_ENV).is_some() {
         launcher_child();
+    }
+    if std::env::var_os(KEYRING_ENV).is_some() {
+        keyring_child();
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let rootless = std::env::var_os(ROOTLESS_ENV).is_some();
@@ -102,6 +106,7 @@ fn main() {
         ("stdio_passes_through_untouched", stdio_passes_through_untouched),
         ("fails_closed_before_the_command_runs", fails_closed_before_the_command_runs),
         ("launcher_death_kills_the_sandbox", launcher_death_kills_the_sandbox),
+        ("session_keyring_is_fresh", session_keyring_is_fresh),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -725,6 +730,50 @@ fn launcher_death_kills_the_sandbox(ctx: &Ctx) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Child mode for `session_keyring_is_fresh`, run under `keyctl session -`: put a key in our
+/// session keyring, show it is readable here, then try to read it from inside a sandbox.
+fn keyring_child() -> ! {
+    let ctx = Ctx::new();
+    let add = Command::new("keyctl").args(["add", "user", "authsome-test-key", "not-for-the-sandbox", "@s"]).output();
+    let outside = Command::new("keyctl").args(["print", "%user:authsome-test-key"]).output();
+    let cwd = ctx.workdir("keyring");
+    let spec = ctx.spec(&cwd, "keyctl print %user:authsome-test-key; echo inside=$?");
+    let inside = run(&spec, false).map(|(status, out)| format!("{status:?} {out}"));
+    println!(
+        "add_ok={} outside={} inside_result={:?}",
+        add.is_ok_and(|o| o.status.success()),
+        outside.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default(),
+        inside
+    );
+    let _ = fs::remove_dir_all(&ctx.base);
+    std::process::exit(0);
+}
+
+fn session_keyring_is_fresh(ctx: &Ctx) -> Result<(), String> {
+    if !Path::new("/usr/bin/keyctl").exists() && !Path::new("/bin/keyctl").exists() {
+        return Err("keyctl is not installed (apt-get install keyutils)".into());
+    }
+    let out = Command::new("keyctl")
+        .args(["session", "-"])
+        .arg(&ctx.exe)
+        .env(KEYRING_ENV, "1")
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    check(
+        out.contains("add_ok=true") && out.contains("outside=not-for-the-sandbox"),
+        "control: key readable outside",
+        &out,
+    )?;
+    check(out.contains("Exited(0)"), "the sandboxed command ran", &out)?;
+    check(
+        !out.contains("inside=0") && !out.contains("not-for-the-sandbox\\ninside"),
+        "key must be unreachable inside",
+        &out,
+    )
 }
 
 // ------------------------------------------------------------------------------------------
