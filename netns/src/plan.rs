@@ -235,8 +235,10 @@ impl Builder<'_> {
     }
 }
 
+/// `cwd` and the `writable` paths. A cwd of `/` is not made writable: that would be the whole
+/// host (name `/` in `writable` to really mean it).
 fn writable_paths(spec: &SandboxSpec) -> Vec<PathBuf> {
-    let mut paths = vec![spec.cwd.clone()];
+    let mut paths = if spec.cwd == Path::new("/") { vec![] } else { vec![spec.cwd.clone()] };
     for p in &spec.fs.writable {
         if !paths.contains(p) {
             paths.push(p.clone());
@@ -552,6 +554,16 @@ mod tests {
             |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp/work/.env-dir")),
         );
         assert!(tmp < mkdir && mkdir < bind && bind < hide);
+    }
+
+    #[test]
+    fn a_cwd_of_root_is_not_made_writable() {
+        let mut s = spec();
+        s.cwd = "/".into();
+        let plan = mount_plan(&s, &host);
+        assert!(!plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new("/"))));
+        assert!(plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new("/data"))));
+        assert!(matches!(plan.last(), Some(MountOp::Chdir { path }) if path == Path::new("/")));
     }
 
     #[test]

@@ -716,8 +716,10 @@ fn launcher_death_kills_the_sandbox(ctx: &Ctx) -> Result<(), String> {
         let _ = child.kill();
         return Err("the sandboxed sleep never showed up".into());
     }
+    let child_base = PathBuf::from(format!("/var/tmp/authsome-netns-test-{}-{}", child.id(), ctx.uid));
     child.kill().map_err(|e| e.to_string())?; // SIGKILL: no cleanup code runs in the launcher
     let _ = child.wait();
+    let _ = fs::remove_dir_all(child_base);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let helper_alive = fs::read_to_string(format!("/proc/{helper}/stat"))
@@ -784,20 +786,22 @@ fn run_rootless(ctx: &Ctx, filter: Option<&str>) -> Result<(u32, u32), String> {
     if !Path::new("/usr/bin/setpriv").exists() {
         return Err("setpriv (util-linux) is not installed".into());
     }
-    let mut path = ctx.exe.clone();
-    while let Some(parent) = path.parent() {
-        let mode = fs::metadata(parent).map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o001 == 0 {
-            return Err(format!(
-                "{} is not searchable by other users; run the test binary from a readable path",
-                parent.display()
-            ));
-        }
-        path = parent.to_path_buf();
-    }
+    // The unprivileged uid must be able to run this binary: copy it out of a private tree.
+    let searchable =
+        ctx.exe.ancestors().skip(1).all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    let copy_dir = PathBuf::from(format!("/var/tmp/authsome-netns-rootless-{}", std::process::id()));
+    let exe = if searchable {
+        ctx.exe.clone()
+    } else {
+        fs::create_dir_all(&copy_dir).map_err(|e| e.to_string())?;
+        fs::set_permissions(&copy_dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        let copy = copy_dir.join("sandbox-tests");
+        fs::copy(&ctx.exe, &copy).map_err(|e| format!("copying the test binary: {e}"))?;
+        copy
+    };
     let mut cmd = Command::new("/usr/bin/setpriv");
     cmd.args(["--reuid", &ROOTLESS_UID.to_string(), "--regid", &ROOTLESS_UID.to_string(), "--clear-groups", "--"])
-        .arg(&ctx.exe)
+        .arg(&exe)
         .args(filter)
         .env(ROOTLESS_ENV, "1")
         .env("HOME", "/nonexistent")
@@ -820,6 +824,7 @@ fn run_rootless(ctx: &Ctx, filter: Option<&str>) -> Result<(u32, u32), String> {
         println!("{line}");
     }
     let status = child.wait().map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&copy_dir);
     match (passed, failed) {
         (Some(p), Some(f)) => Ok((p, f)),
         _ => Err(format!("the rootless run printed no summary ({status})")),
