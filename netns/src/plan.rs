@@ -175,6 +175,8 @@ struct Builder<'a> {
     ops: Vec<MountOp>,
     opened: usize,
     kind: &'a dyn HostView,
+    /// Canonical paths already hidden (`/var/run/x` and `/run/x` are usually one file).
+    hidden: Vec<PathBuf>,
 }
 
 impl Builder<'_> {
@@ -220,6 +222,11 @@ impl Builder<'_> {
     }
 
     fn hide(&mut self, path: &Path) {
+        let canonical = self.kind.canonical(path);
+        if self.hidden.contains(&canonical) {
+            return;
+        }
+        self.hidden.push(canonical);
         match self.kind.kind(path) {
             Some(PathKind::Dir) => {
                 self.ops.push(MountOp::Tmpfs { target: path.to_path_buf(), mode: 0o700, read_only: true })
@@ -253,7 +260,7 @@ fn under_private_mount(path: &Path) -> bool {
 }
 
 fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind };
+    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new() };
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     let dev: Vec<(&str, usize)> = DEV_NODES
         .iter()
@@ -338,7 +345,7 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
 }
 
 fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind };
+    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new() };
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     // Stage in a tmpfs over /dev/shm (nothing we bind or hide lives there), detached afterwards
     // so the host's /dev/shm shows again; the binds keep the staged files alive.
@@ -510,6 +517,26 @@ mod tests {
         let plan = mount_plan(&spec(), &Linked);
         assert!(plan.iter().any(|op| is_bind_to(op, "/etc/ssl/certs/ca-certificates.crt")));
         assert!(!plan.iter().any(|op| is_bind_to(op, "/usr/lib/ssl/cert.pem")));
+    }
+
+    #[test]
+    fn a_hidden_file_reached_by_two_names_is_hidden_once() {
+        struct VarRun;
+        impl HostView for VarRun {
+            fn kind(&self, path: &Path) -> Option<PathKind> {
+                if path == Path::new("/var/run/docker.sock") { Some(PathKind::File) } else { host(path) }
+            }
+            fn canonical(&self, path: &Path) -> PathBuf {
+                match path.strip_prefix("/var/run") {
+                    Ok(rest) => Path::new("/run").join(rest),
+                    Err(_) => path.to_path_buf(),
+                }
+            }
+        }
+        let plan = mount_plan(&spec(), &VarRun);
+        let binds =
+            plan.iter().filter(|op| is_bind_to(op, "/run/docker.sock") || is_bind_to(op, "/var/run/docker.sock"));
+        assert_eq!(binds.count(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
-use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, posix_spawn};
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
@@ -86,7 +86,8 @@ impl Signaller {
 impl Sandbox {
     /// Spawn the helper from `exe` (normally `/proc/self/exe`, whose `main` calls
     /// [`maybe_run_helper`](crate::maybe_run_helper) first) and wait until capture is in place.
-    /// Fails closed: on any error no command runs.
+    /// Fails closed: on any error no command runs. Blocking (a few ms): from async code, call it
+    /// in `spawn_blocking`, like `release` and `wait`.
     pub fn start(exe: &Path, spec: &SandboxSpec) -> Result<(Sandbox, Vec<CaptureSocket>), NamespaceError> {
         spec.validate().map_err(NamespaceError::InvalidSpec)?;
         let encoded = spec.encode();
@@ -273,7 +274,12 @@ fn spawn_helper(exe: &Path, theirs: &Channel) -> io::Result<Pid> {
     };
     let mut actions = PosixSpawnFileActions::init()?;
     actions.add_dup2(source, HELPER_FD)?;
-    let attr = PosixSpawnAttr::init()?;
+    // Start the helper with no signal blocked and every disposition at its default, whatever the
+    // calling thread of the launcher had (the command inherits them through the helper).
+    let mut attr = PosixSpawnAttr::init()?;
+    attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)?;
+    attr.set_sigmask(&SigSet::empty())?;
+    attr.set_sigdefault(&SigSet::all())?;
     let path = CString::new(exe.as_os_str().as_bytes())?;
     let args = [path.clone(), CString::new(HELPER_ARG)?, CString::new(HELPER_FD.to_string())?];
     let env: [CString; 0] = [];
