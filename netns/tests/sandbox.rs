@@ -29,6 +29,7 @@ use authsome_netns::{
 const ROOTLESS_ENV: &str = "AUTHSOME_NETNS_TEST_ROOTLESS";
 const LAUNCHER_ENV: &str = "AUTHSOME_NETNS_TEST_LAUNCHER";
 const KEYRING_ENV: &str = "AUTHSOME_NETNS_TEST_KEYRING";
+const TTY_ENV: &str = "AUTHSOME_NETNS_TEST_TTY";
 const ROOTLESS_UID: u32 = 64_123;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nauthsome test bundle\n-----END CERTIFICATE-----\n";
@@ -60,6 +61,9 @@ fn main() {
     }
     if std::env::var_os(KEYRING_ENV).is_some() {
         keyring_child();
+    }
+    if std::env::var_os(TTY_ENV).is_some() {
+        tty_child();
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let rootless = std::env::var_os(ROOTLESS_ENV).is_some();
@@ -107,6 +111,7 @@ fn main() {
         ("fails_closed_before_the_command_runs", fails_closed_before_the_command_runs),
         ("launcher_death_kills_the_sandbox", launcher_death_kills_the_sandbox),
         ("session_keyring_is_fresh", session_keyring_is_fresh),
+        ("ctrl_c_on_a_terminal_reaches_the_command", ctrl_c_on_a_terminal_reaches_the_command),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -776,6 +781,90 @@ fn session_keyring_is_fresh(ctx: &Ctx) -> Result<(), String> {
         "key must be unreachable inside",
         &out,
     )
+}
+
+/// Child mode for `ctrl_c_on_a_terminal_reaches_the_command`: a launcher on a terminal that,
+/// like authsome, survives Ctrl-C itself and reports how the command ended.
+fn tty_child() -> ! {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+    let mut int = SigSet::empty();
+    int.add(Signal::SIGINT);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&int), None).expect("block SIGINT");
+    let ctx = Ctx::new();
+    let cwd = ctx.workdir("tty");
+    let spec = ctx.spec(&cwd, "python3 -c 'import fcntl, termios\ntry: fcntl.ioctl(0, termios.TIOCSTI, b\"x\")\nexcept OSError as e: print(\"tiocsti=%d\" % e.errno)'\nsleep 10");
+    let (mut sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).expect("start");
+    sandbox.release().expect("release");
+    thread::sleep(Duration::from_millis(300)); // let python finish and sleep start
+    println!("started");
+    std::io::stdout().flush().unwrap();
+    let status = sandbox.wait();
+    let out = fs::read_to_string(cwd.join("out.txt")).unwrap_or_default();
+    println!("status={status:?} out={out:?}");
+    std::io::stdout().flush().unwrap();
+    let _ = fs::remove_dir_all(&ctx.base);
+    std::process::exit(0);
+}
+
+fn ctrl_c_on_a_terminal_reaches_the_command(ctx: &Ctx) -> Result<(), String> {
+    use std::sync::mpsc;
+    let pty = nix::pty::openpty(None, None).map_err(|e| e.to_string())?;
+    let slave = fs::File::from(pty.slave);
+    let stdio = || slave.try_clone().map(Stdio::from).map_err(|e| e.to_string());
+    // setsid -c: a new session whose controlling terminal is the pty, in its foreground group
+    let mut child = Command::new("setsid")
+        .arg("-c")
+        .arg(&ctx.exe)
+        .env(TTY_ENV, "1")
+        .stdin(stdio()?)
+        .stdout(stdio()?)
+        .stderr(stdio()?)
+        .spawn()
+        .map_err(|e| format!("setsid: {e}"))?;
+    drop(slave);
+    let mut master = fs::File::from(pty.master);
+    let reader = master.try_clone().map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break, // EIO once the terminal has no writer left
+            }
+        }
+    });
+    let mut seen = String::new();
+    let wait_for = |what: &str, seen: &mut String| -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(what) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    if !wait_for("started", &mut seen) {
+        let _ = child.kill();
+        return Err(format!("the sandboxed command did not start; terminal:\n{seen}"));
+    }
+    let sent = Instant::now();
+    master.write_all(b"\x03").map_err(|e| e.to_string())?; // Ctrl-C
+    let ended = wait_for("status=", &mut seen);
+    let latency = sent.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    check(ended, "no status after Ctrl-C", &seen)?;
+    check(seen.contains("status=Ok(Signaled(2))"), "the command must die of SIGINT", &seen)?;
+    check(latency < Duration::from_secs(3), "Ctrl-C must act at once", &seen)?;
+    check(seen.contains("tiocsti=1"), "TIOCSTI on the real terminal must fail with EPERM", &seen)
 }
 
 // ------------------------------------------------------------------------------------------
