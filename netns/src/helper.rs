@@ -18,13 +18,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, getegid, geteuid, isatty};
+use nix::unistd::{Pid, getegid, geteuid, isatty, pipe2};
 
 use crate::channel::Channel;
 use crate::error::Step;
@@ -126,21 +126,45 @@ pub fn run(sock: RawFd) -> i32 {
     let Prepared { sockets, command } = prepared;
     drop(sockets); // the launcher owns the listeners now
 
-    match chan.recv() {
-        Ok(Some((msg, _))) if ToHelper::decode(&msg) == Ok(ToHelper::Release) => {}
-        _ => return 125, // the launcher went away or said something else: never run the command
-    }
+    // Build PID 1 and the command right away, while the launcher starts its proxy: the command
+    // waits, capabilities already dropped, on `release` until we pass on the launcher's Release.
+    let (release_read, release_write) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
+            return 125;
+        }
+    };
     if let Err(f) = ensure_single_threaded() {
         let _ = chan.send(&f.message_for_launcher().encode(), &[]);
         return 125;
     }
-    match sys::fork() {
+    let init = match sys::fork() {
         Err(e) => {
             let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
+            return 125;
+        }
+        Ok(Forked::Child) => {
+            drop(release_write); // the command must see EOF if the helper dies
+            crate::init::run(&chan, &command, release_read, &spec.program)
+        }
+        Ok(Forked::Parent { child }) => Pid::from_raw(child),
+    };
+    drop(release_read);
+
+    match chan.recv() {
+        Ok(Some((msg, _))) if ToHelper::decode(&msg) == Ok(ToHelper::Release) => {
+            // EPIPE if init already failed: its Failed message is on the way to the launcher
+            let _ = nix::unistd::write(&release_write, b"R");
+            drop(release_write);
+            supervise(&chan, init)
+        }
+        _ => {
+            // the launcher went away or said something else: the command never runs
+            let _ = kill(init, Signal::SIGKILL);
+            wait_exit_code(init);
             125
         }
-        Ok(Forked::Child) => crate::init::run(&chan, &command, &spec.program),
-        Ok(Forked::Parent { child }) => supervise(&chan, Pid::from_raw(child)),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::OFlag;
 use nix::mount::{MsFlags, mount};
@@ -23,8 +23,8 @@ use crate::sys::{self, PreparedCommand};
 
 const SI_KERNEL: i32 = 0x80;
 
-pub fn run(chan: &Channel, command: &PreparedCommand, program: &OsStr) -> ! {
-    let code = match start(chan, command, program) {
+pub fn run(chan: &Channel, command: &PreparedCommand, release: OwnedFd, program: &OsStr) -> ! {
+    let code = match start(chan, command, release, program) {
         Ok(child) => watch(chan, child, command.new_session()),
         Err(f) => {
             let _ = chan.send(&f.message_for_launcher().encode(), &[]);
@@ -34,7 +34,7 @@ pub fn run(chan: &Channel, command: &PreparedCommand, program: &OsStr) -> ! {
     sys::exit_now(code)
 }
 
-fn start(chan: &Channel, command: &PreparedCommand, program: &OsStr) -> Result<Pid, Failure> {
+fn start(chan: &Channel, command: &PreparedCommand, release: OwnedFd, program: &OsStr) -> Result<Pid, Failure> {
     // If the helper dies, so do we, and with us the whole pid namespace.
     prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Failure::new(Step::ForkInit, e, ""))?;
     mount(
@@ -46,9 +46,10 @@ fn start(chan: &Channel, command: &PreparedCommand, program: &OsStr) -> Result<P
     )
     .map_err(|e| Failure::new(Step::MountProc, e, "/proc"))?;
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Failure::new(Step::ForkCommand, e, ""))?;
-    let child = sys::spawn_command(command, std::os::fd::AsRawFd::as_raw_fd(&report_write))
+    let child = sys::spawn_command(command, report_write.as_raw_fd(), release.as_raw_fd())
         .map_err(|e| Failure::new(Step::ForkCommand, e, ""))?;
     drop(report_write);
+    drop(release);
     let mut report = [0u8; 6];
     let mut file = std::fs::File::from(report_read);
     let mut got = 0;
@@ -66,6 +67,9 @@ fn start(chan: &Channel, command: &PreparedCommand, program: &OsStr) -> Result<P
     }
     let _ = waitpid(Pid::from_raw(child), None);
     let step = Step::from_code(u16::from_le_bytes([report[0], report[1]])).unwrap_or(Step::Exec);
+    if step == Step::WaitRelease {
+        return Err(Failure::new(step, std::io::Error::from_raw_os_error(libc::ECANCELED), "never released"));
+    }
     let errno = i32::from_le_bytes([report[2], report[3], report[4], report[5]]);
     let detail = if step == Step::Exec { program.to_string_lossy().into_owned() } else { String::new() };
     Err(Failure::new(step, std::io::Error::from_raw_os_error(errno), detail))

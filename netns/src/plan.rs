@@ -365,7 +365,7 @@ fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
 
 /// What the forked command process does between `fork` and `execve`, in this order
 /// (`sys::exec_command` runs exactly this list, without allocating).
-pub const COMMAND_STEPS: [Step; 11] = [
+pub const COMMAND_STEPS: [Step; 12] = [
     Step::ResetSignals,
     Step::NewSession,
     Step::JoinKeyring,
@@ -376,6 +376,7 @@ pub const COMMAND_STEPS: [Step; 11] = [
     Step::ClearPermitted,
     Step::NoNewPrivs,
     Step::Seccomp,
+    Step::WaitRelease,
     Step::Exec,
 ];
 
@@ -638,6 +639,7 @@ mod tests {
         assert!(at(Step::ClearInheritable) < at(Step::ClearPermitted));
         assert!(at(Step::ClearPermitted) < at(Step::NoNewPrivs));
         assert!(at(Step::NoNewPrivs) < at(Step::Seccomp), "seccomp without CAP_SYS_ADMIN needs no_new_privs");
+        assert!(at(Step::Seccomp) < at(Step::WaitRelease), "everything is done before waiting for release");
         assert_eq!(COMMAND_STEPS.last(), Some(&Step::Exec));
     }
 }

@@ -187,16 +187,19 @@ impl PreparedCommand {
 /// Fork the command. The child runs [`COMMAND_STEPS`] and execs; if a step fails it writes
 /// `(step code u16, errno i32)` to `report_fd` (close-on-exec, so a successful exec closes it
 /// with nothing written) and exits 127.
-pub fn spawn_command(cmd: &PreparedCommand, report_fd: RawFd) -> io::Result<libc::pid_t> {
+///
+/// Before `execve` the child blocks reading `release_fd`: one byte means go, end-of-file means
+/// the helper is gone and the command must never run.
+pub fn spawn_command(cmd: &PreparedCommand, report_fd: RawFd, release_fd: RawFd) -> io::Result<libc::pid_t> {
     match fork()? {
         Forked::Parent { child } => Ok(child),
-        Forked::Child => exec_command(cmd, report_fd),
+        Forked::Child => exec_command(cmd, report_fd, release_fd),
     }
 }
 
-fn exec_command(cmd: &PreparedCommand, report_fd: RawFd) -> ! {
+fn exec_command(cmd: &PreparedCommand, report_fd: RawFd, release_fd: RawFd) -> ! {
     for step in COMMAND_STEPS {
-        if let Err(errno) = run_command_step(cmd, step) {
+        if let Err(errno) = run_command_step(cmd, step, release_fd) {
             let mut msg = [0u8; 6];
             msg[..2].copy_from_slice(&step.code().to_le_bytes());
             msg[2..].copy_from_slice(&errno.to_le_bytes());
@@ -217,7 +220,7 @@ fn ok_or_errno(ret: libc::c_long) -> Result<(), i32> {
 }
 
 /// One step of the command's pre-exec sequence. No allocation, no locks.
-fn run_command_step(cmd: &PreparedCommand, step: Step) -> Result<(), i32> {
+fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Result<(), i32> {
     match step {
         Step::ResetSignals => {
             // SAFETY: sigset_t and sigaction are plain C structs initialised by the libc calls;
@@ -306,6 +309,19 @@ fn run_command_step(cmd: &PreparedCommand, step: Step) -> Result<(), i32> {
             match ok_or_errno(libc::c_long::from(ret)) {
                 Err(libc::EINVAL) => Ok(()), // kernel without seccomp filters
                 other => other,
+            }
+        }
+        Step::WaitRelease => {
+            let mut go = 0u8;
+            loop {
+                // SAFETY: reads at most one byte into a live stack variable.
+                let n = unsafe { libc::read(release_fd, (&mut go as *mut u8).cast(), 1) };
+                match n {
+                    1 => return Ok(()),
+                    0 => return Err(libc::ECANCELED),
+                    _ if errno() == libc::EINTR => continue,
+                    _ => return Err(errno()),
+                }
             }
         }
         Step::Exec => {
