@@ -171,6 +171,8 @@ impl Sandbox {
     }
 
     fn protocol_error(&mut self, expected: &str, got: Option<FromHelper>) -> NamespaceError {
+        // the helper may be stuck (that is one way to get here): do not wait for it politely
+        let _ = self.signaller.signal(libc::SIGKILL);
         let status = self.shutdown();
         match got {
             None => NamespaceError::Protocol(format!("the helper exited ({status}) before sending the {expected}")),
@@ -253,6 +255,10 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if self.chan.is_some() || self.helper.is_some() {
+            // SIGKILL the helper: its init (PDEATHSIG) and with it the whole pid namespace follow,
+            // even if the helper were stuck in setup. Closing the socket alone would also do, but
+            // only once the helper reads it.
+            let _ = self.signaller.signal(libc::SIGKILL);
             self.shutdown();
         }
     }
