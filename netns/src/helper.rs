@@ -198,8 +198,16 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
     let last_cap = read_last_cap();
     let plan = crate::plan::mount_plan(spec, &crate::mounts::HostFs);
 
-    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
-        .map_err(|e| Failure::new(Step::Unshare, e, ""))?;
+    // UTS and IPC too: the host's SysV IPC objects and hostname stay out of reach.
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| Failure::new(Step::Unshare, e, ""))?;
     // Map our own ids to themselves: inside, the command sees the caller's uid (0 for root).
     fs::write("/proc/self/setgroups", "deny").map_err(|e| Failure::new(Step::SetGroups, e, ""))?;
     fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).map_err(|e| Failure::new(Step::UidMap, e, ""))?;

@@ -45,6 +45,15 @@ fn start(chan: &Channel, command: &PreparedCommand, release: OwnedFd, program: &
         None::<&str>,
     )
     .map_err(|e| Failure::new(Step::MountProc, e, "/proc"))?;
+    // Writable /proc/sys would let a command running as the host's uid 0 (root caller) change
+    // global sysctls such as kernel.core_pattern without any capability: the check is the euid.
+    for path in crate::plan::PROC_READ_ONLY {
+        let path = std::path::Path::new(path);
+        if path.exists() {
+            crate::mounts::bind_read_only_in_place(path)
+                .map_err(|e| Failure::new(Step::MountProc, e, path.display().to_string()))?;
+        }
+    }
     let (report_read, report_write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Failure::new(Step::ForkCommand, e, ""))?;
     let child = sys::spawn_command(command, report_write.as_raw_fd(), release.as_raw_fd())
         .map_err(|e| Failure::new(Step::ForkCommand, e, ""))?;

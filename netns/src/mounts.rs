@@ -129,6 +129,12 @@ fn run(op: &MountOp, spec: &SandboxSpec, staging: &Path, sources: &mut Vec<Owned
     Ok(())
 }
 
+/// Bind `path` onto itself and make that mount read-only.
+pub fn bind_read_only_in_place(path: &Path) -> io::Result<()> {
+    mount(Some(path), path, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+    remount(path, true)
+}
+
 /// Linux < 5.12 has no recursive `mount_setattr`: remount every mount point read-only, one
 /// by one, parents first (the order of /proc/self/mountinfo).
 fn read_only_each_mount() -> io::Result<()> {

@@ -144,6 +144,19 @@ impl MountOp {
     }
 }
 
+/// Parts of the sandbox's fresh `/proc` that are made read-only (what container runtimes do):
+/// their files are guarded by the writer's uid, not by capabilities.
+pub const PROC_READ_ONLY: &[&str] = &[
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/proc/driver",
+];
+
 /// Device nodes of the sandbox's minimal `/dev` (what bubblewrap's `--dev` offers).
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 

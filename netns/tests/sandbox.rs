@@ -104,6 +104,7 @@ fn main() {
         ("cwd_under_tmp_stays_writable", cwd_under_tmp_stays_writable),
         ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
         ("capabilities_are_dropped", capabilities_are_dropped),
+        ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
         ("terminal_injection_is_blocked", terminal_injection_is_blocked),
         ("ca_bundle_and_resolv_conf_inside_only", ca_bundle_and_resolv_conf_inside_only),
         ("open_policy_keeps_host_tree", open_policy_keeps_host_tree),
@@ -571,6 +572,35 @@ fn capabilities_are_dropped(ctx: &Ctx) -> Result<(), String> {
     }
     check(got.get("NoNewPrivs").map(String::as_str) == Some("1"), "NoNewPrivs must be 1", &out)?;
     check(got.get("Seccomp").map(String::as_str) == Some("2"), "the seccomp filter must be on", &out)
+}
+
+fn sysctls_and_host_ipc_are_out_of_reach(ctx: &Ctx) -> Result<(), String> {
+    // Opening for append writes nothing, so a failure of this test cannot change the host.
+    let cwd = ctx.workdir("sysctl");
+    let script = r#"
+true >> /proc/sys/kernel/core_pattern 2>/dev/null; echo core_pattern=$?
+true >> /proc/sys/net/ipv4/ip_forward 2>/dev/null; echo net_sysctl=$?
+echo renamed > /proc/self/comm; echo own_proc=$?
+hostname authsome-test 2>/dev/null; echo sethostname=$?
+echo ipc=$(stat -L -c %i /proc/self/ns/ipc)
+echo uts=$(stat -L -c %i /proc/self/ns/uts)
+"#;
+    let (status, out) = run(&ctx.spec(&cwd, script), false)?;
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    for key in ["core_pattern", "net_sysctl", "sethostname"] {
+        check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
+    }
+    check(got.get("own_proc").map(String::as_str) == Some("0"), "the command's own /proc entries stay writable", &out)?;
+    for ns in ["ipc", "uts"] {
+        let host = fs::metadata(format!("/proc/self/ns/{ns}")).map(|m| m.ino().to_string()).unwrap_or_default();
+        check(
+            got.get(ns).is_some_and(|inside| *inside != host),
+            &format!("{ns} namespace must be the sandbox's own"),
+            &out,
+        )?;
+    }
+    Ok(())
 }
 
 fn terminal_injection_is_blocked(ctx: &Ctx) -> Result<(), String> {
