@@ -190,9 +190,22 @@ struct Builder<'a> {
     kind: &'a dyn HostView,
     /// Canonical paths already hidden (`/var/run/x` and `/run/x` are usually one file).
     hidden: Vec<PathBuf>,
+    /// Staged files whose real target (symlinks resolved) must exist inside the sandbox.
+    staged_targets: Vec<(Staged, PathBuf)>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    fn new(spec: &SandboxSpec, kind: &'a dyn HostView) -> Self {
+        let mut staged_targets = Vec::new();
+        if kind.kind(Path::new("/etc/resolv.conf")) == Some(PathKind::File) {
+            staged_targets.push((Staged::ResolvConf, kind.canonical(Path::new("/etc/resolv.conf"))));
+        }
+        if spec.hosts_file.is_some() && kind.kind(Path::new("/etc/hosts")) == Some(PathKind::File) {
+            staged_targets.push((Staged::Hosts, kind.canonical(Path::new("/etc/hosts"))));
+        }
+        Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new(), staged_targets }
+    }
+
     fn open_host(&mut self, path: &Path, kind: PathKind) -> usize {
         let index = self.opened;
         self.opened += 1;
@@ -236,13 +249,36 @@ impl Builder<'_> {
 
     fn hide(&mut self, path: &Path) {
         let canonical = self.kind.canonical(path);
-        if self.hidden.contains(&canonical) {
+        // already hidden, or inside a directory already hidden (where it no longer exists)
+        if self.hidden.iter().any(|h| canonical.starts_with(h)) {
             return;
         }
         self.hidden.push(canonical);
         match self.kind.kind(path) {
             Some(PathKind::Dir) => {
-                self.ops.push(MountOp::Tmpfs { target: path.to_path_buf(), mode: 0o700, read_only: true })
+                let canonical = self.kind.canonical(path);
+                let inside: Vec<(Staged, PathBuf)> =
+                    self.staged_targets.iter().filter(|(_, t)| t.starts_with(&canonical)).cloned().collect();
+                if inside.is_empty() {
+                    self.ops.push(MountOp::Tmpfs { target: path.to_path_buf(), mode: 0o700, read_only: true });
+                    return;
+                }
+                // e.g. /etc/resolv.conf -> /run/systemd/resolve/stub-resolv.conf with /run hidden:
+                // recreate just that file inside the empty tmpfs, then make it read-only
+                self.ops.push(MountOp::Tmpfs { target: canonical.clone(), mode: 0o755, read_only: false });
+                for (which, target) in inside {
+                    if let Some(parent) = target.parent() {
+                        self.ops.push(MountOp::MkdirAll { path: parent.to_path_buf() });
+                    }
+                    self.ops.push(MountOp::CreateFile { path: target.clone() });
+                    self.ops.push(MountOp::Bind {
+                        source: Source::Staged(which),
+                        target,
+                        recursive: false,
+                        read_only: true,
+                    });
+                }
+                self.ops.push(MountOp::MakeReadOnly { target: canonical });
             }
             Some(PathKind::File) => self.ops.push(MountOp::Bind {
                 source: Source::Staged(Staged::Empty),
@@ -273,7 +309,7 @@ fn under_private_mount(path: &Path) -> bool {
 }
 
 fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new() };
+    let mut b = Builder::new(spec, kind);
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     let dev: Vec<(&str, usize)> = DEV_NODES
         .iter()
@@ -358,7 +394,7 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
 }
 
 fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    let mut b = Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new() };
+    let mut b = Builder::new(spec, kind);
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     // Stage in a tmpfs over /dev/shm (nothing we bind or hide lives there), detached afterwards
     // so the host's /dev/shm shows again; the binds keep the staged files alive.
@@ -551,6 +587,47 @@ mod tests {
         let binds =
             plan.iter().filter(|op| is_bind_to(op, "/run/docker.sock") || is_bind_to(op, "/var/run/docker.sock"));
         assert_eq!(binds.count(), 1);
+    }
+
+    #[test]
+    fn resolv_conf_linked_into_a_hidden_run_is_recreated_there() {
+        struct Resolved;
+        impl HostView for Resolved {
+            fn kind(&self, path: &Path) -> Option<PathKind> {
+                match path.to_str().unwrap() {
+                    "/run" | "/var/run" => Some(PathKind::Dir),
+                    "/run/systemd/resolve/stub-resolv.conf" => Some(PathKind::File),
+                    p => host(Path::new(p)),
+                }
+            }
+            fn canonical(&self, path: &Path) -> PathBuf {
+                match path.to_str().unwrap() {
+                    "/etc/resolv.conf" => PathBuf::from("/run/systemd/resolve/stub-resolv.conf"),
+                    "/var/run" => PathBuf::from("/run"),
+                    p => PathBuf::from(p),
+                }
+            }
+        }
+        let mut s = spec();
+        s.fs.hide = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
+        let plan = mount_plan(&s, &Resolved);
+        let run_tmpfs = position(
+            &plan,
+            |op| matches!(op, MountOp::Tmpfs { target, read_only: false, .. } if target == Path::new("/run")),
+        );
+        let rebind = position(&plan, |op| is_bind_to(op, "/run/systemd/resolve/stub-resolv.conf"));
+        let sealed =
+            position(&plan, |op| matches!(op, MountOp::MakeReadOnly { target } if target == Path::new("/run")));
+        assert!(run_tmpfs < rebind && rebind < sealed);
+        assert!(matches!(
+            &plan[rebind],
+            MountOp::Bind { source: Source::Staged(Staged::ResolvConf), read_only: true, .. }
+        ));
+        let run_mounts =
+            plan.iter().filter(|op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/run"))).count();
+        assert_eq!(run_mounts, 1, "/var/run is the same directory");
+        let under_run = plan.iter().filter(|op| matches!(op, MountOp::Tmpfs { target, .. } | MountOp::Bind { target, .. } if target.starts_with("/run"))).count();
+        assert_eq!(under_run, 2, "/run itself and the resolv.conf rebind; nothing hidden inside /run again");
     }
 
     #[test]

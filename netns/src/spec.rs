@@ -67,15 +67,31 @@ pub const HOST_SERVICE_SOCKETS: &[&str] = &[
     "/run/dbus/system_bus_socket",
     "/var/run/dbus/system_bus_socket",
     "/run/systemd/private",
+    "/run/snapd.socket",
+    "/run/snapd-snap.socket",
+    "/run/libvirt/libvirt-sock",
+    "/run/crio/crio.sock",
+    "/var/lib/lxd/unix.socket",
+    "/var/snap/lxd/common/lxd/unix.socket",
+    "/run/incus/unix.socket",
 ];
 
 /// The default hidden paths of DESIGN section 9, for a user whose home is `home`.
+///
+/// For `uid` 0 the whole of `/run` (and `/var/run`) is hidden too: a command running as the
+/// host's root, even without capabilities, is root to every daemon that checks its peer's uid on
+/// a Unix socket (systemd, D-Bus, snapd, container engines, udev…), and most of them live there.
+/// A `resolv.conf` or `hosts` that links into `/run` is recreated inside the hidden tmpfs.
 ///
 /// Paths that do not exist are kept here (the helper skips them); the launcher appends `--hide`.
 pub fn default_hidden_paths(home: &Path, authsome_home: &Path, uid: u32) -> Vec<PathBuf> {
     let mut paths = vec![authsome_home.to_path_buf()];
     for rel in [".ssh", ".aws", ".config/gh", ".gnupg", ".netrc", ".docker", ".kube"] {
         paths.push(home.join(rel));
+    }
+    if uid == 0 {
+        paths.push(PathBuf::from("/run"));
+        paths.push(PathBuf::from("/var/run"));
     }
     paths.push(PathBuf::from(format!("/run/user/{uid}")));
     paths.extend(HOST_SERVICE_SOCKETS.iter().map(PathBuf::from));
@@ -292,5 +308,9 @@ mod tests {
             assert!(paths.contains(&PathBuf::from(expected)), "{expected} missing from {paths:?}");
         }
         assert!(paths.iter().all(|p| p.is_absolute()));
+        assert!(!paths.contains(&PathBuf::from("/run")), "a normal user keeps /run (but not /run/user/<uid>)");
+        let root = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
+        assert!(root.contains(&PathBuf::from("/run")) && root.contains(&PathBuf::from("/var/run")));
+        assert!(root.contains(&PathBuf::from("/root/.ssh")));
     }
 }

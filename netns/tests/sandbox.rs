@@ -499,6 +499,7 @@ fn secrets_are_hidden_even_inside_writable_home(ctx: &Ctx) -> Result<(), String>
 for p in .ssh .aws .config/gh .gnupg .docker .kube .authsome; do echo "$p=$(ls -A "$HOME/$p" | wc -l)"; done
 echo netrc_bytes=$(wc -c < "$HOME/.netrc")
 echo custom=$(ls -A project-secrets | wc -l)
+echo run_entries=$(ls -A /run 2>/dev/null | wc -l)
 touch "$HOME/.ssh/planted" 2>/dev/null; echo plant_ssh=$?
 echo x >> "$HOME/.netrc" 2>/dev/null; echo write_netrc=$?
 echo ok > "$HOME/.bashrc-test"; echo write_home=$?
@@ -516,6 +517,15 @@ echo ok > "$HOME/.bashrc-test"; echo write_home=$?
         check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
     }
     check(got.get("write_home").map(String::as_str) == Some("0"), "the rest of a writable home stays writable", &out)?;
+    if ctx.uid == 0 {
+        check(
+            got.get("run_entries").map(String::as_str) == Some("0"),
+            "as root, /run (daemon sockets) is hidden",
+            &out,
+        )?;
+    } else {
+        check(got.get("run_entries").is_some_and(|n| n != "0"), "a normal user keeps /run", &out)?;
+    }
     check(fs::read_to_string(home.join(".ssh/id_ed25519")).unwrap() == "PRIVATE KEY", "host secret changed", &out)
 }
 
