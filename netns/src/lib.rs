@@ -30,6 +30,8 @@ mod probe;
 #[cfg(target_os = "linux")]
 mod sandbox;
 #[cfg(target_os = "linux")]
+mod seccomp;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod sys;
 

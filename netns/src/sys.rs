@@ -132,8 +132,6 @@ struct CapData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-const TIOCSTI: u32 = 0x5412;
-const TIOCLINUX: u32 = 0x541C;
 
 /// Everything the command's process needs after `fork`, computed before it.
 #[derive(Debug)]
@@ -172,7 +170,7 @@ impl PreparedCommand {
             envp_ptrs,
             last_cap: c_ulong::from(last_cap),
             new_session,
-            seccomp: seccomp_program(),
+            seccomp: crate::seccomp::program(),
         })
     }
 }
@@ -334,116 +332,9 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
     }
 }
 
-/// A classic-BPF seccomp filter that answers EPERM to `ioctl(fd, TIOCSTI | TIOCLINUX, …)`, so a
-/// command that shares the user's terminal cannot push keystrokes into the shell behind it.
-/// Only the low 32 bits of the request are compared, as the kernel does.
-fn seccomp_program() -> Vec<libc::sock_filter> {
-    // (audit arch, ioctl syscall numbers for that arch)
-    #[cfg(target_arch = "x86_64")]
-    let arches: &[(u32, &[u32])] = &[(0xC000_003E, &[16, 0x4000_0000 | 514]), (0x4000_0003, &[54])];
-    #[cfg(target_arch = "aarch64")]
-    let arches: &[(u32, &[u32])] = &[(0xC000_00B7, &[29]), (0x4000_0028, &[54])];
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    let arches: &[(u32, &[u32])] = &[];
-    if arches.is_empty() {
-        return Vec::new();
-    }
-    build_filter(arches)
-}
-
-fn build_filter(arches: &[(u32, &[u32])]) -> Vec<libc::sock_filter> {
-    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
-    const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
-    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
-    let stmt = |code, k| libc::sock_filter { code, jt: 0, jf: 0, k };
-    // Layout: [ld arch] then per arch: [jeq arch ? next : skip-block] [ld nr] [jeq nr → CHECK]… [ja ALLOW]
-    // then CHECK: [ld arg1] [jeq TIOCSTI → DENY] [jeq TIOCLINUX → DENY] ALLOW: [ret allow] DENY: [ret errno]
-    let mut prog = vec![stmt(LD_W_ABS, 4)];
-    let mut fixups: Vec<(usize, bool)> = Vec::new(); // (index, jumps to CHECK via jt) or ja to ALLOW
-    for (arch, nrs) in arches {
-        let block_len = 1 + nrs.len() + 1; // ld nr, jeq…, ja
-        prog.push(libc::sock_filter { code: JEQ_K, jt: 0, jf: block_len as u8, k: *arch });
-        prog.push(stmt(LD_W_ABS, 0));
-        for nr in *nrs {
-            fixups.push((prog.len(), true));
-            prog.push(libc::sock_filter { code: JEQ_K, jt: 0, jf: 0, k: *nr });
-        }
-        fixups.push((prog.len(), false));
-        prog.push(stmt(JA, 0));
-        prog.push(stmt(LD_W_ABS, 4)); // reload arch for the next block's compare
-    }
-    prog.pop(); // no reload after the last block
-    let after_arches = prog.len();
-    prog.push(stmt(JA, 0)); // unknown arch: allow
-    fixups.push((after_arches, false));
-    let check = prog.len();
-    prog.push(stmt(LD_W_ABS, 24)); // low 32 bits of args[1] (little-endian)
-    prog.push(libc::sock_filter { code: JEQ_K, jt: 2, jf: 0, k: TIOCSTI });
-    prog.push(libc::sock_filter { code: JEQ_K, jt: 1, jf: 0, k: TIOCLINUX });
-    let allow = prog.len();
-    prog.push(stmt(RET_K, 0x7fff_0000)); // SECCOMP_RET_ALLOW
-    prog.push(stmt(RET_K, 0x0005_0000 | libc::EPERM as u32)); // SECCOMP_RET_ERRNO | EPERM
-    for (at, to_check) in fixups {
-        if to_check {
-            prog[at].jt = (check - at - 1) as u8;
-        } else {
-            prog[at].k = (allow - at - 1) as u32;
-        }
-    }
-    prog
-}
-
 /// Take ownership of an fd the kernel just gave us (from `SCM_RIGHTS`, or inherited by number).
 pub fn adopt_fd(raw: RawFd) -> OwnedFd {
     // SAFETY: callers pass fds that are open and owned by nobody else in this process: freshly
     // received with SCM_RIGHTS, or the helper's inherited socket whose number came in argv.
     unsafe { OwnedFd::from_raw_fd(raw) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A tiny classic-BPF interpreter, enough for our filter.
-    fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, arg1: u64) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_le_bytes());
-        data[4..8].copy_from_slice(&arch.to_le_bytes());
-        data[24..32].copy_from_slice(&arg1.to_le_bytes());
-        let (mut pc, mut acc) = (0usize, 0u32);
-        loop {
-            let ins = prog[pc];
-            match ins.code as u32 {
-                c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
-                    let k = ins.k as usize;
-                    acc = u32::from_le_bytes(data[k..k + 4].try_into().unwrap());
-                    pc += 1;
-                }
-                c if c == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K => {
-                    pc += 1 + if acc == ins.k { ins.jt as usize } else { ins.jf as usize };
-                }
-                c if c == libc::BPF_JMP | libc::BPF_JA => pc += 1 + ins.k as usize,
-                c if c == libc::BPF_RET | libc::BPF_K => return ins.k,
-                other => panic!("unexpected opcode {other}"),
-            }
-        }
-    }
-
-    #[test]
-    fn seccomp_filter_denies_tiocsti_only() {
-        let arches: &[(u32, &[u32])] = &[(0xC000_003E, &[16, 0x4000_0202]), (0x4000_0003, &[54])];
-        let prog = build_filter(arches);
-        let deny = 0x0005_0000 | libc::EPERM as u32;
-        let allow = 0x7fff_0000;
-        assert_eq!(run(&prog, 0xC000_003E, 16, u64::from(TIOCSTI)), deny);
-        assert_eq!(run(&prog, 0xC000_003E, 16, 0xdead_0000_0000 | u64::from(TIOCSTI)), deny, "high bits ignored");
-        assert_eq!(run(&prog, 0xC000_003E, 16, u64::from(TIOCLINUX)), deny);
-        assert_eq!(run(&prog, 0xC000_003E, 0x4000_0202, u64::from(TIOCSTI)), deny, "x32");
-        assert_eq!(run(&prog, 0x4000_0003, 54, u64::from(TIOCSTI)), deny, "i386");
-        assert_eq!(run(&prog, 0xC000_003E, 16, 0x5413), allow, "TIOCGWINSZ is fine");
-        assert_eq!(run(&prog, 0xC000_003E, 1, u64::from(TIOCSTI)), allow, "not ioctl");
-        assert_eq!(run(&prog, 0x4000_0003, 16, u64::from(TIOCSTI)), allow, "i386 nr 16 is not ioctl");
-        assert_eq!(run(&prog, 0x1234, 16, u64::from(TIOCSTI)), allow, "unknown arch");
-    }
 }

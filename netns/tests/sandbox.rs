@@ -106,6 +106,7 @@ fn main() {
         ("capabilities_are_dropped", capabilities_are_dropped),
         ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
         ("terminal_injection_is_blocked", terminal_injection_is_blocked),
+        ("set_user_id_files_cannot_be_made", set_user_id_files_cannot_be_made),
         ("ca_bundle_and_resolv_conf_inside_only", ca_bundle_and_resolv_conf_inside_only),
         ("open_policy_keeps_host_tree", open_policy_keeps_host_tree),
         ("stdio_passes_through_untouched", stdio_passes_through_untouched),
@@ -626,6 +627,29 @@ except OSError as e:
     expect_success(status, &out)?;
     // EPERM from our filter (without it: ENOTTY on a non-terminal, or success on one)
     check(lines(&out).get("tiocsti").map(String::as_str) == Some("1"), "TIOCSTI must fail with EPERM", &out)
+}
+
+fn set_user_id_files_cannot_be_made(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("suid");
+    let script = r#"
+cp /bin/true ./prog && chmod u+s ./prog 2>/dev/null; echo chmod_suid=$?
+chmod 755 ./prog; echo chmod_plain=$?
+python3 -c 'import os; os.open("created", os.O_CREAT | os.O_WRONLY, 0o4755)' 2>/dev/null; echo create_suid=$?
+python3 -c 'import os; os.close(os.open("plain", os.O_CREAT | os.O_WRONLY, 0o644))'; echo create_plain=$?
+mkdir shared && chmod g+s shared; echo setgid_dir=$?
+"#;
+    let (status, out) = run(&ctx.spec(&cwd, script), false)?;
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    for key in ["chmod_suid", "create_suid"] {
+        check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
+    }
+    for key in ["chmod_plain", "create_plain", "setgid_dir"] {
+        check(got.get(key).map(String::as_str) == Some("0"), &format!("{key} must work"), &out)?;
+    }
+    let mode = fs::metadata(cwd.join("prog")).map(|m| m.permissions().mode()).unwrap_or(0);
+    check(mode & 0o4000 == 0, &format!("the host sees a set-user-ID file (mode {mode:o})"), &out)?;
+    check(!cwd.join("created").exists(), "the set-user-ID create must not leave a file", &out)
 }
 
 fn digest(path: &Path) -> Option<Vec<u8>> {
