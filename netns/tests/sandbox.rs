@@ -94,6 +94,7 @@ fn main() {
     let tests: &[(&str, TestFn)] = &[
         ("probe_live_run_succeeds", probe_live_run_succeeds),
         ("exit_code_propagates", exit_code_propagates),
+        ("large_environment_and_odd_arguments_arrive_intact", large_environment_and_odd_arguments_arrive_intact),
         ("death_by_signal_propagates", death_by_signal_propagates),
         ("signals_are_forwarded_to_the_command", signals_are_forwarded_to_the_command),
         ("tcp_udp_and_inner_proxy_are_captured", tcp_udp_and_inner_proxy_are_captured),
@@ -300,7 +301,35 @@ fn check(cond: bool, what: &str, out: &str) -> Result<(), String> {
 
 fn probe_live_run_succeeds(ctx: &Ctx) -> Result<(), String> {
     let report = probe_with(&ctx.exe);
-    report.live.map(drop).map_err(|e| format!("{e:?}; hint: {}", e.hint()))
+    report.live.map(drop).map_err(|e| format!("{e:?}; hint: {}", e.hint()))?;
+    // what the launcher calls: the helper is /proc/self/exe
+    let report = authsome_netns::probe();
+    check(report.ok() && report.static_problem.is_none(), &format!("probe(): {report:?}"), "")
+}
+
+fn large_environment_and_odd_arguments_arrive_intact(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("bigenv");
+    let mut spec = ctx.spec(&cwd, "");
+    // several spec chunks; one string stays under the kernel's 128 KiB per-string limit
+    for name in ["BIG", "BIG2", "BIG3"] {
+        spec.env.push((name.into(), "x".repeat(100_000).into()));
+    }
+    spec.env.push(("EMPTY".into(), "".into()));
+    spec.args = vec![
+        "-c".into(),
+        "exec >out.txt; echo big=${#BIG}; echo empty=[${EMPTY-unset}]; printf 'arg=%s\\n' \"$@\"; env | wc -l | sed 's/^/vars=/'".into(),
+        "sh".into(),
+        "two words".into(),
+        "".into(),
+        "semi;colon".into(),
+    ];
+    let (status, out) = run(&spec, false)?;
+    expect_success(status, &out)?;
+    let want = "big=100000\nempty=[]\narg=two words\narg=\narg=semi;colon\n";
+    check(out.starts_with(want), "arguments and environment must arrive byte for byte", &out)?;
+    // exactly spec.env (PWD may be added by sh itself)
+    let vars: usize = lines(&out).get("vars").and_then(|v| v.parse().ok()).unwrap_or(99);
+    check(vars <= spec.env.len() + 1, "nothing but spec.env is passed", &out)
 }
 
 fn exit_code_propagates(ctx: &Ctx) -> Result<(), String> {
