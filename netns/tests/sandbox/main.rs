@@ -38,6 +38,7 @@ const ROOTLESS_ENV: &str = "AUTHSOME_NETNS_TEST_ROOTLESS";
 const LAUNCHER_ENV: &str = "AUTHSOME_NETNS_TEST_LAUNCHER";
 const KEYRING_ENV: &str = "AUTHSOME_NETNS_TEST_KEYRING";
 const TTY_ENV: &str = "AUTHSOME_NETNS_TEST_TTY";
+const NESTED_ENV: &str = "AUTHSOME_NETNS_TEST_NESTED_PROBE";
 const ROOTLESS_UID: u32 = 64_123;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nauthsome test bundle\n-----END CERTIFICATE-----\n";
@@ -72,6 +73,9 @@ fn main() {
     }
     if std::env::var_os(TTY_ENV).is_some() {
         tty_child();
+    }
+    if std::env::var_os(NESTED_ENV).is_some() {
+        nested_probe_child();
     }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let rootless = std::env::var_os(ROOTLESS_ENV).is_some();
@@ -121,6 +125,7 @@ fn main() {
         ("stdio_passes_through_untouched", stdio_passes_through_untouched),
         ("fails_closed_before_the_command_runs", fails_closed_before_the_command_runs),
         ("launcher_death_kills_the_sandbox", launcher_death_kills_the_sandbox),
+        ("probe_inside_a_sandbox_explains_the_refusal", probe_inside_a_sandbox_explains_the_refusal),
         ("session_keyring_is_fresh", session_keyring_is_fresh),
         ("ctrl_c_on_a_terminal_reaches_the_command", ctrl_c_on_a_terminal_reaches_the_command),
     ];

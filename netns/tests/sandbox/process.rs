@@ -396,3 +396,43 @@ pub fn ctrl_c_on_a_terminal_reaches_the_command(ctx: &Ctx) -> Result<(), String>
     check(latency < Duration::from_secs(3), "Ctrl-C must act at once (python waits 1 s to count)", &seen)?;
     check(seen.contains("tiocsti=1"), "TIOCSTI on the real terminal must fail with EPERM", &seen)
 }
+
+/// Child mode for `probe_inside_a_sandbox_explains_the_refusal`: runs inside a sandbox, where
+/// user namespaces are switched off, and prints what `probe` says.
+pub fn nested_probe_child() -> ! {
+    let report = probe_with(&std::env::current_exe().unwrap());
+    let kind = |e: &NamespaceError| format!("{e:?}").split([' ', '{', '(']).next().unwrap_or("").to_owned();
+    println!("live={}", report.live.as_ref().err().map(kind).unwrap_or_else(|| "ok".into()));
+    println!("static={}", report.static_problem.as_ref().map(kind).unwrap_or_else(|| "none".into()));
+    if let Err(e) = &report.live {
+        println!("message={e}");
+        println!("hint={}", e.hint());
+    }
+    println!("container={}", report.facts.container.unwrap_or_default());
+    std::process::exit(0);
+}
+
+pub fn probe_inside_a_sandbox_explains_the_refusal(ctx: &Ctx) -> Result<(), String> {
+    // A sandbox is a host where user namespaces are disabled (user.max_user_namespaces=0) and
+    // which is itself inside a user namespace: the live failure path of `doctor --sandbox`.
+    let cwd = ctx.workdir("nested");
+    let mut spec = ctx.spec(&cwd, &format!("exec {}", ctx.exe.display()));
+    spec.env.push((NESTED_ENV.into(), "1".into()));
+    let (status, out) = run(&spec, false)?;
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    check(
+        got.get("live").map(String::as_str) == Some("UserNamespacesDisabled"),
+        "live probe must name the cause",
+        &out,
+    )?;
+    check(got.get("static").map(String::as_str) == Some("UserNamespacesDisabled"), "static check too", &out)?;
+    check(got.get("message").is_some_and(|m| m.contains("user.max_user_namespaces = 0")), "the sysctl is named", &out)?;
+    check(
+        got.get("hint").is_some_and(|h| h.contains("--sandbox=container")),
+        "the hint offers the container backend",
+        &out,
+    )?;
+    // (this machine has a /.dockerenv, which wins over the uid_map check)
+    check(got.get("container").is_some_and(|c| !c.is_empty()), "nesting is detected", &out)
+}
