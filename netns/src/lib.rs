@@ -13,6 +13,7 @@ pub use error::{HostFacts, NamespaceError, Step};
 pub use proto::CommandStatus;
 pub use spec::{
     ALWAYS_CAPTURED_TCP, CA_BUNDLE_PATHS, FsPolicy, HOST_SERVICE_SOCKETS, SandboxSpec, default_hidden_paths,
+    sandbox_ca_bundle_path,
 };
 
 #[cfg(target_os = "linux")]

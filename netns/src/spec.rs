@@ -56,6 +56,14 @@ pub const CA_BUNDLE_PATHS: &[&str] = &[
     "/etc/ssl/ca-bundle.pem",
 ];
 
+/// Where commands inside the sandbox find the CA bundle: the first distro bundle path that
+/// exists on this host (the helper binds `ca_bundle` over all of them). Point `SSL_CERT_FILE`,
+/// `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`… here, not at `ca_bundle`, whose directory may be
+/// hidden inside. `None` when the host has none of them: the launcher should refuse `--sandbox`.
+pub fn sandbox_ca_bundle_path() -> Option<PathBuf> {
+    CA_BUNDLE_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
 /// Host sockets through which a command could act outside the sandbox with the caller's identity
 /// (as root: start units, run containers). Hidden behind an empty file when they exist.
 pub const HOST_SERVICE_SOCKETS: &[&str] = &[

@@ -159,6 +159,8 @@ pub fn ca_bundle_and_resolv_conf_inside_only(ctx: &Ctx) -> Result<(), String> {
     check(before == after, "the host's resolv.conf / CA bundle / hosts changed", &out)?;
     check(out.contains("nameserver 198.18.0.53") && out.contains("authsome-test-host"), "our resolv.conf/hosts", &out)?;
     check(out.contains("authsome test bundle"), "our CA bundle over the distro path", &out)?;
+    let inside = authsome_netns::sandbox_ca_bundle_path().ok_or("no distro CA path on this host")?;
+    check(inside == Path::new("/etc/ssl/certs/ca-certificates.crt"), "sandbox_ca_bundle_path on Debian", &out)?;
     check(out.trim_end().ends_with('0'), "staging files must not be left in /tmp", &out)?;
     check(!String::from_utf8_lossy(&after.0.unwrap_or_default()).contains("198.18.0.53"), "host resolv.conf", &out)
 }

@@ -108,6 +108,7 @@ fn main() {
         ("exit_code_propagates", exit_code_propagates),
         ("large_environment_and_odd_arguments_arrive_intact", large_environment_and_odd_arguments_arrive_intact),
         ("death_by_signal_propagates", death_by_signal_propagates),
+        ("background_processes_end_with_the_command", background_processes_end_with_the_command),
         ("signals_are_forwarded_to_the_command", signals_are_forwarded_to_the_command),
         ("tcp_udp_and_inner_proxy_are_captured", tcp_udp_and_inner_proxy_are_captured),
         ("curl_reaches_the_capture_listener", curl_reaches_the_capture_listener),

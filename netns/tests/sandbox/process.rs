@@ -34,6 +34,14 @@ pub fn exit_code_propagates(ctx: &Ctx) -> Result<(), String> {
     check(status.code() == 7, "code", &out)
 }
 
+pub fn background_processes_end_with_the_command(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("background");
+    let started = Instant::now();
+    let (status, out) = run(&ctx.spec(&cwd, "sleep 30 & sleep 30 & exit 3"), false)?;
+    check(status == CommandStatus::Exited(3), &format!("expected Exited(3), got {status:?}"), &out)?;
+    check(started.elapsed() < Duration::from_secs(5), "wait must not wait for background processes", &out)
+}
+
 pub fn death_by_signal_propagates(ctx: &Ctx) -> Result<(), String> {
     let cwd = ctx.workdir("signaled");
     let (status, out) = run(&ctx.spec(&cwd, "kill -TERM $$"), false)?;
