@@ -113,6 +113,7 @@ fn main() {
         ("tcp_udp_and_inner_proxy_are_captured", tcp_udp_and_inner_proxy_are_captured),
         ("curl_reaches_the_capture_listener", curl_reaches_the_capture_listener),
         ("escape_attempts_fail", escape_attempts_fail),
+        ("host_loopback_and_abstract_sockets_are_out_of_reach", host_loopback_and_abstract_sockets_are_out_of_reach),
         ("host_root_is_read_only_and_cwd_writable", host_root_is_read_only_and_cwd_writable),
         ("secrets_are_hidden_even_inside_writable_home", secrets_are_hidden_even_inside_writable_home),
         ("cwd_under_tmp_stays_writable", cwd_under_tmp_stays_writable),

@@ -170,3 +170,38 @@ pub fn serve_udp(socket: UdpSocket, deadline: Instant) {
         let _ = sendmsg(fd, &[IoSlice::new(&answer)], &control, MsgFlags::empty(), from.as_ref());
     }
 }
+
+/// Host services on loopback and on abstract Unix sockets (X11, D-Bus, agents) belong to the
+/// host's network namespace and must be out of reach.
+pub fn host_loopback_and_abstract_sockets_are_out_of_reach(ctx: &Ctx) -> Result<(), String> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    let name = format!("authsome-netns-test-{}-{}", std::process::id(), ctx.uid);
+    let abstract_listener =
+        UnixListener::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("abstract bind: {e}"))?;
+    let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
+    let cwd = ctx.workdir("hostloopback");
+    let script = format!(
+        r#"python3 - <<'EOF'
+import socket
+u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    u.connect("\0{name}"); print("abstract=connected")
+except OSError as e:
+    print(f"abstract=err {{e.errno}}")
+t = socket.socket(); t.settimeout(3)
+try:
+    t.connect(("127.0.0.1", {port})); print("loopback=connected")
+except OSError as e:
+    print(f"loopback=err {{e.errno}}")
+EOF"#
+    );
+    let (status, out) = run(&ctx.spec(&cwd, &script), false)?;
+    drop((abstract_listener, tcp));
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    check(got.get("abstract").is_some_and(|v| v.starts_with("err")), "host abstract socket reachable", &out)?;
+    check(got.get("loopback").map(String::as_str) == Some("err 111"), "host loopback port must be refused", &out)
+}
