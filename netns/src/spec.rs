@@ -86,7 +86,8 @@ pub const HOST_SERVICE_SOCKETS: &[&str] = &[
 
 /// The default hidden paths of DESIGN section 9, for a user whose home is `home`.
 ///
-/// For `uid` 0 the whole of `/run` (and `/var/run`) is hidden too: a command running as the
+/// For `uid` 0 the whole of `/run` (and `/var/run`) is hidden too, and `/etc/shadow`,
+/// `/etc/gshadow` and `/etc/ssh` (host keys), which only root can read: a command running as the
 /// host's root, even without capabilities, is root to every daemon that checks its peer's uid on
 /// a Unix socket (systemd, D-Bus, snapd, container engines, udev…), and most of them live there.
 /// A `resolv.conf` or `hosts` that links into `/run` is recreated inside the hidden tmpfs.
@@ -100,6 +101,8 @@ pub fn default_hidden_paths(home: &Path, authsome_home: &Path, uid: u32) -> Vec<
     if uid == 0 {
         paths.push(PathBuf::from("/run"));
         paths.push(PathBuf::from("/var/run"));
+        // root-only secrets of the host itself: password hashes, SSH host keys
+        paths.extend(["/etc/shadow", "/etc/gshadow", "/etc/ssh"].map(PathBuf::from));
     }
     paths.push(PathBuf::from(format!("/run/user/{uid}")));
     paths.extend(HOST_SERVICE_SOCKETS.iter().map(PathBuf::from));
@@ -320,5 +323,7 @@ mod tests {
         let root = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
         assert!(root.contains(&PathBuf::from("/run")) && root.contains(&PathBuf::from("/var/run")));
         assert!(root.contains(&PathBuf::from("/root/.ssh")));
+        assert!(root.contains(&PathBuf::from("/etc/shadow")) && root.contains(&PathBuf::from("/etc/ssh")));
+        assert!(!paths.contains(&PathBuf::from("/etc/shadow")), "a normal user cannot read it anyway");
     }
 }

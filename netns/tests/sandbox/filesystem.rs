@@ -73,6 +73,7 @@ for p in .ssh .aws .config/gh .gnupg .docker .kube .authsome; do echo "$p=$(ls -
 echo netrc_bytes=$(wc -c < "$HOME/.netrc")
 echo custom=$(ls -A project-secrets | wc -l)
 echo run_entries=$(ls -A /run 2>/dev/null | wc -l)
+echo shadow_bytes=$(cat /etc/shadow 2>/dev/null | wc -c)
 touch "$HOME/.ssh/planted" 2>/dev/null; echo plant_ssh=$?
 echo x >> "$HOME/.netrc" 2>/dev/null; echo write_netrc=$?
 echo ok > "$HOME/.bashrc-test"; echo write_home=$?
@@ -96,6 +97,7 @@ echo ok > "$HOME/.bashrc-test"; echo write_home=$?
             "as root, /run (daemon sockets) is hidden",
             &out,
         )?;
+        check(got.get("shadow_bytes").map(String::as_str) == Some("0"), "as root, /etc/shadow is hidden", &out)?;
     } else {
         check(got.get("run_entries").is_some_and(|n| n != "0"), "a normal user keeps /run", &out)?;
     }
