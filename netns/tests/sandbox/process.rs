@@ -396,8 +396,14 @@ pub fn ctrl_c_on_a_terminal_reaches_the_command(ctx: &Ctx) -> Result<(), String>
     master.write_all(b"\x03").map_err(|e| e.to_string())?; // Ctrl-C
     let ended = wait_for("status=", &mut seen);
     let latency = sent.elapsed();
+    // the child exits by itself after printing its status; kill it only if it does not
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = fs::remove_dir_all(format!("/var/tmp/authsome-netns-test-{}-{}", child.id(), ctx.uid));
     check(ended, "no status after Ctrl-C", &seen)?;
     check(seen.contains("status=Ok(Exited(0))"), "the command must end normally after handling SIGINT", &seen)?;
     check(seen.contains("sigints=1"), "Ctrl-C must reach the command exactly once", &seen)?;
