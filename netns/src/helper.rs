@@ -1,0 +1,357 @@
+//! The helper: a fresh, single-threaded exec of the launcher's binary that builds the sandbox.
+//!
+//! ```text
+//! helper (host pid ns)      unshare(USER|NET|NS|PID) → maps → lo + routes → listeners → mounts
+//!                           → Ready(fds) → wait for Release → fork → supervise init
+//!   init (pid 1 inside)     mount /proc → fork command → reap, forward signals → Exit(status)
+//!     command               keyring, caps, no_new_privs, seccomp → execve
+//! ```
+//! Everything before `Ready` fails closed: the launcher gets `Failed{step, errno}` and no command
+//! runs. Only signals sent on purpose (`SI_USER`, e.g. `Sandbox::signal`) are forwarded down the
+//! chain; terminal-generated ones reach the command directly through its process group.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{Pid, getegid, geteuid, isatty, pipe2};
+
+use crate::channel::Channel;
+use crate::error::Step;
+use crate::proto::{FromHelper, MAX_SPEC, ToHelper};
+use crate::spec::SandboxSpec;
+use crate::sys::{self, Forked, PreparedCommand};
+
+/// A failed step, as the helper reports it to the launcher.
+#[derive(Debug)]
+pub struct Failure {
+    pub step: Step,
+    pub source: io::Error,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(step: Step, source: impl Into<io::Error>, detail: impl Into<String>) -> Self {
+        Failure { step, source: source.into(), detail: detail.into() }
+    }
+
+    pub(crate) fn message_for_launcher(&self) -> FromHelper {
+        FromHelper::Failed {
+            step: self.step,
+            errno: self.source.raw_os_error().unwrap_or(libc::EIO),
+            detail: if self.source.raw_os_error().is_some() || !self.detail.is_empty() {
+                self.detail.clone()
+            } else {
+                self.source.to_string()
+            },
+        }
+    }
+}
+
+/// Signals the helper and init pass on to the command (everything a user or supervisor sends
+/// on purpose; not the synchronous faults, not SIGCHLD, not the unblockable ones).
+pub const FORWARDED: [Signal; 13] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGALRM,
+    Signal::SIGPIPE,
+];
+
+pub(crate) fn blocked_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// `si_code` of a signal sent by a process (kill, sigqueue, tgkill) rather than by the kernel
+/// (terminal, child state). Only these are forwarded by the helper.
+pub(crate) fn sent_by_a_process(code: i32) -> bool {
+    code <= 0
+}
+
+/// Helper entry point; returns the process exit code.
+pub fn run(sock: RawFd) -> i32 {
+    if sys::close_fds_except(sock).is_err() {
+        return 125;
+    }
+    let chan = Channel::from_fd(sys::adopt_fd(sock));
+    if fcntl(chan.as_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_err() {
+        return 125;
+    }
+    if sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked_signals()), None).is_err() {
+        return 125;
+    }
+    let spec = match receive_spec(&chan) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return 125,
+        Err(f) => {
+            let _ = chan.send(&f.message_for_launcher().encode(), &[]);
+            return 125;
+        }
+    };
+    let prepared = match setup(&spec) {
+        Ok(p) => p,
+        Err(f) => {
+            let _ = chan.send(&f.message_for_launcher().encode(), &[]);
+            return 125;
+        }
+    };
+    let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
+    let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
+        return 125;
+    }
+    let Prepared { sockets, command } = prepared;
+    drop(sockets); // the launcher owns the listeners now
+
+    // Build PID 1 and the command right away, while the launcher starts its proxy: the command
+    // waits, capabilities already dropped, on `release` until we pass on the launcher's Release.
+    let (release_read, release_write) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
+            return 125;
+        }
+    };
+    if let Err(f) = ensure_single_threaded() {
+        let _ = chan.send(&f.message_for_launcher().encode(), &[]);
+        return 125;
+    }
+    let init = match sys::fork() {
+        Err(e) => {
+            let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
+            return 125;
+        }
+        Ok(Forked::Child) => {
+            drop(release_write); // the command must see EOF if the helper dies
+            crate::init::run(&chan, &command, release_read, &spec.program)
+        }
+        Ok(Forked::Parent { child }) => Pid::from_raw(child),
+    };
+    drop(release_read);
+
+    match chan.recv() {
+        Ok(Some((msg, _))) if ToHelper::decode(&msg) == Ok(ToHelper::Release) => {
+            // EPIPE if init already failed: its Failed message is on the way to the launcher
+            let _ = nix::unistd::write(&release_write, b"R");
+            drop(release_write);
+            supervise(&chan, init)
+        }
+        _ => {
+            // the launcher went away or said something else: the command never runs
+            let _ = kill(init, Signal::SIGKILL);
+            wait_exit_code(init);
+            125
+        }
+    }
+}
+
+fn receive_spec(chan: &Channel) -> Result<Option<SandboxSpec>, Failure> {
+    let bad =
+        |what: &str| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidData, what.to_owned()), "");
+    let Some((first, _)) = chan.recv().map_err(|e| Failure::new(Step::ReadSpec, e, ""))? else { return Ok(None) };
+    let len = match ToHelper::decode(&first) {
+        Ok(ToHelper::SpecBegin { len }) if (len as usize) <= MAX_SPEC => len as usize,
+        _ => return Err(bad("expected the spec header")),
+    };
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        let Some((msg, _)) = chan.recv().map_err(|e| Failure::new(Step::ReadSpec, e, ""))? else { return Ok(None) };
+        match ToHelper::decode(&msg) {
+            Ok(ToHelper::SpecData(d)) if bytes.len() + d.len() <= len => bytes.extend_from_slice(&d),
+            _ => return Err(bad("bad spec chunk")),
+        }
+    }
+    SandboxSpec::decode(&bytes).map(Some).map_err(|e| bad(&e.to_string()))
+}
+
+struct Prepared {
+    sockets: Vec<(crate::proto::SocketInfo, OwnedFd)>,
+    command: PreparedCommand,
+}
+
+fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
+    spec.validate().map_err(|e| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidInput, e), ""))?;
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    let last_cap = read_last_cap();
+    let plan = crate::plan::mount_plan(spec, &crate::mounts::HostFs);
+
+    // UTS and IPC too: the host's SysV IPC objects and hostname stay out of reach.
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| Failure::new(Step::Unshare, e, ""))?;
+    // Map our own ids to themselves: inside, the command sees the caller's uid (0 for root).
+    fs::write("/proc/self/setgroups", "deny").map_err(|e| Failure::new(Step::SetGroups, e, ""))?;
+    fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")).map_err(|e| Failure::new(Step::UidMap, e, ""))?;
+    fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")).map_err(|e| Failure::new(Step::GidMap, e, ""))?;
+    // No user namespaces below ours: the command cannot build its own (nested `unshare -Ur`
+    // fails), which also keeps the kernel's user-namespace attack surface out of its reach.
+    // The limit is per user namespace and checked at every level above a new one.
+    fs::write("/proc/sys/user/max_user_namespaces", "0").map_err(|e| Failure::new(Step::LimitNesting, e, ""))?;
+
+    let ipv6 = crate::net::configure_loopback()?;
+    let sockets = crate::net::bind_capture(spec, ipv6)?;
+    crate::mounts::execute(&plan, spec)?;
+
+    let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {
+        Failure::new(Step::ResolveCommand, io::Error::from_raw_os_error(libc::ENOENT), program_name(spec))
+    })?;
+    let mut argv: Vec<&OsStr> = vec![spec.program.as_os_str()];
+    argv.extend(spec.args.iter().map(OsString::as_os_str));
+    let env: Vec<(&OsStr, &OsStr)> = spec.env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())).collect();
+    // A command on the user's terminal keeps the session so Ctrl-C and job control reach it
+    // directly; otherwise it gets a session of its own and no controlling terminal.
+    let new_session = !isatty(io::stdin()).unwrap_or(false);
+    let command = PreparedCommand::new(&path, &argv, &env, last_cap, new_session)
+        .map_err(|e| Failure::new(Step::ResolveCommand, e, program_name(spec)))?;
+    Ok(Prepared { sockets, command })
+}
+
+fn program_name(spec: &SandboxSpec) -> String {
+    spec.program.to_string_lossy().into_owned()
+}
+
+fn read_last_cap() -> u32 {
+    fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
+
+/// `execvp`-style lookup with the command's own `PATH`, in the sandbox's view of the filesystem.
+pub(crate) fn resolve_command(program: &OsStr, env: &[(OsString, OsString)]) -> Option<PathBuf> {
+    let is_exec = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(program);
+        return is_exec(&p).then_some(p);
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    path.as_bytes().split(|&b| b == b':').find_map(|dir| {
+        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+        let candidate = dir.join(program);
+        is_exec(&candidate).then_some(candidate)
+    })
+}
+
+/// A runtime or library thread left behind would make `fork` unsafe: check before forking.
+fn ensure_single_threaded() -> Result<(), Failure> {
+    let stat = fs::read_to_string("/proc/self/stat").map_err(|e| Failure::new(Step::ForkInit, e, ""))?;
+    let threads =
+        stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(17)).and_then(|n| n.parse::<u32>().ok());
+    match threads {
+        Some(1) => Ok(()),
+        other => Err(Failure::new(
+            Step::ForkInit,
+            io::Error::other(format!("helper has {other:?} threads")),
+            "the helper must be single-threaded",
+        )),
+    }
+}
+
+/// The helper after the fork: pass on deliberate signals, kill everything if the launcher
+/// vanishes, and exit with init's status.
+fn supervise(chan: &Channel, init: Pid) -> i32 {
+    let Ok(sfd) = SignalFd::with_flags(&blocked_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
+        let _ = kill(init, Signal::SIGKILL);
+        return wait_exit_code(init);
+    };
+    loop {
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let signal_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        let chan_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if signal_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo == libc::SIGCHLD {
+                    match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(_, code)) => return code,
+                        Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                        _ => {}
+                    }
+                } else if sent_by_a_process(info.ssi_code)
+                    && let Ok(sig) = Signal::try_from(signo)
+                {
+                    let _ = kill(init, sig);
+                }
+            }
+        }
+        if chan_ready {
+            match chan.recv() {
+                Ok(Some(_)) => {} // nothing is expected after Release; ignore
+                _ => break,       // launcher gone: the sandbox goes with it
+            }
+        }
+    }
+    let _ = kill(init, Signal::SIGKILL);
+    wait_exit_code(init)
+}
+
+fn wait_exit_code(pid: Pid) -> i32 {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+            Err(_) => return 125,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_finds_commands_on_the_given_path_only() {
+        let env = vec![(OsString::from("PATH"), OsString::from("/nonexistent:/bin:/usr/bin"))];
+        let sh = resolve_command(OsStr::new("sh"), &env).expect("sh on /bin or /usr/bin");
+        assert!(sh.ends_with("sh"));
+        assert_eq!(resolve_command(OsStr::new("definitely-not-a-command-xyz"), &env), None);
+        let empty_path = vec![(OsString::from("PATH"), OsString::from("/nonexistent"))];
+        assert_eq!(resolve_command(OsStr::new("sh"), &empty_path), None);
+        assert_eq!(resolve_command(OsStr::new("/bin/sh"), &empty_path), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(resolve_command(OsStr::new("/etc/passwd"), &empty_path), None, "not executable");
+    }
+
+    #[test]
+    fn only_process_sent_signals_are_forwarded_by_the_helper() {
+        assert!(sent_by_a_process(0)); // SI_USER
+        assert!(sent_by_a_process(-1)); // SI_QUEUE
+        assert!(sent_by_a_process(-6)); // SI_TKILL
+        assert!(!sent_by_a_process(0x80)); // SI_KERNEL: the terminal already told the command
+    }
+}

@@ -1,0 +1,329 @@
+//! What the launcher asks for ([`SandboxSpec`], [`FsPolicy`]), the default hidden paths, and the
+//! spec's wire encoding. Pure data: nothing here touches the system.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{DecodeError, Reader, Writer};
+
+/// Everything the helper needs to build one sandbox and start one command in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// The command: a path, or a bare name looked up in `env`'s `PATH` inside the sandbox.
+    pub program: OsString,
+    pub args: Vec<OsString>,
+    /// The complete, already scrubbed environment of the command (nothing else is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory of the command; writable under the restricted filesystem policy.
+    pub cwd: PathBuf,
+    /// Combined CA bundle (host roots + the run's CA), bound over every distro bundle path.
+    pub ca_bundle: PathBuf,
+    /// Contents of the sandbox's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// Contents of the sandbox's `/etc/hosts`, if it should be replaced.
+    pub hosts_file: Option<String>,
+    /// Extra TCP capture ports; 443 and 80 are always captured.
+    pub tcp_ports: Vec<u16>,
+    /// Capture UDP port 53 (IPv4 and IPv6).
+    pub dns: bool,
+    /// A `127.0.0.1:<port>` listener inside the sandbox for clients that honour `HTTP(S)_PROXY`.
+    pub inner_proxy_port: Option<u16>,
+    pub fs: FsPolicy,
+}
+
+/// The filesystem policy of DESIGN section 9.
+///
+/// `open: false` (the default): host root read-only, `cwd` and `writable` writable, private `/tmp`
+/// and minimal `/dev`, `hide` paths behind empty mounts. `open: true`: the host filesystem as it
+/// is (only the CA bundle, resolv.conf and hosts are replaced); `hide` still applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsPolicy {
+    pub open: bool,
+    pub writable: Vec<PathBuf>,
+    pub hide: Vec<PathBuf>,
+}
+
+/// Ports captured whatever the spec says.
+pub const ALWAYS_CAPTURED_TCP: [u16; 2] = [443, 80];
+
+/// Distro CA bundle paths (sandbox-recipes section 7); every one that exists gets `ca_bundle`.
+pub const CA_BUNDLE_PATHS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/usr/lib/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+];
+
+/// Where commands inside the sandbox find the CA bundle: the first distro bundle path that
+/// exists on this host (the helper binds `ca_bundle` over all of them). Point `SSL_CERT_FILE`,
+/// `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`… here, not at `ca_bundle`, whose directory may be
+/// hidden inside. `None` when the host has none of them: the launcher should refuse `--sandbox`.
+pub fn sandbox_ca_bundle_path() -> Option<PathBuf> {
+    CA_BUNDLE_PATHS.iter().map(PathBuf::from).find(|p| p.is_file())
+}
+
+/// Host sockets through which a command could act outside the sandbox with the caller's identity
+/// (as root: start units, run containers). Hidden behind an empty file when they exist.
+pub const HOST_SERVICE_SOCKETS: &[&str] = &[
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/podman/podman.sock",
+    "/var/run/podman/podman.sock",
+    "/run/containerd/containerd.sock",
+    "/run/dbus/system_bus_socket",
+    "/var/run/dbus/system_bus_socket",
+    "/run/systemd/private",
+    "/run/snapd.socket",
+    "/run/snapd-snap.socket",
+    "/run/libvirt/libvirt-sock",
+    "/run/crio/crio.sock",
+    "/var/lib/lxd/unix.socket",
+    "/var/snap/lxd/common/lxd/unix.socket",
+    "/run/incus/unix.socket",
+];
+
+/// The default hidden paths of DESIGN section 9, for a user whose home is `home`.
+///
+/// For `uid` 0 the whole of `/run` (and `/var/run`) is hidden too, and `/etc/shadow`,
+/// `/etc/gshadow` and `/etc/ssh` (host keys), which only root can read: a command running as the
+/// host's root, even without capabilities, is root to every daemon that checks its peer's uid on
+/// a Unix socket (systemd, D-Bus, snapd, container engines, udev…), and most of them live there.
+/// A `resolv.conf` or `hosts` that links into `/run` is recreated inside the hidden tmpfs.
+///
+/// Paths that do not exist are kept here (the helper skips them); the launcher appends `--hide`.
+pub fn default_hidden_paths(home: &Path, authsome_home: &Path, uid: u32) -> Vec<PathBuf> {
+    let mut paths = vec![authsome_home.to_path_buf()];
+    for rel in [".ssh", ".aws", ".config/gh", ".gnupg", ".netrc", ".docker", ".kube"] {
+        paths.push(home.join(rel));
+    }
+    if uid == 0 {
+        paths.push(PathBuf::from("/run"));
+        paths.push(PathBuf::from("/var/run"));
+        // root-only secrets of the host itself: password hashes, SSH host keys
+        paths.extend(["/etc/shadow", "/etc/gshadow", "/etc/ssh"].map(PathBuf::from));
+    }
+    paths.push(PathBuf::from(format!("/run/user/{uid}")));
+    paths.extend(HOST_SERVICE_SOCKETS.iter().map(PathBuf::from));
+    paths.dedup();
+    paths
+}
+
+impl SandboxSpec {
+    /// A spec for `program args…` in `cwd` with the defaults: restricted filesystem, DNS capture,
+    /// no inner proxy, no extra ports, no environment at all.
+    pub fn new(program: impl Into<OsString>, cwd: impl Into<PathBuf>, ca_bundle: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: cwd.into(),
+            ca_bundle: ca_bundle.into(),
+            resolv_conf: "nameserver 127.0.0.1\n".to_owned(),
+            hosts_file: None,
+            tcp_ports: Vec::new(),
+            dns: true,
+            inner_proxy_port: None,
+            fs: FsPolicy::default(),
+        }
+    }
+
+    /// The TCP capture ports, deduplicated, in a stable order (443, 80, then the extras).
+    pub fn capture_ports(&self) -> Vec<u16> {
+        let mut ports = ALWAYS_CAPTURED_TCP.to_vec();
+        for &p in &self.tcp_ports {
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        ports
+    }
+
+    /// Checks that need no system access. The helper checks the rest (paths exist, ports bind).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.program.is_empty() {
+            return Err("the command is empty".into());
+        }
+        if !self.cwd.is_absolute() {
+            return Err(format!("the working directory {} is not absolute", self.cwd.display()));
+        }
+        if self.tcp_ports.contains(&0) || self.inner_proxy_port == Some(0) {
+            return Err("port 0 cannot be captured".into());
+        }
+        if let Some(p) = self.inner_proxy_port
+            && self.capture_ports().contains(&p)
+        {
+            return Err(format!("the inner proxy port {p} is also a capture port"));
+        }
+        for path in self.fs.writable.iter().chain(&self.fs.hide) {
+            if !path.is_absolute() {
+                return Err(format!("{} is not an absolute path", path.display()));
+            }
+        }
+        for (key, _) in &self.env {
+            if key.is_empty() || key.as_encoded_bytes().contains(&b'=') {
+                return Err(format!("invalid environment variable name {key:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(SPEC_MAGIC).os(&self.program).len(self.args.len());
+        for a in &self.args {
+            w.os(a);
+        }
+        w.len(self.env.len());
+        for (k, v) in &self.env {
+            w.os(k).os(v);
+        }
+        w.path(&self.cwd).path(&self.ca_bundle).str(&self.resolv_conf);
+        match &self.hosts_file {
+            Some(h) => w.bool(true).str(h),
+            None => w.bool(false),
+        };
+        w.len(self.tcp_ports.len());
+        for &p in &self.tcp_ports {
+            w.u16(p);
+        }
+        w.bool(self.dns);
+        match self.inner_proxy_port {
+            Some(p) => w.bool(true).u16(p),
+            None => w.bool(false),
+        };
+        w.bool(self.fs.open).len(self.fs.writable.len());
+        for p in &self.fs.writable {
+            w.path(p);
+        }
+        w.len(self.fs.hide.len());
+        for p in &self.fs.hide {
+            w.path(p);
+        }
+        w.into_bytes()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != SPEC_MAGIC {
+            return Err(DecodeError("not a sandbox spec (helper from another build?)"));
+        }
+        let program = r.os()?;
+        let args = (0..r.len()?).map(|_| r.os()).collect::<Result<_, _>>()?;
+        let env = (0..r.len()?).map(|_| Ok((r.os()?, r.os()?))).collect::<Result<_, _>>()?;
+        let cwd = r.path()?;
+        let ca_bundle = r.path()?;
+        let resolv_conf = r.string()?;
+        let hosts_file = if r.bool()? { Some(r.string()?) } else { None };
+        let tcp_ports = (0..r.len()?).map(|_| r.u16()).collect::<Result<_, _>>()?;
+        let dns = r.bool()?;
+        let inner_proxy_port = if r.bool()? { Some(r.u16()?) } else { None };
+        let open = r.bool()?;
+        let writable = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+        let hide = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+        r.finish()?;
+        Ok(Self {
+            program,
+            args,
+            env,
+            cwd,
+            ca_bundle,
+            resolv_conf,
+            hosts_file,
+            tcp_ports,
+            dns,
+            inner_proxy_port,
+            fs: FsPolicy { open, writable, hide },
+        })
+    }
+}
+
+const SPEC_MAGIC: u8 = 0xA5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn sample() -> SandboxSpec {
+        let mut s = SandboxSpec::new("python3", "/home/u/project", "/tmp/run/ca.pem");
+        s.args = vec!["-c".into(), OsString::from_vec(b"print(1)\xff".to_vec())];
+        s.env = vec![("PATH".into(), "/usr/bin".into()), ("OPENAI_API_KEY".into(), "sk-authsome_x".into())];
+        s.hosts_file = Some("127.0.0.1 localhost\n".into());
+        s.tcp_ports = vec![8443, 443];
+        s.inner_proxy_port = Some(3128);
+        s.fs = FsPolicy { open: false, writable: vec!["/data".into()], hide: vec!["/home/u/.secret".into()] };
+        s
+    }
+
+    #[test]
+    fn spec_round_trips() {
+        let s = sample();
+        assert_eq!(SandboxSpec::decode(&s.encode()).unwrap(), s);
+        let minimal = SandboxSpec::new("true", "/", "/dev/null");
+        assert_eq!(SandboxSpec::decode(&minimal.encode()).unwrap(), minimal);
+    }
+
+    #[test]
+    fn spec_decode_rejects_corruption() {
+        let bytes = sample().encode();
+        assert!(SandboxSpec::decode(&bytes[..bytes.len() - 1]).is_err());
+        let mut wrong_magic = bytes.clone();
+        wrong_magic[0] = 0;
+        assert!(SandboxSpec::decode(&wrong_magic).is_err());
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(SandboxSpec::decode(&longer).is_err());
+    }
+
+    #[test]
+    fn capture_ports_always_include_443_and_80_once() {
+        assert_eq!(sample().capture_ports(), vec![443, 80, 8443]);
+    }
+
+    #[test]
+    fn validate_catches_what_would_fail_later() {
+        assert!(sample().validate().is_ok());
+        let mut s = sample();
+        s.inner_proxy_port = Some(443);
+        assert!(s.validate().unwrap_err().contains("inner proxy port 443"));
+        let mut s = sample();
+        s.cwd = "relative".into();
+        assert!(s.validate().is_err());
+        let mut s = sample();
+        s.env.push(("A=B".into(), "x".into()));
+        assert!(s.validate().is_err());
+        let mut s = sample();
+        s.fs.hide.push("not/absolute".into());
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn default_hidden_paths_cover_design_section_9() {
+        let paths = default_hidden_paths(Path::new("/home/u"), Path::new("/home/u/.authsome"), 1000);
+        for expected in [
+            "/home/u/.authsome",
+            "/home/u/.ssh",
+            "/home/u/.aws",
+            "/home/u/.config/gh",
+            "/home/u/.gnupg",
+            "/home/u/.netrc",
+            "/home/u/.docker",
+            "/home/u/.kube",
+            "/run/user/1000",
+            "/run/docker.sock",
+            "/var/run/docker.sock",
+            "/run/podman/podman.sock",
+        ] {
+            assert!(paths.contains(&PathBuf::from(expected)), "{expected} missing from {paths:?}");
+        }
+        assert!(paths.iter().all(|p| p.is_absolute()));
+        assert!(!paths.contains(&PathBuf::from("/run")), "a normal user keeps /run (but not /run/user/<uid>)");
+        let root = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
+        assert!(root.contains(&PathBuf::from("/run")) && root.contains(&PathBuf::from("/var/run")));
+        assert!(root.contains(&PathBuf::from("/root/.ssh")));
+        assert!(root.contains(&PathBuf::from("/etc/shadow")) && root.contains(&PathBuf::from("/etc/ssh")));
+        assert!(!paths.contains(&PathBuf::from("/etc/shadow")), "a normal user cannot read it anyway");
+    }
+}
