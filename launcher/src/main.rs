@@ -9,6 +9,10 @@ use authsome::error::CliError;
 use authsome::output::Output;
 
 fn main() -> ExitCode {
+    // The sandbox's helper is a fresh exec of this binary: it must run before anything else
+    // (no threads, no runtime). Returns at once in every other case.
+    #[cfg(target_os = "linux")]
+    authsome_netns::maybe_run_helper();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

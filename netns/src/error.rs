@@ -215,21 +215,18 @@ impl NamespaceError {
         match self {
             NamespaceError::UserNamespacesDisabled { .. } => {
                 "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / \
-                 user.max_user_namespaces>0), or run with --sandbox=container"
+                 user.max_user_namespaces>0), or use plain `authsome run` (no sandbox)"
             }
             NamespaceError::AppArmorRestricted { .. } => {
                 "install an AppArmor profile for the authsome binary that grants `userns,` \
-                 (see README#ubuntu), or run with --sandbox=container"
+                 (see README#ubuntu), or use plain `authsome run` (no sandbox)"
             }
             NamespaceError::InContainer { .. } => {
                 "run authsome on the host, give the container user-namespace rights (e.g. docker \
-                 --security-opt seccomp=unconfined --security-opt apparmor=unconfined), or run with \
-                 --sandbox=container"
+                 --security-opt seccomp=unconfined --security-opt apparmor=unconfined), or use plain \
+                 `authsome run` (no sandbox)"
             }
-            NamespaceError::Setup { .. } => {
-                "run `authsome doctor --sandbox` to see what this system allows, or run with \
-                 --sandbox=container"
-            }
+            NamespaceError::Setup { .. } => "run `authsome doctor --sandbox` to see what this system allows",
             NamespaceError::CommandNotFound { .. } => {
                 "check the command name and the PATH given to the sandbox; host paths hidden by \
                  the filesystem policy are not visible inside"
@@ -243,7 +240,7 @@ impl NamespaceError {
                 "the authsome binary may have been replaced while running; run it again, and \
                  report a bug if it persists"
             }
-            NamespaceError::Unsupported => "use --sandbox=container on this platform",
+            NamespaceError::Unsupported => "sandboxes need Linux; use plain `authsome run` here",
         }
     }
 }
@@ -328,7 +325,7 @@ mod tests {
         assert!(
             matches!(e, NamespaceError::UserNamespacesDisabled { ref setting } if setting.contains("unprivileged_userns_clone"))
         );
-        assert!(e.hint().contains("--sandbox=container"));
+        assert!(e.hint().contains("plain `authsome run`"));
         // root is not subject to the Debian knob
         let root = HostFacts { euid: 0, ..f };
         assert!(matches!(classify(Step::Unshare, 1, String::new(), &root), NamespaceError::Setup { .. }));
@@ -349,7 +346,7 @@ mod tests {
         let e = classify(Step::LoopbackUp, 1, String::new(), &f);
         assert!(matches!(e, NamespaceError::AppArmorRestricted { step: Step::LoopbackUp, .. }));
         assert!(e.hint().contains("userns,"));
-        assert!(e.hint().contains("--sandbox=container"));
+        assert!(e.hint().contains("plain `authsome run`"));
         // the same errno without the sysctl is a plain setup failure
         assert!(matches!(classify(Step::LoopbackUp, 1, String::new(), &facts()), NamespaceError::Setup { .. }));
     }
@@ -360,7 +357,7 @@ mod tests {
         let e = classify(Step::MountPrivate, 13, String::new(), &f);
         assert!(matches!(e, NamespaceError::InContainer { .. }));
         assert!(e.to_string().contains("/.dockerenv"));
-        assert!(e.hint().contains("--sandbox=container"));
+        assert!(e.hint().contains("plain `authsome run`"));
     }
 
     #[test]

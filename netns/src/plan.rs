@@ -160,7 +160,9 @@ pub const PROC_READ_ONLY: &[&str] = &[
 /// Device nodes of the sandbox's minimal `/dev` (what bubblewrap's `--dev` offers).
 pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-const RESTRICTED_STAGING: &str = "/tmp";
+/// Where the restricted plan stages its files: the sandbox's own `/dev/shm` tmpfs, which is
+/// always private (unlike `/tmp`, which is the host's when the user makes it writable).
+const RESTRICTED_STAGING: &str = "/dev/shm";
 
 pub fn staged_name(which: Staged) -> &'static str {
     match which {
@@ -304,8 +306,10 @@ fn writable_paths(spec: &SandboxSpec) -> Vec<PathBuf> {
 }
 
 /// Paths that live in mounts the sandbox replaces with its own (they do not exist inside).
-fn under_private_mount(path: &Path) -> bool {
-    path.starts_with("/tmp") || path.starts_with("/dev")
+/// Whether `path` lies under a mount the restricted plan makes fresh: `/dev` always, `/tmp`
+/// unless the host's `/tmp` itself is writable.
+fn under_private_mount(path: &Path, private_tmp: bool) -> bool {
+    (private_tmp && path.starts_with("/tmp")) || path.starts_with("/dev")
 }
 
 fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
@@ -328,7 +332,12 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
         .collect();
 
     b.ops.push(MountOp::ReadOnlyAll);
-    b.ops.push(MountOp::Tmpfs { target: "/tmp".into(), mode: 0o1777, read_only: false });
+    // A cwd of exactly /tmp means the host's /tmp: a private tmpfs there would shadow the bind
+    // (a magic-link bind source resolves to whatever is mounted on top of it).
+    let private_tmp = !writable.iter().any(|(p, _, _)| p == Path::new("/tmp"));
+    if private_tmp {
+        b.ops.push(MountOp::Tmpfs { target: "/tmp".into(), mode: 0o1777, read_only: false });
+    }
 
     b.ops.push(MountOp::Tmpfs { target: "/dev".into(), mode: 0o755, read_only: false });
     for (name, index) in dev {
@@ -354,7 +363,7 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     b.stage(Path::new(RESTRICTED_STAGING), spec);
 
     for (path, k, index) in &writable {
-        if under_private_mount(path) {
+        if under_private_mount(path, private_tmp) {
             match k {
                 PathKind::Dir => b.ops.push(MountOp::MkdirAll { path: path.clone() }),
                 PathKind::File => {
@@ -378,7 +387,7 @@ fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
 
     for path in &spec.fs.hide {
         let inside_writable = writable.iter().any(|(w, _, _)| path.starts_with(w));
-        if under_private_mount(path) && !inside_writable {
+        if under_private_mount(path, private_tmp) && !inside_writable {
             continue; // our fresh /tmp and /dev do not contain it
         }
         b.hide(path);
@@ -641,9 +650,9 @@ mod tests {
             position(&plan, |op| matches!(op, MountOp::Unlink { path } if path.ends_with(".authsome-resolv.conf")));
         assert!(write < bind && bind < unlink);
         assert!(plan.iter().any(|op| is_bind_to(op, "/etc/hosts")));
-        let tmp = position(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")));
-        assert!(tmp < write, "staging lives in the sandbox's own /tmp");
-        assert_eq!(staging_dir(&plan), Some(Path::new("/tmp")));
+        let shm = position(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/dev/shm")));
+        assert!(shm < write, "staging lives in the sandbox's own /dev/shm");
+        assert_eq!(staging_dir(&plan), Some(Path::new("/dev/shm")));
         // without a hosts file, /etc/hosts is left alone
         assert!(!mount_plan(&spec(), &host).iter().any(|op| is_bind_to(op, "/etc/hosts")));
     }
@@ -654,6 +663,36 @@ mod tests {
         assert!(plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, read_only: true, .. } if target == Path::new("/home/u/.authsome"))));
         assert!(plan.iter().any(|op| matches!(op, MountOp::Bind { source: Source::Staged(Staged::Empty), target, read_only: true, .. } if target == Path::new("/run/docker.sock"))));
         assert!(!plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, .. } | MountOp::Bind { target, .. } if target.starts_with("/home/u/.aws"))));
+    }
+
+    /// With the cwd exactly /tmp the host's /tmp is bound (a private tmpfs there would shadow
+    /// the bind), and paths hidden inside it are still hidden.
+    #[test]
+    fn a_tmp_cwd_binds_the_hosts_tmp_and_still_hides_inside_it() {
+        let mut s = spec();
+        s.cwd = PathBuf::from("/tmp");
+        s.fs.hide.push(PathBuf::from("/tmp/vault"));
+        struct Tmp;
+        impl HostView for Tmp {
+            fn kind(&self, path: &Path) -> Option<PathKind> {
+                if path == Path::new("/tmp") || path == Path::new("/tmp/vault") {
+                    Some(PathKind::Dir)
+                } else {
+                    host(path)
+                }
+            }
+            fn canonical(&self, path: &Path) -> PathBuf {
+                path.to_path_buf()
+            }
+        }
+        let plan = mount_plan(&s, &Tmp);
+        assert!(!plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp"))));
+        let bind = position(&plan, |op| is_bind_to(op, "/tmp"));
+        let hide = position(
+            &plan,
+            |op| matches!(op, MountOp::Tmpfs { target, read_only: true, .. } if target == Path::new("/tmp/vault")),
+        );
+        assert!(bind < hide);
     }
 
     #[test]

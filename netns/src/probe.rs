@@ -134,7 +134,7 @@ mod tests {
         let off = HostFacts { euid: 1000, unprivileged_userns_clone: Some(0), ..HostFacts::default() };
         let e = static_problem(&off).unwrap();
         assert!(e.to_string().contains("unprivileged_userns_clone"));
-        assert!(e.hint().contains("--sandbox=container"));
+        assert!(e.hint().contains("plain `authsome run`"));
         let zero = HostFacts { euid: 0, max_user_namespaces: Some(0), ..HostFacts::default() };
         assert!(static_problem(&zero).unwrap().to_string().contains("max_user_namespaces"));
         assert!(static_problem(&HostFacts { euid: 1000, ..HostFacts::default() }).is_none());

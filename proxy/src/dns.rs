@@ -33,6 +33,13 @@ pub enum DeniedAnswer {
     Refused,
 }
 
+/// A name the egress policy refused to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedName {
+    pub name: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Default)]
 struct Pool {
     by_name: HashMap<String, Ipv4Addr>,
@@ -106,14 +113,26 @@ impl FakeDns {
         self.pool.lock().expect("dns pool").by_ip.get(&v4).cloned()
     }
 
-    fn denied(&self, name: &str) -> Option<DeniedAnswer> {
+    fn denied(&self, name: &str) -> Option<(DeniedAnswer, String)> {
         let policy = self.policy.as_ref()?;
         let owned = policy.routes.owns_host(name);
-        policy.egress.check(name, owned).err().map(|_| policy.denied)
+        policy.egress.check(name, owned).err().map(|reason| (policy.denied, reason))
     }
 
     /// Answer one DNS packet; `None` = drop it (unparseable, or not a query).
     pub fn answer(&self, packet: &[u8]) -> Option<Vec<u8>> {
+        self.respond(packet).map(|(bytes, _)| bytes)
+    }
+
+    /// Like [`FakeDns::answer`], and also says which name the egress policy denied and why,
+    /// so the caller can audit denials that never become a connection.
+    pub fn respond(&self, packet: &[u8]) -> Option<(Vec<u8>, Option<DeniedName>)> {
+        let mut denial = None;
+        let bytes = self.respond_inner(packet, &mut denial)?;
+        Some((bytes, denial))
+    }
+
+    fn respond_inner(&self, packet: &[u8], denial: &mut Option<DeniedName>) -> Option<Vec<u8>> {
         let request = Message::from_vec(packet).ok()?;
         if request.message_type() != MessageType::Query {
             return None;
@@ -139,11 +158,12 @@ impl FakeDns {
             response.set_response_code(ResponseCode::Refused);
             return response.to_vec().ok();
         }
-        if let Some(denied) = self.denied(&name) {
+        if let Some((denied, reason)) = self.denied(&name) {
             response.set_response_code(match denied {
                 DeniedAnswer::NxDomain => ResponseCode::NXDomain,
                 DeniedAnswer::Refused => ResponseCode::Refused,
             });
+            *denial = Some(DeniedName { name, reason });
             return response.to_vec().ok();
         }
         response.set_authoritative(true);

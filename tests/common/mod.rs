@@ -48,6 +48,13 @@ impl Env {
         Self { home: tempfile::tempdir().unwrap(), cwd: tempfile::tempdir().unwrap(), extra: Vec::new() }
     }
 
+    /// Directories outside /tmp (the sandbox gives the child a private /tmp, which would hide
+    /// anything under it for the wrong reason).
+    pub fn outside_tmp() -> Self {
+        let base = env!("CARGO_TARGET_TMPDIR");
+        Self { home: tempfile::tempdir_in(base).unwrap(), cwd: tempfile::tempdir_in(base).unwrap(), extra: Vec::new() }
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }

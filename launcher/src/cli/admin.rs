@@ -4,8 +4,8 @@ use authsome_vault::{AuditEvent, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, KeyBa
 use serde_json::{Value, json};
 
 use super::args::{
-    Cli, CompletionsArgs, KeyBackendArg, LogArgs, ProfileCommand, ProfileCreateArgs, ProfileDeleteArgs, RegisterArgs,
-    SetDefaultArgs, ShellArg,
+    Cli, CompletionsArgs, DoctorArgs, KeyBackendArg, LogArgs, ProfileCommand, ProfileCreateArgs, ProfileDeleteArgs,
+    RegisterArgs, SetDefaultArgs, ShellArg,
 };
 use super::context::{Context, confirm};
 use super::show::vault_status;
@@ -234,7 +234,10 @@ fn profile_delete(ctx: &Context, args: &ProfileDeleteArgs) -> CliResult {
     Ok(())
 }
 
-pub fn doctor(ctx: &Context) -> CliResult {
+pub fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
+    if args.sandbox {
+        return doctor_sandbox(ctx);
+    }
     let mut checks = serde_json::Map::new();
     let mut issues: Vec<String> = Vec::new();
 
@@ -303,4 +306,55 @@ pub fn completions(args: &CompletionsArgs) -> CliResult {
     let mut command = Cli::command();
     clap_complete::generate(shell, &mut command, "authsome", &mut std::io::stdout());
     Ok(())
+}
+
+/// `doctor --sandbox`: host facts, and a live start of the sandbox running `true`.
+#[cfg(target_os = "linux")]
+fn doctor_sandbox(ctx: &Context) -> CliResult {
+    let report = authsome_netns::probe();
+    let facts = &report.facts;
+    let live = match &report.live {
+        Ok(took) => json!({"ok": true, "millis": took.as_secs_f64() * 1e3}),
+        Err(e) => json!({"ok": false, "error": e.to_string(), "hint": e.hint()}),
+    };
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "v": 1,
+            "status": if report.ok() { "ready" } else { "not_ready" },
+            "facts": {
+                "euid": facts.euid,
+                "unprivileged_userns_clone": facts.unprivileged_userns_clone,
+                "max_user_namespaces": facts.max_user_namespaces,
+                "apparmor_restrict_unprivileged_userns": facts.apparmor_restrict_userns,
+                "container": facts.container,
+            },
+            "static_problem": report.static_problem.as_ref().map(|e| e.to_string()),
+            "live_probe": live,
+        }));
+    } else {
+        let show = |v: Option<u64>| v.map_or("not present".to_string(), |v| v.to_string());
+        let mut text = format!(
+            "user:                                  uid {}{}\nkernel.unprivileged_userns_clone:      {}\nuser.max_user_namespaces:              {}\nkernel.apparmor_restrict_unprivileged_userns: {}\ncontainer:                             {}\n",
+            facts.euid,
+            if facts.euid == 0 { " (root: the command keeps uid 0 without capabilities)" } else { "" },
+            show(facts.unprivileged_userns_clone),
+            show(facts.max_user_namespaces),
+            show(facts.apparmor_restrict_userns),
+            facts.container.as_deref().unwrap_or("no"),
+        );
+        match &report.live {
+            Ok(took) => text.push_str(&format!(
+                "sandbox: OK (live probe started and ran `true` in {:.1} ms)\n",
+                took.as_secs_f64() * 1e3
+            )),
+            Err(e) => text.push_str(&format!("sandbox: NOT AVAILABLE: {e}\n  hint: {}\n", e.hint())),
+        }
+        ctx.out.data(&text);
+    }
+    if report.ok() { Ok(()) } else { Err(CliError::new(Kind::Generic, "sandboxes do not work here").reported()) }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn doctor_sandbox(_ctx: &Context) -> CliResult {
+    Err(CliError::new(Kind::Generic, "`run --sandbox` needs Linux network namespaces"))
 }

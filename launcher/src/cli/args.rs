@@ -145,9 +145,35 @@ pub struct RunArgs {
     /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
     #[arg(long = "deny", value_name = "HOST")]
     pub deny: Vec<String>,
+    /// Run the command in a network namespace whose only way out is the proxy (Linux): even
+    /// clients that ignore HTTPS_PROXY are captured, and the host's secrets are hidden.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --sandbox: `restricted` (host read-only, cwd writable, secrets hidden) or `open`.
+    #[arg(long, value_enum, default_value = "restricted", requires = "sandbox")]
+    pub fs: FsArg,
+    /// With --sandbox: also writable (repeatable).
+    #[arg(long = "writable", value_name = "PATH", requires = "sandbox")]
+    pub writable: Vec<PathBuf>,
+    /// With --sandbox: also hidden (repeatable).
+    #[arg(long = "hide", value_name = "PATH", requires = "sandbox")]
+    pub hide: Vec<PathBuf>,
+    /// With --sandbox: pass NAME from this environment (or set NAME=VALUE); the sandbox starts
+    /// from PATH, HOME, TERM, LANG, USER, SHELL, TZ (repeatable).
+    #[arg(long = "env", value_name = "NAME[=VALUE]", requires = "sandbox")]
+    pub env: Vec<String>,
+    /// With --sandbox: also capture TCP PORT (443 and 80 always are; repeatable).
+    #[arg(long = "port", value_name = "PORT", requires = "sandbox")]
+    pub ports: Vec<u16>,
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsArg {
+    Restricted,
+    Open,
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,7 +316,11 @@ pub struct RegisterArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Check whether `run --sandbox` works here (live probe), and if not why.
+    #[arg(long)]
+    pub sandbox: bool,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {

@@ -35,7 +35,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
             admin::set_default(ctx, args)
         }
         Command::Register(args) => admin::register(ctx, args),
-        Command::Doctor(_) => admin::doctor(ctx),
+        Command::Doctor(args) => admin::doctor(ctx, args),
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
     };

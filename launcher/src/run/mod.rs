@@ -9,8 +9,12 @@
 
 mod bundle;
 pub mod child_env;
+#[cfg(target_os = "linux")]
+mod dns;
 mod events;
 pub mod placeholders;
+#[cfg(target_os = "linux")]
+mod sandbox;
 mod signals;
 pub mod source;
 
@@ -35,7 +39,7 @@ use crate::providers::Provider;
 use source::{Loader, VaultSource};
 
 /// Everything decided before the proxy starts.
-struct Plan {
+pub(crate) struct Plan {
     providers: HashMap<String, Provider>,
     chosen: HashMap<String, String>,
     loaded: Vec<(String, String, ConnectionMeta, Secrets)>,
@@ -49,6 +53,13 @@ struct Plan {
 pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
     let started = Instant::now();
     let plan = plan(ctx, args).map_err(run_failed)?;
+    if args.sandbox {
+        #[cfg(target_os = "linux")]
+        return sandbox::run_sandboxed(ctx, args, plan, started);
+        #[cfg(not(target_os = "linux"))]
+        return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
+            .hint("run without --sandbox; the container backend is not available yet"));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("authsome-proxy")
@@ -228,46 +239,135 @@ fn random_token() -> CliResult<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-async fn execute(ctx: &Context, args: &RunArgs, plan: Plan, started: Instant) -> CliResult<i32> {
+/// The proxy and what it reports to, built the same way for both ways in.
+pub(crate) struct Engine {
+    pub proxy: Proxy<VaultSource, events::RunEvents>,
+    pub events: Arc<events::RunEvents>,
+    pub routes: Arc<RouteTable>,
+    pub egress: EgressPolicy,
+    pub run_token: String,
+    pub run_id: String,
+    pub ca_pem: String,
+}
+
+fn engine(ctx: &Context, args: &RunArgs, plan: &mut Plan, ca: CertificateAuthority) -> CliResult<Engine> {
+    let run_token = random_token()?;
+    let run_id = run_token[..12].to_string();
+    let vault = plan.vault.clone();
+    let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, _force: bool| {
+        let vault = vault.lock().map_err(|_| "vault lock poisoned".to_string())?;
+        let meta = vault.connection(&provider.name, connection).map_err(|e| e.to_string())?.ok_or("not connected")?;
+        if !meta.is_usable(authsome_vault::time::now_seconds()) {
+            return Err("expired".to_string());
+        }
+        let secrets =
+            vault.secrets(&crate::cli::context::Prompter, &provider.name, connection).map_err(|e| e.to_string())?;
+        Ok((meta, secrets))
+    });
+    let source = Arc::new(VaultSource::new(plan.providers.clone(), plan.chosen.clone(), loader));
+    for (provider, connection, meta, secrets) in &plan.loaded {
+        source.prime(provider, connection, meta, secrets).map_err(|e| {
+            CliError::new(Kind::RunFailed, format!("{provider}/{connection}: {e}"))
+                .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
+        })?;
+    }
+    let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
+    let routes = Arc::new(std::mem::replace(&mut plan.routes, RouteTable::new(Vec::new(), Vec::new())));
+    let egress = egress(args)?;
+    let ca_pem = ca.cert_pem().to_string();
+    let config = ProxyConfig {
+        ca: Arc::new(ca),
+        routes: routes.clone(),
+        upstream: upstream_config(args)?,
+        inspect_all: args.inspect_all,
+        run_token: Some(run_token.clone()),
+        egress: egress.clone(),
+    };
+    let proxy = Proxy::new(config, source, events.clone())
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot set up upstream TLS: {e}")))?;
+    Ok(Engine { proxy, events, routes, egress, run_token, run_id, ca_pem })
+}
+
+/// `http://authsome:TOKEN@127.0.0.1:PORT`. User "authsome", token as password: Python
+/// requests sends no credentials for a proxy URL with a user but no password.
+pub(crate) fn proxy_url(token: &str, port: u16) -> String {
+    format!("http://authsome:{token}@127.0.0.1:{port}")
+}
+
+/// The `run` audit events around the child's life.
+pub(crate) struct RunAudit {
+    run_id: String,
+    command: String,
+    providers: Vec<String>,
+    mode: &'static str,
+    started: Instant,
+}
+
+impl RunAudit {
+    pub fn start(
+        ctx: &Context,
+        args: &RunArgs,
+        plan: &Plan,
+        run_id: &str,
+        mode: &'static str,
+        started: Instant,
+    ) -> Self {
+        let command = std::path::Path::new(&args.command[0])
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let providers: Vec<String> = plan
+            .chosen
+            .iter()
+            .map(|(p, c)| format!("{p}/{c}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        ctx.audit(
+            AuditEvent::new("run")
+                .field("phase", "start")
+                .field("run_id", run_id)
+                .field("command", command.clone())
+                .field("providers", providers.clone())
+                .field("mode", mode),
+        );
+        Self { run_id: run_id.to_string(), command, providers, mode, started }
+    }
+
+    pub fn end(self, ctx: &Context, code: i32, events: &events::RunEvents) {
+        let summary = serde_json::to_value(events.summary()).unwrap_or_default();
+        ctx.audit(
+            AuditEvent::new("run")
+                .field("phase", "end")
+                .field("run_id", self.run_id)
+                .field("command", self.command)
+                .field("providers", self.providers)
+                .field("mode", self.mode)
+                .field("exit_code", code)
+                .field("duration_ms", self.started.elapsed().as_millis() as u64)
+                .field("hosts", summary),
+        );
+    }
+}
+
+/// Exit code and message when the command could not be executed (as `env` and `docker run`).
+pub(crate) fn exec_failure(program: &std::ffi::OsStr, e: &std::io::Error) -> (i32, String) {
+    let name = program.to_string_lossy();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => (127, format!("command not found: {name}")),
+        std::io::ErrorKind::PermissionDenied => (126, format!("cannot execute {name}: permission denied")),
+        _ => (126, format!("cannot execute {name}: {e}")),
+    }
+}
+
+async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant) -> CliResult<i32> {
     let setup = async {
         ctx.home.ensure()?;
         let ca = CertificateAuthority::load_or_create(&ctx.home.ca_dir(&ctx.profile)).map_err(|e| {
             CliError::new(Kind::RunFailed, format!("cannot load or create the proxy CA: {e}"))
                 .hint(format!("check {}", ctx.home.ca_dir(&ctx.profile).display()))
         })?;
-        let run_token = random_token()?;
-        let run_id = run_token[..12].to_string();
-        let vault = plan.vault.clone();
-        let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, _force: bool| {
-            let vault = vault.lock().map_err(|_| "vault lock poisoned".to_string())?;
-            let meta =
-                vault.connection(&provider.name, connection).map_err(|e| e.to_string())?.ok_or("not connected")?;
-            if !meta.is_usable(authsome_vault::time::now_seconds()) {
-                return Err("expired".to_string());
-            }
-            let secrets =
-                vault.secrets(&crate::cli::context::Prompter, &provider.name, connection).map_err(|e| e.to_string())?;
-            Ok((meta, secrets))
-        });
-        let source = Arc::new(VaultSource::new(plan.providers.clone(), plan.chosen.clone(), loader));
-        for (provider, connection, meta, secrets) in &plan.loaded {
-            source.prime(provider, connection, meta, secrets).map_err(|e| {
-                CliError::new(Kind::RunFailed, format!("{provider}/{connection}: {e}"))
-                    .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
-            })?;
-        }
-        let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
-        let config = ProxyConfig {
-            ca: Arc::new(ca),
-            routes: Arc::new(plan.routes),
-            upstream: upstream_config(args)?,
-            inspect_all: args.inspect_all,
-            run_token: Some(run_token.clone()),
-            egress: egress(args)?,
-        };
-        let ca_pem = config.ca.cert_pem().to_string();
-        let proxy = Proxy::new(config, source, events.clone())
-            .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot set up upstream TLS: {e}")))?;
+        let engine = engine(ctx, args, &mut plan, ca)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot listen on 127.0.0.1: {e}")))?;
@@ -277,28 +377,26 @@ async fn execute(ctx: &Context, args: &RunArgs, plan: Plan, started: Instant) ->
         let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
         let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
-        let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &ca_pem)?)?;
-        let additive = bundle::additive_bundle(&parent_env, extra_roots.as_deref(), &ca_pem)?;
+        let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &engine.ca_pem)?)?;
+        let additive = bundle::additive_bundle(&parent_env, extra_roots.as_deref(), &engine.ca_pem)?;
         let ca_path = dir.write("additive.pem", &additive)?;
-        // User "authsome", token as password: Python requests sends no credentials for a proxy
-        // URL with a user but no password.
-        let proxy_url = format!("http://authsome:{run_token}@127.0.0.1:{port}");
         let child_env = child_env::build(
             parent_env,
             &child_env::ChildEnvSpec {
                 placeholders: &plan.env_placeholders,
                 secrets: &plan.secrets,
-                proxy_url: &proxy_url,
+                proxy_url: &proxy_url(&engine.run_token, port),
                 bundle: &bundle_path,
                 ca_only: &ca_path,
                 provider_hosts: &plan.provider_hosts,
             },
         );
-        Ok::<_, CliError>((proxy, listener, dir, child_env, events, run_id))
+        Ok::<_, CliError>((engine, listener, dir, child_env))
     };
-    let (proxy, listener, dir, child_env, events, run_id) = setup.await.map_err(run_failed)?;
+    let (engine, listener, dir, child_env) = setup.await.map_err(run_failed)?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let proxy = engine.proxy.clone();
     let server = tokio::spawn(async move {
         let _ = proxy
             .serve(listener, async {
@@ -314,36 +412,13 @@ async fn execute(ctx: &Context, args: &RunArgs, plan: Plan, started: Instant) ->
         Ok(child) => child,
         Err(e) => {
             let _ = stop_tx.send(());
-            let name = program.to_string_lossy();
-            let (code, message) = match e.kind() {
-                std::io::ErrorKind::NotFound => (127, format!("command not found: {name}")),
-                std::io::ErrorKind::PermissionDenied => (126, format!("cannot execute {name}: permission denied")),
-                _ => (126, format!("cannot execute {name}: {e}")),
-            };
+            let (code, message) = exec_failure(program, &e);
             ctx.out.error(&CliError::new(Kind::RunFailed, message));
             return Ok(code);
         }
     };
-    let command_name =
-        std::path::Path::new(program).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let reachable: Vec<String> = plan
-        .chosen
-        .iter()
-        .map(|(p, c)| format!("{p}/{c}"))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    ctx.audit(
-        AuditEvent::new("run")
-            .field("phase", "start")
-            .field("run_id", run_id.clone())
-            .field("command", command_name.clone())
-            .field("providers", reachable.clone())
-            .field("mode", "proxy"),
-    );
-
-    let status = signals::wait_forwarding(&mut child).await;
-    let code = match status {
+    let audit = RunAudit::start(ctx, args, &plan, &engine.run_id, "proxy", started);
+    let code = match signals::wait_forwarding(&mut child).await {
         Ok(signals::Exit::Code(code)) => code,
         Ok(signals::Exit::Signal(sig)) => 128 + sig,
         Err(e) => {
@@ -354,16 +429,6 @@ async fn execute(ctx: &Context, args: &RunArgs, plan: Plan, started: Instant) ->
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     drop(dir);
-    let summary = serde_json::to_value(events.summary()).unwrap_or_default();
-    ctx.audit(
-        AuditEvent::new("run")
-            .field("phase", "end")
-            .field("run_id", run_id)
-            .field("command", command_name)
-            .field("providers", reachable)
-            .field("exit_code", code)
-            .field("duration_ms", started.elapsed().as_millis() as u64)
-            .field("hosts", summary),
-    );
+    audit.end(ctx, code, &engine.events);
     Ok(code)
 }

@@ -5,6 +5,7 @@
 //! Ctrl-C at the terminal already reaches the child directly, and a second copy would
 //! interrupt its clean-up. Either way `run` itself stays alive until the child exits.
 
+use std::future::Future;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 
@@ -26,8 +27,8 @@ fn terminal_delivers_signals() -> bool {
     nix::unistd::tcgetpgrp(&stdin).or_else(|_| nix::unistd::tcgetpgrp(&stderr)).is_ok_and(|fg| fg == ours)
 }
 
-pub async fn wait_forwarding(child: &mut tokio::process::Child) -> io::Result<Exit> {
-    let pid = child.id().map(|id| Pid::from_raw(id as i32));
+/// Wait for `work` while forwarding the signals meant for the child through `forward`.
+pub async fn forward_while<F: Future>(work: F, forward: impl Fn(i32)) -> io::Result<F::Output> {
     let keyboard = terminal_delivers_signals();
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -35,27 +36,32 @@ pub async fn wait_forwarding(child: &mut tokio::process::Child) -> io::Result<Ex
     let mut quit = signal(SignalKind::quit())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
     let mut usr2 = signal(SignalKind::user_defined2())?;
-    let forward = |sig: Signal| {
-        if let Some(pid) = pid {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return Ok(output),
+            _ = term.recv() => forward(Signal::SIGTERM as i32),
+            _ = hup.recv() => forward(Signal::SIGHUP as i32),
+            _ = usr1.recv() => forward(Signal::SIGUSR1 as i32),
+            _ = usr2.recv() => forward(Signal::SIGUSR2 as i32),
+            _ = int.recv() => if !keyboard { forward(Signal::SIGINT as i32) },
+            _ = quit.recv() => if !keyboard { forward(Signal::SIGQUIT as i32) },
+        }
+    }
+}
+
+/// Wait for a child process, forwarding signals to it.
+pub async fn wait_forwarding(child: &mut tokio::process::Child) -> io::Result<Exit> {
+    let pid = child.id().map(|id| Pid::from_raw(id as i32));
+    let forward = |sig: i32| {
+        if let (Some(pid), Ok(sig)) = (pid, Signal::try_from(sig)) {
             let _ = kill(pid, sig);
         }
     };
-    loop {
-        tokio::select! {
-            status = child.wait() => {
-                let status = status?;
-                return Ok(match (status.code(), status.signal()) {
-                    (Some(code), _) => Exit::Code(code),
-                    (None, Some(sig)) => Exit::Signal(sig),
-                    (None, None) => Exit::Code(1),
-                });
-            }
-            _ = term.recv() => forward(Signal::SIGTERM),
-            _ = hup.recv() => forward(Signal::SIGHUP),
-            _ = usr1.recv() => forward(Signal::SIGUSR1),
-            _ = usr2.recv() => forward(Signal::SIGUSR2),
-            _ = int.recv() => if !keyboard { forward(Signal::SIGINT) },
-            _ = quit.recv() => if !keyboard { forward(Signal::SIGQUIT) },
-        }
-    }
+    let status = forward_while(child.wait(), forward).await??;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(sig)) => Exit::Signal(sig),
+        (None, None) => Exit::Code(1),
+    })
 }

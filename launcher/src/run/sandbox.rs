@@ -1,0 +1,270 @@
+//! `authsome run --sandbox -- CMD`: CMD runs in a Linux network namespace whose only way out is
+//! this process's proxy (DESIGN section 4).
+//!
+//! The netns crate builds the namespaces in a fresh helper process and hands back capture
+//! sockets bound inside: every TCP connection to 443/80 (and `--port`s) lands in the proxy's
+//! transparent path, every DNS query in the fake-IP stub, and cooperating clients use the inner
+//! `HTTP(S)_PROXY` listener. The child trusts a CA made for this run only (its key never touches
+//! the disk), sees a scrubbed environment and the filesystem policy of DESIGN section 9. If any
+//! step fails, the command does not run.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, NamespaceError, Sandbox, SandboxSpec};
+use authsome_proxy::dns::{DeniedAnswer, FakeDns};
+use authsome_proxy::{CertificateAuthority, EventSink};
+use tokio::task::JoinSet;
+
+use super::{Plan, RunAudit, bundle, child_env, engine, exec_failure, proxy_url, run_failed};
+use crate::cli::args::{FsArg, RunArgs};
+use crate::cli::context::Context;
+use crate::env;
+use crate::error::{CliError, CliResult, Kind};
+
+/// The listener inside the sandbox for clients that honour `HTTP(S)_PROXY`.
+pub const INNER_PROXY_PORT: u16 = 3128;
+
+/// Variables the child keeps from our environment; everything else is dropped (`--env NAME`
+/// adds more).
+const ENV_ALLOWLIST: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "LANGUAGE",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TZ",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "CLICOLOR",
+    "COLUMNS",
+    "LINES",
+];
+
+const HOSTS_FILE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+pub fn run_sandboxed(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant) -> CliResult<i32> {
+    let prepared = prepare(ctx, args, &mut plan).map_err(run_failed)?;
+    let Prepared { engine, spec, dir } = prepared;
+    // Fail closed: no capture, no command.
+    let (mut sandbox, sockets) = match Sandbox::start(Path::new("/proc/self/exe"), &spec) {
+        Ok(started) => started,
+        Err(e) => return exec_error(ctx, e),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("authsome-proxy")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
+    let code = runtime.block_on(async {
+        let resolver =
+            Arc::new(FakeDns::with_policy(engine.egress.clone(), engine.routes.clone(), DeniedAnswer::NxDomain));
+        let mut tasks = JoinSet::new();
+        for socket in sockets {
+            serve_socket(&mut tasks, socket, &engine.proxy, &resolver, &engine.events).map_err(|e| {
+                CliError::new(Kind::RunFailed, format!("cannot serve the sandbox's capture sockets: {e}"))
+            })?;
+        }
+        let released = tokio::task::block_in_place(|| sandbox.release());
+        if let Err(e) = released {
+            tasks.abort_all();
+            return exec_error(ctx, e);
+        }
+        let audit = RunAudit::start(ctx, args, &plan, &engine.run_id, "sandbox", started);
+        let signaller = sandbox.signaller();
+        let waiter = tokio::task::spawn_blocking(move || sandbox.wait());
+        let code = match forward_until(waiter, signaller).await {
+            Ok(status) => status.code(),
+            Err(message) => {
+                ctx.out.error(&CliError::new(Kind::RunFailed, message));
+                125
+            }
+        };
+        tasks.abort_all();
+        audit.end(ctx, code, &engine.events);
+        Ok(code)
+    });
+    drop(dir);
+    // The runtime may hold connections to the dead sandbox; do not wait on them.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+struct Prepared {
+    engine: super::Engine,
+    spec: SandboxSpec,
+    dir: bundle::RunDir,
+}
+
+fn prepare(ctx: &Context, args: &RunArgs, plan: &mut Plan) -> CliResult<Prepared> {
+    // The home must exist before the sandbox starts: a hidden path that does not exist yet is
+    // skipped, and the audit log written during the run would then show through.
+    ctx.home.ensure()?;
+    // A CA for this run only: trusted inside this sandbox, its key never written anywhere.
+    let ca = CertificateAuthority::ephemeral()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot create the run's CA: {e}")))?;
+    let engine = engine(ctx, args, plan, ca)?;
+    let dir = bundle::RunDir::create()?;
+    let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
+    let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
+    let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &engine.ca_pem)?)?;
+    let inside_bundle = authsome_netns::sandbox_ca_bundle_path().ok_or_else(|| {
+        CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
+            .hint("install your distribution's ca-certificates package")
+    })?;
+
+    let kept = keep_env(parent_env, &args.env)?;
+    let child_env = child_env::build(
+        kept,
+        &child_env::ChildEnvSpec {
+            placeholders: &plan.env_placeholders,
+            secrets: &plan.secrets,
+            proxy_url: &proxy_url(&engine.run_token, INNER_PROXY_PORT),
+            bundle: &inside_bundle,
+            ca_only: &inside_bundle,
+            provider_hosts: &plan.provider_hosts,
+        },
+    );
+
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read the current directory: {e}")))?;
+    let mut spec = SandboxSpec::new(args.command[0].clone(), cwd, bundle_path);
+    spec.args = args.command[1..].to_vec();
+    spec.env = child_env;
+    spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();
+    spec.hosts_file = Some(HOSTS_FILE.into());
+    spec.tcp_ports = args.ports.clone();
+    spec.dns = true;
+    spec.inner_proxy_port = Some(INNER_PROXY_PORT);
+    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let mut hide = authsome_netns::default_hidden_paths(&user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
+    hide.extend(args.hide.iter().map(|p| absolute(p)));
+    spec.fs =
+        FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
+    spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
+    Ok(Prepared { engine, spec, dir })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) }
+}
+
+/// The allowlist, `LC_*`, and `--env NAME` / `--env NAME=VALUE`.
+fn keep_env(parent: Vec<(OsString, OsString)>, extra: &[String]) -> CliResult<Vec<(OsString, OsString)>> {
+    let mut kept: Vec<(OsString, OsString)> = parent
+        .iter()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|n| {
+                ENV_ALLOWLIST.contains(&n)
+                    || n.starts_with("LC_")
+                    || extra.iter().any(|e| e.split('=').next() == Some(n))
+            })
+        })
+        .cloned()
+        .collect();
+    for item in extra {
+        if let Some((name, value)) = item.split_once('=') {
+            if name.is_empty() {
+                return Err(CliError::new(Kind::Usage, format!("--env {item}: expected NAME or NAME=VALUE")));
+            }
+            kept.retain(|(n, _)| n != name);
+            kept.push((name.into(), value.into()));
+        }
+    }
+    Ok(kept)
+}
+
+fn serve_socket(
+    tasks: &mut JoinSet<()>,
+    socket: CaptureSocket,
+    proxy: &authsome_proxy::Proxy<super::source::VaultSource, super::events::RunEvents>,
+    resolver: &Arc<FakeDns>,
+    events: &Arc<super::events::RunEvents>,
+) -> std::io::Result<()> {
+    match socket {
+        CaptureSocket::Tcp { listener, .. } => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let proxy = proxy.clone();
+            let resolver = resolver.clone();
+            tasks.spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok(local) = stream.local_addr() else { continue };
+                    // Dual-stack sockets report IPv4 destinations as ::ffff:a.b.c.d.
+                    let original = std::net::SocketAddr::new(local.ip().to_canonical(), local.port());
+                    let proxy = proxy.clone();
+                    let resolver = resolver.clone();
+                    tokio::spawn(async move { proxy.serve_transparent(stream, original, Some(&resolver)).await });
+                }
+            });
+        }
+        CaptureSocket::Udp { socket, .. } => {
+            let resolver = resolver.clone();
+            let events = events.clone();
+            tasks.spawn(async move {
+                let audit = move |denied: authsome_proxy::dns::DeniedName| {
+                    events.record(authsome_proxy::ProxyEvent::Denied {
+                        host: denied.name,
+                        port: 53,
+                        reason: format!("{} (DNS)", denied.reason),
+                    })
+                };
+                if let Err(e) = super::dns::serve(socket, resolver, audit).await {
+                    tracing::warn!(error = %e, "sandbox DNS stub stopped");
+                }
+            });
+        }
+        CaptureSocket::InnerProxy { listener } => {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let proxy = proxy.clone();
+            tasks.spawn(async move {
+                let _ = proxy.serve(listener, std::future::pending::<()>()).await;
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Wait for the sandboxed command, forwarding the signals meant for it.
+async fn forward_until(
+    waiter: tokio::task::JoinHandle<Result<CommandStatus, NamespaceError>>,
+    signaller: authsome_netns::Signaller,
+) -> Result<CommandStatus, String> {
+    let forward = move |sig: i32| {
+        let _ = signaller.signal(sig);
+    };
+    super::signals::forward_while(waiter, forward)
+        .await
+        .map_err(|e| format!("cannot watch for signals: {e}"))?
+        .map_err(|e| format!("lost the sandbox: {e}"))?
+        .map_err(|e| format!("the sandbox failed: {e}"))
+}
+
+/// A command that could not be executed exits 127/126 as outside the sandbox; any other
+/// failure means the sandbox could not be set up (125).
+fn exec_error(ctx: &Context, e: NamespaceError) -> CliResult<i32> {
+    let (program, source) = match e {
+        NamespaceError::CommandNotFound { program } => (program, std::io::Error::from(std::io::ErrorKind::NotFound)),
+        NamespaceError::Exec { program, source } => (program, source),
+        other => return Err(namespace_error(other)),
+    };
+    let (code, message) = exec_failure(&program, &source);
+    ctx.out.error(&CliError::new(Kind::RunFailed, message));
+    Ok(code)
+}
+
+fn namespace_error(e: NamespaceError) -> CliError {
+    let hint = e.hint();
+    CliError::new(Kind::RunFailed, format!("cannot set up the sandbox: {e}"))
+        .hint(format!("{hint} (the command was not run; `authsome doctor --sandbox` checks this machine)"))
+}

@@ -1,0 +1,320 @@
+//! End-to-end: `authsome run --sandbox -- CMD` with the real binary. Clients that ignore proxy
+//! variables (Node's fetch, `curl --noproxy '*'`, Python urllib without proxies) still reach
+//! "api.openai.com" — a local echo upstream reached through AUTHSOME_CONNECT_TO — and it sees the
+//! real key; then a list of escape attempts that must all fail.
+//!
+//! Every script that tries an escape starts with GUARD: it checks, inside, that it runs in a
+//! network namespace of its own holding only `lo`, and otherwise exits 99 without doing anything
+//! (so a sandbox that failed open never flushes this machine's routes or firewall).
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use authsome_testkit::{Echo, Pki};
+use common::{Env, Run};
+use serde_json::Value;
+
+const OPENAI_KEY: &str = "sk-SANDBOXREALKEY00000000000000001";
+const HOSTS: &[&str] = &["api.openai.com", "allowed.example.org", "blocked.example.org", "raw.example.org"];
+
+const GUARD: &str = r#"
+[ -n "$HOST_NETNS" ] || { echo GUARD: HOST_NETNS unset; exit 99; }
+[ "$(readlink /proc/self/ns/net)" != "$HOST_NETNS" ] || { echo GUARD: same netns as the host; exit 99; }
+links=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')
+[ "$links" = "lo " ] || { echo "GUARD: links are '$links'"; exit 99; }
+"#;
+
+struct Setup {
+    env: Env,
+    /// A fake user home with secrets a sandboxed agent must not see.
+    user_home: PathBuf,
+    project: PathBuf,
+    _echo: Echo,
+}
+
+fn host_netns() -> String {
+    std::fs::read_link("/proc/self/ns/net").unwrap().to_string_lossy().into_owned()
+}
+
+fn setup() -> Setup {
+    let pki = Pki::new(HOSTS);
+    let echo = Echo::https(&pki);
+    let base = Env::outside_tmp();
+    let ca = pki.write_ca(base.cwd.path(), "upstream-ca.pem");
+    let user_home = base.cwd.path().join("home");
+    let project = user_home.join("project");
+    for dir in [".ssh", ".aws", ".config/gh", "project"] {
+        std::fs::create_dir_all(user_home.join(dir)).unwrap();
+    }
+    std::fs::write(user_home.join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY").unwrap();
+    std::fs::write(user_home.join(".aws/credentials"), "aws_secret_access_key = AWSSECRET").unwrap();
+    std::fs::write(user_home.join(".bashrc"), "# bashrc\n").unwrap();
+    std::fs::write(user_home.join(".netrc"), "machine x password NETRCSECRET").unwrap();
+    let connect_to: Vec<String> = HOSTS.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = base
+        .set("AUTHSOME_CONNECT_TO", &connect_to.join(","))
+        .set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap())
+        .set("HOME", user_home.to_str().unwrap())
+        .set("SANDBOX_CANARY", "must-not-pass");
+    env.login("openai", "default", OPENAI_KEY);
+    Setup { env, user_home, project, _echo: echo }
+}
+
+impl Setup {
+    /// `authsome run --sandbox [extra…] -- sh -c GUARD+script`, from the project directory.
+    fn sandboxed(&self, extra: &[&str], script: &str) -> Run {
+        let netns = format!("HOST_NETNS={}", host_netns());
+        let body = format!("{GUARD}\n{script}");
+        let mut args: Vec<&str> = vec!["run", "--sandbox", "--env", &netns];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", &body]);
+        let mut cmd = self.env.command(&args);
+        cmd.current_dir(&self.project);
+        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
+        run
+    }
+}
+
+fn seen(echo: &Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn echoes(run: &Run) -> Vec<Value> {
+    run.stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn clients_that_ignore_proxy_settings_are_captured_and_injected() {
+    let s = setup();
+    let node = r#"node -e "fetch('https://api.openai.com/v1/node').then(r => r.text()).then(t => console.log(t)).catch(e => { console.error(e); process.exit(1) })""#;
+    let python = r#"python3 -c "
+import urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+print(opener.open('https://api.openai.com/v1/python').read().decode())""#;
+    let script = format!(
+        "curl -sS --noproxy '*' https://api.openai.com/v1/curl; echo\n{node}\n{python}\n\
+         curl -sS https://api.openai.com/v1/cooperating; echo"
+    );
+    let run = s.sandboxed(&[], &script).ok();
+    let seen_by: Vec<(String, Vec<String>)> =
+        echoes(&run).iter().map(|e| (e["path"].as_str().unwrap().to_string(), seen(e, "authorization"))).collect();
+    let expected = vec![format!("Bearer {OPENAI_KEY}")];
+    assert_eq!(
+        seen_by,
+        vec![
+            ("/v1/curl".to_string(), expected.clone()),
+            ("/v1/node".to_string(), expected.clone()),
+            ("/v1/python".to_string(), expected.clone()),
+            ("/v1/cooperating".to_string(), expected),
+        ],
+        "stderr: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_child_sees_no_secret_in_its_environment_or_filesystem() {
+    let s = setup();
+    let home = s.user_home.display().to_string();
+    let authsome_home = s.env.home().display().to_string();
+    let script = format!(
+        r#"
+env | grep -c . >/dev/null
+env | grep -q 'OPENAI_API_KEY=sk-authsome_' && echo placeholder-ok
+env | grep -E 'AUTHSOME_CONNECT_TO|AUTHSOME_EXTRA_ROOTS|SANDBOX_CANARY' && echo env-leaked
+grep -rls "{OPENAI_KEY}" /etc {home} /tmp /proc/self/environ 2>/dev/null && echo key-found
+ls -A "{authsome_home}" | head -1 | grep -q . && echo vault-visible
+grep -qs PRIVATE-SSH-KEY "{home}/.ssh/id_ed25519" && echo ssh-visible
+grep -qs AWSSECRET "{home}/.aws/credentials" && echo aws-visible
+grep -qs NETRCSECRET "{home}/.netrc" && echo netrc-visible
+ls -A "{home}/.config/gh" | head -1 | grep -q . && echo gh-visible
+echo done"#
+    );
+    let run = s.sandboxed(&[], &script).ok();
+    assert_eq!(run.stdout.trim(), "placeholder-ok\ndone", "stderr: {}", run.stderr);
+}
+
+#[test]
+fn the_filesystem_is_read_only_outside_the_writable_paths() {
+    let s = setup();
+    let home = s.user_home.display().to_string();
+    let script = format!(
+        r#"
+echo planted >> "{home}/.bashrc" 2>/dev/null && echo bashrc-written
+echo x > /etc/authsome-escape 2>/dev/null && echo etc-written
+echo x > /usr/authsome-escape 2>/dev/null && echo usr-written
+echo ok > ./inside-project && echo project-written
+echo ok > /tmp/private && echo tmp-written
+echo done"#
+    );
+    let run = s.sandboxed(&[], &script).ok();
+    assert_eq!(run.stdout.trim(), "project-written\ntmp-written\ndone");
+    assert_eq!(std::fs::read_to_string(s.user_home.join(".bashrc")).unwrap(), "# bashrc\n");
+    assert!(!Path::new("/etc/authsome-escape").exists());
+    assert!(s.project.join("inside-project").exists());
+    assert!(!Path::new("/tmp/private").exists(), "the child's /tmp is private");
+
+    // --writable adds a path; --fs open leaves the host as it is (but still hides secrets).
+    let extra = s.user_home.join("cache");
+    std::fs::create_dir_all(&extra).unwrap();
+    let run = s
+        .sandboxed(&["--writable", extra.to_str().unwrap()], &format!("echo y > {}/f && echo ok", extra.display()))
+        .ok();
+    assert_eq!(run.stdout.trim(), "ok");
+    let run = s
+        .sandboxed(
+            &["--fs", "open"],
+            &format!(
+                "echo more >> {home}/.bashrc && echo written; cat {home}/.ssh/id_ed25519 2>/dev/null || echo ssh-hidden"
+            ),
+        )
+        .ok();
+    assert_eq!(run.stdout.trim(), "written\nssh-hidden");
+}
+
+#[test]
+fn the_network_has_no_way_out_but_the_proxy() {
+    let s = setup();
+    let host_tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    host_tcp.set_nonblocking(true).unwrap();
+    let host_udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    host_udp.set_nonblocking(true).unwrap();
+    let (tcp_port, udp_port) = (host_tcp.local_addr().unwrap().port(), host_udp.local_addr().unwrap().port());
+    let script = format!(
+        r#"
+probe() {{ python3 -c "$1" 2>/dev/null && echo "$2"; }}
+probe "import socket; socket.create_connection(('1.2.3.4', 8080), 2)" raw-ip-reached
+probe "import socket; socket.create_connection(('127.0.0.1', {tcp_port}), 2)" host-loopback-reached
+probe "import socket; socket.create_connection(('2001:db8::1', 8080), 2)" ipv6-reached
+# sendto() always succeeds locally; the host socket below must receive nothing.
+python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('127.0.0.1', {udp_port}))"
+probe "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.connect(('1.2.3.4', 443)); s.send(b'quic'); s.recv(10)" quic-answered
+python3 -c "
+import socket, struct
+q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b'\x07example\x03com\x00' + struct.pack('>HH', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, ('8.8.8.8', 53))
+data, src = s.recvfrom(512)
+print('dns-from', src[0], 'answer', '.'.join(str(b) for b in data[-4:]))"
+ip route del local 0.0.0.0/0 table local 2>/dev/null && echo route-deleted
+ip link set lo down 2>/dev/null && echo lo-down
+nft flush ruleset 2>/dev/null && echo nft-flushed
+unshare -Ur true 2>/dev/null && echo nested-userns
+echo done"#
+    );
+    let run = s.sandboxed(&[], &script).ok();
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    let dns =
+        lines.iter().find(|l| l.starts_with("dns-from")).unwrap_or_else(|| panic!("no DNS answer: {}", run.stdout));
+    let parts: Vec<&str> = dns.split_whitespace().collect();
+    assert_eq!(parts[1], "8.8.8.8", "the answer comes from the address asked");
+    assert!(parts[3].starts_with("198.18.") || parts[3].starts_with("198.19."), "fake-IP answer: {dns}");
+    assert_eq!(
+        lines.iter().filter(|l| !l.starts_with("dns-from")).copied().collect::<Vec<_>>(),
+        vec!["done"],
+        "{}",
+        run.stdout
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(host_tcp.accept().is_err(), "a connection reached the host's loopback");
+    let mut buf = [0u8; 16];
+    assert!(host_udp.recv_from(&mut buf).is_err(), "a datagram reached the host's loopback");
+}
+
+#[test]
+fn the_proxy_refuses_loopback_metadata_and_private_destinations() {
+    let s = setup();
+    let script = r#"
+code() { curl -s -o /dev/null -w '%{http_code} %{http_connect}' -m 5 "$@"; echo; }
+code http://169.254.169.254/latest/meta-data/
+code http://localhost:7998/health
+code -x "$HTTPS_PROXY" http://localhost:7998/health
+code -x "$HTTPS_PROXY" https://localhost:7998/health
+code -x "$HTTPS_PROXY" http://169.254.169.254/latest/meta-data/
+echo done"#;
+    let run = s.sandboxed(&[], script).ok();
+    for line in run.stdout.lines().filter(|l| *l != "done") {
+        assert!(!line.starts_with("200") && !line.ends_with(" 200"), "reached: {line}\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn egress_policy_allowlist_and_deny() {
+    let s = setup();
+    let script = r#"
+curl -s -o /dev/null -w 'allowed %{http_code}\n' -m 5 --noproxy '*' https://allowed.example.org/ || echo "allowed failed"
+curl -s -o /dev/null -w 'blocked %{http_code}\n' -m 5 --noproxy '*' https://blocked.example.org/ || echo "blocked refused"
+curl -s -o /dev/null -w 'provider %{http_code}\n' -m 5 --noproxy '*' https://api.openai.com/ || echo "provider failed"
+"#;
+    let run = s.sandboxed(&["--egress", "allowlist", "--allow", "allowed.example.org"], script).ok();
+    assert!(run.stdout.contains("allowed 200"), "{}", run.stdout);
+    assert!(run.stdout.contains("blocked refused") || run.stdout.contains("blocked 403"), "{}", run.stdout);
+    assert!(run.stdout.contains("provider 200"), "{}", run.stdout);
+    let run = s
+        .sandboxed(
+            &["--deny", "api.openai.com"],
+            "curl -s -o /dev/null -m 5 https://api.openai.com/ && echo reached || echo refused",
+        )
+        .ok();
+    assert_eq!(run.stdout.trim(), "refused", "{}", run.stdout);
+    let log = s.env.run(&["log", "--json", "-n", "100"]).ok().json();
+    assert!(
+        log.as_array().unwrap().iter().any(|e| e["event"] == "proxy_deny" && e["host"] == "blocked.example.org"),
+        "{log}"
+    );
+}
+
+#[test]
+fn exit_codes_stdio_and_host_files() {
+    let s = setup();
+    let hash = |p: &str| std::fs::read(p).map(|b| b.len()).unwrap_or(0);
+    let before = (std::fs::read("/etc/resolv.conf").ok(), hash("/etc/ssl/certs/ca-certificates.crt"));
+    assert_eq!(s.sandboxed(&[], "exit 7").code, 7);
+    assert_eq!(s.sandboxed(&[], "kill -TERM $$").code, 143);
+    let mut child = s
+        .env
+        .command(&["run", "--sandbox", "--", "cat"])
+        .current_dir(&s.project)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = payload.clone();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input).unwrap());
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    writer.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(out == payload, "stdout differs from stdin");
+    let missing =
+        s.env.command(&["run", "--sandbox", "--", "no-such-command-xyz"]).current_dir(&s.project).output().unwrap();
+    assert_eq!(missing.status.code(), Some(127));
+    assert_eq!(before, (std::fs::read("/etc/resolv.conf").ok(), hash("/etc/ssl/certs/ca-certificates.crt")));
+    let log = s.env.run(&["log", "--json", "-n", "1"]).ok().json();
+    assert_eq!(log[0]["mode"], "sandbox");
+}
+
+#[test]
+fn doctor_sandbox_reports_a_working_sandbox() {
+    let env = Env::new();
+    let doc = env.run(&["doctor", "--sandbox", "--json"]).ok().json();
+    assert_eq!(doc["status"], "ready", "{doc}");
+    assert_eq!(doc["live_probe"]["ok"], true);
+}
