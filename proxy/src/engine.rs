@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -19,16 +19,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
-use tower_service::Service;
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
 use crate::config::{EgressPolicy, ProxyConfig};
 use crate::credential::{CredentialSource, Injection, ResolveRequest};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
-use crate::upstream::{DialError, TlsError, Upstream, find_dial_error};
+use crate::upstream::{
+    DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream,
+    find_dial_error,
+};
 
 /// Bodies up to this size are kept so an injected request can be retried after a 401.
 pub const RETRY_BODY_LIMIT: u64 = 64 * 1024;
@@ -74,67 +77,6 @@ pub(crate) struct Engine<S, E> {
     pub source: Arc<S>,
     pub events: Arc<E>,
     pub upstream: Upstream,
-}
-
-pub(crate) fn text_response(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::full(Bytes::from_static(message.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// Remove hop-by-hop headers (RFC 9110 section 7.6.1), including any the `Connection` header
-/// names. A WebSocket handshake keeps `Connection: upgrade` + `Upgrade`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let simple = |v: &HeaderValue| {
-        let v = v.as_bytes();
-        v.eq_ignore_ascii_case(b"keep-alive")
-            || v.eq_ignore_ascii_case(b"close")
-            || v.eq_ignore_ascii_case(b"upgrade")
-    };
-    if headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| !simple(v))
-    {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    if !keep_upgrade {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    if let Some(te) = headers.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        headers.remove(header::TE);
-    }
-}
-
-fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 struct Chosen {
@@ -229,11 +171,16 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let result = if h2 {
             hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                .max_frame_size(H2_MAX_FRAME)
                 .serve_connection(io, service)
                 .await
         } else {
+            // No header-read timer on the hot path: these connections come from the run's own
+            // child over loopback or a capture socket, not from the open network.
             hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
+                .writev(false)
                 .serve_connection(io, service)
                 .with_upgrades()
                 .await
@@ -399,6 +346,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 "authsome: CONNECT inside a tunnel\n",
             );
         }
+        let client = self.upstream.for_version(req.version());
         let websocket = is_websocket_upgrade(&req);
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -426,7 +374,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 return self.forward_upgrade(target, parts, on_upgrade).await;
             }
             let request = Request::from_parts(parts, ProxyBody::from(body));
-            return match self.upstream.client.request(request).await {
+            return match client.request(request).await {
                 Ok(response) => Self::client_response(response),
                 Err(error) => self.client_failed(target, &error),
             };
@@ -487,12 +435,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             &bound,
         );
         parts.uri = Self::upstream_uri(target, tls, pq.or_else(|| original_pq.clone()));
-        let response = match self
-            .upstream
-            .client
-            .request(Request::from_parts(parts, first_body))
-            .await
-        {
+        let response = match client.request(Request::from_parts(parts, first_body)).await {
             Ok(response) => response,
             Err(error) => return self.client_failed(target, &error),
         };
@@ -523,7 +466,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         *request.method_mut() = method.clone();
         *request.uri_mut() = Self::upstream_uri(target, tls, pq.or(original_pq));
         *request.headers_mut() = headers;
-        match self.upstream.client.request(request).await {
+        match client.request(request).await {
             Ok(response) => {
                 self.record_injected(&chosen, target, &method, path, response.status(), true);
                 Self::client_response(response)
@@ -552,7 +495,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         });
     }
 
-    fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+    pub(crate) fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, ProxyBody::from(body))
@@ -582,87 +525,5 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             StatusCode::BAD_GATEWAY,
             "authsome: upstream request failed\n",
         )
-    }
-
-    /// WebSocket (HTTP/1.1 Upgrade): handshake on a fresh HTTP/1.1 connection through the
-    /// same dialer (SSRF guard) and TLS trust, then pipe bytes both ways.
-    async fn forward_upgrade(
-        &self,
-        target: &Target,
-        mut parts: http::request::Parts,
-        on_upgrade: hyper::upgrade::OnUpgrade,
-    ) -> Response<ProxyBody> {
-        let mut connector = self.upstream.http1_connector.clone();
-        let io = match connector.call(parts.uri.clone()).await {
-            Ok(io) => io,
-            Err(error) => {
-                if let Some(dial) = find_dial_error(error.as_ref()) {
-                    return self.dial_failed(&target.host, target.port, dial);
-                }
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
-                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n");
-            }
-        };
-        let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
-            Ok(pair) => pair,
-            Err(error) => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "authsome: upstream handshake failed\n",
-                );
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream upgrade connection ended with an error");
-            }
-        });
-        let origin_form = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(origin_form);
-        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
-        }
-        let mut response = match sender
-            .send_request(Request::from_parts(parts, ProxyBody::empty()))
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                self.events.record(ProxyEvent::UpstreamFailed {
-                    host: target.host.to_string(),
-                    error: error.to_string(),
-                });
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "authsome: upstream handshake failed\n",
-                );
-            }
-        };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                let (client, upstream) = match tokio::join!(on_upgrade, upstream_upgrade) {
-                    (Ok(c), Ok(u)) => (c, u),
-                    _ => return,
-                };
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-            let (parts, body) = response.into_parts();
-            return Response::from_parts(parts, ProxyBody::from(body));
-        }
-        Self::client_response(response)
     }
 }

@@ -17,8 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::ProxyBody;
 use crate::credential::CredentialSource;
-use crate::engine::{Engine, Target, text_response};
+use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::text_response;
 
 /// Compare without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -23,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::credential::CredentialSource;
 use crate::dns::FakeDns;
-use crate::engine::{Engine, Target, text_response};
+use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::text_response;
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (post-quantum key shares fit well below).
