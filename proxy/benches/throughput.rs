@@ -514,6 +514,25 @@ fn main() {
     runtime.block_on(run());
 }
 
+/// Start the proxy in a child process; returns it and its port.
+fn spawn_proxy(upstream_port: u16, upstream_ca: &Path, proxy_ca: &Path) -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--proxy-child")
+        .arg(upstream_port.to_string())
+        .arg(upstream_ca)
+        .arg(proxy_ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("proxy child printed its port");
+    (child, port)
+}
+
 fn basic(token: &str) -> String {
     use base64::Engine;
     format!(
@@ -530,20 +549,7 @@ async fn run() {
     let upstream = start_upstream(pki.server.clone()).await;
 
     let proxy_ca = dir.path().join("proxy-ca.pem");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--proxy-child")
-        .arg(upstream.port().to_string())
-        .arg(&upstream_ca)
-        .arg(&proxy_ca)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let proxy_port: u16 = line.trim().parse().expect("proxy child printed its port");
+    let (mut child, proxy_port) = spawn_proxy(upstream.port(), &upstream_ca, &proxy_ca);
     let proxy_pid = child.id();
 
     let direct = Way {
@@ -607,6 +613,22 @@ async fn run() {
         mib.push(bulk(way).await);
     }
     let (rss_before, rss_after) = idle_memory(&ours, proxy_pid).await;
+    // The same on a fresh proxy that has not carried the load phases first.
+    let fresh_ca = dir.path().join("fresh-proxy-ca.pem");
+    let (mut fresh, fresh_port) = spawn_proxy(upstream.port(), &upstream_ca, &fresh_ca);
+    let fresh_way = Way {
+        name: "authsome (fresh)",
+        route: Dial::Proxy(
+            ([127, 0, 0, 1], fresh_port).into(),
+            format!("{HOST}:443"),
+            Some(basic(TOKEN)),
+        ),
+        tls: connector(&fresh_ca),
+        server_name: ServerName::try_from(HOST).unwrap(),
+    };
+    let (fresh_before, fresh_after) = idle_memory(&fresh_way, fresh.id()).await;
+    drop(fresh.stdin.take());
+    let _ = fresh.wait();
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
@@ -651,7 +673,9 @@ async fn run() {
         ),
     );
     println!(
-        "| (d) proxy RSS with {IDLE_CONNECTIONS} open MITM connections, MiB | | {:.1} (idle before: {:.1}) | | | | <= 40 MiB |",
+        "| (d) proxy RSS with {IDLE_CONNECTIONS} open MITM connections, MiB | | fresh {:.1} (before {:.1}); after (a)-(c) {:.1} (before {:.1}) | | | | <= 40 MiB |",
+        fresh_after as f64 / 1024.0,
+        fresh_before as f64 / 1024.0,
         rss_after as f64 / 1024.0,
         rss_before as f64 / 1024.0,
     );

@@ -79,6 +79,17 @@ pub(crate) struct Engine<S, E> {
     pub upstream: Upstream,
 }
 
+/// What a retry after 401 needs of the first attempt.
+struct Replay<'a> {
+    client: &'a crate::upstream::HttpsClient,
+    tls: bool,
+    method: Method,
+    headers: http::HeaderMap,
+    bytes: Bytes,
+    original_pq: Option<PathAndQuery>,
+    path: String,
+}
+
 struct Chosen {
     owner: Owner,
     connection: Option<String>,
@@ -371,7 +382,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(chosen) = chosen else {
             parts.uri = Self::upstream_uri(target, tls, original_pq);
             if let Some(on_upgrade) = on_upgrade {
-                return self.forward_upgrade(target, parts, on_upgrade).await;
+                return Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
             }
             let request = Request::from_parts(parts, ProxyBody::from(body));
             return match client.request(request).await {
@@ -392,7 +403,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 &bound,
             );
             parts.uri = Self::upstream_uri(target, tls, pq.or(original_pq));
-            let response = self.forward_upgrade(target, parts, on_upgrade).await;
+            let response = Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return response;
         }
@@ -443,10 +454,42 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         }
-        let Some((method, mut headers, bytes)) = retry else {
+        let Some((method, headers, bytes)) = retry else {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
+        let replay = Replay {
+            client,
+            tls,
+            method,
+            headers,
+            bytes,
+            original_pq,
+            path,
+        };
+        // Boxed: the rare path should not grow every connection's in-flight future.
+        Box::pin(self.retry_after_refresh(target, &chosen, &bound, replay, response)).await
+    }
+
+    /// The upstream said 401 to an injected request: resolve once more with
+    /// `force_refresh` and replay the request once.
+    async fn retry_after_refresh(
+        &self,
+        target: &Target,
+        chosen: &Chosen,
+        bound: &[&str],
+        replay: Replay<'_>,
+        response: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        let Replay {
+            client,
+            tls,
+            method,
+            mut headers,
+            bytes,
+            original_pq,
+            path,
+        } = replay;
         let Some(fresh) = self
             .resolve(
                 &chosen.owner,
@@ -457,18 +500,18 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             )
             .await
         else {
-            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            self.record_injected(chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
         drop(response);
-        let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, &bound);
+        let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, bound);
         let mut request = Request::new(ProxyBody::full(bytes));
         *request.method_mut() = method.clone();
         *request.uri_mut() = Self::upstream_uri(target, tls, pq.or(original_pq));
         *request.headers_mut() = headers;
         match client.request(request).await {
             Ok(response) => {
-                self.record_injected(&chosen, target, &method, path, response.status(), true);
+                self.record_injected(chosen, target, &method, path, response.status(), true);
                 Self::client_response(response)
             }
             Err(error) => self.client_failed(target, &error),

@@ -120,12 +120,10 @@ async fn read_client_hello<IO: AsyncRead + Unpin>(
                 "ClientHello too large",
             ));
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
+        buf.reserve(4096);
+        if stream.read_buf(&mut buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

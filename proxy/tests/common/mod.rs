@@ -42,6 +42,7 @@ pub const HOSTS: &[&str] = &[
     "tie.example.test",
     "other.example.test",
     "q.example.test",
+    "10.9.8.7",
 ];
 
 /// A test CA and a rustls server config with one CA:FALSE leaf for `names`.
@@ -373,6 +374,7 @@ pub fn routes() -> RouteTable {
             route("tie-a", "tie.example.test", &[]),
             route("tie-b", "tie.example.test", &[]),
             route("q", "q.example.test", &[]),
+            route("ip", "10.9.8.7", &[]),
         ],
         vec![
             ph(PH_OPENAI_WORK, "openai", "work"),
