@@ -2,9 +2,10 @@
 //! direct connection and mitmproxy (if `MITMDUMP` points at `mitmdump`) measured in the same
 //! run as baselines. Run: `cargo bench -p authsome-proxy` (release profile).
 //!
-//! The proxy runs in a child process (this binary re-executed with `--proxy-child`) so its
-//! resident memory can be read from `/proc/<pid>/status`. The upstream and the load generator
-//! share the parent process; all three share the machine's cores, as they would in real use.
+//! The proxy and the upstream each run in a child process (this binary re-executed with
+//! `--proxy-child` / `--upstream-child`), the load generator in the parent; the proxy's
+//! resident memory and CPU time are read from `/proc/<pid>/`. All three share the machine's
+//! cores.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Write};
@@ -64,6 +65,22 @@ impl CredentialSource for StaticSource {
             secret: SecretString::from("bench-secret"),
         })
     }
+}
+
+fn upstream_child(ca_out: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pki = pki();
+        std::fs::write(ca_out, &pki.ca_pem).unwrap();
+        let addr = start_upstream(pki.server).await;
+        println!("{}", addr.port());
+        std::io::stdout().flush().unwrap();
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+        })
+        .await;
+    });
 }
 
 fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
@@ -505,6 +522,10 @@ fn start_mitmdump(dir: &Path, upstream_ca: &Path) -> Result<Mitm, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--upstream-child") {
+        upstream_child(Path::new(&args[i + 1]));
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--proxy-child") {
         let port: u16 = args[i + 1].parse().unwrap();
         proxy_child(port, Path::new(&args[i + 2]), Path::new(&args[i + 3]));
@@ -516,11 +537,19 @@ fn main() {
 
 /// Start the proxy in a child process; returns it and its port.
 fn spawn_proxy(upstream_port: u16, upstream_ca: &Path, proxy_ca: &Path) -> (Child, u16) {
+    let port = upstream_port.to_string();
+    spawn_child(&[
+        "--proxy-child".as_ref(),
+        port.as_ref(),
+        upstream_ca.as_os_str(),
+        proxy_ca.as_os_str(),
+    ])
+}
+
+/// Re-execute this binary in a child role; it prints its port and serves until stdin closes.
+fn spawn_child(args: &[&std::ffi::OsStr]) -> (Child, u16) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .arg("--proxy-child")
-        .arg(upstream_port.to_string())
-        .arg(upstream_ca)
-        .arg(proxy_ca)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -543,10 +572,12 @@ fn basic(token: &str) -> String {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki();
+    // The upstream runs in its own process, as a real server would: the direct baseline
+    // then pays the same cross-process wake-ups as the proxied runs.
     let upstream_ca = dir.path().join("upstream-ca.pem");
-    std::fs::write(&upstream_ca, &pki.ca_pem).unwrap();
-    let upstream = start_upstream(pki.server.clone()).await;
+    let (mut upstream_child, upstream_port) =
+        spawn_child(&["--upstream-child".as_ref(), upstream_ca.as_os_str()]);
+    let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
 
     let proxy_ca = dir.path().join("proxy-ca.pem");
     let (mut child, proxy_port) = spawn_proxy(upstream.port(), &upstream_ca, &proxy_ca);
@@ -663,7 +694,7 @@ async fn run() {
         mitm_cell(mib.get(2).map(|v| format!("{:.2}", v / mib[0]))),
     );
     println!(
-        "| (a') CPU per request: client+upstream / authsome process, us | {:.1} | {:.1} / {:.1} | | {} | | |",
+        "| (a') CPU per request: load generator / authsome process, us | {:.1} | {:.1} / {:.1} | | {} | | |",
         cpu[0].0,
         cpu[1].0,
         cpu[1].1,
@@ -682,6 +713,8 @@ async fn run() {
 
     drop(child.stdin.take());
     let _ = child.wait();
+    drop(upstream_child.stdin.take());
+    let _ = upstream_child.wait();
     if let Ok(mut m) = mitm {
         let _ = m.child.kill();
         let _ = m.child.wait();
