@@ -625,3 +625,22 @@ async fn connect_after_a_plain_request_on_the_same_connection() {
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+#[tokio::test]
+async fn connect_to_keeps_verifying_tls_against_the_host_name() {
+    let h = harness(Options::default()).await;
+    let (code, body) = h
+        .curl(&[
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            &ca(&h),
+            "https://unverified.example.test/x",
+        ])
+        .await;
+    assert_eq!(code, 0);
+    assert!(body.ends_with("502"), "{body}");
+    assert!(h.events.all().iter().any(|e| matches!(e,
+        ProxyEvent::UpstreamFailed { host, .. } if host == "unverified.example.test")));
+    assert_eq!(h.upstream.hits.load(Ordering::SeqCst), 0);
+}

@@ -375,6 +375,7 @@ pub fn routes() -> RouteTable {
             route("tie-b", "tie.example.test", &[]),
             route("q", "q.example.test", &[]),
             route("ip", "10.9.8.7", &[]),
+            route("unverified", "unverified.example.test", &[]),
         ],
         vec![
             ph(PH_OPENAI_WORK, "openai", "work"),
@@ -397,7 +398,11 @@ pub struct Harness {
 }
 
 pub fn connect_to_for(upstream: &Upstream) -> Vec<ConnectTo> {
-    let mut list = String::new();
+    // Routed to the upstream, whose certificate does not name it.
+    let mut list = format!(
+        "unverified.example.test:443:127.0.0.1:{},",
+        upstream.tls_addr.port()
+    );
     for host in HOSTS {
         list.push_str(&format!(
             "{host}:443:127.0.0.1:{},",
