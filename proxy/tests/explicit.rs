@@ -100,6 +100,8 @@ async fn plain_http_is_never_injected() {
     let (code, body) = h.curl(&["http://api.example.test/plain"]).await;
     assert_eq!(code, 0, "{body}");
     assert!(echoed(&body, "authorization").is_empty());
+    // the run token never travels upstream
+    assert!(echoed(&body, "proxy-authorization").is_empty());
     assert_eq!(h.source.calls.load(Ordering::SeqCst), 0);
     // but a placeholder for another owner is still blocked
     let (_, body) = h
