@@ -43,10 +43,10 @@ fn phase() -> Duration {
     let secs = std::env::var("BENCH_PHASE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+        .unwrap_or(1.5);
     Duration::from_secs_f64(secs)
 }
-const LATENCY_REQUESTS: usize = 3000;
+const LATENCY_REQUESTS: usize = 2000;
 const BULK_SIZE: usize = 32 * 1024 * 1024;
 const IDLE_CONNECTIONS: usize = 1000;
 
@@ -337,6 +337,19 @@ async fn get(
     (total, first)
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Interleaved rounds per measure; `BENCH_ROUNDS` overrides.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
 /// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.
 fn cpu_time(pid: &str) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -620,6 +633,11 @@ async fn run() {
         "authsome-proxy benchmark (release); upstream https on loopback, client/proxy/upstream share {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    println!(
+        "{} interleaved rounds per measure, {:.1} s phases; figures are medians over rounds",
+        rounds(),
+        phase().as_secs_f64()
+    );
     if let Err(reason) = &mitm {
         println!("mitmproxy column skipped: {reason}");
     }
@@ -628,21 +646,45 @@ async fn run() {
         ways.push(m);
     }
 
-    let mut rps = Vec::new();
-    let mut cpu = Vec::new();
-    for way in &ways {
-        let (r, own, proxy) = throughput(way, proxy_pid).await;
-        rps.push(r);
-        cpu.push((own, proxy));
+    // Rounds interleave the ways, and each figure is the median over rounds, so a change
+    // in background load on the machine shifts all columns alike instead of one.
+    let rounds = rounds();
+    let mut rps_rounds = vec![Vec::new(); ways.len()];
+    let mut cpu_rounds = vec![Vec::new(); ways.len()];
+    for _ in 0..rounds {
+        for (i, way) in ways.iter().enumerate() {
+            let (r, own, proxy) = throughput(way, proxy_pid).await;
+            rps_rounds[i].push(r);
+            cpu_rounds[i].push((own, proxy));
+        }
     }
-    let mut lat = Vec::new();
-    for way in &ways {
-        lat.push(latency(way).await);
+    let mut lat_rounds = vec![Vec::new(); ways.len()];
+    for _ in 0..rounds {
+        for (i, way) in ways.iter().enumerate() {
+            lat_rounds[i].push(latency(way).await.as_secs_f64());
+        }
     }
-    let mut mib = Vec::new();
-    for way in &ways {
-        mib.push(bulk(way).await);
+    let mut mib_rounds = vec![Vec::new(); ways.len()];
+    for _ in 0..rounds {
+        for (i, way) in ways.iter().enumerate() {
+            mib_rounds[i].push(bulk(way).await);
+        }
     }
+    let rps: Vec<f64> = rps_rounds.into_iter().map(median).collect();
+    let lat: Vec<Duration> = lat_rounds
+        .into_iter()
+        .map(|v| Duration::from_secs_f64(median(v)))
+        .collect();
+    let mib: Vec<f64> = mib_rounds.into_iter().map(median).collect();
+    let cpu: Vec<(f64, f64)> = cpu_rounds
+        .into_iter()
+        .map(|v| {
+            (
+                median(v.iter().map(|c| c.0).collect()),
+                median(v.iter().map(|c| c.1).collect()),
+            )
+        })
+        .collect();
     let (rss_before, rss_after) = idle_memory(&ours, proxy_pid).await;
     // The same on a fresh proxy that has not carried the load phases first.
     let fresh_ca = dir.path().join("fresh-proxy-ca.pem");
