@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -19,16 +19,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
-use tower_service::Service;
 
 use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
 use crate::config::{EgressPolicy, ProxyConfig};
 use crate::credential::{CredentialSource, Injection, ResolveRequest};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
-use crate::upstream::{DialError, TlsError, Upstream, find_dial_error};
+use crate::upstream::{
+    DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream, find_dial_error,
+};
 
 /// Bodies up to this size are kept so an injected request can be retried after a 401.
 pub const RETRY_BODY_LIMIT: u64 = 64 * 1024;
@@ -64,53 +66,15 @@ pub(crate) struct Engine<S, E> {
     pub upstream: Upstream,
 }
 
-pub(crate) fn text_response(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::full(Bytes::from_static(message.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response
-}
-
-/// Remove hop-by-hop headers (RFC 9110 section 7.6.1), including any the `Connection` header
-/// names. A WebSocket handshake keeps `Connection: upgrade` + `Upgrade`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let simple = |v: &HeaderValue| {
-        let v = v.as_bytes();
-        v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") || v.eq_ignore_ascii_case(b"upgrade")
-    };
-    if headers.get_all(header::CONNECTION).iter().any(|v| !simple(v)) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    if !keep_upgrade {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
-    if let Some(te) = headers.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        headers.remove(header::TE);
-    }
-}
-
-fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+/// What a retry after 401 needs of the first attempt.
+struct Replay<'a> {
+    client: &'a crate::upstream::HttpsClient,
+    tls: bool,
+    method: Method,
+    headers: http::HeaderMap,
+    bytes: Bytes,
+    original_pq: Option<PathAndQuery>,
+    path: String,
 }
 
 struct Chosen {
@@ -196,14 +160,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let result = if h2 {
             hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                .initial_stream_window_size(H2_STREAM_WINDOW)
+                .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                .max_frame_size(H2_MAX_FRAME)
                 .serve_connection(io, service)
                 .await
         } else {
-            hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .serve_connection(io, service)
-                .with_upgrades()
-                .await
+            // No header-read timer on the hot path: these connections come from the run's own
+            // child over loopback or a capture socket, not from the open network.
+            hyper::server::conn::http1::Builder::new().writev(false).serve_connection(io, service).with_upgrades().await
         };
         if let Err(error) = result {
             tracing::debug!(host = %target.host, %error, "client connection ended with an error");
@@ -326,6 +291,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         if req.method() == Method::CONNECT {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "authsome: CONNECT inside a tunnel\n");
         }
+        let client = self.upstream.for_version(req.version());
         let websocket = is_websocket_upgrade(&req);
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -346,10 +312,10 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(chosen) = chosen else {
             parts.uri = Self::upstream_uri(target, tls, original_pq);
             if let Some(on_upgrade) = on_upgrade {
-                return self.forward_upgrade(target, parts, on_upgrade).await;
+                return Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
             }
             let request = Request::from_parts(parts, ProxyBody::from(body));
-            return match self.upstream.client.request(request).await {
+            return match client.request(request).await {
                 Ok(response) => Self::client_response(response),
                 Err(error) => self.client_failed(target, &error),
             };
@@ -362,7 +328,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         if let Some(on_upgrade) = on_upgrade {
             let pq = inject::apply(&mut parts.headers, original_pq.as_ref(), &chosen.injection, &bound);
             parts.uri = Self::upstream_uri(target, tls, pq.or(original_pq));
-            let response = self.forward_upgrade(target, parts, on_upgrade).await;
+            let response = Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return response;
         }
@@ -387,7 +353,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
 
         let pq = inject::apply(&mut parts.headers, original_pq.as_ref(), &chosen.injection, &bound);
         parts.uri = Self::upstream_uri(target, tls, pq.or_else(|| original_pq.clone()));
-        let response = match self.upstream.client.request(Request::from_parts(parts, first_body)).await {
+        let response = match client.request(Request::from_parts(parts, first_body)).await {
             Ok(response) => response,
             Err(error) => return self.client_failed(target, &error),
         };
@@ -395,23 +361,39 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         }
-        let Some((method, mut headers, bytes)) = retry else {
+        let Some((method, headers, bytes)) = retry else {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
+        let replay = Replay { client, tls, method, headers, bytes, original_pq, path };
+        // Boxed: the rare path should not grow every connection's in-flight future.
+        Box::pin(self.retry_after_refresh(target, &chosen, &bound, replay, response)).await
+    }
+
+    /// The upstream said 401 to an injected request: resolve once more with
+    /// `force_refresh` and replay the request once.
+    async fn retry_after_refresh(
+        &self,
+        target: &Target,
+        chosen: &Chosen,
+        bound: &[&str],
+        replay: Replay<'_>,
+        response: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        let Replay { client, tls, method, mut headers, bytes, original_pq, path } = replay;
         let Some(fresh) = self.resolve(&chosen.owner, chosen.connection.clone(), target, &path, true).await else {
-            self.record_injected(&chosen, target, &method, path, response.status(), false);
+            self.record_injected(chosen, target, &method, path, response.status(), false);
             return Self::client_response(response);
         };
         drop(response);
-        let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, &bound);
+        let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, bound);
         let mut request = Request::new(ProxyBody::full(bytes));
         *request.method_mut() = method.clone();
         *request.uri_mut() = Self::upstream_uri(target, tls, pq.or(original_pq));
         *request.headers_mut() = headers;
-        match self.upstream.client.request(request).await {
+        match client.request(request).await {
             Ok(response) => {
-                self.record_injected(&chosen, target, &method, path, response.status(), true);
+                self.record_injected(chosen, target, &method, path, response.status(), true);
                 Self::client_response(response)
             }
             Err(error) => self.client_failed(target, &error),
@@ -438,7 +420,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         });
     }
 
-    fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
+    pub(crate) fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, ProxyBody::from(body))
@@ -458,68 +440,5 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         tracing::warn!(host = %target.host, error = %message, "upstream request failed");
         self.events.record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: message });
         text_response(StatusCode::BAD_GATEWAY, "authsome: upstream request failed\n")
-    }
-
-    /// WebSocket (HTTP/1.1 Upgrade): handshake on a fresh HTTP/1.1 connection through the
-    /// same dialer (SSRF guard) and TLS trust, then pipe bytes both ways.
-    async fn forward_upgrade(
-        &self,
-        target: &Target,
-        mut parts: http::request::Parts,
-        on_upgrade: hyper::upgrade::OnUpgrade,
-    ) -> Response<ProxyBody> {
-        let mut connector = self.upstream.http1_connector.clone();
-        let io = match connector.call(parts.uri.clone()).await {
-            Ok(io) => io,
-            Err(error) => {
-                if let Some(dial) = find_dial_error(error.as_ref()) {
-                    return self.dial_failed(&target.host, target.port, dial);
-                }
-                self.events
-                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
-                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n");
-            }
-        };
-        let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
-            Ok(pair) => pair,
-            Err(error) => {
-                self.events
-                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
-                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream handshake failed\n");
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upstream upgrade connection ended with an error");
-            }
-        });
-        let origin_form = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::from(origin_form);
-        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
-            parts.headers.insert(header::HOST, host);
-        }
-        let mut response = match sender.send_request(Request::from_parts(parts, ProxyBody::empty())).await {
-            Ok(response) => response,
-            Err(error) => {
-                self.events
-                    .record(ProxyEvent::UpstreamFailed { host: target.host.to_string(), error: error.to_string() });
-                return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream handshake failed\n");
-            }
-        };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                let (client, upstream) = match tokio::join!(on_upgrade, upstream_upgrade) {
-                    (Ok(c), Ok(u)) => (c, u),
-                    _ => return,
-                };
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            });
-            let (parts, body) = response.into_parts();
-            return Response::from_parts(parts, ProxyBody::from(body));
-        }
-        Self::client_response(response)
     }
 }

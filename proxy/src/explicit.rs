@@ -7,18 +7,24 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use base64::Engine as _;
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::ProxyBody;
 use crate::credential::CredentialSource;
-use crate::engine::{Engine, Target, text_response};
+use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::text_response;
+use crate::transparent::Rewind;
 
 /// Compare without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -84,7 +90,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                     Err(error) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
@@ -94,20 +100,77 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         }
     }
 
-    async fn serve_explicit(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    /// CONNECT, the common case, is parsed here and the raw stream handed on (no hyper
+    /// connection or upgrade buffers kept per tunnel); anything else is served by hyper.
+    async fn serve_explicit(self: Arc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let mut buf = Vec::with_capacity(1024);
+        loop {
+            let prefix = &b"CONNECT "[..buf.len().min(8)];
+            if !buf.starts_with(prefix) {
+                break;
+            }
+            if buf.len() >= 8
+                && let Some(head_len) = head_length(&buf)
+            {
+                return self.raw_connect(stream, buf, head_len).await;
+            }
+            if buf.len() > CONNECT_HEAD_LIMIT {
+                let _ = stream
+                    .write_all(&render(&text_response(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "authsome: request head too large\n",
+                    )))
+                    .await;
+                return;
+            }
+            // read_buf into the Vec: no stack array kept in this (long-lived) task's state.
+            buf.reserve(2048);
+            match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+        }
         let engine = self.clone();
         let service = service_fn(move |req| {
             let engine = engine.clone();
             async move { Ok::<_, Infallible>(engine.explicit_request(req).await) }
         });
+        let io = Rewind::new(Bytes::from(buf), stream);
         if let Err(error) = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades()
             .await
         {
             tracing::debug!(%peer, %error, "proxy client connection ended with an error");
+        }
+    }
+
+    async fn raw_connect(self: Arc<Self>, mut stream: TcpStream, buf: Vec<u8>, head_len: usize) {
+        let Some((authority, auth)) = parse_connect(&buf[..head_len]) else {
+            let _ = stream
+                .write_all(&render(&text_response(StatusCode::BAD_REQUEST, "authsome: malformed CONNECT\n")))
+                .await;
+            return;
+        };
+        let leftover = Bytes::copy_from_slice(&buf[head_len..]);
+        drop(buf);
+        let outcome = self.connect_decision(authority.as_ref(), auth.as_ref()).await;
+        match outcome {
+            Connect::Reply(response) => {
+                let _ = stream.write_all(&render(&response)).await;
+            }
+            Connect::Intercept(target) => {
+                if stream.write_all(ESTABLISHED).await.is_ok() {
+                    self.serve_tls(Rewind::new(leftover, stream), target).await;
+                }
+            }
+            Connect::Tunnel(upstream) => {
+                if stream.write_all(ESTABLISHED).await.is_ok() {
+                    self.tunnel(stream, upstream, &leftover).await;
+                }
+            }
         }
     }
 
@@ -137,41 +200,119 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         self.forward(&target, req, false).await
     }
 
-    async fn connect(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let Some(authority) = req.uri().authority() else {
-            return text_response(StatusCode::BAD_REQUEST, "authsome: CONNECT needs host:port\n");
+    /// What to do with `CONNECT authority`: answer, MITM, or tunnel (already dialled, so a
+    /// refusal can still be told to the client).
+    async fn connect_decision(&self, authority: Option<&http::uri::Authority>, auth: Option<&HeaderValue>) -> Connect {
+        if let Some(token) = &self.run_token
+            && !authorized(token, auth)
+        {
+            return Connect::Reply(proxy_auth_required());
+        }
+        let Some(authority) = authority else {
+            return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: CONNECT needs host:port\n"));
         };
         let (host, port) = split_authority(authority, 443);
         let Some(target) = Target::new(host, port, true) else {
-            return text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n");
+            return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n"));
         };
         if !self.egress_allows(&target.host, port) {
-            return text_response(StatusCode::FORBIDDEN, "authsome: destination denied by egress policy\n");
+            return Connect::Reply(text_response(
+                StatusCode::FORBIDDEN,
+                "authsome: destination denied by egress policy\n",
+            ));
         }
-        let on_upgrade = hyper::upgrade::on(&mut req);
         if self.intercepts(&target.host) {
-            tokio::spawn(async move {
-                match on_upgrade.await {
-                    Ok(upgraded) => self.serve_tls(TokioIo::new(upgraded), target).await,
-                    Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
-                }
-            });
-            return Response::new(ProxyBody::empty());
+            return Connect::Intercept(target);
         }
-        // Not ours: dial first, so a refusal can still be told to the client.
-        let upstream = match self.upstream.dialer.dial(&target.host, port).await {
-            Ok(upstream) => upstream,
-            Err(error) => return self.dial_failed(&target.host, port, &error),
-        };
-        self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => self.tunnel(TokioIo::new(upgraded), upstream, &[]).await,
-                Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+        match self.upstream.dialer.dial(&target.host, port).await {
+            Ok(upstream) => {
+                self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
+                Connect::Tunnel(upstream)
             }
-        });
-        Response::new(ProxyBody::empty())
+            Err(error) => Connect::Reply(self.dial_failed(&target.host, port, &error)),
+        }
     }
+
+    /// CONNECT arriving after another request on a kept-alive proxy connection.
+    async fn connect(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let authority = req.uri().authority().cloned();
+        let auth = req.headers().get(header::PROXY_AUTHORIZATION).cloned();
+        match self.connect_decision(authority.as_ref(), auth.as_ref()).await {
+            Connect::Reply(response) => response,
+            Connect::Intercept(target) => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => self.serve_tls(TokioIo::new(upgraded), target).await,
+                        Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+                    }
+                });
+                Response::new(ProxyBody::empty())
+            }
+            Connect::Tunnel(upstream) => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => self.tunnel(TokioIo::new(upgraded), upstream, &[]).await,
+                        Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+                    }
+                });
+                Response::new(ProxyBody::empty())
+            }
+        }
+    }
+}
+
+enum Connect {
+    Reply(Response<ProxyBody>),
+    Intercept(Target),
+    Tunnel(TcpStream),
+}
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+const CONNECT_HEAD_LIMIT: usize = 16 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The authority and `Proxy-Authorization` of a complete CONNECT head. A plain function, so
+/// the header array never lives in a connection task's state.
+fn parse_connect(head: &[u8]) -> Option<(Option<http::uri::Authority>, Option<HeaderValue>)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => return None,
+    }
+    let authority = request.path.and_then(|p| p.parse().ok());
+    let auth = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
+        .and_then(|h| HeaderValue::from_bytes(h.value).ok());
+    Some((authority, auth))
+}
+
+fn head_length(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Serialize one of our own (small, fully buffered) answers for a raw connection.
+fn render(response: &Response<ProxyBody>) -> Vec<u8> {
+    let body: &[u8] = match response.body() {
+        ProxyBody::Full(Some(bytes)) => bytes,
+        _ => &[],
+    };
+    let mut out =
+        format!("HTTP/1.1 {} {}\r\n", response.status().as_u16(), response.status().canonical_reason().unwrap_or(""))
+            .into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 #[cfg(test)]

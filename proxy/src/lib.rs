@@ -16,11 +16,13 @@ pub mod dns;
 mod engine;
 mod events;
 mod explicit;
+mod headers;
 mod inject;
 mod matching;
 mod ssrf;
 mod transparent;
 mod upstream;
+mod websocket;
 
 use std::future::Future;
 use std::io;

@@ -23,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::credential::CredentialSource;
 use crate::dns::FakeDns;
-use crate::engine::{Engine, Target, text_response};
+use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
+use crate::headers::text_response;
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (post-quantum key shares fit well below).
@@ -108,12 +109,10 @@ async fn read_client_hello<IO: AsyncRead + Unpin>(
         if buf.len() >= CLIENT_HELLO_LIMIT {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "ClientHello too large"));
         }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
+        buf.reserve(4096);
+        if stream.read_buf(&mut buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 

@@ -75,6 +75,8 @@ async fn plain_http_is_never_injected() {
     let (code, body) = h.curl(&["http://api.example.test/plain"]).await;
     assert_eq!(code, 0, "{body}");
     assert!(echoed(&body, "authorization").is_empty());
+    // the run token never travels upstream
+    assert!(echoed(&body, "proxy-authorization").is_empty());
     assert_eq!(h.source.calls.load(Ordering::SeqCst), 0);
     // but a placeholder for another owner is still blocked
     let (_, body) = h
@@ -400,4 +402,83 @@ req.end();
         Ok(out) => panic!("node failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => eprintln!("skipping node: {e}"),
     }
+}
+
+#[tokio::test]
+async fn ip_literal_hosts_get_an_ip_san_leaf() {
+    let h = harness(Options::default()).await;
+    // 10.9.8.7 is private, but a connect-to entry names it, so the SSRF guard lets it pass.
+    let (code, body) = h.curl(&["--cacert", &ca(&h), "https://10.9.8.7/ip"]).await;
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-ip-default-0"]);
+}
+
+#[tokio::test]
+async fn serve_returns_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = authsome_proxy::ProxyConfig {
+        ca: std::sync::Arc::new(authsome_proxy::CertificateAuthority::load_or_create(&dir.path().join("ca")).unwrap()),
+        routes: std::sync::Arc::new(routes()),
+        upstream: authsome_proxy::UpstreamConfig { system_roots: false, ..Default::default() },
+        inspect_all: false,
+        run_token: None,
+        egress: EgressPolicy::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(authsome_proxy::serve(
+        listener,
+        config,
+        std::sync::Arc::new(FakeSource::default()),
+        std::sync::Arc::new(Recorder::default()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("serve returned").unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn connect_after_a_plain_request_on_the_same_connection() {
+    let h = harness(Options::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(h.proxy_addr).await.unwrap();
+    let auth = basic_token();
+    tcp.write_all(
+        format!(
+            "GET http://api.example.test/plain HTTP/1.1\r\nHost: api.example.test\r\n\
+             Proxy-Authorization: {auth}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.unwrap();
+    tcp.write_all(format!("CONNECT api.example.test:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn connect_to_keeps_verifying_tls_against_the_host_name() {
+    let h = harness(Options::default()).await;
+    let (code, body) =
+        h.curl(&["-w", "\n%{http_code}", "--cacert", &ca(&h), "https://unverified.example.test/x"]).await;
+    assert_eq!(code, 0);
+    assert!(body.ends_with("502"), "{body}");
+    assert!(h.events.all().iter().any(|e| matches!(e,
+        ProxyEvent::UpstreamFailed { host, .. } if host == "unverified.example.test")));
+    assert_eq!(h.upstream.hits.load(Ordering::SeqCst), 0);
 }

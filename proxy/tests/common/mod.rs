@@ -36,7 +36,7 @@ pub const PH_OPENAI_WORK: &str = "sk-authsome_openaiWorkPlaceholder0001";
 pub const PH_GITHUB: &str = "ghp_authsome_githubPlaceholder000000001";
 pub const PH_TIE_B: &str = "tb-authsome_tieBPlaceholder0000000001";
 pub const HOSTS: &[&str] =
-    &["api.example.test", "gh.example.test", "tie.example.test", "other.example.test", "q.example.test"];
+    &["api.example.test", "gh.example.test", "tie.example.test", "other.example.test", "q.example.test", "10.9.8.7"];
 
 /// A test CA and a rustls server config with one CA:FALSE leaf for `names`.
 pub struct TestPki {
@@ -326,6 +326,8 @@ pub fn routes() -> RouteTable {
             route("tie-a", "tie.example.test", &[]),
             route("tie-b", "tie.example.test", &[]),
             route("q", "q.example.test", &[]),
+            route("ip", "10.9.8.7", &[]),
+            route("unverified", "unverified.example.test", &[]),
         ],
         vec![
             ph(PH_OPENAI_WORK, "openai", "work"),
@@ -348,7 +350,8 @@ pub struct Harness {
 }
 
 pub fn connect_to_for(upstream: &Upstream) -> Vec<ConnectTo> {
-    let mut list = String::new();
+    // Routed to the upstream, whose certificate does not name it.
+    let mut list = format!("unverified.example.test:443:127.0.0.1:{},", upstream.tls_addr.port());
     for host in HOSTS {
         list.push_str(&format!("{host}:443:127.0.0.1:{},", upstream.tls_addr.port()));
         list.push_str(&format!("{host}:80:127.0.0.1:{},", upstream.plain_addr.port()));
