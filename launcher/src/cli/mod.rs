@@ -4,10 +4,13 @@
 pub mod admin;
 pub mod args;
 pub mod context;
+pub mod daemon;
 pub mod export;
 pub mod login;
+pub mod login_flows;
 pub mod scan;
 pub mod show;
+pub mod spinner;
 
 use args::{Command, ConnectionCommand};
 use context::Context;
@@ -34,5 +37,6 @@ pub fn dispatch(ctx: &Context, command: &Command) -> CliResult {
         Command::Doctor(_) => admin::doctor(ctx),
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
+        Command::Daemon(command) => daemon::daemon(ctx, command),
     }
 }
