@@ -71,7 +71,9 @@ impl AuthService {
         Ok(Self { vault: Vault::open(home, &profile)?, catalog: Catalog::load(home) })
     }
 
-    /// The connection's primary secret: the API key, or the OAuth access token.
+    /// The connection's primary secret: the API key, or the OAuth access token. An access
+    /// token within `min(300 s, half its lifetime)` of expiry is refreshed first (see
+    /// `auth::refresh`); a token that is still fresh costs no network and no runtime.
     pub fn access_token(&self, provider: &str, connection: Option<&str>) -> Result<SecretString, Error> {
         let entry = self.catalog.require(provider)?;
         let name = self.vault.resolve_connection_name(provider, connection)?;

@@ -11,8 +11,10 @@ Examples:
   authsome list
   authsome run -- python agent.py          # the child only ever sees placeholders
   eval \"$(authsome export openai --format shell)\"
+  authsome login github --flow device_code --client-id ID
 
-Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE, NO_COLOR.";
+Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE,
+AUTHSOME_DAEMON_PORT, AUTHSOME_EXTRA_ROOTS, AUTHSOME_CONNECT_TO, NO_COLOR.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +62,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Store a credential: an API key (hidden prompt or --stdin) or a pasted token.
+    /// Store a credential: an API key (hidden prompt, --stdin or the browser form), an OAuth
+    /// login (browser, device code, dynamic registration), or a pasted token (--stdin).
     Login(LoginArgs),
     /// Delete a connection (revoking it at the provider when it can).
     Logout(ProviderConnectionArgs),
