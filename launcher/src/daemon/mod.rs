@@ -15,6 +15,7 @@
 //!   `/health` must echo before the CLI trusts it (upstream bug 7).
 
 pub mod control;
+mod login;
 mod pages;
 mod security;
 mod server;
