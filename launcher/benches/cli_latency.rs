@@ -1,7 +1,9 @@
 //! Start-up latency of everyday commands against `true` (bare fork + exec), measured in the
 //! same run and interleaved so machine noise hits both alike. Run: `cargo bench -p authsome
-//! --bench cli_latency`. Bar (issue 2): `authsome list --json` on an empty home, median under
-//! 10 ms; the Python authsome takes about 2 s per command.
+//! --bench cli_latency`. Bars: `authsome list --json` on an empty home, median under 10 ms
+//! (issue 2); an OAuth token lookup that needs no refresh (`export`, or the library from a
+//! cold `AuthService`), at most 5 ms end to end (issue 5). The Python authsome takes about
+//! 2 s per command.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,6 +50,23 @@ fn main() {
         assert!(child.wait().unwrap().success());
     }
 
+    // An OAuth connection far from expiry (with a refresh token), as a browser login stores it.
+    {
+        use authsome_vault::{AuthType, ConnectionMeta, SecretSource, Secrets, Vault};
+        let home = authsome_vault::Home::at(stocked.path());
+        let mut vault = Vault::open(&home, "default").unwrap();
+        let (store, key) = vault.writer(&authsome_vault::NoPassphrase, Default::default()).unwrap();
+        let mut meta = ConnectionMeta::new("github", "default", AuthType::OAuth2, SecretSource::OAuth);
+        meta.expires_at = Some(authsome_vault::time::now_seconds() + 8 * 3600);
+        meta.token_type = Some("Bearer".into());
+        let secrets = Secrets {
+            access_token: Some("gho_BENCH0000000000000000000000000000".into()),
+            refresh_token: Some("ghr_BENCH0000000000000000000000000000".into()),
+            ..Secrets::default()
+        };
+        store.put_connection(key, &meta, &secrets).unwrap();
+    }
+
     let cases: Vec<Case> = vec![
         ("true (baseline)", Box::new(|| Command::new("true"))),
         (
@@ -74,6 +93,14 @@ fn main() {
                 c
             }),
         ),
+        (
+            "authsome export github (OAuth, fresh)",
+            Box::new(|| {
+                let mut c = Command::new(bin);
+                c.args(["export", "github", "--format", "json"]).env("AUTHSOME_HOME", stocked.path());
+                c
+            }),
+        ),
     ];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
     for _ in 0..5 {
@@ -93,4 +120,17 @@ fn main() {
         println!("{name:<40} {:>10.2} {:>+12.2} {:>8.1}", ms(m), ms(m) - ms(baseline), ms(m) / ms(baseline));
     }
     println!("bar: `authsome list --json` on an empty home < 10 ms (median, {ROUNDS} rounds)");
+    println!("bar: an OAuth lookup without refresh <= 5 ms end to end");
+
+    // The library, in process: a cold AuthService (opens config, store, key) and one lookup.
+    let home = authsome_vault::Home::at(stocked.path());
+    let mut library = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let service = authsome::AuthService::open_in(&home, None).unwrap();
+        let headers = service.headers("github", None).unwrap();
+        library.push(start.elapsed());
+        assert_eq!(headers.len(), 1);
+    }
+    println!("{:<40} {:>10.3}", "library: open + headers(github)", ms(median(library)));
 }

@@ -15,6 +15,8 @@ pub const EXTRA_ROOTS: &str = "AUTHSOME_EXTRA_ROOTS";
 pub const CONNECT_TO: &str = "AUTHSOME_CONNECT_TO";
 /// The daemon's URL (default `http://127.0.0.1:7998`).
 pub const DAEMON_URL: &str = "AUTHSOME_DAEMON_URL";
+/// Port of this home's daemon when none runs yet (default 7998; 0 picks a free port).
+pub const DAEMON_PORT: &str = "AUTHSOME_DAEMON_PORT";
 /// Public base for the OAuth callback and form URLs.
 pub const SERVER_BASE_URL: &str = "AUTHSOME_SERVER_BASE_URL";
 /// The no-colour convention (https://no-color.org).

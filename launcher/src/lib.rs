@@ -4,7 +4,9 @@
 //! that want a credential without shelling out.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
+pub mod daemon;
 pub mod env;
 pub mod error;
 pub mod inject;

@@ -71,19 +71,16 @@ impl AuthService {
         Ok(Self { vault: Vault::open(home, &profile)?, catalog: Catalog::load(home) })
     }
 
-    /// The connection's primary secret: the API key, or the OAuth access token.
+    /// The connection's primary secret: the API key, or the OAuth access token. An access
+    /// token within `min(300 s, half its lifetime)` of expiry is refreshed first (see
+    /// `auth::refresh`); a token that is still fresh costs no network and no runtime.
     pub fn access_token(&self, provider: &str, connection: Option<&str>) -> Result<SecretString, Error> {
         let entry = self.catalog.require(provider)?;
         let name = self.vault.resolve_connection_name(provider, connection)?;
-        let meta = self.vault.require_connection(provider, &name)?;
-        if !meta.is_usable(authsome_vault::time::now_seconds()) {
-            return Err(CliError::new(
-                Kind::CredentialMissing,
-                format!("{provider}/{name} is {}", meta.status.as_str()),
-            )
-            .hint(format!("log in again with `authsome login {provider} --connection {name} --force`")));
-        }
-        let secrets = self.vault.secrets(&EnvPassphrase, provider, &name)?;
+        // Refreshes an OAuth token near expiry; a plain lookup builds no runtime.
+        let secrets =
+            crate::auth::refresh::fresh_secrets_blocking(&self.vault, &entry.provider, &name, false, &EnvPassphrase)?
+                .secrets;
         let secret = match entry.provider.primary_field() {
             "api_key" => secrets.api_key.or(secrets.access_token),
             _ => secrets.access_token.or(secrets.api_key),

@@ -12,8 +12,10 @@ Examples:
   authsome list
   authsome run -- python agent.py          # the child only ever sees placeholders
   eval \"$(authsome export openai --format shell)\"
+  authsome login github --flow device_code --client-id ID
 
-Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE, NO_COLOR.";
+Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE,
+AUTHSOME_DAEMON_PORT, AUTHSOME_EXTRA_ROOTS, AUTHSOME_CONNECT_TO, NO_COLOR.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +63,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Store a credential: an API key (hidden prompt or --stdin) or a pasted token.
+    /// Store a credential: an API key (hidden prompt, --stdin or the browser form), an OAuth
+    /// login (browser, device code, dynamic registration), or a pasted token (--stdin).
     Login(LoginArgs),
     /// Delete a connection (revoking it at the provider when it can).
     Logout(ProviderConnectionArgs),
@@ -103,6 +106,9 @@ pub enum Command {
     /// The proxy's certificate authority for `run`.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// The local daemon that serves browser logins (started on demand).
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,6 +192,37 @@ pub enum CaCommand {
     Uninstall,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Run the daemon in the foreground.
+    Serve(DaemonListenArgs),
+    /// Start the daemon in the background (if this home's is not running).
+    Start(DaemonListenArgs),
+    /// Stop this home's daemon.
+    Stop,
+    /// Whether this home's daemon runs (always JSON).
+    Status,
+    /// The daemon's log.
+    Logs(DaemonLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonListenArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<String>,
+    /// Port (default: AUTHSOME_DAEMON_PORT, else 7998; 0 picks a free one).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonLogsArgs {
+    /// Number of lines.
+    #[arg(short = 'n', long = "lines", default_value_t = 80, value_name = "N")]
+    pub lines: usize,
+}
+
 #[derive(Debug, Args)]
 pub struct ProviderArg {
     /// Provider name (see `authsome list`).
@@ -229,6 +266,19 @@ pub struct LoginArgs {
     /// Replace an existing connection.
     #[arg(long)]
     pub force: bool,
+    /// Print the login URL instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Return once the login is started instead of waiting for it to finish.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// OAuth client id of your app (the secret is asked on the terminal, or read with
+    /// --client-secret-stdin; never an argument).
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Read the OAuth client secret from standard input (with --client-id).
+    #[arg(long, requires = "client_id")]
+    pub client_secret_stdin: bool,
 }
 
 #[derive(Debug, Args)]

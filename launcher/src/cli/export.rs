@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 
 use super::args::{ExportArgs, ExportFormat};
 use super::context::Context;
-use crate::error::CliResult;
+use crate::auth::refresh;
+use crate::error::{CliResult, Kind};
 use crate::providers::Provider;
 
 /// One variable to print.
@@ -137,7 +138,16 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
     let mut items = Vec::new();
     for (provider, names) in &plan {
         for name in names {
-            let secrets = vault.secrets(&ctx.passphrases, &provider.name, name)?;
+            // OAuth tokens near expiry are refreshed first (no runtime is built otherwise).
+            let secrets = match refresh::fresh_secrets_blocking(&vault, provider, name, false, &ctx.passphrases) {
+                Ok(fresh) => fresh.secrets,
+                // Exporting everything: one dead connection does not hold back the others.
+                Err(e) if args.provider.is_none() && e.kind == Kind::RefreshFailed => {
+                    ctx.out.warn(&format!("skipping {}/{name}: {}", provider.name, e.message));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (field, value) in [
                 ("api_key", secrets.api_key),
                 ("access_token", secrets.access_token),

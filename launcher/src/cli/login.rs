@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use super::args::{FlowArg, LoginArgs, ProviderArg, ProviderConnectionArgs};
 use super::context::{Context, prompt};
+use crate::auth::revoke::Revocation;
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::{AuthType, Provider, Source};
 
@@ -30,14 +31,7 @@ pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let wants_oauth_flow = matches!(args.flow, Some(FlowArg::Pkce | FlowArg::DeviceCode | FlowArg::DcrPkce))
         || (pasted && !args.stdin && args.flow != Some(FlowArg::ApiKey));
     if wants_oauth_flow {
-        return Err(CliError::new(
-            Kind::AuthenticationFailed,
-            format!("browser and device-code login for {} is not available in this build", provider.display_name),
-        )
-        .hint(format!(
-            "store a token you already have: `authsome login {} --connection {} --stdin < token.txt`",
-            provider.name, args.connection
-        )));
+        return super::login_flows::oauth_login(ctx, args, provider);
     }
 
     let mut vault = ctx.vault()?;
@@ -64,6 +58,15 @@ pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         );
     }
 
+    // No terminal to type the key in: the daemon's browser form (when a browser can show it,
+    // or the user asked for the URL).
+    if !pasted
+        && !args.stdin
+        && !std::io::stdin().is_terminal()
+        && (args.no_browser || args.no_wait || super::login_flows::has_display())
+    {
+        return super::login_flows::browser_api_key(ctx, args, provider);
+    }
     let secret = read_secret(ctx, provider, args.stdin)?;
     check_key(provider, &secret)?;
 
@@ -192,18 +195,37 @@ pub fn logout(ctx: &Context, args: &ProviderConnectionArgs) -> CliResult {
     let mut vault = ctx.vault()?;
     let name = vault.resolve_connection_name(&provider.name, args.connection.as_deref())?;
     let existed = vault.connection(&provider.name, &name)?.is_some();
+    // Revoke at the provider first (RFC 7009), then delete locally whatever it answered.
+    let revocation = if existed {
+        crate::auth::revoke::revoke_connection(&vault, provider, &name, &ctx.passphrases)
+    } else {
+        Revocation::NotApplicable("no such connection")
+    };
     if existed {
         let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
         store.delete_connection(&provider.name, &name)?;
     }
-    ctx.audit(AuditEvent::new("logout").provider(&provider.name).connection(&name).field("found", existed));
+    let mut event = AuditEvent::new("logout")
+        .provider(&provider.name)
+        .connection(&name)
+        .field("found", existed)
+        .field("revocation", revocation.as_str());
+    if let Revocation::Failed(why) = &revocation {
+        event = event.field("revocation_error", why.clone());
+        ctx.out
+            .warn(&format!("could not revoke the token at {}: {why}; the local copy is deleted anyway", provider.name));
+    }
+    ctx.audit(event);
     let text = if existed {
         format!("Logged out of {} ({}).", provider.name, name)
     } else {
         format!("No connection '{}' for {}; nothing to do.", name, provider.name)
     };
     if ctx.out.json {
-        ctx.out.json(&json!({"status": "logged_out", "provider": provider.name, "connection": name, "found": existed}));
+        ctx.out.json(&json!({
+            "status": "logged_out", "provider": provider.name, "connection": name, "found": existed,
+            "revocation": revocation.as_str(),
+        }));
     } else {
         ctx.out.note(&text);
     }
@@ -215,6 +237,15 @@ fn revoke_all(ctx: &Context, provider: &str) -> CliResult<Vec<String>> {
     let mut vault = ctx.vault()?;
     if vault.list_connections()?.iter().all(|c| c.provider != provider) && vault.client(provider)?.is_none() {
         return Ok(Vec::new());
+    }
+    // Revoke each connection at the provider where it can (best effort), then delete.
+    if let Some(entry) = ctx.catalog().get(provider) {
+        for meta in vault.list_connections()?.iter().filter(|c| c.provider == provider) {
+            let outcome = crate::auth::revoke::revoke_connection(&vault, &entry.provider, &meta.name, &ctx.passphrases);
+            if let Revocation::Failed(why) = outcome {
+                ctx.out.warn(&format!("could not revoke {provider}/{} at the provider: {why}", meta.name));
+            }
+        }
     }
     let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
     Ok(store.delete_provider(provider)?)

@@ -5,10 +5,13 @@ pub mod admin;
 pub mod args;
 pub mod ca;
 pub mod context;
+pub mod daemon;
 pub mod export;
 pub mod login;
+pub mod login_flows;
 pub mod scan;
 pub mod show;
+pub mod spinner;
 
 use args::{Command, ConnectionCommand};
 use context::Context;
@@ -38,6 +41,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Doctor(args) => admin::doctor(ctx, args),
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
+        Command::Daemon(command) => daemon::daemon(ctx, command),
     };
     done.map(|()| 0)
 }

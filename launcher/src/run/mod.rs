@@ -254,9 +254,22 @@ fn engine(ctx: &Context, args: &RunArgs, plan: &mut Plan, ca: CertificateAuthori
     let run_token = random_token()?;
     let run_id = run_token[..12].to_string();
     let vault = plan.vault.clone();
-    let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, _force: bool| {
+    // Re-read a credential, refreshing an OAuth token that is due (or after a 401, `force`).
+    // Refresh is serialised across processes by the auth module (lock + re-read).
+    let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, force: bool| {
         let vault = vault.lock().map_err(|_| "vault lock poisoned".to_string())?;
         let meta = vault.connection(&provider.name, connection).map_err(|e| e.to_string())?.ok_or("not connected")?;
+        if meta.has_secret("refresh_token") {
+            let fresh = crate::auth::refresh::fresh_secrets_blocking(
+                &vault,
+                provider,
+                connection,
+                force,
+                &crate::cli::context::Prompter,
+            )
+            .map_err(|e| if e.kind == Kind::RefreshFailed { "expired".to_string() } else { e.message })?;
+            return Ok((fresh.meta, fresh.secrets));
+        }
         if !meta.is_usable(authsome_vault::time::now_seconds()) {
             return Err("expired".to_string());
         }

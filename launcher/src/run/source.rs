@@ -60,12 +60,6 @@ impl VaultSource {
     }
 }
 
-/// Refresh margin (DESIGN section 9): min(300 s, half the token's lifetime).
-pub fn refresh_margin(obtained_at_micros: i64, expires_at: i64) -> i64 {
-    let lifetime = expires_at - obtained_at_micros / 1_000_000;
-    300.min((lifetime / 2).max(0))
-}
-
 fn render(provider: &Provider, meta: &ConnectionMeta, secrets: &Secrets) -> Result<Ready, String> {
     let secret = match provider.primary_field() {
         "api_key" => secrets.api_key.clone().or_else(|| secrets.access_token.clone()),
@@ -82,7 +76,7 @@ fn render(provider: &Provider, meta: &ConnectionMeta, secrets: &Secrets) -> Resu
         headers.push((name, value));
     }
     let query = rendered.query.into_iter().map(|(k, v)| (k, v.expose_secret().to_string())).collect();
-    let reread_after = meta.expires_at.map(|at| at - refresh_margin(meta.obtained_at, at));
+    let reread_after = meta.expires_at.map(|at| at - crate::auth::refresh::margin(meta));
     Ok(Ready { headers, query, secret, reread_after })
 }
 
@@ -143,14 +137,6 @@ mod tests {
     use crate::providers::Catalog;
     use authsome_vault::{AuthType, SecretSource};
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn margin_is_capped_by_half_the_lifetime() {
-        let now = 1_000_000;
-        assert_eq!(refresh_margin(now * 1_000_000, now + 3_600), 300);
-        assert_eq!(refresh_margin(now * 1_000_000, now + 120), 60);
-        assert_eq!(refresh_margin(now * 1_000_000, now - 5), 0);
-    }
 
     fn meta(expires_in: Option<i64>) -> ConnectionMeta {
         let mut m = ConnectionMeta::new("openai", "default", AuthType::ApiKey, SecretSource::ApiKey);

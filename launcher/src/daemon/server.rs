@@ -1,0 +1,179 @@
+//! The daemon's router, state and service endpoints (`/health`, `/ready`, shutdown). `serve`
+//! takes a bound listener and a shutdown signal, so tests bind port 0 and the `daemon serve`
+//! command binds the configured port. The login handlers are in `login`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use authsome_vault::{AuditEvent, AuditLog, Home, Vault};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use serde_json::{Value, json};
+
+use super::login;
+use super::security::{self, Guard};
+use super::sessions::Sessions;
+use crate::error::{CliError, Kind};
+use crate::providers::Catalog;
+
+/// What a daemon instance is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: Home,
+    /// The port the listener is bound to (for the `Host` check and default URLs).
+    pub port: u16,
+    /// `AUTHSOME_SERVER_BASE_URL`: the public base of form and callback URLs.
+    pub public_base: Option<String>,
+    /// The API's bearer token (the content of `daemon.token`).
+    pub token: String,
+    /// This instance's random id, echoed by `/health`.
+    pub instance: String,
+}
+
+pub struct AppState {
+    pub guard: Guard,
+    pub token: String,
+    instance: String,
+    pub(super) home: Home,
+    /// Base of the URLs the daemon hands out (`http://127.0.0.1:7998`).
+    pub(super) base: String,
+    pub(super) sessions: Sessions,
+    stop: tokio::sync::Notify,
+}
+
+impl AppState {
+    pub(super) fn redirect_uri(&self) -> String {
+        format!("{}/auth/callback/oauth", self.base)
+    }
+
+    pub(super) fn audit(&self, profile: &str, event: AuditEvent) {
+        if let Err(e) = AuditLog::new(self.home.audit_path()).append(&event.profile(profile)) {
+            tracing::warn!(error = %e, "could not write the audit log");
+        }
+    }
+}
+
+/// Serve until `shutdown` resolves or an authenticated `POST /api/shutdown` arrives.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let base = config
+        .public_base
+        .clone()
+        .map(|b| b.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.port));
+    let state = Arc::new(AppState {
+        guard: Guard::new(config.port, config.public_base.as_deref()),
+        token: config.token,
+        instance: config.instance,
+        home: config.home,
+        base,
+        sessions: Sessions::default(),
+        stop: tokio::sync::Notify::new(),
+    });
+    let app = router(state.clone());
+    let stopper = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stopper.stop.notified() => {}
+            }
+        })
+        .await
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/ready", get(ready))
+        .route("/auth/sessions", post(login::start_session))
+        .route("/auth/sessions/{id}", get(login::get_session))
+        .route("/api/shutdown", post(shutdown))
+        .route_layer(middleware::from_fn_with_state(state.clone(), security::require_token));
+    Router::new()
+        .route("/health", get(health))
+        .route("/auth/sessions/{id}/input", get(login::form).post(login::submit))
+        .route("/auth/callback/oauth", get(login::callback))
+        .merge(api)
+        .layer(middleware::from_fn_with_state(state.clone(), security::host_and_origin))
+        .with_state(state)
+}
+
+/// A `CliError` as an API answer: `{"error": CLASS, "message", "hint", "causes"}`.
+pub(super) struct ApiError(CliError);
+
+impl From<CliError> for ApiError {
+    fn from(e: CliError) -> Self {
+        Self(e)
+    }
+}
+impl From<authsome_vault::Error> for ApiError {
+    fn from(e: authsome_vault::Error) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0.kind {
+            Kind::ProviderNotFound | Kind::ConnectionNotFound => StatusCode::NOT_FOUND,
+            Kind::Usage | Kind::AuthenticationFailed | Kind::InputCancelled => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(error_json(&self.0))).into_response()
+    }
+}
+
+fn error_json(e: &CliError) -> Value {
+    json!({"error": e.kind.class_name(), "message": e.message, "hint": e.hint, "causes": e.causes})
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": "local",
+        "pid": std::process::id(),
+        "instance": state.instance,
+    }))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut issues = Vec::new();
+    let config = match authsome_vault::Config::load(&state.home.config_path()) {
+        Ok(_) => "ok",
+        Err(e) => {
+            issues.push(e.to_string());
+            "error"
+        }
+    };
+    let catalog = Catalog::load(&state.home);
+    let providers = if catalog.problems.is_empty() { "ok" } else { "warning" };
+    issues.extend(catalog.problems.iter().map(|p| format!("{}: {}", p.path.display(), p.message)));
+    let vault = match authsome_vault::profiles::default_profile(&state.home)
+        .and_then(|profile| Vault::open(&state.home, &profile))
+        .and_then(|vault| vault.list_connections())
+    {
+        Ok(_) => "ok",
+        Err(e) => {
+            issues.push(e.to_string());
+            "error"
+        }
+    };
+    let ready = config == "ok" && vault == "ok";
+    Json(json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": {"config": config, "providers": providers, "vault": vault},
+        "issues": issues,
+    }))
+}
+
+async fn shutdown(State(state): State<Arc<AppState>>) -> Json<Value> {
+    state.stop.notify_one();
+    Json(json!({"status": "stopping"}))
+}

@@ -1,0 +1,188 @@
+//! Login sessions: one per `authsome login` that needs the browser (or a device flow handed to
+//! the daemon by `--no-wait`). In memory: a restarted daemon forgets them, and the CLI that was
+//! waiting says so (upstream bug 19 asks for "survive restarts or fail clearly").
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::auth::ClientCredentials;
+use crate::auth::code::Authorization;
+use crate::auth::pkce::{constant_time_eq, random_token};
+use crate::error::{CliError, Kind};
+use crate::providers::{Flow, Provider};
+
+/// Browser sessions live this long (upstream: 300 s; a first-time OAuth app setup takes longer).
+pub const SESSION_TTL: i64 = 900;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    WaitingForUser,
+    Processing,
+    Completed,
+    Failed,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::WaitingForUser => "waiting_for_user",
+            Status::Processing => "processing",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Expired => "expired",
+        }
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Expired)
+    }
+}
+
+/// What the browser form must still collect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Nothing,
+    ClientCredentials,
+    ApiKey,
+}
+
+/// A device flow's user-facing half.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+}
+
+pub struct Session {
+    pub id: String,
+    pub profile: String,
+    pub provider: Provider,
+    pub connection: String,
+    pub flow: Flow,
+    pub scopes: Vec<String>,
+    pub base_url: Option<String>,
+    pub status: Status,
+    pub message: Option<String>,
+    pub error: Option<CliError>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub csrf: String,
+    pub need: Need,
+    pub authorization: Option<Authorization>,
+    pub client: Option<ClientCredentials>,
+    pub device: Option<DeviceInfo>,
+}
+
+impl Session {
+    pub fn new(profile: &str, provider: Provider, connection: &str, flow: Flow) -> Self {
+        let now = authsome_vault::time::now_seconds();
+        Self {
+            id: format!("sess_{}", random_token(16)),
+            profile: profile.to_string(),
+            provider,
+            connection: connection.to_string(),
+            flow,
+            scopes: Vec::new(),
+            base_url: None,
+            status: Status::WaitingForUser,
+            message: None,
+            error: None,
+            created_at: now,
+            expires_at: now + SESSION_TTL,
+            csrf: random_token(32),
+            need: Need::Nothing,
+            authorization: None,
+            client: None,
+            device: None,
+        }
+    }
+
+    pub fn fail(&mut self, error: CliError) {
+        self.status = Status::Failed;
+        self.message = Some(error.message.clone());
+        self.error = Some(error);
+        self.authorization = None;
+    }
+
+    /// The session document of the API (upstream's shape plus `hint`, `causes`, `device`).
+    pub fn to_json(&self, base: &str) -> Value {
+        let next_action = if self.status == Status::WaitingForUser && self.device.is_none() {
+            json!({"type": "open_url", "url": format!("{base}/auth/sessions/{}/input", self.id)})
+        } else {
+            json!({"type": "none"})
+        };
+        let mut doc = json!({
+            "id": self.id,
+            "provider": self.provider.name,
+            "connection": self.connection,
+            "flow": self.flow.as_str(),
+            "status": self.status.as_str(),
+            "message": self.message,
+            "error": self.error.as_ref().map(|e| e.kind.class_name()),
+            "created_at": authsome_vault::time::iso_z_seconds(self.created_at),
+            "expires_at": authsome_vault::time::iso_z_seconds(self.expires_at),
+            "next_action": next_action,
+        });
+        if let Some(error) = &self.error {
+            doc["causes"] = error.causes.clone().into();
+            doc["hint"] = error.hint.clone().into();
+        }
+        if let Some(device) = &self.device {
+            doc["device"] = json!({
+                "user_code": device.user_code,
+                "verification_uri": device.verification_uri,
+                "verification_uri_complete": device.verification_uri_complete,
+            });
+        }
+        doc
+    }
+}
+
+/// All sessions of the daemon. The lock is never held across an await.
+#[derive(Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    pub fn insert(&self, session: Session) {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = authsome_vault::time::now_seconds();
+        // Forget sessions that ended or expired over an hour ago.
+        map.retain(|_, s| s.expires_at + 3_600 > now);
+        map.insert(session.id.clone(), session);
+    }
+
+    /// Run `f` on a session (expired ones are marked so first).
+    pub fn with<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let session = map.get_mut(id)?;
+        if !session.status.is_final() && session.expires_at <= authsome_vault::time::now_seconds() {
+            session.status = Status::Expired;
+            session.authorization = None;
+            session.error = Some(
+                CliError::new(Kind::AuthenticationFailed, "the login session expired before it was completed")
+                    .hint("start the login again"),
+            );
+        }
+        Some(f(session))
+    }
+
+    /// The session waiting for the callback with this `state`; its authorization is taken out,
+    /// so a state works once.
+    pub fn take_by_state(&self, state: &str) -> Option<(String, Authorization)> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = authsome_vault::time::now_seconds();
+        let session = map.values_mut().find(|s| {
+            s.status == Status::WaitingForUser
+                && s.expires_at > now
+                && s.authorization.as_ref().is_some_and(|a| constant_time_eq(&a.state, state))
+        })?;
+        let authorization = session.authorization.take()?;
+        session.status = Status::Processing;
+        Some((session.id.clone(), authorization))
+    }
+}
