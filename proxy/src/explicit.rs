@@ -95,6 +95,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                     }
                 },
             };
+            self.upstream.roots.prewarm();
             let engine = self.clone();
             tokio::spawn(engine.serve_explicit(stream, peer));
         }

@@ -125,6 +125,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.upstream.roots.prewarm();
         let mapped = dns.and_then(|d| d.name_for(original_dst.ip()));
         let port = original_dst.port();
         let mut first = vec![0u8; 4096];

@@ -18,9 +18,12 @@ use http::Uri;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use std::sync::OnceLock;
 use tokio::net::TcpStream;
 
 use crate::body::ProxyBody;
@@ -158,24 +161,114 @@ impl tower_service::Service<Uri> for Dialer {
     }
 }
 
-fn load_roots(config: &UpstreamConfig) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    if config.system_roots {
-        let native = rustls_native_certs::load_native_certs();
-        for error in &native.errors {
-            tracing::warn!(%error, "could not load some system roots");
-        }
-        let (added, ignored) = roots.add_parsable_certificates(native.certs);
-        tracing::debug!(added, ignored, "system roots");
+/// Upstream certificate verification with the roots loaded off the start-up path.
+///
+/// Reading the system store costs milliseconds (with `SSL_CERT_DIR` set it is hundreds of
+/// files), which a run that never dials out should not pay: a thread starts loading the roots
+/// when the first client connects (`prewarm`), and the first upstream handshake waits for it
+/// if it is not done. The
+/// verification itself is rustls' `WebPkiServerVerifier`, unchanged.
+pub(crate) struct DeferredRoots {
+    verifier: Arc<OnceLock<Result<Arc<WebPkiServerVerifier>, String>>>,
+    warming: std::sync::Once,
+    load: Arc<dyn Fn() -> Result<Arc<WebPkiServerVerifier>, String> + Send + Sync>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for DeferredRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredRoots").field("loaded", &self.verifier.get().is_some()).finish_non_exhaustive()
     }
+}
+
+impl DeferredRoots {
+    fn start(system_roots: bool, extra: Vec<CertificateDer<'static>>) -> Arc<Self> {
+        let provider = crypto_provider();
+        let verifier_provider = provider.clone();
+        let load = Arc::new(move || {
+            let mut roots = RootCertStore::empty();
+            if system_roots {
+                let native = rustls_native_certs::load_native_certs();
+                for error in &native.errors {
+                    tracing::warn!(%error, "could not load some system roots");
+                }
+                let (added, ignored) = roots.add_parsable_certificates(native.certs);
+                tracing::debug!(added, ignored, "system roots");
+            }
+            roots.add_parsable_certificates(extra.clone());
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), verifier_provider.clone())
+                .build()
+                .map_err(|e| format!("no usable trust roots for upstream TLS: {e}"))
+        });
+        Arc::new(DeferredRoots { verifier: Arc::new(OnceLock::new()), warming: std::sync::Once::new(), load, provider })
+    }
+
+    /// Start loading the roots on a thread, once: called when the first client connection
+    /// arrives, so the load overlaps that client's handshake with us and a run that never
+    /// proxies anything never pays for it.
+    pub(crate) fn prewarm(self: &Arc<Self>) {
+        self.warming.call_once(|| {
+            let warm = self.clone();
+            let _ = std::thread::Builder::new().name("authsome-roots".into()).spawn(move || {
+                let _ = warm.verifier();
+            });
+        });
+    }
+
+    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier.get_or_init(|| (self.load)()).as_ref().map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl ServerCertVerifier for DeferredRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Read and check the extra roots now (a bad `AUTHSOME_EXTRA_ROOTS` fails the run at once);
+/// the system roots follow in the background.
+fn deferred_roots(config: &UpstreamConfig) -> Result<Arc<DeferredRoots>, TlsError> {
+    let mut extra = Vec::new();
     if let Some(path) = &config.extra_roots_pem {
         let certs = read_pem_certs(path)?;
-        let (added, _) = roots.add_parsable_certificates(certs);
+        let mut probe = RootCertStore::empty();
+        let (added, _) = probe.add_parsable_certificates(certs.clone());
         if added == 0 {
             return Err(TlsError::NoExtraRoots { path: path.clone() });
         }
+        extra = certs;
     }
-    Ok(roots)
+    Ok(DeferredRoots::start(config.system_roots, extra))
 }
 
 fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -201,14 +294,17 @@ pub(crate) struct Upstream {
     pub client_h1: HttpsClient,
     /// HTTP/1.1 only, unpooled use: WebSocket handshakes need an HTTP/1.1 upgrade.
     pub http1_connector: HttpsConnector<Dialer>,
+    /// Upstream trust, loaded in the background (see `DeferredRoots`).
+    pub roots: Arc<DeferredRoots>,
 }
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, TlsError> {
-        let roots = load_roots(config)?;
+        let roots = deferred_roots(config)?;
         let tls = ClientConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(roots.clone())
             .with_no_client_auth();
         let dialer = Dialer::new(config);
         let connector = HttpsConnectorBuilder::new()
@@ -224,7 +320,7 @@ impl Upstream {
             .wrap_connector(dialer.clone());
         let client = Self::client_builder().build(connector);
         let client_h1 = Self::client_builder().build(http1_connector.clone());
-        Ok(Upstream { dialer, client, client_h1, http1_connector })
+        Ok(Upstream { dialer, client, client_h1, http1_connector, roots })
     }
 
     fn client_builder() -> hyper_util::client::legacy::Builder {

@@ -104,6 +104,13 @@ impl Home {
         {
             return Some("0.3+ client/server layout".into());
         }
+        // Our own config.json (`"v": N`): a home we wrote. Upstream's has `spec_version`.
+        if let Ok(bytes) = std::fs::read(self.config_path())
+            && serde_json::from_slice::<serde_json::Value>(&bytes)
+                .is_ok_and(|doc| doc.get("v").is_some_and(|v| v.is_u64()))
+        {
+            return None;
+        }
         // A store.db with upstream's `kv` table, whatever the version file says.
         if let Ok(entries) = std::fs::read_dir(self.profiles_dir()) {
             for entry in entries.flatten() {
@@ -169,6 +176,25 @@ mod tests {
         std::fs::write(dir.path().join("version"), "2\n").unwrap();
         assert_eq!(home.foreign_format().as_deref(), Some("version file '2'"));
         assert!(matches!(home.ensure(), Err(Error::ForeignHome { .. })));
+    }
+
+    #[test]
+    fn our_config_skips_the_store_probe_but_upstream_markers_still_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::write(home.config_path(), r#"{"v":1,"default_profile":"default"}"#).unwrap();
+        assert_eq!(home.foreign_format(), None);
+        std::fs::write(home.config_path(), r#"{"spec_version":1,"default_profile":"default"}"#).unwrap();
+        let profile = dir.path().join("profiles/default");
+        std::fs::create_dir_all(&profile).unwrap();
+        rusqlite::Connection::open(profile.join("store.db"))
+            .unwrap()
+            .execute_batch("CREATE TABLE kv (key TEXT)")
+            .unwrap();
+        assert_eq!(home.foreign_format().as_deref(), Some("kv store"));
+        std::fs::write(dir.path().join("version"), "2\n").unwrap();
+        std::fs::write(home.config_path(), r#"{"v":1}"#).unwrap();
+        assert!(home.foreign_format().is_some(), "a version file is upstream's whatever config.json says");
     }
 
     #[test]

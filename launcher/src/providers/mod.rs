@@ -5,6 +5,7 @@ pub mod legacy;
 pub mod schema;
 pub mod validate;
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use authsome_vault::Home;
@@ -49,9 +50,15 @@ pub struct Problem {
 
 /// Bundled providers (sorted by name) followed by custom ones (sorted); a custom provider
 /// replaces a bundled one of the same name.
+///
+/// Bundled definitions are parsed on demand: `get` parses the one provider a command names,
+/// `entries` parses all of them once (list, export of everything, run).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    entries: Vec<Entry>,
+    custom: Vec<Entry>,
+    /// One slot per bundled definition, in `bundled::BUNDLED` order.
+    bundled: Vec<OnceCell<Option<Entry>>>,
+    all: OnceCell<Vec<Entry>>,
     pub problems: Vec<Problem>,
 }
 
@@ -59,29 +66,44 @@ impl Catalog {
     pub fn load(home: &Home) -> Self {
         let mut catalog = Self::bundled_only();
         let (custom, problems) = load_custom(&home.providers_dir());
+        catalog.custom = custom;
         catalog.problems = problems;
-        for entry in custom {
-            catalog.entries.retain(|e| e.provider.name != entry.provider.name);
-            catalog.entries.push(entry);
-        }
         catalog
     }
 
     /// The embedded catalog alone.
     pub fn bundled_only() -> Self {
-        let entries = bundled_providers()
-            .into_iter()
-            .map(|provider| Entry { provider, source: Source::Bundled, path: None })
-            .collect();
-        Self { entries, problems: Vec::new() }
+        Self { bundled: bundled::BUNDLED.iter().map(|_| OnceCell::new()).collect(), ..Self::default() }
     }
 
+    fn bundled_at(&self, index: usize) -> Option<&Entry> {
+        self.bundled[index]
+            .get_or_init(|| {
+                let (_, json) = bundled::BUNDLED[index];
+                serde_json::from_str(json).ok().map(|provider| Entry { provider, source: Source::Bundled, path: None })
+            })
+            .as_ref()
+    }
+
+    /// Every provider: bundled ones not shadowed by a custom one, then the custom ones.
     pub fn entries(&self) -> &[Entry] {
-        &self.entries
+        self.all.get_or_init(|| {
+            let mut all: Vec<Entry> = (0..self.bundled.len())
+                .filter_map(|i| self.bundled_at(i))
+                .filter(|e| !self.custom.iter().any(|c| c.provider.name == e.provider.name))
+                .cloned()
+                .collect();
+            all.extend(self.custom.iter().cloned());
+            all
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.provider.name == name)
+        if let Some(custom) = self.custom.iter().find(|e| e.provider.name == name) {
+            return Some(custom);
+        }
+        let index = bundled::BUNDLED.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
+        self.bundled_at(index)
     }
 
     /// A provider that must exist, with a "did you mean" hint.
@@ -89,7 +111,7 @@ impl Catalog {
         self.get(name).ok_or_else(|| {
             let mut err = CliError::new(Kind::ProviderNotFound, format!("unknown provider '{name}'"));
             let close: Vec<&str> = self
-                .entries
+                .entries()
                 .iter()
                 .map(|e| e.provider.name.as_str())
                 .filter(|candidate| similar(name, candidate))

@@ -90,12 +90,9 @@ pub fn root_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Pa
 }
 
 /// For additive knobs (`NODE_EXTRA_CA_CERTS`, `DENO_CERT`): what the user already added
-/// there, `AUTHSOME_EXTRA_ROOTS`, and our CA. Node keeps its bundled roots underneath.
-pub fn additive_bundle(
-    parent_env: &[(OsString, OsString)],
-    extra_roots: Option<&Path>,
-    ca_pem: &str,
-) -> CliResult<Vec<u8>> {
+/// there and `AUTHSOME_EXTRA_ROOTS` (our CA is appended). Node keeps its bundled roots
+/// underneath.
+fn additive_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Path>) -> Vec<PathBuf> {
     let mut sources: Vec<PathBuf> = Vec::new();
     for var in ["NODE_EXTRA_CA_CERTS", "DENO_CERT"] {
         if let Some((_, value)) = parent_env.iter().find(|(k, _)| k == var) {
@@ -108,7 +105,72 @@ pub fn additive_bundle(
     if let Some(extra) = extra_roots.filter(|p| p.is_file()) {
         sources.push(extra.to_path_buf());
     }
-    combined_bundle(&sources, ca_pem)
+    sources
+}
+
+/// The child's two bundles for plain `run`.
+#[derive(Debug, Clone)]
+pub struct Bundles {
+    pub bundle: PathBuf,
+    pub additive: PathBuf,
+}
+
+/// The bundles for plain `run`, cached in the profile's CA directory. They change only when a
+/// source (its path, size or modification time) or the CA does; rebuilding them on every run
+/// (reading and writing a couple of hundred KB twice) was most of `run`'s start-up file work.
+/// Written atomically, manifest last, so concurrent runs never see a torn bundle.
+pub fn cached_bundles(
+    ca_dir: &Path,
+    parent_env: &[(OsString, OsString)],
+    extra_roots: Option<&Path>,
+    ca_pem: &str,
+) -> CliResult<Bundles> {
+    let sources = root_sources(parent_env, extra_roots);
+    let additive = additive_sources(parent_env, extra_roots);
+    let mut manifest = String::from("authsome child bundles v1\n");
+    for (kind, list) in [("bundle", &sources), ("additive", &additive)] {
+        for path in list.iter() {
+            let meta = fs::metadata(path).map_err(|e| {
+                CliError::new(Kind::RunFailed, format!("cannot read the CA bundle {}: {e}", path.display()))
+            })?;
+            let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            manifest.push_str(&format!(
+                "{kind} {} {} {}\n",
+                path.display(),
+                meta.len(),
+                mtime.map_or(0, |d| d.as_nanos())
+            ));
+        }
+    }
+    manifest.push_str(&format!("ca {:016x}\n", fnv1a(ca_pem.as_bytes())));
+    let out = Bundles { bundle: ca_dir.join("child-bundle.pem"), additive: ca_dir.join("child-additive.pem") };
+    let manifest_path = ca_dir.join("child-bundles.manifest");
+    let fresh = fs::read_to_string(&manifest_path).is_ok_and(|m| m == manifest)
+        && out.bundle.is_file()
+        && out.additive.is_file();
+    if !fresh {
+        write_atomic(&out.bundle, &combined_bundle(&sources, ca_pem)?)?;
+        write_atomic(&out.additive, &combined_bundle(&additive, ca_pem)?)?;
+        write_atomic(&manifest_path, manifest.as_bytes())?;
+    }
+    Ok(out)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
+    let mut suffix = [0u8; 6];
+    authsome_vault::crypto::random_bytes(&mut suffix).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
+    let tmp = path.with_extension(format!("tmp{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())));
+    }
+    Ok(())
+}
+
+/// FNV-1a, to notice a changed CA certificate (not a security boundary).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Concatenate the sources and our CA into one PEM bundle.
@@ -153,6 +215,26 @@ mod tests {
         .unwrap();
         assert!(bundle.contains("CORP\n-----END CERTIFICATE-----\n"));
         assert!(bundle.trim_end().ends_with("OURS\n-----END CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn cached_bundles_are_reused_and_rebuilt_when_a_source_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra.pem");
+        fs::write(&extra, "-----BEGIN CERTIFICATE-----\nEXTRA1\n-----END CERTIFICATE-----\n").unwrap();
+        let ca = "-----BEGIN CERTIFICATE-----\nCA1\n-----END CERTIFICATE-----\n";
+        let first = cached_bundles(dir.path(), &[], Some(&extra), ca).unwrap();
+        let built = fs::metadata(&first.bundle).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = cached_bundles(dir.path(), &[], Some(&extra), ca).unwrap();
+        assert_eq!(fs::metadata(&again.bundle).unwrap().modified().unwrap(), built, "reused");
+        fs::write(&extra, "-----BEGIN CERTIFICATE-----\nEXTRA22\n-----END CERTIFICATE-----\n").unwrap();
+        cached_bundles(dir.path(), &[], Some(&extra), ca).unwrap();
+        assert!(fs::read_to_string(&first.bundle).unwrap().contains("EXTRA22"));
+        assert!(fs::read_to_string(&first.additive).unwrap().contains("EXTRA22"));
+        cached_bundles(dir.path(), &[], Some(&extra), "-----BEGIN CERTIFICATE-----\nCA2\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        assert!(fs::read_to_string(&first.bundle).unwrap().contains("CA2"));
     }
 
     #[test]

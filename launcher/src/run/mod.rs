@@ -386,27 +386,28 @@ async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot listen on 127.0.0.1: {e}")))?;
         let port = listener.local_addr().map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?.port();
 
-        let dir = bundle::RunDir::create()?;
         let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
-        let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
-        let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &engine.ca_pem)?)?;
-        let additive = bundle::additive_bundle(&parent_env, extra_roots.as_deref(), &engine.ca_pem)?;
-        let ca_path = dir.write("additive.pem", &additive)?;
+        let bundles = bundle::cached_bundles(
+            &ctx.home.ca_dir(&ctx.profile),
+            &parent_env,
+            extra_roots.as_deref(),
+            &engine.ca_pem,
+        )?;
         let child_env = child_env::build(
             parent_env,
             &child_env::ChildEnvSpec {
                 placeholders: &plan.env_placeholders,
                 secrets: &plan.secrets,
                 proxy_url: &proxy_url(&engine.run_token, port),
-                bundle: &bundle_path,
-                ca_only: &ca_path,
+                bundle: &bundles.bundle,
+                ca_only: &bundles.additive,
                 provider_hosts: &plan.provider_hosts,
             },
         );
-        Ok::<_, CliError>((engine, listener, dir, child_env))
+        Ok::<_, CliError>((engine, listener, child_env))
     };
-    let (engine, listener, dir, child_env) = setup.await.map_err(run_failed)?;
+    let (engine, listener, child_env) = setup.await.map_err(run_failed)?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let proxy = engine.proxy.clone();
@@ -441,7 +442,6 @@ async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant
     };
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    drop(dir);
     audit.end(ctx, code, &engine.events);
     Ok(code)
 }
