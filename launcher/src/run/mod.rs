@@ -233,7 +233,7 @@ fn egress(args: &RunArgs) -> CliResult<EgressPolicy> {
     })
 }
 
-fn random_token() -> CliResult<String> {
+pub(crate) fn random_token() -> CliResult<String> {
     let mut bytes = [0u8; 24];
     authsome_vault::crypto::random_bytes(&mut bytes).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -250,8 +250,13 @@ pub(crate) struct Engine {
     pub ca_pem: String,
 }
 
-fn engine(ctx: &Context, args: &RunArgs, plan: &mut Plan, ca: CertificateAuthority) -> CliResult<Engine> {
-    let run_token = random_token()?;
+fn engine(
+    ctx: &Context,
+    args: &RunArgs,
+    plan: &mut Plan,
+    ca: CertificateAuthority,
+    run_token: String,
+) -> CliResult<Engine> {
     let run_id = run_token[..12].to_string();
     let vault = plan.vault.clone();
     // Re-read a credential, refreshing an OAuth token that is due (or after a 401, `force`).
@@ -380,7 +385,7 @@ async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant
             CliError::new(Kind::RunFailed, format!("cannot load or create the proxy CA: {e}"))
                 .hint(format!("check {}", ctx.home.ca_dir(&ctx.profile).display()))
         })?;
-        let engine = engine(ctx, args, &mut plan, ca)?;
+        let engine = engine(ctx, args, &mut plan, ca, random_token()?)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot listen on 127.0.0.1: {e}")))?;

@@ -50,13 +50,23 @@ const ENV_ALLOWLIST: &[&str] = &[
 const HOSTS_FILE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 pub fn run_sandboxed(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant) -> CliResult<i32> {
-    let prepared = prepare(ctx, args, &mut plan).map_err(run_failed)?;
-    let Prepared { engine, spec, dir } = prepared;
-    // Fail closed: no capture, no command.
-    let (mut sandbox, sockets) = match Sandbox::start(Path::new("/proc/self/exe"), &spec) {
-        Ok(started) => started,
-        Err(e) => return exec_error(ctx, e),
+    // The helper process needs a few milliseconds to build the namespaces: start it first and
+    // build the proxy engine meanwhile.
+    let prepared = prepare(ctx, args, &plan).map_err(run_failed)?;
+    let Prepared { ca, run_token, spec, dir } = prepared;
+    let starting = std::thread::Builder::new()
+        .name("authsome-sandbox-start".into())
+        .spawn(move || Sandbox::start(Path::new("/proc/self/exe"), &spec))
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the sandbox: {e}")))?;
+    let engine = engine(ctx, args, &mut plan, ca, run_token).map_err(run_failed);
+    // Fail closed: no capture, no command (a sandbox started for a failed engine is dropped,
+    // which kills its helper).
+    let (mut sandbox, sockets) = match starting.join() {
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => return exec_error(ctx, e),
+        Err(_) => return Err(CliError::new(Kind::RunFailed, "the sandbox start-up thread panicked")),
     };
+    let engine = engine?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("authsome-proxy")
@@ -98,24 +108,25 @@ pub fn run_sandboxed(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Ins
 }
 
 struct Prepared {
-    engine: super::Engine,
+    ca: CertificateAuthority,
+    run_token: String,
     spec: SandboxSpec,
     dir: bundle::RunDir,
 }
 
-fn prepare(ctx: &Context, args: &RunArgs, plan: &mut Plan) -> CliResult<Prepared> {
+fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
     // The home must exist before the sandbox starts: a hidden path that does not exist yet is
     // skipped, and the audit log written during the run would then show through.
     ctx.home.ensure()?;
     // A CA for this run only: trusted inside this sandbox, its key never written anywhere.
     let ca = CertificateAuthority::ephemeral()
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot create the run's CA: {e}")))?;
-    let engine = engine(ctx, args, plan, ca)?;
+    let run_token = super::random_token()?;
     let dir = bundle::RunDir::create()?;
     let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
     let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
-    let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, &engine.ca_pem)?)?;
+    let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, ca.cert_pem())?)?;
     let inside_bundle = authsome_netns::sandbox_ca_bundle_path().ok_or_else(|| {
         CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
             .hint("install your distribution's ca-certificates package")
@@ -127,7 +138,7 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &mut Plan) -> CliResult<Prepared
         &child_env::ChildEnvSpec {
             placeholders: &plan.env_placeholders,
             secrets: &plan.secrets,
-            proxy_url: &proxy_url(&engine.run_token, INNER_PROXY_PORT),
+            proxy_url: &proxy_url(&run_token, INNER_PROXY_PORT),
             bundle: &inside_bundle,
             ca_only: &inside_bundle,
             provider_hosts: &plan.provider_hosts,
@@ -147,10 +158,9 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &mut Plan) -> CliResult<Prepared
     let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
     let mut hide = authsome_netns::default_hidden_paths(&user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
     hide.extend(args.hide.iter().map(|p| absolute(p)));
-    spec.fs =
-        FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
+    spec.fs = FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
     spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
-    Ok(Prepared { engine, spec, dir })
+    Ok(Prepared { ca, run_token, spec, dir })
 }
 
 fn absolute(path: &Path) -> PathBuf {
