@@ -318,3 +318,75 @@ fn doctor_sandbox_reports_a_working_sandbox() {
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["live_probe"]["ok"], true);
 }
+
+/// The sandbox without any privilege: as root (CI) the whole run is repeated as a throwaway
+/// uid through setpriv; as a normal user it already is rootless.
+#[test]
+fn rootless_sandbox_injects_and_hides() {
+    use std::os::unix::fs::PermissionsExt;
+    const UID: u32 = 64_124;
+    let root = nix::unistd::geteuid().is_root();
+    let pki = Pki::new(HOSTS);
+    let echo = Echo::https(&pki);
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let user_home = base.path().join("home");
+    let authsome_home = user_home.join(".authsome");
+    let project = user_home.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let ca = pki.write_ca(&user_home, "upstream-ca.pem");
+    if root {
+        for path in [&user_home, &project, &ca] {
+            nix::unistd::chown(path.as_path(), Some(UID.into()), Some(UID.into())).unwrap();
+        }
+    }
+    let run = |args: &[&str], stdin: Option<&str>| -> Run {
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([&format!("--reuid={UID}"), &format!("--regid={UID}"), "--clear-groups", "--inh-caps=-all", "--"]);
+            c.arg(common::BIN);
+            c
+        } else {
+            std::process::Command::new(common::BIN)
+        };
+        cmd.args(args)
+            .current_dir(&project)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", &user_home)
+            .env("AUTHSOME_HOME", &authsome_home)
+            .env("AUTHSOME_EXTRA_ROOTS", &ca)
+            .env("AUTHSOME_CONNECT_TO", format!("api.openai.com:443:127.0.0.1:{}", echo.port()))
+            .stdin(if stdin.is_some() { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn (setpriv is in util-linux)");
+        if let Some(input) = stdin {
+            let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes());
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    run(&["login", "openai", "--stdin"], Some(OPENAI_KEY)).ok();
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let script = format!(
+        "{GUARD}\nid -u; cat /proc/self/status | grep -E '^CapEff'; ls -A {} | head -1 | grep -q . && echo vault-visible\n\
+         curl -sS --noproxy '*' https://api.openai.com/v1/rootless",
+        authsome_home.display()
+    );
+    let out = run(&["run", "--sandbox", "--env", &netns, "--", "sh", "-c", &script], None);
+    assert_ne!(out.code, 99, "the sandbox failed open: {}", out.stdout);
+    let out = out.ok();
+    let mut lines = out.stdout.lines();
+    let expected_uid = if root { UID } else { nix::unistd::getuid().as_raw() };
+    assert_eq!(lines.next(), Some(expected_uid.to_string().as_str()), "{}", out.stdout);
+    assert_eq!(lines.next().map(|l| l.split_whitespace().last().unwrap_or("")), Some("0000000000000000"));
+    let echo_json: Value =
+        serde_json::from_str(lines.next().unwrap_or_else(|| panic!("{}\n{}", out.stdout, out.stderr))).unwrap();
+    assert_eq!(seen(&echo_json, "authorization"), vec![format!("Bearer {OPENAI_KEY}")]);
+    assert!(!out.stdout.contains("vault-visible"));
+}

@@ -158,7 +158,8 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
     let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
     let mut hide = authsome_netns::default_hidden_paths(&user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
     hide.extend(args.hide.iter().map(|p| absolute(p)));
-    spec.fs = FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
+    spec.fs =
+        FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
     spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
     Ok(Prepared { ca, run_token, spec, dir })
 }
