@@ -390,3 +390,64 @@ fn rootless_sandbox_injects_and_hides() {
     assert_eq!(seen(&echo_json, "authorization"), vec![format!("Bearer {OPENAI_KEY}")]);
     assert!(!out.stdout.contains("vault-visible"));
 }
+
+#[test]
+fn host_sockets_keyrings_and_processes_are_out_of_reach() {
+    let s = setup();
+    // A Unix socket where an ssh-agent or a session bus would be, and one under /tmp.
+    let agent_dir = s.user_home.join(".ssh");
+    let agent = agent_dir.join("agent.sock");
+    let _agent = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    let tmp_dir = tempfile::tempdir().unwrap();
+    let tmp_socket = tmp_dir.path().join("bus.sock");
+    let _bus = std::os::unix::net::UnixListener::bind(&tmp_socket).unwrap();
+    // A canary in this process's session keyring.
+    let canary = format!("authsome-e2e-canary-{}", std::process::id());
+    let added =
+        std::process::Command::new("keyctl").args(["add", "user", &canary, "secret-value", "@s"]).output().unwrap();
+    assert!(added.status.success(), "keyctl add: {}", String::from_utf8_lossy(&added.stderr));
+    let visible =
+        std::process::Command::new("sh").args(["-c", &format!("keyctl search @s user {canary}")]).output().unwrap();
+    assert!(visible.status.success(), "the canary must be visible outside the sandbox for this test to mean anything");
+    let script = format!(
+        r#"
+for sock in "{agent}" "{tmp}"; do
+  python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$sock" 2>/dev/null && echo "reached $sock"
+done
+keyctl search @s user {canary} >/dev/null 2>&1 && echo keyring-canary-found
+keyctl print @s 2>/dev/null | grep -q secret-value && echo keyring-secret-read
+pids=$(ls /proc | grep -cE '^[0-9]+$')
+[ "$pids" -le 6 ] || echo "sees $pids processes"
+[ -e /proc/{host_pid} ] && echo host-pid-visible
+echo done"#,
+        agent = agent.display(),
+        tmp = tmp_socket.display(),
+        host_pid = std::process::id(),
+    );
+    let run = s.sandboxed(&[], &script).ok();
+    let _ = std::process::Command::new("keyctl").args(["purge", "user", &canary]).output();
+    assert_eq!(run.stdout.trim(), "done", "stderr: {}", run.stderr);
+}
+
+#[test]
+fn a_policy_file_sets_egress_rules_and_ports() {
+    let s = setup();
+    let policy = s.project.join("authsome-policy.json");
+    std::fs::write(
+        &policy,
+        r#"{"egress": "allowlist", "allow": ["allowed.example.org"], "deny": [], "ports": [8443]}"#,
+    )
+    .unwrap();
+    let script = r#"
+curl -s -o /dev/null -m 5 --noproxy '*' https://allowed.example.org/ && echo allowed-ok
+curl -s -o /dev/null -m 5 --noproxy '*' https://blocked.example.org/ && echo blocked-reached
+python3 -c "import socket; socket.create_connection(('1.2.3.4', 8443), 2)" 2>/dev/null && echo port-8443-captured
+python3 -c "import socket; socket.create_connection(('1.2.3.4', 8444), 2)" 2>/dev/null && echo port-8444-open
+echo done"#;
+    let run = s.sandboxed(&["--policy", policy.to_str().unwrap()], script).ok();
+    assert_eq!(run.stdout.trim(), "allowed-ok\nport-8443-captured\ndone", "stderr: {}", run.stderr);
+    std::fs::write(&policy, r#"{"egress": "sometimes"}"#).unwrap();
+    let bad = s.env.command(&["run", "--policy", policy.to_str().unwrap(), "--", "true"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("hint:"));
+}

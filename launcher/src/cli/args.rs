@@ -111,7 +111,8 @@ pub enum Command {
     Daemon(DaemonCommand),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EgressArg {
     /// Every host (credentials only where a provider owns the host).
     All,
@@ -142,15 +143,18 @@ pub struct RunArgs {
     /// Let the proxy reach loopback, link-local and private addresses.
     #[arg(long)]
     pub allow_private: bool,
-    /// Which hosts the child may reach through the proxy.
-    #[arg(long, value_enum, default_value = "all")]
-    pub egress: EgressArg,
+    /// Which hosts the child may reach through the proxy (default: all).
+    #[arg(long, value_enum)]
+    pub egress: Option<EgressArg>,
     /// Also allow HOST (exact or *.suffix) with --egress allowlist (repeatable).
     #[arg(long = "allow", value_name = "HOST")]
     pub allow: Vec<String>,
     /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
     #[arg(long = "deny", value_name = "HOST")]
     pub deny: Vec<String>,
+    /// Egress rules from a JSON file: {"egress": "allowlist", "allow": […], "deny": […], "ports": […]}.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Run the command in a network namespace whose only way out is the proxy (Linux): even
     /// clients that ignore HTTPS_PROXY are captured, and the host's secrets are hidden.
     #[arg(long)]

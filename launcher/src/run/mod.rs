@@ -13,6 +13,7 @@ pub mod child_env;
 mod dns;
 mod events;
 pub mod placeholders;
+pub mod policy;
 #[cfg(target_os = "linux")]
 mod sandbox;
 mod signals;
@@ -25,13 +26,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authsome_proxy::{
-    CertificateAuthority, ConnectTo, EgressMode, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route,
-    RouteTable, UpstreamConfig,
+    CertificateAuthority, ConnectTo, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route, RouteTable,
+    UpstreamConfig,
 };
 use authsome_vault::{AuditEvent, ConnectionMeta, Secrets, Vault};
 use secrecy::SecretString;
 
-use crate::cli::args::{EgressArg, RunArgs};
+use crate::cli::args::RunArgs;
 use crate::cli::context::Context;
 use crate::env;
 use crate::error::{CliError, CliResult, Kind};
@@ -216,23 +217,6 @@ fn upstream_config(args: &RunArgs) -> CliResult<UpstreamConfig> {
     Ok(UpstreamConfig { extra_roots_pem, connect_to, allow_private: args.allow_private, ..UpstreamConfig::default() })
 }
 
-fn egress(args: &RunArgs) -> CliResult<EgressPolicy> {
-    let parse = |list: &[String]| {
-        list.iter()
-            .map(|h| h.parse::<HostPattern>().map_err(|e| CliError::new(Kind::Usage, e.to_string())))
-            .collect::<CliResult<Vec<_>>>()
-    };
-    Ok(EgressPolicy {
-        mode: match args.egress {
-            EgressArg::All => EgressMode::All,
-            EgressArg::Providers => EgressMode::Providers,
-            EgressArg::Allowlist => EgressMode::Allowlist,
-        },
-        allow: parse(&args.allow)?,
-        deny: parse(&args.deny)?,
-    })
-}
-
 pub(crate) fn random_token() -> CliResult<String> {
     let mut bytes = [0u8; 24];
     authsome_vault::crypto::random_bytes(&mut bytes).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
@@ -291,7 +275,8 @@ fn engine(
     }
     let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
     let routes = Arc::new(std::mem::replace(&mut plan.routes, RouteTable::new(Vec::new(), Vec::new())));
-    let egress = egress(args)?;
+    let policy = policy::resolve(args)?;
+    let egress = policy.egress.clone();
     let ca_pem = ca.cert_pem().to_string();
     let config = ProxyConfig {
         ca: Arc::new(ca),

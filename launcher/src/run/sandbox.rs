@@ -152,7 +152,7 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
     spec.env = child_env;
     spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();
     spec.hosts_file = Some(HOSTS_FILE.into());
-    spec.tcp_ports = args.ports.clone();
+    spec.tcp_ports = super::policy::resolve(args)?.ports;
     spec.dns = true;
     spec.inner_proxy_port = Some(INNER_PROXY_PORT);
     let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
