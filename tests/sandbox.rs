@@ -401,21 +401,11 @@ fn host_sockets_keyrings_and_processes_are_out_of_reach() {
     let tmp_dir = tempfile::tempdir().unwrap();
     let tmp_socket = tmp_dir.path().join("bus.sock");
     let _bus = std::os::unix::net::UnixListener::bind(&tmp_socket).unwrap();
-    // A canary in this process's session keyring.
-    let canary = format!("authsome-e2e-canary-{}", std::process::id());
-    let added =
-        std::process::Command::new("keyctl").args(["add", "user", &canary, "secret-value", "@s"]).output().unwrap();
-    assert!(added.status.success(), "keyctl add: {}", String::from_utf8_lossy(&added.stderr));
-    let visible =
-        std::process::Command::new("sh").args(["-c", &format!("keyctl search @s user {canary}")]).output().unwrap();
-    assert!(visible.status.success(), "the canary must be visible outside the sandbox for this test to mean anything");
     let script = format!(
         r#"
 for sock in "{agent}" "{tmp}"; do
   python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$sock" 2>/dev/null && echo "reached $sock"
 done
-keyctl search @s user {canary} >/dev/null 2>&1 && echo keyring-canary-found
-keyctl print @s 2>/dev/null | grep -q secret-value && echo keyring-secret-read
 pids=$(ls /proc | grep -cE '^[0-9]+$')
 [ "$pids" -le 6 ] || echo "sees $pids processes"
 [ -e /proc/{host_pid} ] && echo host-pid-visible
@@ -425,8 +415,29 @@ echo done"#,
         host_pid = std::process::id(),
     );
     let run = s.sandboxed(&[], &script).ok();
-    let _ = std::process::Command::new("keyctl").args(["purge", "user", &canary]).output();
     assert_eq!(run.stdout.trim(), "done", "stderr: {}", run.stderr);
+
+    // The parent's session keyring: a canary added in a session shared by this shell and the
+    // authsome it starts is visible outside and not inside (the command joins a fresh one).
+    let canary = format!("authsome-e2e-canary-{}", std::process::id());
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let inside =
+        format!("{GUARD}\nkeyctl search @s user {canary} >/dev/null 2>&1 && echo inside-sees-canary; echo inside-done");
+    let outer = format!(
+        "keyctl add user {canary} secret-value @s >/dev/null && keyctl search @s user {canary} >/dev/null && echo host-sees-canary; \
+         exec \"$0\" run --sandbox --env {netns} -- sh -c \"$1\""
+    );
+    let mut cmd = std::process::Command::new("keyctl");
+    cmd.args(["session", "-", "sh", "-c", &outer, common::BIN, &inside]).current_dir(&s.project);
+    for (name, value) in s.env.command(&[]).get_envs() {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "host-sees-canary\ninside-done", "stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
