@@ -437,3 +437,75 @@ fn logout_revokes_at_the_provider_and_deletes_even_when_revocation_fails() {
         .collect();
     assert_eq!(outcomes, vec!["revoked", "failed"]);
 }
+
+/// `authsome run` refreshes on the wire: a token inside its margin is refreshed before it is
+/// injected, and a 401 from the API triggers one forced refresh and one retry.
+#[test]
+fn run_refreshes_before_injecting_and_once_after_a_401() {
+    use authsome_testkit::{Echo, Pki};
+    let s = setup("idp", "pkce", json!({}), Options { access_ttl: 8, ..Options::default() });
+    browser_login(&s, "idp", &[]).ok();
+    let first = export(&s.env, "idp")["IDP_TOKEN"].as_str().unwrap().to_string();
+
+    let pki = Pki::new(&["api.example.test"]);
+    let echo = Echo::https(&pki);
+    let roots = s.env.cwd.path().join("roots.pem");
+    let idp_ca = std::fs::read_to_string(&s.idp.ca).unwrap();
+    std::fs::write(&roots, format!("{idp_ca}\n{}", pki.ca_pem)).unwrap();
+    let idp_connect = s.idp.env().into_iter().find(|(k, _)| *k == "AUTHSOME_CONNECT_TO").unwrap().1;
+    let connect = format!("{idp_connect},api.example.test:443:127.0.0.1:{}", echo.port());
+    let run = |path: &str| -> Value {
+        let out = s
+            .env
+            .run_with(
+                &["run", "--", "curl", "-sS", &format!("https://api.example.test{path}")],
+                None,
+                &[("AUTHSOME_EXTRA_ROOTS", roots.to_str().unwrap()), ("AUTHSOME_CONNECT_TO", &connect)],
+            )
+            .ok();
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr))
+    };
+    let bearer = |echo: &Value| -> String {
+        echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "authorization")
+            .map(|h| h[1].as_str().unwrap().trim_start_matches("Bearer ").to_string())
+            .unwrap_or_default()
+    };
+
+    assert_eq!(bearer(&run("/fresh")), first, "a fresh token is injected as is");
+    assert_eq!(s.idp.count_grant("refresh_token"), 0);
+
+    std::thread::sleep(Duration::from_millis(4_500));
+    let refreshed = bearer(&run("/due"));
+    assert_ne!(refreshed, first, "refreshed before injection");
+    assert_eq!(s.idp.count_grant("refresh_token"), 1);
+    assert!(rt().block_on(s.idp.active(&refreshed)));
+
+    // The API says 401 (the echo answers /status/401 whatever the token): one forced refresh,
+    // one retry, and the 401 is what the client finally gets.
+    let out = s
+        .env
+        .run_with(
+            &[
+                "run",
+                "--",
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "https://api.example.test/status/401",
+            ],
+            None,
+            &[("AUTHSOME_EXTRA_ROOTS", roots.to_str().unwrap()), ("AUTHSOME_CONNECT_TO", &connect)],
+        )
+        .ok();
+    assert_eq!(out.stdout.trim(), "401");
+    assert_eq!(s.idp.count_grant("refresh_token"), 2, "exactly one forced refresh");
+    let log = s.env.run(&["log", "--json", "-n", "1"]).ok().json();
+    assert_eq!(log[0]["hosts"]["api.example.test"]["refreshed_after_401"], 1, "{log}");
+}
