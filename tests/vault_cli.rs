@@ -370,3 +370,28 @@ fn quiet_hides_notes_but_never_data() {
     assert_eq!(export.stderr, "");
     assert!(env.run(&["--quiet", "list"]).ok().stdout.contains("openai"));
 }
+
+/// The shape users and scripts see for errors: `error:` / `hint:` on stderr, the JSON document
+/// on stdout with --json.
+#[test]
+fn error_output_snapshots() {
+    let env = Env::new();
+    let unknown = env.run(&["get", "opnai"]).fails(3);
+    let missing = env.run(&["--json", "export", "openai"]).fails(5);
+    env.login("openai", "default", OPENAI_KEY);
+    for side in ["store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(env.file(&format!("profiles/default/{side}")));
+    }
+    std::fs::write(env.file("profiles/default/store.db"), b"not a database").unwrap();
+    let corrupt = env.run(&["list"]).fails(7);
+    insta::assert_snapshot!(
+        "errors",
+        redact(
+            &format!(
+                "$ authsome get opnai\n{}\n$ authsome --json export openai\n{}\n$ authsome list   (store.db corrupted)\n{}",
+                unknown.stderr, missing.stdout, corrupt.stderr
+            ),
+            &env
+        )
+    );
+}
