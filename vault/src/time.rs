@@ -13,24 +13,18 @@ pub fn now_seconds() -> i64 {
 
 /// `2026-11-25T11:07:47.074280+00:00` (the audit log's form, as Python's `isoformat()`).
 pub fn iso_offset_micros(micros: i64) -> String {
-    let dt = from_micros(micros);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.microsecond()
-    )
+    iso_micros(micros, "+00:00")
 }
 
 /// `2026-11-25T11:04:21.048190Z` (the record's form in upstream `get --json`).
 pub fn iso_z_micros(micros: i64) -> String {
+    iso_micros(micros, "Z")
+}
+
+fn iso_micros(micros: i64, zone: &str) -> String {
     let dt = from_micros(micros);
     format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}{zone}",
         dt.year(),
         u8::from(dt.month()),
         dt.day(),
