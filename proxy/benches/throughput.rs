@@ -3,9 +3,28 @@
 //! run as baselines. Run: `cargo bench -p authsome-proxy` (release profile).
 //!
 //! The proxy and the upstream each run in a child process (this binary re-executed with
-//! `--proxy-child` / `--upstream-child`), the load generator in the parent; the proxy's
-//! resident memory and CPU time are read from `/proc/<pid>/`. All three share the machine's
-//! cores.
+//! `--proxy-child` / `--upstream-child`), the load generator in the parent; CPU time and
+//! resident memory are read from `/proc`. All of them share the machine's cores.
+//!
+//! Ways measured, interleaved round by round so a change in background load shifts every
+//! column alike:
+//! - `direct`: the load generator talks TLS to the upstream itself (and sends the header the
+//!   proxies inject);
+//! - `explicit`: CONNECT through the proxy's `HTTP(S)_PROXY` listener (`Proxy::serve`);
+//! - `transparent`: TLS with SNI and no CONNECT to a capture-style listener whose accepted
+//!   streams the same proxy serves with `Proxy::serve_transparent(stream, 203.0.113.7:443,
+//!   None)`, exactly as `run --sandbox` hands over its capture sockets; `ConnectTo` sends the
+//!   SNI host to the local upstream;
+//! - `mitmproxy`: mitmdump with an addon that sets the same header.
+//!
+//! Every figure is the median over rounds with the spread (min..max) beside it; ratios are
+//! taken within a round, then the median. The CPU used by other processes on the machine
+//! during the timed phases is reported, since it moves every figure.
+//!
+//! Knobs (environment): `BENCH_ROUNDS` (5), `BENCH_PHASE_SECS` (1.5), `BENCH_MEASURES`
+//! (subset of `abcd`, default all), `BENCH_WAYS` (comma list of `explicit,transparent,mitmproxy`;
+//! `direct` is always measured), `BENCH_PROXY_RUNTIME` (`current`, or a worker count; default
+//! 2 workers as the launcher), `MITMDUMP`.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +53,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const HOST: &str = "api.bench.test";
 const TOKEN: &str = "benchtoken";
+/// What the transparent way in is told the child dialled (TEST-NET-3, never dialled).
+const ORIGINAL_DST: &str = "203.0.113.7:443";
 const CONNECTIONS: usize = 16;
 /// Length of each timed phase; `BENCH_PHASE_SECS` overrides (profiling).
 fn phase() -> Duration {
@@ -74,13 +95,21 @@ fn upstream_child(ca_out: &Path) {
     });
 }
 
+fn proxy_runtime_name() -> String {
+    match std::env::var("BENCH_PROXY_RUNTIME").as_deref() {
+        Ok("current") => "current-thread".into(),
+        Ok(n) if n.parse::<usize>().is_ok() => format!("multi-thread, {n} workers"),
+        _ => "multi-thread, 2 workers (as the launcher)".into(),
+    }
+}
+
 fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
     let runtime = match std::env::var("BENCH_PROXY_RUNTIME").as_deref() {
         Ok("current") => tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
         Ok(n) if n.parse::<usize>().is_ok() => {
             tokio::runtime::Builder::new_multi_thread().worker_threads(n.parse().unwrap()).enable_all().build().unwrap()
         }
-        _ => tokio::runtime::Runtime::new().unwrap(),
+        _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
     };
     runtime.block_on(async {
         let ca = CertificateAuthority::ephemeral().unwrap();
@@ -109,8 +138,20 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
         };
         let proxy = Proxy::new(config, Arc::new(StaticSource), Arc::new(NoEvents)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{}", listener.local_addr().unwrap().port());
+        // The transparent way in: a capture-style listener, served as `run --sandbox` does
+        // (launcher/src/run/sandbox.rs): no socket options, one task per stream.
+        let capture = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{} {}", listener.local_addr().unwrap().port(), capture.local_addr().unwrap().port());
         std::io::stdout().flush().unwrap();
+        let original: SocketAddr = ORIGINAL_DST.parse().unwrap();
+        let transparent = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = capture.accept().await else { continue };
+                let proxy = transparent.clone();
+                tokio::spawn(async move { proxy.serve_transparent(stream, original, None).await });
+            }
+        });
         // Serve until the parent closes our stdin.
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
@@ -204,6 +245,8 @@ enum Dial {
     Direct(SocketAddr),
     /// proxy address, CONNECT authority, Proxy-Authorization
     Proxy(SocketAddr, String, Option<String>),
+    /// capture listener: TLS with SNI straight away, no CONNECT
+    Transparent(SocketAddr),
 }
 
 #[derive(Clone)]
@@ -239,7 +282,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn open(way: &Way) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
     let tcp = match &way.route {
-        Dial::Direct(addr) => TcpStream::connect(addr).await.unwrap(),
+        Dial::Direct(addr) | Dial::Transparent(addr) => TcpStream::connect(addr).await.unwrap(),
         Dial::Proxy(addr, authority, auth) => {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
             let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
@@ -302,29 +345,90 @@ async fn get(
     (total, first)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+// ---------------------------------------------------------------- CPU accounting
+
+/// The processes whose CPU time is accounted per phase.
+#[derive(Clone, Copy)]
+struct Pids {
+    proxy: u32,
+    upstream: u32,
+    mitm: Option<u32>,
 }
 
-/// Interleaved rounds per measure; `BENCH_ROUNDS` overrides.
-fn rounds() -> usize {
-    std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3)
-}
-
-/// CPU time (user + system) of a process so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: &str) -> Duration {
+/// Clock ticks (USER_HZ, 100 on Linux) of user + system time of a process so far.
+fn proc_ticks(pid: &str) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
+    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// Requests per second, and CPU microseconds per request of (this process, the proxy).
-async fn throughput(way: &Way, proxy_pid: u32) -> (f64, f64, f64) {
+/// Machine-wide (busy ticks excluding steal, steal ticks) from `/proc/stat`.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    let at = |i: usize| cpu.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest is inside user)
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    client: u64,
+    proxy: u64,
+    upstream: u64,
+    mitm: u64,
+    busy: u64,
+    steal: u64,
+}
+
+fn snapshot(pids: Pids) -> Snapshot {
+    let (busy, steal) = machine_ticks();
+    Snapshot {
+        at: Instant::now(),
+        client: proc_ticks("self"),
+        proxy: proc_ticks(&pids.proxy.to_string()),
+        upstream: proc_ticks(&pids.upstream.to_string()),
+        mitm: pids.mitm.map_or(0, |p| proc_ticks(&p.to_string())),
+        busy,
+        steal,
+    }
+}
+
+/// CPU seconds each party used during a phase, and what the rest of the machine used (cores).
+#[derive(Clone, Copy, Default)]
+struct PhaseCpu {
+    wall: f64,
+    client: f64,
+    /// authsome's process, or mitmdump's for that way (the other one idles)
+    proxy: f64,
+    upstream: f64,
+    other_cores: f64,
+    steal_cores: f64,
+}
+
+fn phase_cpu(a: Snapshot, b: Snapshot, mitm_way: bool) -> PhaseCpu {
+    let s = |t: u64| t as f64 / 100.0;
+    let wall = b.at.duration_since(a.at).as_secs_f64();
+    let ours = (b.client - a.client) + (b.proxy - a.proxy) + (b.upstream - a.upstream) + (b.mitm - a.mitm);
+    let busy = b.busy - a.busy;
+    PhaseCpu {
+        wall,
+        client: s(b.client - a.client),
+        proxy: if mitm_way { s(b.mitm - a.mitm) } else { s(b.proxy - a.proxy) },
+        upstream: s(b.upstream - a.upstream),
+        other_cores: s(busy.saturating_sub(ours)) / wall,
+        steal_cores: s(b.steal - a.steal) / wall,
+    }
+}
+
+// ---------------------------------------------------------------- measures
+
+/// Requests per second over `CONNECTIONS` keep-alive connections, and the phase's CPU.
+async fn throughput(way: &Way, pids: Pids) -> (f64, PhaseCpu) {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -345,21 +449,19 @@ async fn throughput(way: &Way, proxy_pid: u32) -> (f64, f64, f64) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let start_count = count.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let (own0, proxy0) = (cpu_time("self"), cpu_time(&proxy_pid.to_string()));
+    let before = snapshot(pids);
     tokio::time::sleep(phase()).await;
     let done = count.load(Ordering::Relaxed) - start_count;
-    let elapsed = start.elapsed();
-    let (own1, proxy1) = (cpu_time("self"), cpu_time(&proxy_pid.to_string()));
+    let after = snapshot(pids);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / done as f64;
-    (done as f64 / elapsed.as_secs_f64(), per(own1 - own0), per(proxy1 - proxy0))
+    let elapsed = after.at.duration_since(before.at).as_secs_f64();
+    (done as f64 / elapsed, phase_cpu(before, after, way.name == "mitmproxy"))
 }
 
-async fn latency(way: &Way) -> Duration {
+async fn latency(way: &Way) -> f64 {
     let mut sender = open(way).await;
     for _ in 0..200 {
         get(&mut sender, "/small", way.is_direct()).await;
@@ -371,20 +473,23 @@ async fn latency(way: &Way) -> Duration {
         samples.push(t.elapsed());
     }
     samples.sort();
-    samples[samples.len() / 2]
+    samples[samples.len() / 2].as_secs_f64()
 }
 
-async fn bulk(way: &Way) -> f64 {
+/// MiB/s downloading `BULK_SIZE` bodies on one connection, and the phase's CPU.
+async fn bulk(way: &Way, pids: Pids) -> (f64, PhaseCpu) {
     let mut sender = open(way).await;
     get(&mut sender, "/bulk", way.is_direct()).await;
-    let start = Instant::now();
+    let before = snapshot(pids);
     let mut bytes = 0u64;
-    while start.elapsed() < phase() {
+    while before.at.elapsed() < phase() {
         let (n, _) = get(&mut sender, "/bulk", way.is_direct()).await;
         assert_eq!(n as usize, BULK_SIZE);
         bytes += n;
     }
-    bytes as f64 / start.elapsed().as_secs_f64() / (1024.0 * 1024.0)
+    let after = snapshot(pids);
+    let elapsed = after.at.duration_since(before.at).as_secs_f64();
+    (bytes as f64 / elapsed / (1024.0 * 1024.0), phase_cpu(before, after, way.name == "mitmproxy"))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -399,7 +504,7 @@ fn rss_kib(pid: u32) -> u64 {
 async fn idle_memory(way: &Way, pid: u32) -> (u64, u64) {
     let before = rss_kib(pid);
     let mut senders = Vec::with_capacity(IDLE_CONNECTIONS);
-    for chunk in 0..IDLE_CONNECTIONS / 50 {
+    for _ in 0..IDLE_CONNECTIONS / 50 {
         let mut opening = Vec::new();
         for _ in 0..50 {
             let way = way.clone();
@@ -412,12 +517,47 @@ async fn idle_memory(way: &Way, pid: u32) -> (u64, u64) {
         for o in opening {
             senders.push(o.await.unwrap());
         }
-        let _ = chunk;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = rss_kib(pid);
     drop(senders);
     (before, after)
+}
+
+// ---------------------------------------------------------------- statistics
+
+fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn spread(values: &[f64]) -> (f64, f64) {
+    values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// `median (min..max)` with `decimals` digits.
+fn cell(values: &[f64], decimals: usize) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    let (lo, hi) = spread(values);
+    format!("{:.d$} ({:.d$}..{:.d$})", median(values), lo, hi, d = decimals)
+}
+
+fn ratios(num: &[f64], den: &[f64]) -> Vec<f64> {
+    num.iter().zip(den).map(|(n, d)| n / d).collect()
+}
+
+fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
 }
 
 // ---------------------------------------------------------------- mitmproxy
@@ -482,14 +622,19 @@ fn main() {
     runtime.block_on(run());
 }
 
-/// Start the proxy in a child process; returns it and its port.
-fn spawn_proxy(upstream_port: u16, upstream_ca: &Path, proxy_ca: &Path) -> (Child, u16) {
+/// Start the proxy in a child process; returns it, its explicit port and its capture port.
+fn spawn_proxy(upstream_port: u16, upstream_ca: &Path, proxy_ca: &Path) -> (Child, u16, u16) {
     let port = upstream_port.to_string();
-    spawn_child(&["--proxy-child".as_ref(), port.as_ref(), upstream_ca.as_os_str(), proxy_ca.as_os_str()])
+    let (child, line) =
+        spawn_child(&["--proxy-child".as_ref(), port.as_ref(), upstream_ca.as_os_str(), proxy_ca.as_os_str()]);
+    let mut ports = line.split_whitespace().map(|p| p.parse::<u16>().expect("proxy child printed its ports"));
+    let explicit = ports.next().expect("explicit port");
+    let capture = ports.next().expect("capture port");
+    (child, explicit, capture)
 }
 
-/// Re-execute this binary in a child role; it prints its port and serves until stdin closes.
-fn spawn_child(args: &[&std::ffi::OsStr]) -> (Child, u16) {
+/// Re-execute this binary in a child role; it prints its port(s) and serves until stdin closes.
+fn spawn_child(args: &[&std::ffi::OsStr]) -> (Child, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(args)
         .stdin(Stdio::piped())
@@ -498,8 +643,7 @@ fn spawn_child(args: &[&std::ffi::OsStr]) -> (Child, u16) {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port: u16 = line.trim().parse().expect("proxy child printed its port");
-    (child, port)
+    (child, line.trim().to_owned())
 }
 
 fn basic(token: &str) -> String {
@@ -507,17 +651,38 @@ fn basic(token: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{token}:")))
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per way: the figures of every round.
+#[derive(Default, Clone)]
+struct Series {
+    rps: Vec<f64>,
+    rps_cpu: Vec<PhaseCpu>,
+    latency: Vec<f64>,
+    mib: Vec<f64>,
+    mib_cpu: Vec<PhaseCpu>,
+}
+
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
+    let measures = std::env::var("BENCH_MEASURES").unwrap_or_else(|_| "abcd".into());
+    let wanted = std::env::var("BENCH_WAYS").unwrap_or_else(|_| "explicit,transparent,mitmproxy".into());
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     // The upstream runs in its own process, as a real server would: the direct baseline
     // then pays the same cross-process wake-ups as the proxied runs.
     let upstream_ca = dir.path().join("upstream-ca.pem");
-    let (mut upstream_child, upstream_port) = spawn_child(&["--upstream-child".as_ref(), upstream_ca.as_os_str()]);
-    let upstream: SocketAddr = ([127, 0, 0, 1], upstream_port).into();
+    let (mut upstream_child, upstream_line) = spawn_child(&["--upstream-child".as_ref(), upstream_ca.as_os_str()]);
+    let upstream: SocketAddr = ([127, 0, 0, 1], upstream_line.parse().expect("upstream port")).into();
 
     let proxy_ca = dir.path().join("proxy-ca.pem");
-    let (mut child, proxy_port) = spawn_proxy(upstream.port(), &upstream_ca, &proxy_ca);
-    let proxy_pid = child.id();
+    let (mut child, proxy_port, capture_port) = spawn_proxy(upstream.port(), &upstream_ca, &proxy_ca);
 
     let direct = Way {
         name: "direct",
@@ -525,131 +690,126 @@ async fn run() {
         tls: connector(&upstream_ca),
         server_name: ServerName::try_from(HOST).unwrap(),
     };
-    let ours = Way {
-        name: "authsome",
+    let explicit = Way {
+        name: "explicit",
         route: Dial::Proxy(([127, 0, 0, 1], proxy_port).into(), format!("{HOST}:443"), Some(basic(TOKEN))),
         tls: connector(&proxy_ca),
         server_name: ServerName::try_from(HOST).unwrap(),
     };
-    let mitm = start_mitmdump(dir.path(), &upstream_ca);
+    let transparent = Way {
+        name: "transparent",
+        route: Dial::Transparent(([127, 0, 0, 1], capture_port).into()),
+        tls: connector(&proxy_ca),
+        server_name: ServerName::try_from(HOST).unwrap(),
+    };
+    let mitm = if wanted.contains(&"mitmproxy") {
+        start_mitmdump(dir.path(), &upstream_ca)
+    } else {
+        Err("not in BENCH_WAYS".into())
+    };
     let mitm_way = mitm.as_ref().ok().map(|m| Way {
         name: "mitmproxy",
         route: Dial::Proxy(([127, 0, 0, 1], m.port).into(), format!("127.0.0.1:{}", upstream.port()), None),
         tls: connector(&m.ca),
         server_name: ServerName::try_from("127.0.0.1").unwrap(),
     });
+    let pids =
+        Pids { proxy: child.id(), upstream: upstream_child.id(), mitm: mitm.as_ref().ok().map(|m| m.child.id()) };
     // Sanity: without a header the upstream says so; every measured route sees one.
     {
         let mut s = open(&direct).await;
         assert_eq!(&get(&mut s, "/small", false).await.1[..], b"ok:none");
     }
 
+    let mut ways = vec![&direct];
+    if wanted.contains(&"explicit") {
+        ways.push(&explicit);
+    }
+    if wanted.contains(&"transparent") {
+        ways.push(&transparent);
+    }
+    if let Some(m) = &mitm_way {
+        ways.push(m);
+    }
+    let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5usize);
     println!(
-        "authsome-proxy benchmark (release); upstream https on loopback, client/proxy/upstream share {} cores",
+        "authsome-proxy benchmark (release): upstream https on loopback; load generator, proxy and upstream share {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{} interleaved rounds per measure, {:.1} s phases; figures are medians over rounds",
-        rounds(),
-        phase().as_secs_f64()
+        "{rounds} interleaved rounds per measure, {:.1} s phases; proxy runtime: {}; proxy pid {}, upstream pid {}",
+        phase().as_secs_f64(),
+        proxy_runtime_name(),
+        pids.proxy,
+        pids.upstream
     );
     if let Err(reason) = &mitm {
         println!("mitmproxy column skipped: {reason}");
     }
-    let mut ways = vec![&direct, &ours];
-    if let Some(m) = &mitm_way {
-        ways.push(m);
-    }
+    let load_before = loadavg();
 
-    // Rounds interleave the ways, and each figure is the median over rounds, so a change
-    // in background load on the machine shifts all columns alike instead of one.
-    let rounds = rounds();
-    let mut rps_rounds = vec![Vec::new(); ways.len()];
-    let mut cpu_rounds = vec![Vec::new(); ways.len()];
-    for _ in 0..rounds {
-        for (i, way) in ways.iter().enumerate() {
-            let (r, own, proxy) = throughput(way, proxy_pid).await;
-            rps_rounds[i].push(r);
-            cpu_rounds[i].push((own, proxy));
+    // Rounds interleave the ways: a change in background load shifts all columns alike.
+    let mut series = vec![Series::default(); ways.len()];
+    if measures.contains('a') {
+        for _ in 0..rounds {
+            for (i, way) in ways.iter().enumerate() {
+                let (r, cpu) = throughput(way, pids).await;
+                series[i].rps.push(r);
+                series[i].rps_cpu.push(cpu);
+            }
         }
     }
-    let mut lat_rounds = vec![Vec::new(); ways.len()];
-    for _ in 0..rounds {
-        for (i, way) in ways.iter().enumerate() {
-            lat_rounds[i].push(latency(way).await.as_secs_f64());
+    if measures.contains('b') {
+        for _ in 0..rounds {
+            for (i, way) in ways.iter().enumerate() {
+                series[i].latency.push(latency(way).await);
+            }
         }
     }
-    let mut mib_rounds = vec![Vec::new(); ways.len()];
-    for _ in 0..rounds {
-        for (i, way) in ways.iter().enumerate() {
-            mib_rounds[i].push(bulk(way).await);
+    if measures.contains('c') {
+        for _ in 0..rounds {
+            for (i, way) in ways.iter().enumerate() {
+                let (m, cpu) = bulk(way, pids).await;
+                series[i].mib.push(m);
+                series[i].mib_cpu.push(cpu);
+            }
         }
     }
-    let rps: Vec<f64> = rps_rounds.into_iter().map(median).collect();
-    let lat: Vec<Duration> = lat_rounds.into_iter().map(|v| Duration::from_secs_f64(median(v))).collect();
-    let mib: Vec<f64> = mib_rounds.into_iter().map(median).collect();
-    let cpu: Vec<(f64, f64)> = cpu_rounds
-        .into_iter()
-        .map(|v| (median(v.iter().map(|c| c.0).collect()), median(v.iter().map(|c| c.1).collect())))
-        .collect();
-    let (rss_before, rss_after) = idle_memory(&ours, proxy_pid).await;
-    // The same on a fresh proxy that has not carried the load phases first.
-    let fresh_ca = dir.path().join("fresh-proxy-ca.pem");
-    let (mut fresh, fresh_port) = spawn_proxy(upstream.port(), &upstream_ca, &fresh_ca);
-    let fresh_way = Way {
-        name: "authsome (fresh)",
-        route: Dial::Proxy(([127, 0, 0, 1], fresh_port).into(), format!("{HOST}:443"), Some(basic(TOKEN))),
-        tls: connector(&fresh_ca),
-        server_name: ServerName::try_from(HOST).unwrap(),
+    let load_after = loadavg();
+    let memory = if measures.contains('d') && wanted.contains(&"explicit") {
+        let after_load = idle_memory(&explicit, pids.proxy).await;
+        // The same on a fresh proxy that has not carried the load phases first.
+        let fresh_ca = dir.path().join("fresh-proxy-ca.pem");
+        let (mut fresh, fresh_port, _) = spawn_proxy(upstream.port(), &upstream_ca, &fresh_ca);
+        let fresh_way = Way {
+            name: "explicit (fresh)",
+            route: Dial::Proxy(([127, 0, 0, 1], fresh_port).into(), format!("{HOST}:443"), Some(basic(TOKEN))),
+            tls: connector(&fresh_ca),
+            server_name: ServerName::try_from(HOST).unwrap(),
+        };
+        let fresh_figures = idle_memory(&fresh_way, fresh.id()).await;
+        drop(fresh.stdin.take());
+        let _ = fresh.wait();
+        Some((fresh_figures, after_load))
+    } else {
+        None
     };
-    let (fresh_before, fresh_after) = idle_memory(&fresh_way, fresh.id()).await;
-    drop(fresh.stdin.take());
-    let _ = fresh.wait();
 
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    report(&ways, &series, memory, rounds);
+    // Contention: what the rest of the machine did while the timed phases ran.
+    let others: Vec<f64> =
+        series.iter().flat_map(|s| s.rps_cpu.iter().chain(&s.mib_cpu)).map(|c| c.other_cores).collect();
+    let steal: Vec<f64> =
+        series.iter().flat_map(|s| s.rps_cpu.iter().chain(&s.mib_cpu)).map(|c| c.steal_cores).collect();
     println!();
-    println!("| measure | direct | authsome | ratio / added | mitmproxy | ratio / added | target |");
-    println!("|---|---|---|---|---|---|---|");
-    let mitm_cell = |v: Option<String>| v.unwrap_or_else(|| "skipped".into());
     println!(
-        "| (a) small GETs, {CONNECTIONS} keep-alive connections, req/s | {:.0} | {:.0} | {:.2} | {} | {} | ratio >= 0.5 |",
-        rps[0],
-        rps[1],
-        rps[1] / rps[0],
-        mitm_cell(rps.get(2).map(|v| format!("{v:.0}"))),
-        mitm_cell(rps.get(2).map(|v| format!("{:.2}", v / rps[0]))),
+        "Contention: other processes used {} cores during the timed (a)/(c) phases (median (min..max)); steal {} cores; load average {load_before} before, {load_after} after.",
+        cell(&others, 2),
+        cell(&steal, 2),
     );
-    println!(
-        "| (b) median latency, 1 connection, ms | {:.3} | {:.3} | +{:.3} | {} | {} | added <= 0.15 ms |",
-        ms(lat[0]),
-        ms(lat[1]),
-        ms(lat[1]) - ms(lat[0]),
-        mitm_cell(lat.get(2).map(|v| format!("{:.3}", ms(*v)))),
-        mitm_cell(lat.get(2).map(|v| format!("+{:.3}", ms(*v) - ms(lat[0])))),
-    );
-    println!(
-        "| (c) bulk download ({} MiB bodies), MiB/s | {:.0} | {:.0} | {:.2} | {} | {} | ratio >= 0.7 |",
-        BULK_SIZE >> 20,
-        mib[0],
-        mib[1],
-        mib[1] / mib[0],
-        mitm_cell(mib.get(2).map(|v| format!("{v:.0}"))),
-        mitm_cell(mib.get(2).map(|v| format!("{:.2}", v / mib[0]))),
-    );
-    println!(
-        "| (a') CPU per request: load generator / authsome process, us | {:.1} | {:.1} / {:.1} | | {} | | |",
-        cpu[0].0,
-        cpu[1].0,
-        cpu[1].1,
-        mitm_cell(cpu.get(2).map(|c| format!("{:.1} / (mitmdump not measured)", c.0))),
-    );
-    println!(
-        "| (d) proxy RSS with {IDLE_CONNECTIONS} open MITM connections, MiB | | fresh {:.1} (before {:.1}); after (a)-(c) {:.1} (before {:.1}) | | | | <= 40 MiB |",
-        fresh_after as f64 / 1024.0,
-        fresh_before as f64 / 1024.0,
-        rss_after as f64 / 1024.0,
-        rss_before as f64 / 1024.0,
-    );
+    if median(&others) > 0.2 {
+        println!("WARNING: the machine was busy with other work; compare ratios, not absolute figures.");
+    }
 
     drop(child.stdin.take());
     let _ = child.wait();
@@ -658,5 +818,114 @@ async fn run() {
     if let Ok(mut m) = mitm {
         let _ = m.child.kill();
         let _ = m.child.wait();
+    }
+}
+
+fn report(ways: &[&Way], series: &[Series], memory: Option<((u64, u64), (u64, u64))>, rounds: usize) {
+    let index = |name: &str| ways.iter().position(|w| w.name == name);
+    let (explicit, transparent, mitm) = (index("explicit"), index("transparent"), index("mitmproxy"));
+    let direct = &series[0];
+    let col = |i: Option<usize>, f: &dyn Fn(&Series) -> String| i.map_or_else(|| "-".to_owned(), |i| f(&series[i]));
+    let ms = |v: &[f64]| v.iter().map(|x| x * 1000.0).collect::<Vec<_>>();
+
+    println!();
+    println!("Figures: median (min..max) over {rounds} rounds; ratios are per round, then the median.");
+    println!();
+    println!("| measure | direct | explicit | transparent | mitmproxy | target |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| (a) small GETs, {CONNECTIONS} keep-alive connections, req/s | {} | {} | {} | {} | |",
+        cell(&direct.rps, 0),
+        col(explicit, &|s| cell(&s.rps, 0)),
+        col(transparent, &|s| cell(&s.rps, 0)),
+        col(mitm, &|s| cell(&s.rps, 0)),
+    );
+    println!(
+        "| (a) ratio to direct | 1 | {} | {} | {} | >= 0.5 |",
+        col(explicit, &|s| cell(&ratios(&s.rps, &direct.rps), 2)),
+        col(transparent, &|s| cell(&ratios(&s.rps, &direct.rps), 2)),
+        col(mitm, &|s| cell(&ratios(&s.rps, &direct.rps), 3)),
+    );
+    println!(
+        "| (b) median latency, 1 connection, ms | {} | {} | {} | {} | |",
+        cell(&ms(&direct.latency), 3),
+        col(explicit, &|s| cell(&ms(&s.latency), 3)),
+        col(transparent, &|s| cell(&ms(&s.latency), 3)),
+        col(mitm, &|s| cell(&ms(&s.latency), 3)),
+    );
+    println!(
+        "| (b) added to direct, ms | 0 | {} | {} | {} | <= 0.15 |",
+        col(explicit, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
+        col(transparent, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
+        col(mitm, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
+    );
+    println!(
+        "| (c) bulk download ({} MiB bodies, 1 connection), MiB/s | {} | {} | {} | {} | |",
+        BULK_SIZE >> 20,
+        cell(&direct.mib, 0),
+        col(explicit, &|s| cell(&s.mib, 0)),
+        col(transparent, &|s| cell(&s.mib, 0)),
+        col(mitm, &|s| cell(&s.mib, 0)),
+    );
+    println!(
+        "| (c) ratio to direct | 1 | {} | {} | {} | >= 0.7 |",
+        col(explicit, &|s| cell(&ratios(&s.mib, &direct.mib), 2)),
+        col(transparent, &|s| cell(&ratios(&s.mib, &direct.mib), 2)),
+        col(mitm, &|s| cell(&ratios(&s.mib, &direct.mib), 3)),
+    );
+    if let (Some(e), Some(t)) = (explicit, transparent) {
+        println!(
+            "| (e) transparent / explicit: (a) {} ; (c) {} | | | | | >= 0.9 |",
+            cell(&ratios(&series[t].rps, &series[e].rps), 2),
+            cell(&ratios(&series[t].mib, &series[e].mib), 2),
+        );
+    }
+    if let (Some(e), Some(m)) = (explicit, mitm) {
+        println!(
+            "| authsome explicit / mitmproxy: (a) {} ; (b) latency {} ; (c) {} | | | | | |",
+            cell(&ratios(&series[e].rps, &series[m].rps), 1),
+            cell(&ratios(&series[e].latency, &series[m].latency), 3),
+            cell(&ratios(&series[e].mib, &series[m].mib), 1),
+        );
+    }
+    if let Some(((fresh_before, fresh_after), (before, after))) = memory {
+        let mib = |k: u64| k as f64 / 1024.0;
+        println!(
+            "| (d) proxy RSS with {IDLE_CONNECTIONS} open MITM connections, MiB | | fresh {:.1} (idle {:.1}); after (a)-(c) {:.1} (before {:.1}) | | | <= 40 |",
+            mib(fresh_after),
+            mib(fresh_before),
+            mib(after),
+            mib(before),
+        );
+    }
+
+    // Where the CPU goes: per request in (a), per MiB in (c); "proxy" is mitmdump for that way.
+    println!();
+    println!("| CPU (median over rounds) | way | load generator | proxy | upstream | total |");
+    println!("|---|---|---|---|---|---|");
+    for (i, way) in ways.iter().enumerate() {
+        let s = &series[i];
+        for (label, cpu, rates, unit, scale) in [
+            ("(a) us per request", &s.rps_cpu, &s.rps, 1.0, 1e6),
+            ("(c) ms per 32 MiB body", &s.mib_cpu, &s.mib, (BULK_SIZE >> 20) as f64, 1e3),
+        ] {
+            if cpu.is_empty() {
+                continue;
+            }
+            // CPU seconds over the work done in the phase (rate * wall / unit).
+            let per = |f: &dyn Fn(&PhaseCpu) -> f64| {
+                let v: Vec<f64> =
+                    cpu.iter().zip(rates.iter()).map(|(c, rate)| f(c) / (rate * c.wall / unit) * scale).collect();
+                format!("{:.1}", median(&v))
+            };
+            println!(
+                "| {label} | {} | {} | {} | {} | {} |",
+                way.name,
+                per(&|c| c.client),
+                if way.is_direct() { "-".into() } else { per(&|c| c.proxy) },
+                per(&|c| c.upstream),
+                per(&|c| c.client + c.proxy + c.upstream),
+            );
+        }
     }
 }
