@@ -443,8 +443,8 @@ pub fn probe_inside_a_sandbox_explains_the_refusal(ctx: &Ctx) -> Result<(), Stri
     check(got.get("static").map(String::as_str) == Some("UserNamespacesDisabled"), "static check too", &out)?;
     check(got.get("message").is_some_and(|m| m.contains("user.max_user_namespaces = 0")), "the sysctl is named", &out)?;
     check(
-        got.get("hint").is_some_and(|h| h.contains("--sandbox=container")),
-        "the hint offers the container backend",
+        got.get("hint").is_some_and(|h| h.contains("authsome run") && !h.contains("--sandbox=container")),
+        "the hint offers plain `authsome run` and no backend that does not exist",
         &out,
     )?;
     // (this machine has a /.dockerenv, which wins over the uid_map check)
