@@ -166,22 +166,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         }
         let replay = Rewind::new(Bytes::from(buf), stream);
         if self.intercepts(&target.host) {
-            let config = match self.ca.server_config(&target.host) {
-                Ok(config) => config,
-                Err(error) => {
-                    tracing::warn!(host = %target.host, %error, "no leaf certificate");
-                    return;
-                }
-            };
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, acceptor.accept(replay)).await {
-                Ok(Ok(tls)) => self.serve_tls_stream(tls, target).await,
-                Ok(Err(error)) => {
-                    tracing::debug!(host = %target.host, %error, "client TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(host = %target.host, "client TLS handshake timed out"),
-            }
-            return;
+            return self.serve_tls(replay, target).await;
         }
         let Rewind { prefix, inner } = replay;
         match self.upstream.dialer.dial(&target.host, port).await {

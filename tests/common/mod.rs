@@ -51,7 +51,9 @@ impl Env {
     /// Directories outside /tmp (the sandbox gives the child a private /tmp, which would hide
     /// anything under it for the wrong reason).
     pub fn outside_tmp() -> Self {
-        let base = env!("CARGO_TARGET_TMPDIR");
+        // A checkout under /tmp puts the target directory there too: use /var/tmp then.
+        let target = env!("CARGO_TARGET_TMPDIR");
+        let base = if Path::new(target).starts_with("/tmp") { "/var/tmp" } else { target };
         Self { home: tempfile::tempdir_in(base).unwrap(), cwd: tempfile::tempdir_in(base).unwrap(), extra: Vec::new() }
     }
 

@@ -179,13 +179,15 @@ impl Ctx {
         fs::create_dir_all(&base).expect("create the test base directory");
         let ca = base.join("combined-ca.pem");
         fs::write(&ca, TEST_CA).expect("write the test CA bundle");
-        Ctx {
-            exe: std::env::current_exe().expect("current_exe"),
-            host_netns: fs::metadata("/proc/self/ns/net").expect("stat our netns").ino(),
-            base,
-            ca,
-            uid,
+        // A test binary under /tmp (a checkout there) would be hidden by the private /tmp of
+        // the tests that exec it inside a sandbox: use a copy outside it.
+        let mut exe = std::env::current_exe().expect("current_exe");
+        if exe.starts_with("/tmp") {
+            let copy = base.join("sandbox-test-binary");
+            fs::copy(&exe, &copy).expect("copy the test binary out of /tmp");
+            exe = copy;
         }
+        Ctx { exe, host_netns: fs::metadata("/proc/self/ns/net").expect("stat our netns").ino(), base, ca, uid }
     }
 
     /// A fresh, empty working directory for one test.
