@@ -148,8 +148,6 @@ fn main() {
             }
         }
     }
-    let _ = fs::remove_dir_all(&ctx.base);
-
     let (mut skipped, mut total_passed, mut total_failed) = (0, passed, failed);
     if mode == "root" {
         match run_rootless(&ctx, filter.as_deref()) {
@@ -163,6 +161,7 @@ fn main() {
             }
         }
     }
+    let _ = fs::remove_dir_all(&ctx.base);
     if skipped > 0 {
         println!("{total_passed} passed, {total_failed} failed, {skipped} skipped");
     } else {
