@@ -39,7 +39,7 @@ mod sys;
 #[cfg(target_os = "linux")]
 pub use probe::{ProbeReport, probe, probe_with};
 #[cfg(target_os = "linux")]
-pub use sandbox::{CaptureSocket, Sandbox, Signaller};
+pub use sandbox::{CaptureSocket, PendingSandbox, Sandbox, Signaller};
 
 /// `argv[1]` that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__authsome-sandbox-helper";

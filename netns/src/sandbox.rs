@@ -90,10 +90,13 @@ impl Sandbox {
     /// in `spawn_blocking`, like `release` and `wait`.
     pub fn start(exe: &Path, spec: &SandboxSpec) -> Result<(Sandbox, Vec<CaptureSocket>), NamespaceError> {
         spec.validate().map_err(NamespaceError::InvalidSpec)?;
-        let encoded = spec.encode();
-        if encoded.len() > crate::proto::MAX_SPEC {
-            return Err(NamespaceError::InvalidSpec("the environment and arguments exceed 16 MiB".into()));
-        }
+        Sandbox::spawn(exe)?.configure(spec)
+    }
+
+    /// Start the helper process now and give it its spec later with
+    /// [`configure`](PendingSandbox::configure): its exec and start-up then overlap whatever
+    /// the caller does to build the spec. Dropping the result kills the helper.
+    pub fn spawn(exe: &Path) -> Result<PendingSandbox, NamespaceError> {
         let spawn_error = |e: io::Error| NamespaceError::Setup {
             step: Step::SpawnHelper,
             detail: exe.display().to_string(),
@@ -105,16 +108,14 @@ impl Sandbox {
         drop(theirs);
         let raw_pid = pid.as_raw() as u32;
         let signaller = Signaller { pid: raw_pid, pidfd: sys::pidfd_open(raw_pid).ok().map(Arc::new) };
-        let mut sandbox = Sandbox {
+        Ok(PendingSandbox(Sandbox {
             helper: Some(pid),
             chan: Some(ours),
             signaller,
-            program: spec.program.clone(),
+            program: OsString::new(),
             released: false,
             was_foreground,
-        };
-        let sockets = sandbox.handshake(&encoded)?;
-        Ok((sandbox, sockets))
+        }))
     }
 
     fn chan(&self) -> &Channel {
@@ -249,6 +250,25 @@ impl Sandbox {
         status.ok_or_else(|| {
             NamespaceError::Protocol(format!("the sandbox ended ({helper}) without the command's status"))
         })
+    }
+}
+
+/// A helper started by [`Sandbox::spawn`], waiting for its spec.
+#[derive(Debug)]
+pub struct PendingSandbox(Sandbox);
+
+impl PendingSandbox {
+    /// Send `spec` and wait until capture is in place (see [`Sandbox::start`]).
+    pub fn configure(self, spec: &SandboxSpec) -> Result<(Sandbox, Vec<CaptureSocket>), NamespaceError> {
+        spec.validate().map_err(NamespaceError::InvalidSpec)?;
+        let encoded = spec.encode();
+        if encoded.len() > crate::proto::MAX_SPEC {
+            return Err(NamespaceError::InvalidSpec("the environment and arguments exceed 16 MiB".into()));
+        }
+        let PendingSandbox(mut sandbox) = self;
+        sandbox.program = spec.program.clone();
+        let sockets = sandbox.handshake(&encoded)?;
+        Ok((sandbox, sockets))
     }
 }
 

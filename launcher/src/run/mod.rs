@@ -53,10 +53,13 @@ pub(crate) struct Plan {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
     let started = Instant::now();
+    // The sandbox's helper execs and starts up while the vault is read and the spec is built.
+    #[cfg(target_os = "linux")]
+    let helper = args.sandbox.then(|| authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe")));
     let plan = plan(ctx, args).map_err(run_failed)?;
     if args.sandbox {
         #[cfg(target_os = "linux")]
-        return sandbox::run_sandboxed(ctx, args, plan, started);
+        return sandbox::run_sandboxed(ctx, args, plan, started, helper.expect("spawned when --sandbox is given"));
         #[cfg(not(target_os = "linux"))]
         return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
             .hint("run without --sandbox; the container backend is not available yet"));
@@ -67,7 +70,10 @@ pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
         .enable_all()
         .build()
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
-    runtime.block_on(execute(ctx, args, plan, started))
+    let code = runtime.block_on(execute(ctx, args, plan, started));
+    // Joining the workers costs a millisecond and nothing is left to flush: the process exits.
+    runtime.shutdown_background();
+    code
 }
 
 fn run_failed(mut e: CliError) -> CliError {

@@ -11,9 +11,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, NamespaceError, Sandbox, SandboxSpec};
+use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, NamespaceError, PendingSandbox, SandboxSpec};
 use authsome_proxy::dns::{DeniedAnswer, FakeDns};
 use authsome_proxy::{CertificateAuthority, EventSink};
 use tokio::task::JoinSet;
@@ -49,14 +49,20 @@ const ENV_ALLOWLIST: &[&str] = &[
 
 const HOSTS_FILE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
-pub fn run_sandboxed(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant) -> CliResult<i32> {
-    // The helper process needs a few milliseconds to build the namespaces: start it first and
-    // build the proxy engine meanwhile.
+pub fn run_sandboxed(
+    ctx: &Context,
+    args: &RunArgs,
+    mut plan: Plan,
+    started: Instant,
+    helper: Result<PendingSandbox, NamespaceError>,
+) -> CliResult<i32> {
+    // The helper process needs a few milliseconds to build the namespaces: hand it its spec
+    // first and build the proxy engine meanwhile.
     let prepared = prepare(ctx, args, &plan).map_err(run_failed)?;
     let Prepared { ca, run_token, spec, dir } = prepared;
     let starting = std::thread::Builder::new()
         .name("authsome-sandbox-start".into())
-        .spawn(move || Sandbox::start(Path::new("/proc/self/exe"), &spec))
+        .spawn(move || helper.and_then(|helper| helper.configure(&spec)))
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the sandbox: {e}")))?;
     let engine = engine(ctx, args, &mut plan, ca, run_token).map_err(run_failed);
     // Fail closed: no capture, no command (a sandbox started for a failed engine is dropped,
@@ -102,8 +108,9 @@ pub fn run_sandboxed(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Ins
         Ok(code)
     });
     drop(dir);
-    // The runtime may hold connections to the dead sandbox; do not wait on them.
-    runtime.shutdown_timeout(Duration::from_millis(200));
+    // The runtime may hold connections to the dead sandbox; do not wait on them (the audit is
+    // written, the process is about to exit).
+    runtime.shutdown_background();
     code
 }
 
