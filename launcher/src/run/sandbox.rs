@@ -93,6 +93,9 @@ pub fn run_sandboxed(
             tasks.abort_all();
             return exec_error(ctx, e);
         }
+        // The bundle is bound inside the sandbox by now: remove the host copy while the command
+        // runs rather than after it.
+        let cleanup = tokio::task::spawn_blocking(move || drop(dir));
         let audit = RunAudit::start(ctx, args, &plan, &engine.run_id, "sandbox", started);
         let signaller = sandbox.signaller();
         let waiter = tokio::task::spawn_blocking(move || sandbox.wait());
@@ -105,9 +108,9 @@ pub fn run_sandboxed(
         };
         tasks.abort_all();
         audit.end(ctx, code, &engine.events);
+        let _ = cleanup.await;
         Ok(code)
     });
-    drop(dir);
     // The runtime may hold connections to the dead sandbox; do not wait on them (the audit is
     // written, the process is about to exit).
     runtime.shutdown_background();
@@ -133,7 +136,7 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
     let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
     let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
-    let bundle_path = dir.write("bundle.pem", &bundle::combined_bundle(&sources, ca.cert_pem())?)?;
+    let bundle_path = dir.write_bundle("bundle.pem", &sources, ca.cert_pem())?;
     let inside_bundle = authsome_netns::sandbox_ca_bundle_path().ok_or_else(|| {
         CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
             .hint("install your distribution's ca-certificates package")
