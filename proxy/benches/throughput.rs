@@ -139,7 +139,7 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
         let proxy = Proxy::new(config, Arc::new(StaticSource), Arc::new(NoEvents)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         // The transparent way in: a capture-style listener, served as `run --sandbox` does
-        // (launcher/src/run/sandbox.rs): no socket options, one task per stream.
+        // (launcher/src/run/sandbox.rs): TCP_NODELAY, one task per stream.
         let capture = TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{} {}", listener.local_addr().unwrap().port(), capture.local_addr().unwrap().port());
         std::io::stdout().flush().unwrap();
@@ -148,6 +148,7 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = capture.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
                 let proxy = transparent.clone();
                 tokio::spawn(async move { proxy.serve_transparent(stream, original, None).await });
             }
