@@ -80,6 +80,13 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     {
         self.engine.clone().serve_transparent_stream(stream, original_dst, dns).await;
     }
+
+    /// Transparent way in for a whole capture listener (bound in the sandbox's namespace, any
+    /// address): every accepted connection is served with its local address as the original
+    /// destination. Runs until the task is dropped; accept errors back off instead of spinning.
+    pub async fn serve_capture(&self, listener: TcpListener, dns: Option<Arc<dns::FakeDns>>) {
+        self.engine.clone().serve_capture_listener(listener, dns).await;
+    }
 }
 
 /// Explicit proxy (HTTP CONNECT + absolute-form). Serves until `shutdown` resolves.

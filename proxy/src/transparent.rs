@@ -20,6 +20,7 @@ use http::header;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
 
 use crate::credential::CredentialSource;
 use crate::dns::FakeDns;
@@ -117,6 +118,29 @@ async fn read_client_hello<IO: AsyncRead + Unpin>(
 }
 
 impl<S: CredentialSource, E: EventSink> Engine<S, E> {
+    pub(crate) async fn serve_capture_listener(self: Arc<Self>, listener: TcpListener, dns: Option<Arc<FakeDns>>) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(%error, "capture accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(local) = stream.local_addr() else { continue };
+            // Dual-stack sockets report IPv4 destinations as ::ffff:a.b.c.d.
+            let original = SocketAddr::new(local.ip().to_canonical(), local.port());
+            // As the explicit listener: without it Nagle holds back the tails of TLS records
+            // and bulk transfers stall on delayed ACKs.
+            let _ = stream.set_nodelay(true);
+            let engine = self.clone();
+            let dns = dns.clone();
+            tokio::spawn(async move { engine.serve_transparent_stream(stream, original, dns.as_deref()).await });
+        }
+    }
+
     pub(crate) async fn serve_transparent_stream<IO>(
         self: Arc<Self>,
         mut stream: IO,

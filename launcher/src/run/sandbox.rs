@@ -216,20 +216,7 @@ fn serve_socket(
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let proxy = proxy.clone();
             let resolver = resolver.clone();
-            tasks.spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
-                    let Ok(local) = stream.local_addr() else { continue };
-                    // As the explicit listener: without it Nagle holds back the tails of TLS
-                    // records and bulk transfers stall on delayed ACKs.
-                    let _ = stream.set_nodelay(true);
-                    // Dual-stack sockets report IPv4 destinations as ::ffff:a.b.c.d.
-                    let original = std::net::SocketAddr::new(local.ip().to_canonical(), local.port());
-                    let proxy = proxy.clone();
-                    let resolver = resolver.clone();
-                    tokio::spawn(async move { proxy.serve_transparent(stream, original, Some(&resolver)).await });
-                }
-            });
+            tasks.spawn(async move { proxy.serve_capture(listener, Some(resolver)).await });
         }
         CaptureSocket::Udp { socket, .. } => {
             let resolver = resolver.clone();
