@@ -29,7 +29,7 @@
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +50,14 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod cpu;
+mod mitm;
+mod report;
+
+use cpu::{PhaseCpu, Pids, phase_cpu, snapshot};
+use mitm::start_mitmdump;
+use report::{Series, cell, median, report};
 
 const HOST: &str = "api.bench.test";
 const TOKEN: &str = "benchtoken";
@@ -346,86 +354,6 @@ async fn get(
     (total, first)
 }
 
-// ---------------------------------------------------------------- CPU accounting
-
-/// The processes whose CPU time is accounted per phase.
-#[derive(Clone, Copy)]
-struct Pids {
-    proxy: u32,
-    upstream: u32,
-    mitm: Option<u32>,
-}
-
-/// Clock ticks (USER_HZ, 100 on Linux) of user + system time of a process so far.
-fn proc_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// Machine-wide (busy ticks excluding steal, steal ticks) from `/proc/stat`.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> =
-        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
-    let at = |i: usize| cpu.get(i).copied().unwrap_or(0);
-    // user nice system idle iowait irq softirq steal (guest is inside user)
-    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
-}
-
-#[derive(Clone, Copy)]
-struct Snapshot {
-    at: Instant,
-    client: u64,
-    proxy: u64,
-    upstream: u64,
-    mitm: u64,
-    busy: u64,
-    steal: u64,
-}
-
-fn snapshot(pids: Pids) -> Snapshot {
-    let (busy, steal) = machine_ticks();
-    Snapshot {
-        at: Instant::now(),
-        client: proc_ticks("self"),
-        proxy: proc_ticks(&pids.proxy.to_string()),
-        upstream: proc_ticks(&pids.upstream.to_string()),
-        mitm: pids.mitm.map_or(0, |p| proc_ticks(&p.to_string())),
-        busy,
-        steal,
-    }
-}
-
-/// CPU seconds each party used during a phase, and what the rest of the machine used (cores).
-#[derive(Clone, Copy, Default)]
-struct PhaseCpu {
-    wall: f64,
-    client: f64,
-    /// authsome's process, or mitmdump's for that way (the other one idles)
-    proxy: f64,
-    upstream: f64,
-    other_cores: f64,
-    steal_cores: f64,
-}
-
-fn phase_cpu(a: Snapshot, b: Snapshot, mitm_way: bool) -> PhaseCpu {
-    let s = |t: u64| t as f64 / 100.0;
-    let wall = b.at.duration_since(a.at).as_secs_f64();
-    let ours = (b.client - a.client) + (b.proxy - a.proxy) + (b.upstream - a.upstream) + (b.mitm - a.mitm);
-    let busy = b.busy - a.busy;
-    PhaseCpu {
-        wall,
-        client: s(b.client - a.client),
-        proxy: if mitm_way { s(b.mitm - a.mitm) } else { s(b.proxy - a.proxy) },
-        upstream: s(b.upstream - a.upstream),
-        other_cores: s(busy.saturating_sub(ours)) / wall,
-        steal_cores: s(b.steal - a.steal) / wall,
-    }
-}
-
 // ---------------------------------------------------------------- measures
 
 /// Requests per second over `CONNECTIONS` keep-alive connections, and the phase's CPU.
@@ -525,87 +453,6 @@ async fn idle_memory(way: &Way, pid: u32) -> (u64, u64) {
     (before, after)
 }
 
-// ---------------------------------------------------------------- statistics
-
-fn median(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn spread(values: &[f64]) -> (f64, f64) {
-    values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
-}
-
-/// `median (min..max)` with `decimals` digits.
-fn cell(values: &[f64], decimals: usize) -> String {
-    if values.is_empty() {
-        return "-".into();
-    }
-    let (lo, hi) = spread(values);
-    format!("{:.d$} ({:.d$}..{:.d$})", median(values), lo, hi, d = decimals)
-}
-
-fn ratios(num: &[f64], den: &[f64]) -> Vec<f64> {
-    num.iter().zip(den).map(|(n, d)| n / d).collect()
-}
-
-fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| x - y).collect()
-}
-
-// ---------------------------------------------------------------- mitmproxy
-
-struct Mitm {
-    child: Child,
-    port: u16,
-    ca: PathBuf,
-}
-
-fn start_mitmdump(dir: &Path, upstream_ca: &Path) -> Result<Mitm, String> {
-    let Some(mitmdump) = std::env::var_os("MITMDUMP") else {
-        return Err("MITMDUMP is not set (e.g. MITMDUMP=/opt/mitm/bin/mitmdump)".into());
-    };
-    if !Path::new(&mitmdump).exists() {
-        return Err(format!("MITMDUMP={} does not exist", mitmdump.to_string_lossy()));
-    }
-    let addon = dir.join("inject.py");
-    std::fs::write(&addon, "def request(flow):\n    flow.request.headers['authorization'] = 'Bearer bench-secret'\n")
-        .map_err(|e| e.to_string())?;
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let confdir = dir.join("mitm-conf");
-    let child = Command::new(&mitmdump)
-        .args(["-q", "--listen-host", "127.0.0.1", "--listen-port", &port.to_string()])
-        .arg("--set")
-        .arg(format!("confdir={}", confdir.display()))
-        .arg("--set")
-        .arg(format!("ssl_verify_upstream_trusted_ca={}", upstream_ca.display()))
-        .arg("-s")
-        .arg(&addon)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start mitmdump: {e}"))?;
-    let ca = confdir.join("mitmproxy-ca-cert.pem");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if ca.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(Mitm { child, port, ca });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err("mitmdump did not start listening within 30 s".into())
-}
-
 // ---------------------------------------------------------------- main
 
 fn main() {
@@ -659,16 +506,6 @@ fn loadavg() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Per way: the figures of every round.
-#[derive(Default, Clone)]
-struct Series {
-    rps: Vec<f64>,
-    rps_cpu: Vec<PhaseCpu>,
-    latency: Vec<f64>,
-    mib: Vec<f64>,
-    mib_cpu: Vec<PhaseCpu>,
 }
 
 async fn run() {
@@ -819,114 +656,5 @@ async fn run() {
     if let Ok(mut m) = mitm {
         let _ = m.child.kill();
         let _ = m.child.wait();
-    }
-}
-
-fn report(ways: &[&Way], series: &[Series], memory: Option<((u64, u64), (u64, u64))>, rounds: usize) {
-    let index = |name: &str| ways.iter().position(|w| w.name == name);
-    let (explicit, transparent, mitm) = (index("explicit"), index("transparent"), index("mitmproxy"));
-    let direct = &series[0];
-    let col = |i: Option<usize>, f: &dyn Fn(&Series) -> String| i.map_or_else(|| "-".to_owned(), |i| f(&series[i]));
-    let ms = |v: &[f64]| v.iter().map(|x| x * 1000.0).collect::<Vec<_>>();
-
-    println!();
-    println!("Figures: median (min..max) over {rounds} rounds; ratios are per round, then the median.");
-    println!();
-    println!("| measure | direct | explicit | transparent | mitmproxy | target |");
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| (a) small GETs, {CONNECTIONS} keep-alive connections, req/s | {} | {} | {} | {} | |",
-        cell(&direct.rps, 0),
-        col(explicit, &|s| cell(&s.rps, 0)),
-        col(transparent, &|s| cell(&s.rps, 0)),
-        col(mitm, &|s| cell(&s.rps, 0)),
-    );
-    println!(
-        "| (a) ratio to direct | 1 | {} | {} | {} | >= 0.5 |",
-        col(explicit, &|s| cell(&ratios(&s.rps, &direct.rps), 2)),
-        col(transparent, &|s| cell(&ratios(&s.rps, &direct.rps), 2)),
-        col(mitm, &|s| cell(&ratios(&s.rps, &direct.rps), 3)),
-    );
-    println!(
-        "| (b) median latency, 1 connection, ms | {} | {} | {} | {} | |",
-        cell(&ms(&direct.latency), 3),
-        col(explicit, &|s| cell(&ms(&s.latency), 3)),
-        col(transparent, &|s| cell(&ms(&s.latency), 3)),
-        col(mitm, &|s| cell(&ms(&s.latency), 3)),
-    );
-    println!(
-        "| (b) added to direct, ms | 0 | {} | {} | {} | <= 0.15 |",
-        col(explicit, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
-        col(transparent, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
-        col(mitm, &|s| cell(&ms(&differences(&s.latency, &direct.latency)), 3)),
-    );
-    println!(
-        "| (c) bulk download ({} MiB bodies, 1 connection), MiB/s | {} | {} | {} | {} | |",
-        BULK_SIZE >> 20,
-        cell(&direct.mib, 0),
-        col(explicit, &|s| cell(&s.mib, 0)),
-        col(transparent, &|s| cell(&s.mib, 0)),
-        col(mitm, &|s| cell(&s.mib, 0)),
-    );
-    println!(
-        "| (c) ratio to direct | 1 | {} | {} | {} | >= 0.7 |",
-        col(explicit, &|s| cell(&ratios(&s.mib, &direct.mib), 2)),
-        col(transparent, &|s| cell(&ratios(&s.mib, &direct.mib), 2)),
-        col(mitm, &|s| cell(&ratios(&s.mib, &direct.mib), 3)),
-    );
-    if let (Some(e), Some(t)) = (explicit, transparent) {
-        println!(
-            "| (e) transparent / explicit: (a) {} ; (c) {} | | | | | >= 0.9 |",
-            cell(&ratios(&series[t].rps, &series[e].rps), 2),
-            cell(&ratios(&series[t].mib, &series[e].mib), 2),
-        );
-    }
-    if let (Some(e), Some(m)) = (explicit, mitm) {
-        println!(
-            "| authsome explicit / mitmproxy: (a) {} ; (b) latency {} ; (c) {} | | | | | |",
-            cell(&ratios(&series[e].rps, &series[m].rps), 1),
-            cell(&ratios(&series[e].latency, &series[m].latency), 3),
-            cell(&ratios(&series[e].mib, &series[m].mib), 1),
-        );
-    }
-    if let Some(((fresh_before, fresh_after), (before, after))) = memory {
-        let mib = |k: u64| k as f64 / 1024.0;
-        println!(
-            "| (d) proxy RSS with {IDLE_CONNECTIONS} open MITM connections, MiB | | fresh {:.1} (idle {:.1}); after (a)-(c) {:.1} (before {:.1}) | | | <= 40 |",
-            mib(fresh_after),
-            mib(fresh_before),
-            mib(after),
-            mib(before),
-        );
-    }
-
-    // Where the CPU goes: per request in (a), per MiB in (c); "proxy" is mitmdump for that way.
-    println!();
-    println!("| CPU (median over rounds) | way | load generator | proxy | upstream | total |");
-    println!("|---|---|---|---|---|---|");
-    for (i, way) in ways.iter().enumerate() {
-        let s = &series[i];
-        for (label, cpu, rates, unit, scale) in [
-            ("(a) us per request", &s.rps_cpu, &s.rps, 1.0, 1e6),
-            ("(c) ms per 32 MiB body", &s.mib_cpu, &s.mib, (BULK_SIZE >> 20) as f64, 1e3),
-        ] {
-            if cpu.is_empty() {
-                continue;
-            }
-            // CPU seconds over the work done in the phase (rate * wall / unit).
-            let per = |f: &dyn Fn(&PhaseCpu) -> f64| {
-                let v: Vec<f64> =
-                    cpu.iter().zip(rates.iter()).map(|(c, rate)| f(c) / (rate * c.wall / unit) * scale).collect();
-                format!("{:.1}", median(&v))
-            };
-            println!(
-                "| {label} | {} | {} | {} | {} | {} |",
-                way.name,
-                per(&|c| c.client),
-                if way.is_direct() { "-".into() } else { per(&|c| c.proxy) },
-                per(&|c| c.upstream),
-                per(&|c| c.client + c.proxy + c.upstream),
-            );
-        }
     }
 }
