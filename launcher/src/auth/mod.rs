@@ -20,7 +20,7 @@ pub mod refresh;
 pub mod revoke;
 pub mod token;
 
-use authsome_vault::{AuthType as RecordAuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
+use authsome_vault::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
 use secrecy::SecretString;
 
 use crate::error::{CliError, Kind};
@@ -121,7 +121,7 @@ pub fn record_from_token(
     token: TokenResponse,
     now_seconds: i64,
 ) -> (ConnectionMeta, Secrets) {
-    let mut meta = ConnectionMeta::new(&provider.name, connection, RecordAuthType::OAuth2, SecretSource::OAuth);
+    let mut meta = ConnectionMeta::new(&provider.name, connection, AuthType::OAuth2, SecretSource::OAuth);
     meta.obtained_at = now_seconds * 1_000_000;
     meta.host_url = provider.hosts.first().cloned();
     meta.base_url = base_url.map(str::to_string);

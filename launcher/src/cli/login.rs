@@ -6,7 +6,7 @@
 
 use std::io::{IsTerminal, Read};
 
-use authsome_vault::{AuditEvent, AuthType as RecordAuthType, ConnectionMeta, SecretSource, Secrets};
+use authsome_vault::{AuditEvent, ConnectionMeta, SecretSource, Secrets};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -70,11 +70,8 @@ pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let secret = read_secret(ctx, provider, args.stdin)?;
     check_key(provider, &secret)?;
 
-    let (auth_type, source) = if pasted {
-        (RecordAuthType::OAuth2, SecretSource::PastedToken)
-    } else {
-        (RecordAuthType::ApiKey, SecretSource::ApiKey)
-    };
+    let (auth_type, source) =
+        if pasted { (AuthType::OAuth2, SecretSource::PastedToken) } else { (AuthType::ApiKey, SecretSource::ApiKey) };
     let mut meta = ConnectionMeta::new(&provider.name, &args.connection, auth_type, source);
     meta.host_url = provider.hosts.first().cloned();
     meta.base_url = args.base_url.clone();

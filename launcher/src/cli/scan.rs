@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use authsome_vault::{AuditEvent, AuthType as RecordAuthType, ConnectionMeta, SecretSource, Secrets};
+use authsome_vault::{AuditEvent, ConnectionMeta, SecretSource, Secrets};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -312,11 +312,9 @@ fn import(
     found: &Found,
 ) -> CliResult {
     let (auth_type, secrets) = match provider.auth_type {
-        AuthType::ApiKey => {
-            (RecordAuthType::ApiKey, Secrets { api_key: Some(found.value.clone()), ..Secrets::default() })
-        }
+        AuthType::ApiKey => (AuthType::ApiKey, Secrets { api_key: Some(found.value.clone()), ..Secrets::default() }),
         AuthType::OAuth2 => {
-            (RecordAuthType::OAuth2, Secrets { access_token: Some(found.value.clone()), ..Secrets::default() })
+            (AuthType::OAuth2, Secrets { access_token: Some(found.value.clone()), ..Secrets::default() })
         }
     };
     let mut meta = ConnectionMeta::new(&provider.name, connection, auth_type, SecretSource::Imported);

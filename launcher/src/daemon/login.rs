@@ -366,7 +366,7 @@ pub(super) async fn submit(
                 let mut meta = authsome_vault::ConnectionMeta::new(
                     &provider.name,
                     &connection,
-                    authsome_vault::AuthType::ApiKey,
+                    AuthType::ApiKey,
                     authsome_vault::SecretSource::ApiKey,
                 );
                 meta.host_url = provider.hosts.first().cloned();

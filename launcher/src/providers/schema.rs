@@ -7,23 +7,8 @@ use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// How a provider authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AuthType {
-    #[serde(rename = "api_key")]
-    ApiKey,
-    #[serde(rename = "oauth2")]
-    OAuth2,
-}
-
-impl AuthType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthType::ApiKey => "api_key",
-            AuthType::OAuth2 => "oauth2",
-        }
-    }
-}
+/// How a provider authenticates: the same type the vault records per connection.
+pub use authsome_vault::AuthType;
 
 /// The login flow used when `--flow` is not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
