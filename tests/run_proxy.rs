@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use authsome_testkit::{Echo, Pki};
-use common::{Env, Run};
+use common::{Env, Run, seen};
 use serde_json::Value;
 
 const OPENAI_KEY: &str = "sk-REALOPENAI0000000000000000001";
@@ -37,17 +37,6 @@ fn setup() -> Setup {
     env.login("openai", "work", OPENAI_WORK_KEY);
     env.run_stdin(&["login", "github", "--stdin"], GH_PAT).ok();
     Setup { env, _echo: echo, _plain: plain }
-}
-
-/// The header values the upstream saw for `name`.
-fn seen(echo: &Value, name: &str) -> Vec<String> {
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|h| h[1].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn echo_of(run: &Run) -> Value {
@@ -117,25 +106,15 @@ https.get('https://api.anthropic.com/v1/messages', { agent, headers: { 'x-api-ke
   res.on('end', () => { console.log(body); });
 }).on('error', (e) => { console.error(e); process.exit(1); });
 "#;
+    let node_path = common::node_modules();
+    let run_node = || {
+        s.env.run_with(&["run", "--", "node", "-e", script], None, &[("NODE_PATH", node_path.to_str().unwrap())]).ok()
+    };
     // No anthropic connection: the request passes untouched (tunnelled) and keeps its header.
-    let run = s
-        .env
-        .run_with(
-            &["run", "--", "node", "-e", script],
-            None,
-            &[("NODE_PATH", common::node_modules().to_str().unwrap())],
-        )
-        .ok();
+    let run = run_node();
     assert_eq!(seen(&echo_of(&run), "x-api-key"), vec!["none"]);
     s.env.login("anthropic", "default", "sk-ant-REALANTHROPIC00000000000004");
-    let run = s
-        .env
-        .run_with(
-            &["run", "--", "node", "-e", script],
-            None,
-            &[("NODE_PATH", common::node_modules().to_str().unwrap())],
-        )
-        .ok();
+    let run = run_node();
     assert_eq!(seen(&echo_of(&run), "x-api-key"), vec!["sk-ant-REALANTHROPIC00000000000004"]);
 }
 

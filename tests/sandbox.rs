@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use authsome_testkit::{Echo, Pki};
-use common::{Env, Run};
+use common::{Env, Run, seen};
 use serde_json::Value;
 
 const OPENAI_KEY: &str = "sk-SANDBOXREALKEY00000000000000001";
@@ -83,16 +83,6 @@ impl Setup {
         assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
         run
     }
-}
-
-fn seen(echo: &Value, name: &str) -> Vec<String> {
-    echo["headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|h| h[1].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn echoes(run: &Run) -> Vec<Value> {

@@ -193,3 +193,14 @@ pub fn python() -> PathBuf {
 pub fn node_modules() -> PathBuf {
     test_deps().join("node/node_modules")
 }
+
+/// The values of header `name` in a test echo's JSON (`{"headers": [[name, value], …]}`).
+pub fn seen(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap().to_string())
+        .collect()
+}
