@@ -53,17 +53,19 @@ pub(crate) struct Plan {
 
 pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
     let started = Instant::now();
-    // The sandbox's helper execs and starts up while the vault is read and the spec is built.
-    #[cfg(target_os = "linux")]
-    let helper = args.sandbox.then(|| authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe")));
-    let plan = plan(ctx, args).map_err(run_failed)?;
     if args.sandbox {
         #[cfg(target_os = "linux")]
-        return sandbox::run_sandboxed(ctx, args, plan, started, helper.expect("spawned when --sandbox is given"));
+        {
+            // The sandbox's helper execs and starts up while the vault is read and the spec built.
+            let helper = authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe"));
+            let plan = plan(ctx, args).map_err(run_failed)?;
+            return sandbox::run_sandboxed(ctx, args, plan, started, helper);
+        }
         #[cfg(not(target_os = "linux"))]
         return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
             .hint("run without --sandbox; the container backend is not available yet"));
     }
+    let plan = plan(ctx, args).map_err(run_failed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("authsome-proxy")
