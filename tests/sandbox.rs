@@ -296,6 +296,17 @@ fn exit_codes_stdio_and_host_files() {
     let missing =
         s.env.command(&["run", "--sandbox", "--", "no-such-command-xyz"]).current_dir(&s.project).output().unwrap();
     assert_eq!(missing.status.code(), Some(127));
+    // The helper starts before the vault is read: a run that fails there never runs the command.
+    let marker = s.project.join("ran");
+    let bad = s
+        .env
+        .command(&["run", "--sandbox", "--connection", "openai=nosuch", "--", "touch", marker.to_str().unwrap()])
+        .current_dir(&s.project)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nosuch"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(!marker.exists(), "the command ran although run failed");
     assert_eq!(before, (std::fs::read("/etc/resolv.conf").ok(), hash("/etc/ssl/certs/ca-certificates.crt")));
     let log = s.env.run(&["log", "--json", "-n", "1"]).ok().json();
     assert_eq!(log[0]["mode"], "sandbox");
