@@ -11,10 +11,10 @@
 //! - `direct`: the load generator talks TLS to the upstream itself (and sends the header the
 //!   proxies inject);
 //! - `explicit`: CONNECT through the proxy's `HTTP(S)_PROXY` listener (`Proxy::serve`);
-//! - `transparent`: TLS with SNI and no CONNECT to a capture-style listener whose accepted
-//!   streams the same proxy serves with `Proxy::serve_transparent(stream, 203.0.113.7:443,
-//!   None)`, exactly as `run --sandbox` hands over its capture sockets; `ConnectTo` sends the
-//!   SNI host to the local upstream;
+//! - `transparent`: TLS with SNI and no CONNECT to a capture listener served by
+//!   `Proxy::serve_capture`, the loop `run --sandbox` runs on its capture sockets (here on
+//!   loopback, so the original destination's port is the listener's; `ConnectTo` sends the SNI
+//!   host at that port to the local upstream);
 //! - `mitmproxy`: mitmdump with an addon that sets the same header.
 //!
 //! Every figure is the median over rounds with the spread (min..max) beside it; ratios are
@@ -61,8 +61,6 @@ use report::{Series, cell, median, report};
 
 const HOST: &str = "api.bench.test";
 const TOKEN: &str = "benchtoken";
-/// What the transparent way in is told the child dialled (TEST-NET-3, never dialled).
-const ORIGINAL_DST: &str = "203.0.113.7:443";
 const CONNECTIONS: usize = 16;
 /// Length of each timed phase; `BENCH_PHASE_SECS` overrides (profiling).
 fn phase() -> Duration {
@@ -120,6 +118,9 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
         _ => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap(),
     };
     runtime.block_on(async {
+        // The transparent way in, bound first: its port is the original destination's.
+        let capture = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let capture_port = capture.local_addr().unwrap().port();
         let ca = CertificateAuthority::ephemeral().unwrap();
         std::fs::write(proxy_ca_out, ca.cert_pem()).unwrap();
         let config = ProxyConfig {
@@ -135,7 +136,10 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
             )),
             upstream: UpstreamConfig {
                 extra_roots_pem: Some(upstream_ca.to_owned()),
-                connect_to: ConnectTo::parse_list(&format!("{HOST}:443:127.0.0.1:{upstream_port}")).unwrap(),
+                connect_to: ConnectTo::parse_list(&format!(
+                    "{HOST}:443:127.0.0.1:{upstream_port},{HOST}:{capture_port}:127.0.0.1:{upstream_port}"
+                ))
+                .unwrap(),
                 allow_private: false,
                 connect_timeout: Duration::from_secs(5),
                 system_roots: false,
@@ -146,21 +150,10 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
         };
         let proxy = Proxy::new(config, Arc::new(StaticSource), Arc::new(NoEvents)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        // The transparent way in: a capture-style listener, served as `run --sandbox` does
-        // (launcher/src/run/sandbox.rs): TCP_NODELAY, one task per stream.
-        let capture = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("{} {}", listener.local_addr().unwrap().port(), capture.local_addr().unwrap().port());
+        println!("{} {capture_port}", listener.local_addr().unwrap().port());
         std::io::stdout().flush().unwrap();
-        let original: SocketAddr = ORIGINAL_DST.parse().unwrap();
         let transparent = proxy.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = capture.accept().await else { continue };
-                let _ = stream.set_nodelay(true);
-                let proxy = transparent.clone();
-                tokio::spawn(async move { proxy.serve_transparent(stream, original, None).await });
-            }
-        });
+        tokio::spawn(async move { transparent.serve_capture(capture, None).await });
         // Serve until the parent closes our stdin.
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
