@@ -3,8 +3,11 @@
 //! Python authsome home) without losing what is stored or leaking a secret.
 
 mod common;
+#[path = "common/secret_service.rs"]
+mod secret_service;
 
 use common::{Env, redact};
+use secret_service::SecretService;
 
 const OPENAI_KEY: &str = "sk-TESTKEY0000000000000000001";
 const GH_PAT: &str = "ghp_TESTPAT00000000000000000000000000";
@@ -394,4 +397,95 @@ fn error_output_snapshots() {
             &env
         )
     );
+}
+
+fn key_backend(env: &Env, profile: &str) -> String {
+    let list = env.run(&["profile", "list", "--json"]).ok().json();
+    let entry = list["profiles"].as_array().unwrap().iter().find(|p| p["name"] == profile).cloned().unwrap();
+    entry["key_backend"].as_str().unwrap_or("").to_string()
+}
+
+fn keychain_id(env: &Env, profile: &str) -> String {
+    let text = std::fs::read_to_string(env.file(&format!("keys/{profile}.key"))).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(file.get("key").is_none(), "a keyring profile's key file holds no key: {text}");
+    file["keychain_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn keyring_backend_keeps_the_key_in_the_secret_service() {
+    let mut service = SecretService::start();
+    let env = Env::new().set("DBUS_SESSION_BUS_ADDRESS", &service.address);
+
+    // A Secret Service answers, unlocked: the first write creates the profile on the keyring.
+    env.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).ok();
+    assert_eq!(key_backend(&env, "default"), "keyring");
+    let id = keychain_id(&env, "default");
+    // Another client (libsecret's secret-tool) sees the item under our attributes.
+    let items = service.authsome_items();
+    assert!(items.contains(&format!("attribute.authsome_key_id = {id}")), "{items}");
+    assert!(items.contains("profile 'default'"), "{items}");
+    no_secret_on_disk(&env, OPENAI_KEY);
+
+    // A fresh process gets the key from the keychain.
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+    assert_eq!(env.run(&["whoami", "--json"]).ok().json()["vault_status"], "ok");
+
+    // The keychain goes away: a clear error, nothing lost, no key generated in its place.
+    let key_file = std::fs::read(env.file("keys/default.key")).unwrap();
+    service.stop_keyring();
+    let down = env.run(&["export", "openai"]).fails(7);
+    assert!(
+        down.stderr.contains("'keyring' backend") && down.stderr.contains("hint: the key is in the OS keychain"),
+        "{}",
+        down.stderr
+    );
+    assert!(!down.stdout.contains(OPENAI_KEY) && !down.stderr.contains(OPENAI_KEY));
+    env.run_stdin(&["login", "github", "--stdin"], GH_PAT).fails(7);
+    env.run(&["list"]).ok();
+    assert_eq!(std::fs::read(env.file("keys/default.key")).unwrap(), key_file);
+
+    // Back again (a new daemon, the password typed again): everything is there.
+    service.start_keyring();
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+
+    // A second keyring profile; deleting it removes its item and only its item.
+    env.run(&["profile", "create", "work", "--key-backend", "keyring"]).ok();
+    let work = keychain_id(&env, "work");
+    assert_ne!(work, id);
+    assert!(service.authsome_items().contains(&work));
+    env.run_stdin(&["--profile", "work", "login", "github", "--stdin"], GH_PAT).ok();
+    env.run(&["profile", "delete", "work", "--yes"]).ok();
+    let items = service.authsome_items();
+    assert!(!items.contains(&work) && items.contains(&id), "{items}");
+    assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+}
+
+#[test]
+fn keyring_backend_without_a_usable_keychain() {
+    // No session bus: asking for the keyring fails with a hint and creates nothing; the default
+    // backend is then the key file.
+    let env = Env::new();
+    let refused = env.run(&["profile", "create", "work", "--key-backend", "keyring"]).fails(7);
+    assert!(refused.stderr.contains("D-Bus session bus") && refused.stderr.contains("hint:"), "{}", refused.stderr);
+    assert!(!env.file("keys/work.key").exists());
+    env.run(&["--profile", "work", "list"]).fails(1);
+    env.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).ok();
+    assert_eq!(key_backend(&env, "default"), "file");
+
+    // A locked keychain is not picked for a new profile, and a keyring profile whose keychain is
+    // locked (nobody here to type the password) fails promptly instead of waiting.
+    let mut service = SecretService::start();
+    let on_keyring = Env::new().set("DBUS_SESSION_BUS_ADDRESS", &service.address);
+    on_keyring.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).ok();
+    assert_eq!(key_backend(&on_keyring, "default"), "keyring");
+    service.stop_keyring();
+    service.start_locked_keyring();
+    let started = std::time::Instant::now();
+    let locked = on_keyring.run(&["export", "openai"]).fails(7);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(locked.stderr.contains("unlock"), "{}", locked.stderr);
+    let fresh = Env::new().set("DBUS_SESSION_BUS_ADDRESS", &service.address);
+    fresh.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).ok();
+    assert_eq!(key_backend(&fresh, "default"), "file");
 }

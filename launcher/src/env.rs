@@ -7,7 +7,8 @@ pub const HOME: &str = authsome_vault::HOME_ENV;
 pub const PROFILE: &str = "AUTHSOME_PROFILE";
 /// Passphrase for profiles with the `passphrase` key backend (non-interactive use).
 pub const PASSPHRASE: &str = "AUTHSOME_PASSPHRASE";
-/// Key backend for a profile created implicitly by the first write (`file` or `passphrase`).
+/// Key backend for a profile created implicitly by the first write (`file`, `passphrase` or
+/// `keyring`; unset: `keyring` when the Secret Service answers, unlocked, else `file`).
 pub const KEY_BACKEND: &str = "AUTHSOME_KEY_BACKEND";
 /// Extra PEM roots trusted for upstream TLS (corporate roots, tests).
 pub const EXTRA_ROOTS: &str = "AUTHSOME_EXTRA_ROOTS";

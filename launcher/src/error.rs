@@ -129,6 +129,15 @@ impl From<VaultError> for CliError {
                     "log in with `authsome login {provider} --connection {connection}`, or see `authsome list` for existing connections"
                 )),
             ),
+            VaultError::KeyBackendUnavailable { backend, .. } if backend == "keyring" => (
+                Kind::StoreUnavailable,
+                Some(
+                    "the key is in the OS keychain: run authsome in the session whose Secret Service holds it \
+                     (DBUS_SESSION_BUS_ADDRESS), with the keychain unlocked; authsome never switches a profile's \
+                     key backend by itself"
+                        .into(),
+                ),
+            ),
             VaultError::KeyBackendUnavailable { .. } => (
                 Kind::StoreUnavailable,
                 Some(

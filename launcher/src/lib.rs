@@ -10,6 +10,8 @@ pub mod daemon;
 pub mod env;
 pub mod error;
 pub mod inject;
+#[cfg(target_os = "linux")]
+pub mod keychain;
 pub mod logging;
 pub mod output;
 pub mod providers;
@@ -17,3 +19,12 @@ pub mod run;
 mod service;
 
 pub use service::{AuthService, Error};
+
+/// The OS keychain `keyring` profiles keep their key in; `None` where authsome has no client for
+/// one (outside Linux, for now).
+pub fn os_keychain() -> Option<&'static dyn authsome_vault::Keychain> {
+    #[cfg(target_os = "linux")]
+    return Some(&keychain::SecretService);
+    #[cfg(not(target_os = "linux"))]
+    return None;
+}

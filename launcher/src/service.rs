@@ -27,9 +27,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use authsome_vault::{ConnectionMeta, Home, PassphraseRequest, PassphraseSource, Vault};
+use authsome_vault::{ConnectionMeta, Home, Vault};
 use secrecy::SecretString;
 
+use crate::cli::context::NoPrompt;
 use crate::error::{CliError, Kind};
 use crate::providers::Catalog;
 
@@ -45,14 +46,6 @@ pub struct AuthService {
 impl std::fmt::Debug for AuthService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthService").field("profile", &self.vault.profile()).finish()
-    }
-}
-
-/// Passphrases for the library come from `AUTHSOME_PASSPHRASE` only: a library never prompts.
-struct EnvPassphrase;
-impl PassphraseSource for EnvPassphrase {
-    fn passphrase(&self, _: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
-        Ok(std::env::var(crate::env::PASSPHRASE).ok().map(SecretString::from))
     }
 }
 
@@ -79,7 +72,7 @@ impl AuthService {
         let name = self.vault.resolve_connection_name(provider, connection)?;
         // Refreshes an OAuth token near expiry; a plain lookup builds no runtime.
         let secrets =
-            crate::auth::refresh::fresh_secrets_blocking(&self.vault, &entry.provider, &name, false, &EnvPassphrase)?
+            crate::auth::refresh::fresh_secrets_blocking(&self.vault, &entry.provider, &name, false, &NoPrompt)?
                 .secrets;
         let secret = match entry.provider.primary_field() {
             "api_key" => secrets.api_key.or(secrets.access_token),

@@ -76,6 +76,9 @@ impl Env {
             }
         }
         cmd.env("AUTHSOME_HOME", self.home.path()).env("NO_COLOR", "1").env_remove("RUST_BACKTRACE");
+        // No keychain unless a test brings its own (tests/common/secret_service.rs): a developer's
+        // desktop keychain must neither be used nor change which key backend a profile gets.
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/authsome-tests/bus");
         for (name, value) in &self.extra {
             cmd.env(name, value);
         }

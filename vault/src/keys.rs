@@ -4,7 +4,9 @@
 //!   against copying `store.db` alone; not against this user's processes.
 //! - `passphrase`: the same file holds the key wrapped with XChaCha20-Poly1305 under an
 //!   argon2id-derived key. The unwrapped key may be cached in the kernel keyring.
-//! - `keyring`: the OS keychain; not available in this build, and never replaced silently.
+//! - `keyring`: the OS keychain (on Linux the Secret Service: GNOME Keyring, KWallet, KeePassXC)
+//!   holds the key; the key file holds only the id of the keychain item. The vault never talks
+//!   to the keychain itself: the caller's [`KeySource::keychain`] does.
 //!
 //! A key file is created exclusively: an existing key is never overwritten.
 
@@ -35,16 +37,47 @@ pub enum PassphraseRequest<'a> {
     Create { profile: &'a str },
 }
 
-/// Supplies passphrases (the launcher: `AUTHSOME_PASSPHRASE` or a TTY prompt). `Ok(None)` means
-/// no passphrase can be obtained (no terminal): the vault reports `PassphraseUnavailable`.
-pub trait PassphraseSource {
+/// Where key material outside the vault comes from: passphrases (the launcher:
+/// `AUTHSOME_PASSPHRASE` or a TTY prompt) and the OS keychain.
+pub trait KeySource {
+    /// `Ok(None)` means no passphrase can be obtained (no terminal): the vault reports
+    /// `PassphraseUnavailable`.
     fn passphrase(&self, request: PassphraseRequest<'_>) -> Result<Option<SecretString>>;
+
+    /// The OS keychain that keeps `keyring` profiles' keys; `None` when this program has none.
+    fn keychain(&self) -> Option<&dyn Keychain> {
+        None
+    }
+}
+
+/// An OS keychain item holding one profile's master key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeychainItem<'a> {
+    /// Random id chosen at creation and recorded in the key file; the item is found by it.
+    pub id: &'a str,
+    pub profile: &'a str,
+    /// The home the profile belongs to (for the item's label only).
+    pub home: &'a std::path::Path,
+}
+
+/// An OS keychain. Errors are a reason for the user ("no Secret Service on the session bus");
+/// the vault wraps them in [`Error::KeyBackendUnavailable`].
+pub trait Keychain {
+    /// Whether a keychain answers now, unlocked, so a new profile can use it without asking the
+    /// user anything. Quick, and never prompts.
+    fn available(&self) -> bool;
+    /// Store `secret` under `item` (may prompt the user to unlock the keychain).
+    fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), String>;
+    /// The secret stored under `item`, `None` if there is no such item.
+    fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, String>;
+    /// Delete `item`; a missing item is not an error.
+    fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), String>;
 }
 
 /// A source that never has a passphrase (library use without a terminal).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPassphrase;
-impl PassphraseSource for NoPassphrase {
+impl KeySource for NoPassphrase {
     fn passphrase(&self, _: PassphraseRequest<'_>) -> Result<Option<SecretString>> {
         Ok(None)
     }
@@ -62,6 +95,15 @@ struct KeyFile {
     nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wrapped: Option<String>,
+    /// `keyring`: the id of the keychain item holding the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    keychain_id: Option<String>,
+}
+
+impl KeyFile {
+    fn new(backend: KeyBackend) -> Self {
+        Self { v: 1, backend, key: None, kdf: None, nonce: None, wrapped: None, keychain_id: None }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -74,20 +116,13 @@ struct Kdf {
 }
 
 /// Create the master key of a new profile in `backend`. Fails if a key file already exists.
-pub fn create_key(
-    home: &Home,
-    profile: &str,
-    backend: KeyBackend,
-    passphrases: &dyn PassphraseSource,
-) -> Result<MasterKey> {
+pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &dyn KeySource) -> Result<MasterKey> {
     let key = MasterKey::generate()?;
     let path = home.key_path(profile);
     let file = match backend {
-        KeyBackend::File => {
-            KeyFile { v: 1, backend, key: Some(B64.encode(key.as_bytes())), kdf: None, nonce: None, wrapped: None }
-        }
+        KeyBackend::File => KeyFile { key: Some(B64.encode(key.as_bytes())), ..KeyFile::new(backend) },
         KeyBackend::Passphrase => {
-            let passphrase = passphrases
+            let passphrase = key_source
                 .passphrase(PassphraseRequest::Create { profile })?
                 .ok_or_else(|| Error::PassphraseUnavailable(profile.to_string()))?;
             let mut salt = [0u8; 16];
@@ -95,9 +130,6 @@ pub fn create_key(
             let kek = derive(passphrase.expose_secret(), &salt, ARGON2_M_KIB, ARGON2_T, ARGON2_P)?;
             let sealed = crypto::seal(&kek, wrap_row(profile), key.as_bytes())?;
             KeyFile {
-                v: 1,
-                backend,
-                key: None,
                 kdf: Some(Kdf {
                     alg: "argon2id".into(),
                     m_kib: ARGON2_M_KIB,
@@ -107,14 +139,41 @@ pub fn create_key(
                 }),
                 nonce: Some(B64.encode(&sealed.nonce)),
                 wrapped: Some(B64.encode(&sealed.ciphertext)),
+                ..KeyFile::new(backend)
             }
         }
-        KeyBackend::Keyring => return Err(keyring_unavailable(profile)),
+        KeyBackend::Keyring => {
+            let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
+            let mut raw_id = [0u8; 16];
+            crypto::random_bytes(&mut raw_id)?;
+            let id: String = raw_id.iter().map(|b| format!("{b:02x}")).collect();
+            // The key file (holding only the id) is created first and exclusively, so a second
+            // creator fails before touching the keychain; it is removed if the keychain refuses.
+            let file = KeyFile { keychain_id: Some(id.clone()), ..KeyFile::new(backend) };
+            write_key_file(&path, &file)?;
+            let item = KeychainItem { id: &id, profile, home: home.root() };
+            let stored = Zeroizing::new(B64.encode(key.as_bytes()));
+            let result = keychain.store(&item, stored.as_bytes()).and_then(|()| match keychain.load(&item)? {
+                Some(back) if back.as_slice() == stored.as_bytes() => Ok(()),
+                _ => Err("the keychain did not return the key just stored".to_string()),
+            });
+            if let Err(reason) = result {
+                let _ = keychain.delete(&item);
+                let _ = std::fs::remove_file(&path);
+                return Err(keyring_error(profile, reason));
+            }
+            return Ok(key);
+        }
     };
-    let json =
-        Zeroizing::new(serde_json::to_vec_pretty(&file).map_err(|source| Error::Json { path: path.clone(), source })?);
-    fsutil::create_private_exclusive(&path, &json)?;
+    write_key_file(&path, &file)?;
     Ok(key)
+}
+
+fn write_key_file(path: &std::path::Path, file: &KeyFile) -> Result<()> {
+    let json = Zeroizing::new(
+        serde_json::to_vec_pretty(file).map_err(|source| Error::Json { path: path.to_path_buf(), source })?,
+    );
+    fsutil::create_private_exclusive(path, &json)
 }
 
 /// Load the master key of an existing profile from its recorded backend.
@@ -123,11 +182,8 @@ pub fn load_key(
     profile: &str,
     backend: KeyBackend,
     cache_seconds: u32,
-    passphrases: &dyn PassphraseSource,
+    key_source: &dyn KeySource,
 ) -> Result<MasterKey> {
-    if backend == KeyBackend::Keyring {
-        return Err(keyring_unavailable(profile));
-    }
     let path = home.key_path(profile);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => Zeroizing::new(bytes),
@@ -176,7 +232,7 @@ pub fn load_key(
                     .decode(file.wrapped.as_deref().ok_or_else(|| corrupt("no wrapped key"))?)
                     .map_err(|_| corrupt("bad wrapped key"))?,
             };
-            let passphrase = passphrases
+            let passphrase = key_source
                 .passphrase(PassphraseRequest::Unlock { profile })?
                 .ok_or_else(|| Error::PassphraseUnavailable(profile.to_string()))?;
             let kek = derive(passphrase.expose_secret(), &salt, kdf.m_kib, kdf.t, kdf.p)?;
@@ -188,17 +244,48 @@ pub fn load_key(
             }
             Ok(key)
         }
-        KeyBackend::Keyring => unreachable!("handled above"),
+        KeyBackend::Keyring => {
+            let id = file.keychain_id.as_deref().ok_or_else(|| corrupt("no keychain id"))?;
+            let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
+            let item = KeychainItem { id, profile, home: home.root() };
+            let stored = keychain.load(&item).map_err(|reason| keyring_error(profile, reason))?.ok_or_else(|| {
+                keyring_error(
+                    profile,
+                    format!("the keychain holds no authsome key with id {id} (deleted outside authsome?)"),
+                )
+            })?;
+            let raw =
+                Zeroizing::new(B64.decode(stored.as_slice()).map_err(|_| corrupt("keychain item is not base64"))?);
+            MasterKey::from_slice(&raw).map_err(|_| corrupt("wrong key length in the keychain"))
+        }
     }
 }
 
-/// Remove a profile's key material (file and cache). Missing files are fine.
-pub fn delete_key(home: &Home, profile: &str) -> Result<()> {
+/// Remove a profile's key material: the key file, its kernel-keyring cache and, for `keyring`
+/// profiles, the keychain item. Missing files are fine. The files are removed even when the
+/// keychain cannot be reached; the returned note then says which keychain item was left behind.
+pub fn delete_key(home: &Home, profile: &str, key_source: &dyn KeySource) -> Result<Option<String>> {
     keycache::forget(&keycache::description(home.root(), profile));
     let path = home.key_path(profile);
+    let mut leftover = None;
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(file) = serde_json::from_slice::<KeyFile>(&bytes)
+        && let Some(id) = file.keychain_id.as_deref()
+    {
+        let item = KeychainItem { id, profile, home: home.root() };
+        let result = match key_source.keychain() {
+            Some(keychain) => keychain.delete(&item),
+            None => Err("this build of authsome has no OS keychain support".to_string()),
+        };
+        if let Err(reason) = result {
+            leftover = Some(format!(
+                "the keychain item of profile '{profile}' (attribute authsome_key_id={id}) was not removed: {reason}"
+            ));
+        }
+    }
     match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Ok(()) => Ok(leftover),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(leftover),
         Err(e) => Err(Error::io(path, e)),
     }
 }
@@ -218,20 +305,20 @@ fn derive(passphrase: &str, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<M
     Ok(MasterKey::from_bytes(*out))
 }
 
-fn keyring_unavailable(profile: &str) -> Error {
-    Error::KeyBackendUnavailable {
-        profile: profile.to_string(),
-        backend: "keyring".into(),
-        reason: "this build of authsome has no OS keychain support".into(),
-    }
+fn keyring_error(profile: &str, reason: String) -> Error {
+    Error::KeyBackendUnavailable { profile: profile.to_string(), backend: "keyring".into(), reason }
+}
+
+fn no_keychain(profile: &str) -> Error {
+    keyring_error(profile, "this build of authsome has no OS keychain support".into())
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     struct Fixed(&'static str);
-    impl PassphraseSource for Fixed {
+    impl KeySource for Fixed {
         fn passphrase(&self, _: PassphraseRequest<'_>) -> Result<Option<SecretString>> {
             Ok(Some(SecretString::from(self.0)))
         }
@@ -289,5 +376,107 @@ mod tests {
             create_key(&home, "x", KeyBackend::Keyring, &NoPassphrase),
             Err(Error::KeyBackendUnavailable { .. })
         ));
+        assert!(!home.key_path("x").exists(), "a refused keyring creation leaves no key file");
+    }
+
+    /// An in-memory keychain; `up` false makes every call fail as an unreachable one would.
+    #[derive(Default)]
+    pub(crate) struct MemoryKeychain {
+        pub items: std::sync::Mutex<std::collections::BTreeMap<String, Vec<u8>>>,
+        pub down: std::sync::atomic::AtomicBool,
+    }
+    impl MemoryKeychain {
+        fn check(&self) -> std::result::Result<(), String> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) { Err("keychain down".into()) } else { Ok(()) }
+        }
+    }
+    impl Keychain for MemoryKeychain {
+        fn available(&self) -> bool {
+            self.check().is_ok()
+        }
+        fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), String> {
+            self.check()?;
+            self.items.lock().unwrap().insert(item.id.to_string(), secret.to_vec());
+            Ok(())
+        }
+        fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, String> {
+            self.check()?;
+            Ok(self.items.lock().unwrap().get(item.id).cloned().map(Zeroizing::new))
+        }
+        fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), String> {
+            self.check()?;
+            self.items.lock().unwrap().remove(item.id);
+            Ok(())
+        }
+    }
+    impl KeySource for MemoryKeychain {
+        fn passphrase(&self, _: PassphraseRequest<'_>) -> Result<Option<SecretString>> {
+            Ok(None)
+        }
+        fn keychain(&self) -> Option<&dyn Keychain> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn keyring_key_lives_in_the_keychain_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let keychain = MemoryKeychain::default();
+        let key = create_key(&home, "k", KeyBackend::Keyring, &keychain).unwrap();
+        let text = std::fs::read_to_string(home.key_path("k")).unwrap();
+        assert!(text.contains("keychain_id") && !text.contains("\"key\""), "{text}");
+        assert!(!text.contains(&B64.encode(key.as_bytes())));
+        assert_eq!(keychain.items.lock().unwrap().len(), 1);
+        let loaded = load_key(&home, "k", KeyBackend::Keyring, 0, &keychain).unwrap();
+        assert_eq!(key.as_bytes(), loaded.as_bytes());
+
+        // Without the keychain (or with it unreachable) the key is unavailable, never replaced.
+        assert!(matches!(
+            load_key(&home, "k", KeyBackend::Keyring, 0, &NoPassphrase),
+            Err(Error::KeyBackendUnavailable { .. })
+        ));
+        keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            load_key(&home, "k", KeyBackend::Keyring, 0, &keychain),
+            Err(Error::KeyBackendUnavailable { reason, .. }) if reason == "keychain down"
+        ));
+        // Deleting with the keychain down removes the files and says what was left behind.
+        let note = delete_key(&home, "k", &keychain).unwrap().expect("a leftover note");
+        assert!(note.contains("authsome_key_id="), "{note}");
+        assert!(!home.key_path("k").exists());
+        keychain.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(keychain.items.lock().unwrap().len(), 1, "the item is still there, as the note says");
+    }
+
+    #[test]
+    fn keyring_item_is_removed_with_the_profile_and_a_failed_store_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let keychain = MemoryKeychain::default();
+        create_key(&home, "k", KeyBackend::Keyring, &keychain).unwrap();
+        assert_eq!(delete_key(&home, "k", &keychain).unwrap(), None);
+        assert!(keychain.items.lock().unwrap().is_empty());
+        assert!(!home.key_path("k").exists());
+
+        keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            create_key(&home, "k", KeyBackend::Keyring, &keychain),
+            Err(Error::KeyBackendUnavailable { .. })
+        ));
+        assert!(!home.key_path("k").exists(), "a failed store removes the key file it wrote");
+    }
+
+    #[test]
+    fn a_deleted_keychain_item_is_reported_not_regenerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let keychain = MemoryKeychain::default();
+        create_key(&home, "k", KeyBackend::Keyring, &keychain).unwrap();
+        keychain.items.lock().unwrap().clear();
+        let err = load_key(&home, "k", KeyBackend::Keyring, 0, &keychain).unwrap_err();
+        assert!(err.to_string().contains("keyring"), "{err}");
+        assert!(format!("{err:?}").contains("holds no authsome key"), "{err:?}");
+        assert!(home.key_path("k").exists());
     }
 }

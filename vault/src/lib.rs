@@ -32,7 +32,7 @@ pub use audit::{AuditEvent, AuditLog};
 pub use config::{Config, DEFAULT_PROFILE, KeyBackend};
 pub use error::{Error, Result};
 pub use home::{HOME_ENV, Home, validate_name};
-pub use keys::{NoPassphrase, PassphraseRequest, PassphraseSource};
+pub use keys::{KeySource, Keychain, KeychainItem, NoPassphrase, PassphraseRequest};
 pub use record::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
 pub use store::{STORE_FORMAT, Store};
 pub use vault::{CreateOptions, DEFAULT_KEY_CACHE_SECONDS, Vault};

@@ -4,7 +4,7 @@
 use crate::config::{Config, DEFAULT_PROFILE};
 use crate::error::{Error, Result};
 use crate::home::{Home, validate_name};
-use crate::keys::{self, PassphraseSource};
+use crate::keys::{self, KeySource};
 use crate::vault::{CreateOptions, create_profile_files};
 
 /// One profile as `profile list` shows it.
@@ -50,13 +50,13 @@ pub fn list(home: &Home) -> Result<Vec<ProfileInfo>> {
     Ok(out)
 }
 
-pub fn create(home: &Home, name: &str, options: CreateOptions, passphrases: &dyn PassphraseSource) -> Result<()> {
+pub fn create(home: &Home, name: &str, options: CreateOptions, key_source: &dyn KeySource) -> Result<()> {
     validate_name("profile", name)?;
     let config = Config::load(&home.config_path())?;
     if config.profiles.contains_key(name) {
         return Err(Error::ProfileExists(name.to_string()));
     }
-    create_profile_files(home, name, options, passphrases).map(|_| ())
+    create_profile_files(home, name, options, key_source).map(|_| ())
 }
 
 /// Make `name` the default profile. It must exist (the `default` profile always may be chosen).
@@ -72,8 +72,9 @@ pub fn set_default(home: &Home, name: &str) -> Result<()> {
 }
 
 /// Delete a profile: its store, CA, key and config entry. If it was the default, `default`
-/// becomes the default again.
-pub fn delete(home: &Home, name: &str) -> Result<()> {
+/// becomes the default again. Returns a note when a keychain item could not be removed (the
+/// profile is deleted all the same).
+pub fn delete(home: &Home, name: &str, key_source: &dyn KeySource) -> Result<Option<String>> {
     validate_name("profile", name)?;
     home.check_not_foreign()?;
     let mut config = Config::load(&home.config_path())?;
@@ -86,12 +87,13 @@ pub fn delete(home: &Home, name: &str) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(dir, e)),
     }
-    keys::delete_key(home, name)?;
+    let leftover = keys::delete_key(home, name, key_source)?;
     config.profiles.remove(name);
     if config.default_profile == name {
         config.default_profile = DEFAULT_PROFILE.to_string();
     }
-    config.save(&home.config_path())
+    config.save(&home.config_path())?;
+    Ok(leftover)
 }
 
 #[cfg(test)]
@@ -101,6 +103,24 @@ mod tests {
     use crate::keys::NoPassphrase;
     use crate::record::{AuthType, ConnectionMeta, SecretSource, Secrets};
     use crate::vault::Vault;
+
+    #[test]
+    fn a_new_profile_uses_the_keychain_when_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let keychain = keys::tests::MemoryKeychain::default();
+        create(&home, "auto", CreateOptions::default(), &keychain).unwrap();
+        assert_eq!(Vault::open(&home, "auto").unwrap().key_backend(), Some(KeyBackend::Keyring));
+        keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        create(&home, "offline", CreateOptions::default(), &keychain).unwrap();
+        assert_eq!(Vault::open(&home, "offline").unwrap().key_backend(), Some(KeyBackend::File));
+        create(&home, "plain", CreateOptions::default(), &NoPassphrase).unwrap();
+        assert_eq!(Vault::open(&home, "plain").unwrap().key_backend(), Some(KeyBackend::File));
+        // An explicit choice is kept, and fails rather than falling back.
+        let explicit = CreateOptions { backend: Some(KeyBackend::Keyring), key_cache_seconds: 0 };
+        assert!(create(&home, "strict", explicit, &keychain).is_err());
+        assert!(matches!(Vault::open(&home, "strict"), Err(Error::ProfileNotFound(_))));
+    }
 
     #[test]
     fn profiles_are_isolated() {
@@ -133,11 +153,11 @@ mod tests {
         assert!(matches!(set_default(&home, "nope"), Err(Error::ProfileNotFound(_))));
         assert!(matches!(Vault::open(&home, "nope"), Err(Error::ProfileNotFound(_))));
 
-        delete(&home, "work").unwrap();
+        assert_eq!(delete(&home, "work", &NoPassphrase).unwrap(), None);
         assert_eq!(default_profile(&home).unwrap(), "default");
         assert!(!home.key_path("work").exists());
         assert!(!home.profile_dir("work").exists());
-        assert!(matches!(delete(&home, "work"), Err(Error::ProfileNotFound(_))));
+        assert!(matches!(delete(&home, "work", &NoPassphrase), Err(Error::ProfileNotFound(_))));
     }
 
     #[test]

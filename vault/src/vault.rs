@@ -7,7 +7,7 @@ use crate::config::{Config, DEFAULT_PROFILE, KeyBackend, ProfileEntry};
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::home::{Home, validate_name};
-use crate::keys::{self, PassphraseSource};
+use crate::keys::{self, KeySource};
 use crate::record::{ClientRecord, ConnectionMeta, Secrets};
 use crate::store::Store;
 
@@ -15,16 +15,11 @@ use crate::store::Store;
 pub const DEFAULT_KEY_CACHE_SECONDS: u32 = 900;
 
 /// Options for creating a profile on first write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CreateOptions {
-    pub backend: KeyBackend,
+    /// `None`: `keyring` when the caller's keychain answers, unlocked, right now; else `file`.
+    pub backend: Option<KeyBackend>,
     pub key_cache_seconds: u32,
-}
-
-impl Default for CreateOptions {
-    fn default() -> Self {
-        Self { backend: KeyBackend::File, key_cache_seconds: 0 }
-    }
 }
 
 /// An opened profile.
@@ -122,53 +117,45 @@ impl Vault {
     // ---- reads and writes with the key -------------------------------------------------
 
     /// The master key, loaded (and checked against the store) on first use.
-    pub fn key(&self, passphrases: &dyn PassphraseSource) -> Result<&MasterKey> {
+    pub fn key(&self, key_source: &dyn KeySource) -> Result<&MasterKey> {
         if let Some(key) = self.key.get() {
             return Ok(key);
         }
         let entry = self.entry.as_ref().ok_or_else(|| Error::ProfileNotFound(self.profile.clone()))?;
-        let key = keys::load_key(&self.home, &self.profile, entry.key_backend, entry.key_cache_seconds, passphrases)?;
+        let key = keys::load_key(&self.home, &self.profile, entry.key_backend, entry.key_cache_seconds, key_source)?;
         if let Some(store) = &self.store {
             store.verify_key(&key)?;
         }
         Ok(self.key.get_or_init(|| key))
     }
 
-    pub fn secrets(&self, passphrases: &dyn PassphraseSource, provider: &str, name: &str) -> Result<Secrets> {
+    pub fn secrets(&self, key_source: &dyn KeySource, provider: &str, name: &str) -> Result<Secrets> {
         let store = self.store.as_ref().ok_or_else(|| self.not_found(provider, name))?;
-        let key = self.key(passphrases)?;
+        let key = self.key(key_source)?;
         store.read_secrets(key, provider, name)
     }
 
-    pub fn client_with_secret(
-        &self,
-        passphrases: &dyn PassphraseSource,
-        provider: &str,
-    ) -> Result<Option<ClientRecord>> {
+    pub fn client_with_secret(&self, key_source: &dyn KeySource, provider: &str) -> Result<Option<ClientRecord>> {
         let Some(store) = &self.store else { return Ok(None) };
-        let key = self.key(passphrases)?;
+        let key = self.key(key_source)?;
         store.get_client(Some(key), provider)
     }
 
     /// The store and key for writing, creating the profile (key, store, config entry) first if
     /// this is the default profile and it does not exist yet.
-    pub fn writer(
-        &mut self,
-        passphrases: &dyn PassphraseSource,
-        create: CreateOptions,
-    ) -> Result<(&mut Store, &MasterKey)> {
+    pub fn writer(&mut self, key_source: &dyn KeySource, create: CreateOptions) -> Result<(&mut Store, &MasterKey)> {
         if self.entry.is_none() {
             if self.profile != DEFAULT_PROFILE {
                 return Err(Error::ProfileNotFound(self.profile.clone()));
             }
-            let (entry, key) = create_profile_files(&self.home, &self.profile, create, passphrases)?;
+            let (entry, key) = create_profile_files(&self.home, &self.profile, create, key_source)?;
             self.entry = Some(entry);
             let _ = self.key.set(key);
         }
         if self.store.is_none() {
             self.store = Some(Store::open_or_create(&self.home.store_path(&self.profile), &self.profile)?);
         }
-        self.key(passphrases)?;
+        self.key(key_source)?;
         let key = self.key.get().expect("loaded above");
         let store = self.store.as_mut().expect("opened above");
         Ok((store, key))
@@ -218,18 +205,22 @@ pub(crate) fn create_profile_files(
     home: &Home,
     profile: &str,
     create: CreateOptions,
-    passphrases: &dyn PassphraseSource,
+    key_source: &dyn KeySource,
 ) -> Result<(ProfileEntry, MasterKey)> {
     validate_name("profile", profile)?;
     home.ensure()?;
     if home.key_path(profile).exists() || home.store_path(profile).exists() {
         return Err(Error::ProfileExists(profile.to_string()));
     }
-    let key = keys::create_key(home, profile, create.backend, passphrases)?;
+    let backend = create.backend.unwrap_or_else(|| match key_source.keychain() {
+        Some(keychain) if keychain.available() => KeyBackend::Keyring,
+        _ => KeyBackend::File,
+    });
+    let key = keys::create_key(home, profile, backend, key_source)?;
     let store = Store::open_or_create(&home.store_path(profile), profile)?;
     store.verify_key(&key)?;
     let entry = ProfileEntry {
-        key_backend: create.backend,
+        key_backend: backend,
         created_at: crate::time::iso_offset_micros(crate::time::now_micros()),
         key_cache_seconds: create.key_cache_seconds,
         extra: Default::default(),

@@ -23,7 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use authsome_vault::{ConnectionMeta, CreateOptions, Home, PassphraseSource, Secrets, Status, Vault};
+use authsome_vault::{ConnectionMeta, CreateOptions, Home, KeySource, Secrets, Status, Vault};
 use secrecy::ExposeSecret;
 
 use super::token::token_request;
@@ -100,12 +100,12 @@ pub fn fresh_secrets_blocking(
     provider: &Provider,
     connection: &str,
     force: bool,
-    passphrases: &(dyn PassphraseSource + Sync),
+    key_source: &(dyn KeySource + Sync),
 ) -> Result<Fresh, CliError> {
     let meta = vault.require_connection(&provider.name, connection)?;
     check_usable(&meta)?;
     if !should_refresh(&meta, authsome_vault::time::now_seconds(), force) {
-        let secrets = vault.secrets(passphrases, &provider.name, connection)?;
+        let secrets = vault.secrets(key_source, &provider.name, connection)?;
         return Ok(Fresh { meta, secrets, refreshed: false });
     }
     let home = vault.home().clone();
@@ -115,7 +115,7 @@ pub fn fresh_secrets_blocking(
             .enable_all()
             .build()
             .map_err(|e| CliError::new(Kind::Generic, "cannot start the async runtime").cause(e))?;
-        runtime.block_on(fresh_secrets(&home, &profile, provider, connection, force, passphrases))
+        runtime.block_on(fresh_secrets(&home, &profile, provider, connection, force, key_source))
     };
     if tokio::runtime::Handle::try_current().is_ok() {
         std::thread::scope(|scope| {
@@ -133,13 +133,13 @@ pub async fn fresh_secrets(
     provider: &Provider,
     connection: &str,
     force: bool,
-    passphrases: &(dyn PassphraseSource + Sync),
+    key_source: &(dyn KeySource + Sync),
 ) -> Result<Fresh, CliError> {
     let mut vault = Vault::open(home, profile)?;
     let first = vault.require_connection(&provider.name, connection)?;
     check_usable(&first)?;
     if !should_refresh(&first, authsome_vault::time::now_seconds(), force) {
-        let secrets = vault.secrets(passphrases, &provider.name, connection)?;
+        let secrets = vault.secrets(key_source, &provider.name, connection)?;
         return Ok(Fresh { meta: first, secrets, refreshed: false });
     }
 
@@ -150,10 +150,10 @@ pub async fn fresh_secrets(
     let now = authsome_vault::time::now_seconds();
     let refreshed_elsewhere = meta.version != first.version && meta.status == Status::Connected;
     if refreshed_elsewhere || !should_refresh(&meta, now, force) {
-        let secrets = vault.secrets(passphrases, &provider.name, connection)?;
+        let secrets = vault.secrets(key_source, &provider.name, connection)?;
         return Ok(Fresh { meta, secrets, refreshed: false });
     }
-    let secrets = vault.secrets(passphrases, &provider.name, connection)?;
+    let secrets = vault.secrets(key_source, &provider.name, connection)?;
     let expired = meta.expires_at.is_some_and(|at| now >= at);
 
     // Everything the request needs, gathered before the first await (a `Vault` is not Sync,
@@ -166,7 +166,7 @@ pub async fn fresh_secrets(
             .expose_secret()
             .to_string();
         let client = vault
-            .client_with_secret(passphrases, &provider.name)
+            .client_with_secret(key_source, &provider.name)
             .map_err(|e| e.to_string())?
             .and_then(|record| ClientCredentials::from_record(provider, &record))
             .ok_or_else(|| "no OAuth client is stored for this provider".to_string())?;
@@ -185,7 +185,7 @@ pub async fn fresh_secrets(
     let token = match outcome {
         Ok(token) => token,
         Err(why) => {
-            let (store, _) = vault.writer(passphrases, CreateOptions::default())?;
+            let (store, _) = vault.writer(key_source, CreateOptions::default())?;
             if !expired && meta.status == Status::Connected {
                 tracing::warn!(provider = %provider.name, connection, error = %why, "refresh failed; the current token is still valid");
                 store.update_status(&provider.name, connection, Status::Connected, Some(&why))?;
@@ -223,13 +223,13 @@ pub async fn fresh_secrets(
         refresh_token: token.refresh_token.or(secrets.refresh_token),
         api_key: secrets.api_key,
     };
-    let (store, key) = vault.writer(passphrases, CreateOptions::default())?;
+    let (store, key) = vault.writer(key_source, CreateOptions::default())?;
     match store.put_connection_if_version(key, &next, &next_secrets, meta.version) {
         Ok(stored) => Ok(Fresh { meta: stored, secrets: next_secrets, refreshed: true }),
         // Written without the lock meanwhile (a new login): that record wins.
         Err(authsome_vault::Error::Conflict { .. }) => {
             let meta = vault.require_connection(&provider.name, connection)?;
-            let secrets = vault.secrets(passphrases, &provider.name, connection)?;
+            let secrets = vault.secrets(key_source, &provider.name, connection)?;
             Ok(Fresh { meta, secrets, refreshed: false })
         }
         Err(e) => Err(e.into()),

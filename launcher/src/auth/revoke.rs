@@ -2,7 +2,7 @@
 //! refresh token, with the provider's client authentication. The caller deletes the local
 //! record whatever happens here and audits the outcome.
 
-use authsome_vault::{PassphraseSource, Vault};
+use authsome_vault::{KeySource, Vault};
 use secrecy::ExposeSecret;
 
 use super::token::post_form;
@@ -36,7 +36,7 @@ pub fn revoke_connection(
     vault: &Vault,
     provider: &Provider,
     connection: &str,
-    passphrases: &dyn PassphraseSource,
+    key_source: &dyn KeySource,
 ) -> Revocation {
     let Some(meta) = vault.connection(&provider.name, connection).ok().flatten() else {
         return Revocation::NotApplicable("no such connection");
@@ -47,7 +47,7 @@ pub fn revoke_connection(
     let Some(url) = endpoints.revocation else {
         return Revocation::NotApplicable("the provider has no revocation endpoint");
     };
-    let secrets = match vault.secrets(passphrases, &provider.name, connection) {
+    let secrets = match vault.secrets(key_source, &provider.name, connection) {
         Ok(secrets) => secrets,
         Err(e) => return Revocation::Failed(e.to_string()),
     };
@@ -59,7 +59,7 @@ pub fn revoke_connection(
     if tokens.is_empty() {
         return Revocation::NotApplicable("the connection holds no token");
     }
-    let client = match vault.client_with_secret(passphrases, &provider.name) {
+    let client = match vault.client_with_secret(key_source, &provider.name) {
         Ok(Some(record)) => ClientCredentials::from_record(provider, &record),
         Ok(None) => None,
         Err(e) => return Revocation::Failed(e.to_string()),

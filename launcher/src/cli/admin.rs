@@ -37,7 +37,7 @@ pub fn set_default(ctx: &Context, args: &SetDefaultArgs) -> CliResult {
     authsome_vault::validate_name("connection", &args.connection)?;
     let mut vault = ctx.vault()?;
     vault.require_connection(&provider, &args.connection)?;
-    let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, _) = vault.writer(&ctx.key_source, ctx.create)?;
     store.set_default(&provider, &args.connection)?;
     ctx.audit(AuditEvent::new("set_default").provider(&provider).connection(&args.connection));
     if ctx.out.json {
@@ -177,19 +177,21 @@ fn profile_list(ctx: &Context) -> CliResult {
 }
 
 fn profile_create(ctx: &Context, args: &ProfileCreateArgs) -> CliResult {
-    let backend = match args.key_backend {
+    let backend = args.key_backend.map(|arg| match arg {
         KeyBackendArg::File => KeyBackend::File,
         KeyBackendArg::Passphrase => KeyBackend::Passphrase,
         KeyBackendArg::Keyring => KeyBackend::Keyring,
-    };
-    if args.key_cache.is_some() && backend != KeyBackend::Passphrase {
+    });
+    if args.key_cache.is_some() && backend != Some(KeyBackend::Passphrase) {
         return Err(usage("--key-cache only applies to --key-backend passphrase"));
     }
     let key_cache_seconds = match backend {
-        KeyBackend::Passphrase => args.key_cache.unwrap_or(DEFAULT_KEY_CACHE_SECONDS),
+        Some(KeyBackend::Passphrase) => args.key_cache.unwrap_or(DEFAULT_KEY_CACHE_SECONDS),
         _ => 0,
     };
-    profiles::create(&ctx.home, &args.name, CreateOptions { backend, key_cache_seconds }, &ctx.passphrases)?;
+    profiles::create(&ctx.home, &args.name, CreateOptions { backend, key_cache_seconds }, &ctx.key_source)?;
+    // What was chosen (the default is decided by whether the keychain answers).
+    let backend = authsome_vault::Vault::open(&ctx.home, &args.name)?.key_backend().unwrap_or(KeyBackend::File);
     ctx.audit(
         AuditEvent::new("profile_create").field("name", args.name.clone()).field("key_backend", backend.as_str()),
     );
@@ -224,7 +226,11 @@ fn profile_delete(ctx: &Context, args: &ProfileDeleteArgs) -> CliResult {
             }
         }
     }
-    profiles::delete(&ctx.home, &args.name)?;
+    if let Some(leftover) = profiles::delete(&ctx.home, &args.name, &ctx.key_source)? {
+        ctx.out.warn(&format!(
+            "{leftover}; remove it with your keychain's tools (for instance `secret-tool clear application authsome`)"
+        ));
+    }
     ctx.audit(AuditEvent::new("profile_delete").field("name", args.name.clone()));
     if ctx.out.json {
         ctx.out.json(&json!({"status": "deleted", "profile": args.name}));

@@ -395,20 +395,21 @@ pub struct ProfileNameArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KeyBackendArg {
-    /// A 0600 key file under AUTHSOME_HOME/keys (default on headless Linux).
+    /// A 0600 key file under AUTHSOME_HOME/keys (the default when no keychain answers).
     File,
     /// The key file wrapped with a passphrase (argon2id); cached in the kernel keyring.
     Passphrase,
-    /// The OS keychain.
+    /// The OS keychain: the Secret Service (GNOME Keyring, KWallet, KeePassXC) of the session bus.
     Keyring,
 }
 
 #[derive(Debug, Args)]
 pub struct ProfileCreateArgs {
     pub name: String,
-    /// Where the profile's master key lives (recorded now, never switched silently).
-    #[arg(long, value_enum, default_value = "file")]
-    pub key_backend: KeyBackendArg,
+    /// Where the profile's master key lives (recorded now, never switched silently). Default:
+    /// `keyring` when the session's Secret Service answers, unlocked; else `file`.
+    #[arg(long, value_enum)]
+    pub key_backend: Option<KeyBackendArg>,
     /// Seconds an unlocked passphrase key stays cached in the kernel keyring (0: never).
     #[arg(long, value_name = "SECONDS")]
     pub key_cache: Option<u32>,

@@ -4,8 +4,8 @@ use std::cell::OnceCell;
 use std::io::IsTerminal;
 
 use authsome_vault::{
-    AuditEvent, AuditLog, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, Home, KeyBackend, PassphraseRequest,
-    PassphraseSource, Vault,
+    AuditEvent, AuditLog, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, Home, KeyBackend, KeySource, Keychain,
+    PassphraseRequest, Vault,
 };
 use secrecy::SecretString;
 
@@ -20,7 +20,7 @@ pub struct Context {
     pub profile: String,
     pub out: Output,
     pub audit_log: AuditLog,
-    pub passphrases: Prompter,
+    pub key_source: Prompter,
     /// Backend for a default profile created by its first write.
     pub create: CreateOptions,
     catalog: OnceCell<Catalog>,
@@ -37,17 +37,17 @@ impl Context {
         };
         authsome_vault::validate_name("profile", &profile)?;
         let backend = match env::var(env::KEY_BACKEND) {
-            Some(value) => value.parse::<KeyBackend>().map_err(|e| {
-                CliError::new(Kind::Usage, format!("{}: {e}", env::KEY_BACKEND)).hint("use file or passphrase")
-            })?,
-            None => KeyBackend::File,
+            Some(value) => Some(value.parse::<KeyBackend>().map_err(|e| {
+                CliError::new(Kind::Usage, format!("{}: {e}", env::KEY_BACKEND)).hint("use file, passphrase or keyring")
+            })?),
+            None => None,
         };
         let create = CreateOptions {
             backend,
-            key_cache_seconds: if backend == KeyBackend::Passphrase { DEFAULT_KEY_CACHE_SECONDS } else { 0 },
+            key_cache_seconds: if backend == Some(KeyBackend::Passphrase) { DEFAULT_KEY_CACHE_SECONDS } else { 0 },
         };
         let audit_log = AuditLog::new(home.audit_path());
-        Ok(Self { home, profile, out, audit_log, passphrases: Prompter, create, catalog: OnceCell::new() })
+        Ok(Self { home, profile, out, audit_log, key_source: Prompter, create, catalog: OnceCell::new() })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -85,7 +85,11 @@ impl Context {
 #[derive(Debug, Clone, Copy)]
 pub struct Prompter;
 
-impl PassphraseSource for Prompter {
+impl KeySource for Prompter {
+    fn keychain(&self) -> Option<&dyn Keychain> {
+        crate::os_keychain()
+    }
+
     fn passphrase(&self, request: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
         if let Some(value) = std::env::var_os(env::PASSPHRASE) {
             return Ok(Some(SecretString::from(value.to_string_lossy().into_owned())));
@@ -115,6 +119,21 @@ impl PassphraseSource for Prompter {
                 Ok(None)
             }
         }
+    }
+}
+
+/// Key material without asking anyone: passphrases from `AUTHSOME_PASSPHRASE` only (the library
+/// and status checks never prompt on a terminal), keys of `keyring` profiles from the OS keychain.
+#[derive(Debug, Clone, Copy)]
+pub struct NoPrompt;
+
+impl KeySource for NoPrompt {
+    fn keychain(&self) -> Option<&dyn Keychain> {
+        crate::os_keychain()
+    }
+
+    fn passphrase(&self, _: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
+        Ok(std::env::var(env::PASSPHRASE).ok().map(SecretString::from))
     }
 }
 

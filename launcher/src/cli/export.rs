@@ -139,7 +139,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
     for (provider, names) in &plan {
         for name in names {
             // OAuth tokens near expiry are refreshed first (no runtime is built otherwise).
-            let secrets = match refresh::fresh_secrets_blocking(&vault, provider, name, false, &ctx.passphrases) {
+            let secrets = match refresh::fresh_secrets_blocking(&vault, provider, name, false, &ctx.key_source) {
                 Ok(fresh) => fresh.secrets,
                 // Exporting everything: one dead connection does not hold back the others.
                 Err(e) if args.provider.is_none() && e.kind == Kind::RefreshFailed => {

@@ -83,7 +83,7 @@ pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     } else {
         Secrets { api_key: Some(secret), ..Secrets::default() }
     };
-    let (store, key) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, key) = vault.writer(&ctx.key_source, ctx.create)?;
     store.put_connection(key, &meta, &secrets)?;
     ctx.audit(
         AuditEvent::new("login")
@@ -194,12 +194,12 @@ pub fn logout(ctx: &Context, args: &ProviderConnectionArgs) -> CliResult {
     let existed = vault.connection(&provider.name, &name)?.is_some();
     // Revoke at the provider first (RFC 7009), then delete locally whatever it answered.
     let revocation = if existed {
-        crate::auth::revoke::revoke_connection(&vault, provider, &name, &ctx.passphrases)
+        crate::auth::revoke::revoke_connection(&vault, provider, &name, &ctx.key_source)
     } else {
         Revocation::NotApplicable("no such connection")
     };
     if existed {
-        let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+        let (store, _) = vault.writer(&ctx.key_source, ctx.create)?;
         store.delete_connection(&provider.name, &name)?;
     }
     let mut event = AuditEvent::new("logout")
@@ -238,13 +238,13 @@ fn revoke_all(ctx: &Context, provider: &str) -> CliResult<Vec<String>> {
     // Revoke each connection at the provider where it can (best effort), then delete.
     if let Some(entry) = ctx.catalog().get(provider) {
         for meta in vault.list_connections()?.iter().filter(|c| c.provider == provider) {
-            let outcome = crate::auth::revoke::revoke_connection(&vault, &entry.provider, &meta.name, &ctx.passphrases);
+            let outcome = crate::auth::revoke::revoke_connection(&vault, &entry.provider, &meta.name, &ctx.key_source);
             if let Revocation::Failed(why) = outcome {
                 ctx.out.warn(&format!("could not revoke {provider}/{} at the provider: {why}", meta.name));
             }
         }
     }
-    let (store, _) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, _) = vault.writer(&ctx.key_source, ctx.create)?;
     Ok(store.delete_provider(provider)?)
 }
 

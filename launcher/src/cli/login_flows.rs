@@ -119,7 +119,7 @@ pub fn oauth_login(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliR
         return Ok(());
     }
     // Create the profile (and unlock its key) here, where a prompt is possible.
-    let (store, key) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, key) = vault.writer(&ctx.key_source, ctx.create)?;
     if let Some(client_id) = &args.client_id {
         let secret = read_client_secret(args)?;
         let record = ClientRecord {
@@ -185,7 +185,7 @@ fn device_login(
 ) -> CliResult {
     let vault = ctx.vault()?;
     let client = vault
-        .client_with_secret(&ctx.passphrases, &provider.name)?
+        .client_with_secret(&ctx.key_source, &provider.name)?
         .and_then(|record| ClientCredentials::from_record(provider, &record))
         .ok_or_else(|| {
             CliError::new(Kind::AuthenticationFailed, format!("no OAuth client is stored for {}", provider.name)).hint(
@@ -222,7 +222,7 @@ fn device_login(
         authsome_vault::time::now_seconds(),
     );
     let mut vault = ctx.vault()?;
-    let (store, key) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, key) = vault.writer(&ctx.key_source, ctx.create)?;
     store.put_connection(key, &meta, &secrets)?;
     Ok(())
 }
@@ -318,7 +318,7 @@ async fn wait(daemon: &control::Client, id: &str) -> CliResult {
 /// `login PROVIDER` for an API key when there is no terminal: the daemon's form.
 pub fn browser_api_key(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliResult {
     let mut vault = ctx.vault()?;
-    vault.writer(&ctx.passphrases, ctx.create)?;
+    vault.writer(&ctx.key_source, ctx.create)?;
     let request = json!({
         "profile": ctx.profile, "provider": provider.name, "connection": args.connection, "flow": "api_key",
     });

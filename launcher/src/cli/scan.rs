@@ -212,7 +212,7 @@ pub fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
                 configured += 1;
                 let stored = match existing {
                     Some(_) => {
-                        let secrets = vault.secrets(&ctx.passphrases, &provider.name, &args.connection)?;
+                        let secrets = vault.secrets(&ctx.key_source, &provider.name, &args.connection)?;
                         if field == "api_key" { secrets.api_key } else { secrets.access_token }
                     }
                     None => None,
@@ -320,7 +320,7 @@ fn import(
     let mut meta = ConnectionMeta::new(&provider.name, connection, auth_type, SecretSource::Imported);
     meta.host_url = provider.hosts.first().cloned();
     meta.metadata.insert("imported_from".into(), json!(found.source));
-    let (store, key) = vault.writer(&ctx.passphrases, ctx.create)?;
+    let (store, key) = vault.writer(&ctx.key_source, ctx.create)?;
     store.put_connection(key, &meta, &secrets)?;
     ctx.audit(
         AuditEvent::new("import").provider(&provider.name).connection(connection).field("source", found.source.clone()),

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use authsome_vault::{AuditEvent, ConnectionMeta, KeyBackend, NoPassphrase, Secrets, Vault};
+use authsome_vault::{AuditEvent, ConnectionMeta, KeyBackend, Secrets, Vault};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::args::{GetArgs, ProviderArg};
-use super::context::Context;
+use super::context::{Context, NoPrompt};
 use crate::error::{CliError, CliResult, Kind};
 use crate::output::{Style, relative_expiry};
 use crate::providers::{Entry, Source};
@@ -196,7 +196,7 @@ pub fn get(ctx: &Context, args: &GetArgs) -> CliResult {
     let name = vault.resolve_connection_name(&entry.provider.name, args.connection.as_deref())?;
     let meta = vault.require_connection(&entry.provider.name, &name)?;
     let secrets = if args.show_secret {
-        let secrets = vault.secrets(&ctx.passphrases, &entry.provider.name, &name)?;
+        let secrets = vault.secrets(&ctx.key_source, &entry.provider.name, &name)?;
         ctx.audit_required(
             AuditEvent::new("get")
                 .provider(&entry.provider.name)
@@ -282,18 +282,12 @@ pub fn vault_status(vault: &Vault) -> (String, String) {
         KeyBackend::Passphrase => {
             format!("Passphrase-wrapped key ({})", vault.home().key_path(vault.profile()).display())
         }
-        KeyBackend::Keyring => "OS keychain".to_string(),
+        KeyBackend::Keyring => "OS keychain (Secret Service)".to_string(),
     };
-    let status = match (backend, std::env::var_os(crate::env::PASSPHRASE)) {
-        (KeyBackend::Passphrase, None) => match vault.key(&NoPassphrase) {
-            Ok(_) => "ok".to_string(),
-            Err(authsome_vault::Error::PassphraseUnavailable(_)) => "locked".to_string(),
-            Err(e) => format!("error: {e}"),
-        },
-        _ => match vault.key(&NoPassphrase) {
-            Ok(_) => "ok".to_string(),
-            Err(e) => format!("error: {e}"),
-        },
+    let status = match vault.key(&NoPrompt) {
+        Ok(_) => "ok".to_string(),
+        Err(authsome_vault::Error::PassphraseUnavailable(_)) => "locked".to_string(),
+        Err(e) => format!("error: {e}"),
     };
     (description, status)
 }

@@ -138,7 +138,7 @@ fn plan(ctx: &Context, args: &RunArgs) -> CliResult<Plan> {
         // The chosen connection first: it gets the plain variable names.
         mine.sort_by_key(|c| (c.name != pick, c.name.clone()));
         for meta in mine {
-            let stored = vault.secrets(&ctx.passphrases, &provider.name, &meta.name)?;
+            let stored = vault.secrets(&ctx.key_source, &provider.name, &meta.name)?;
             for value in [&stored.api_key, &stored.access_token, &stored.refresh_token].into_iter().flatten() {
                 secrets.push(value.clone());
             }
