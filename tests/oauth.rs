@@ -366,6 +366,37 @@ fn a_forged_state_is_rejected_and_nothing_is_written() {
 }
 
 #[test]
+fn an_answer_naming_another_issuer_is_rejected_and_nothing_is_written() {
+    // RFC 9207: oidc-provider sends `iss`; a tampered one (a mix-up attack) must not be used.
+    let s = setup("idp", "pkce", json!({}), Options::default());
+    let mut login = Login::spawn(
+        &s.env,
+        &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
+        Some(CLIENT_SECRET),
+    );
+    let url = login.url();
+    let browser = s.idp.browser().rewriting_callback(|url| {
+        let mut parsed = url::Url::parse(url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+        assert!(pairs.iter().any(|(k, _)| k == "iss"), "oidc-provider sends iss: {url}");
+        let mut query = parsed.query_pairs_mut();
+        query.clear();
+        for (k, v) in pairs {
+            query.append_pair(&k, if k == "iss" { "https://attacker.example.test" } else { &v });
+        }
+        drop(query);
+        parsed.to_string()
+    });
+    let page = rt().block_on(browser.authorize(&url));
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("another authorization server"), "{}", page.body);
+    let run = login.finish();
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert!(connection(&s.env, "idp").is_null(), "nothing was written");
+    assert_eq!(s.idp.count_grant("authorization_code"), 0, "the code was never exchanged");
+}
+
+#[test]
 fn a_forged_state_alone_stores_nothing() {
     let s = setup("idp", "pkce", json!({}), Options::default());
     let doc = s

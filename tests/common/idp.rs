@@ -227,7 +227,7 @@ impl Idp {
 
     /// A browser with its own cookie jar.
     pub fn browser(&self) -> Browser {
-        Browser { http: self.http() }
+        Browser { http: self.http(), rewrite_callback: None }
     }
 
     /// RFC 7662 introspection with the static client: is `token` active?
@@ -279,9 +279,17 @@ pub struct Page {
 
 pub struct Browser {
     http: reqwest::Client,
+    rewrite_callback: Option<fn(&str) -> String>,
 }
 
 impl Browser {
+    /// A browser that changes the URL of the redirect back to authsome's OAuth callback (to
+    /// play an attacker who tampers with the authorization response).
+    pub fn rewriting_callback(mut self, rewrite: fn(&str) -> String) -> Self {
+        self.rewrite_callback = Some(rewrite);
+        self
+    }
+
     /// GET `url` and follow redirects (to the provider, and back to the daemon).
     pub async fn get(&self, url: &str) -> Page {
         self.follow(self.http.get(url), url.to_string()).await
@@ -294,6 +302,9 @@ impl Browser {
             if (300..400).contains(&status) {
                 let location = response.headers()["location"].to_str().unwrap().to_string();
                 url = url::Url::parse(&url).unwrap().join(&location).unwrap().to_string();
+                if let Some(rewrite) = self.rewrite_callback.filter(|_| url.contains("/auth/callback/oauth")) {
+                    url = rewrite(&url);
+                }
                 request = self.http.get(&url);
                 continue;
             }

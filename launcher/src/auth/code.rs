@@ -85,8 +85,35 @@ pub async fn exchange(
     token_request(http, &endpoints.token, client, params).await
 }
 
+/// RFC 9207 mix-up defence: an authorization response's `iss` must name the server this login
+/// was sent to. authsome knows that server by its authorization endpoint, so `iss` must be an
+/// https URL of the same origin (the issuer of every server we know lives there). A response
+/// without `iss` is accepted: most providers do not send one.
+pub fn check_issuer(iss: &str, authorization_endpoint: &str) -> Result<(), CliError> {
+    let origin = |u: &str| url::Url::parse(u).ok().filter(|u| u.scheme() == "https").map(|u| u.origin());
+    match (origin(iss), origin(authorization_endpoint)) {
+        (Some(got), Some(expected)) if got == expected => Ok(()),
+        _ => Err(CliError::new(
+            Kind::AuthenticationFailed,
+            format!("the sign-in answer names another authorization server ({iss}), not the one this login used"),
+        )
+        .hint("start the login again; if it repeats, another site may be trying to slip its answer into this login")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn issuer_must_be_the_authorization_servers_origin() {
+        let auth = "https://idp.example.test/oauth/auth";
+        assert!(check_issuer("https://idp.example.test", auth).is_ok());
+        assert!(check_issuer("https://idp.example.test/tenant/v2.0", auth).is_ok());
+        assert!(check_issuer("https://evil.example.test", auth).is_err());
+        assert!(check_issuer("http://idp.example.test", auth).is_err());
+        assert!(check_issuer("https://idp.example.test:8443", auth).is_err());
+        assert!(check_issuer("not a url", auth).is_err());
+    }
+
     use super::*;
     use crate::providers::Catalog;
 

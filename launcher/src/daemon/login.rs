@@ -434,12 +434,15 @@ pub(super) async fn callback(
             });
             return Err(e);
         }
+        let endpoints = Endpoints::resolve(&provider, base_url.as_deref())?;
+        if let (Some(iss), Some(authorization)) = (params.get("iss"), endpoints.authorization.as_deref()) {
+            code::check_issuer(iss, authorization)?;
+        }
         let code = params
             .get("code")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the provider sent no authorization code"))?;
         let client = client.ok_or_else(|| CliError::new(Kind::Generic, "the session has no OAuth client"))?;
-        let endpoints = Endpoints::resolve(&provider, base_url.as_deref())?;
         let http = auth::http::client()?;
         let token = code::exchange(&http, &endpoints, &client, code, &authorization).await.map_err(|e| {
             e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
