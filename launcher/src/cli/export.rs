@@ -112,7 +112,6 @@ pub fn render(vars: &[Var], format: ExportFormat) -> String {
 pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
     let catalog = ctx.catalog();
     let vault = ctx.vault()?;
-    let connections = vault.list_connections()?;
 
     // (provider, connection names in export order)
     let mut plan: Vec<(&Provider, Vec<String>)> = Vec::new();
@@ -122,6 +121,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
         vault.require_connection(&provider.name, &connection)?;
         plan.push((provider, vec![connection]));
     } else {
+        let connections = vault.list_connections()?;
         for entry in catalog.entries() {
             let mut names: Vec<&authsome_vault::ConnectionMeta> = connections
                 .iter()
