@@ -1,7 +1,7 @@
 //! Profile management: list, create, switch, delete. Profiles are hard isolation: each has its
 //! own store, master key and CA.
 
-use crate::config::{Config, DEFAULT_PROFILE};
+use crate::config::{Config, DEFAULT_PROFILE, KeyBackend};
 use crate::error::{Error, Result};
 use crate::home::{Home, validate_name};
 use crate::keys::{self, KeySource};
@@ -50,13 +50,14 @@ pub fn list(home: &Home) -> Result<Vec<ProfileInfo>> {
     Ok(out)
 }
 
-pub fn create(home: &Home, name: &str, options: CreateOptions, key_source: &dyn KeySource) -> Result<()> {
+/// Create a profile; returns the key backend it got (`options.backend`, or the automatic choice).
+pub fn create(home: &Home, name: &str, options: CreateOptions, key_source: &dyn KeySource) -> Result<KeyBackend> {
     validate_name("profile", name)?;
     let config = Config::load(&home.config_path())?;
     if config.profiles.contains_key(name) {
         return Err(Error::ProfileExists(name.to_string()));
     }
-    create_profile_files(home, name, options, key_source).map(|_| ())
+    create_profile_files(home, name, options, key_source).map(|(entry, _)| entry.key_backend)
 }
 
 /// Make `name` the default profile. It must exist (the `default` profile always may be chosen).
@@ -99,7 +100,6 @@ pub fn delete(home: &Home, name: &str, key_source: &dyn KeySource) -> Result<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::KeyBackend;
     use crate::keys::NoPassphrase;
     use crate::record::{AuthType, ConnectionMeta, SecretSource, Secrets};
     use crate::vault::Vault;
@@ -109,7 +109,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::at(dir.path());
         let keychain = keys::tests::MemoryKeychain::default();
-        create(&home, "auto", CreateOptions::default(), &keychain).unwrap();
+        assert_eq!(create(&home, "auto", CreateOptions::default(), &keychain).unwrap(), KeyBackend::Keyring);
         assert_eq!(Vault::open(&home, "auto").unwrap().key_backend(), Some(KeyBackend::Keyring));
         keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
         create(&home, "offline", CreateOptions::default(), &keychain).unwrap();

@@ -189,9 +189,8 @@ fn profile_create(ctx: &Context, args: &ProfileCreateArgs) -> CliResult {
         Some(KeyBackend::Passphrase) => args.key_cache.unwrap_or(DEFAULT_KEY_CACHE_SECONDS),
         _ => 0,
     };
-    profiles::create(&ctx.home, &args.name, CreateOptions { backend, key_cache_seconds }, &ctx.key_source)?;
-    // What was chosen (the default is decided by whether the keychain answers).
-    let backend = authsome_vault::Vault::open(&ctx.home, &args.name)?.key_backend().unwrap_or(KeyBackend::File);
+    let backend =
+        profiles::create(&ctx.home, &args.name, CreateOptions { backend, key_cache_seconds }, &ctx.key_source)?;
     ctx.audit(
         AuditEvent::new("profile_create").field("name", args.name.clone()).field("key_backend", backend.as_str()),
     );
