@@ -71,6 +71,15 @@ impl Login {
         Self { child, lines, seen: Vec::new() }
     }
 
+    /// `login idp` with the static client, its secret given on stdin.
+    fn with_client_secret(env: &Env, secret: &str) -> Self {
+        Self::spawn(
+            env,
+            &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
+            Some(secret),
+        )
+    }
+
     /// The first stderr line containing `needle`.
     fn line_with(&mut self, needle: &str) -> String {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
@@ -185,11 +194,7 @@ fn browser_form_collects_the_client_then_logs_in() {
 #[test]
 fn device_flow_with_slow_down() {
     let s = setup("idp", "device_code", json!({}), Options { slow_down: true, ..Options::default() });
-    let mut login = Login::spawn(
-        &s.env,
-        &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
-        Some(CLIENT_SECRET),
-    );
+    let mut login = Login::with_client_secret(&s.env, CLIENT_SECRET);
     let code_line = login.line_with("one-time code:");
     let code = code_line.rsplit(' ').next().unwrap().to_string();
     let open_line = login.line_with("Then open ");
@@ -339,11 +344,7 @@ fn refresh_failure_keeps_the_token_until_expiry_then_marks_expired() {
 #[test]
 fn a_forged_state_is_rejected_and_nothing_is_written() {
     let s = setup("idp", "pkce", json!({}), Options::default());
-    let mut login = Login::spawn(
-        &s.env,
-        &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
-        Some(CLIENT_SECRET),
-    );
+    let mut login = Login::with_client_secret(&s.env, CLIENT_SECRET);
     let url = login.url();
     let browser = s.idp.browser();
     let (forged, real) = rt().block_on(async {
@@ -369,11 +370,7 @@ fn a_forged_state_is_rejected_and_nothing_is_written() {
 fn an_answer_naming_another_issuer_is_rejected_and_nothing_is_written() {
     // RFC 9207: oidc-provider sends `iss`; a tampered one (a mix-up attack) must not be used.
     let s = setup("idp", "pkce", json!({}), Options::default());
-    let mut login = Login::spawn(
-        &s.env,
-        &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
-        Some(CLIENT_SECRET),
-    );
+    let mut login = Login::with_client_secret(&s.env, CLIENT_SECRET);
     let url = login.url();
     let browser = s.idp.browser().rewriting_callback(|url| {
         let mut parsed = url::Url::parse(url).unwrap();
@@ -417,11 +414,7 @@ fn a_forged_state_alone_stores_nothing() {
 #[test]
 fn a_token_endpoint_error_is_surfaced_with_the_providers_words() {
     let s = setup("idp", "pkce", json!({}), Options::default());
-    let mut login = Login::spawn(
-        &s.env,
-        &["login", "idp", "--no-browser", "--client-id", CLIENT_ID, "--client-secret-stdin"],
-        Some("the wrong secret"),
-    );
+    let mut login = Login::with_client_secret(&s.env, "the wrong secret");
     let url = login.url();
     let page = rt().block_on(s.idp.browser().authorize(&url));
     assert_eq!(page.status, 400);
