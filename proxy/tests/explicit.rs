@@ -295,18 +295,7 @@ async fn websocket_handshake_gets_the_credential() {
     let h = harness(Options::default()).await;
     let (stream, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(&h.proxy_ca_path).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    use rustls_pki_types::pem::PemObject;
-    let mut config = rustls::ClientConfig::builder_with_provider(authsome_proxy::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tls_client::h1_connector(&h.proxy_ca_path, true);
     let mut tls = connector.connect("api.example.test".try_into().unwrap(), stream).await.unwrap();
     tls.write_all(
         b"GET /ws HTTP/1.1\r\nHost: api.example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\

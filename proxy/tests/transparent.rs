@@ -13,7 +13,6 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -35,21 +34,6 @@ async fn capture(h: &Harness, dst: SocketAddr, dns: Arc<FakeDns>) -> SocketAddr 
     addr
 }
 
-fn connector(ca: &Path, sni: bool) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(authsome_proxy::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.enable_sni = sni;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// GET `path` over TLS to `addr`, verifying `name` against `ca`; returns the body.
 async fn tls_get(
     addr: SocketAddr,
@@ -60,7 +44,10 @@ async fn tls_get(
     headers: &[(&str, &str)],
 ) -> Result<(u16, String), String> {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector(ca, sni).connect(name.to_owned().try_into().unwrap(), tcp).await.map_err(|e| e.to_string())?;
+    let tls = tls_client::h1_connector(ca, sni)
+        .connect(name.to_owned().try_into().unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);

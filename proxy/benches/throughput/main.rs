@@ -45,8 +45,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,6 +53,8 @@ use tokio::net::{TcpListener, TcpStream};
 mod cpu;
 mod mitm;
 mod report;
+#[path = "../../tests/common/tls_client.rs"]
+mod tls_client;
 
 use cpu::{PhaseCpu, Pids, phase_cpu, snapshot};
 use mitm::start_mitmdump;
@@ -263,20 +264,6 @@ impl Way {
     fn is_direct(&self) -> bool {
         matches!(self.route, Dial::Direct(_))
     }
-}
-
-fn connector(ca_pem_path: &Path) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_pem_path).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(authsome_proxy::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -518,19 +505,19 @@ async fn run() {
     let direct = Way {
         name: "direct",
         route: Dial::Direct(upstream),
-        tls: connector(&upstream_ca),
+        tls: tls_client::h1_connector(&upstream_ca, true),
         server_name: ServerName::try_from(HOST).unwrap(),
     };
     let explicit = Way {
         name: "explicit",
         route: Dial::Proxy(([127, 0, 0, 1], proxy_port).into(), format!("{HOST}:443"), Some(basic(TOKEN))),
-        tls: connector(&proxy_ca),
+        tls: tls_client::h1_connector(&proxy_ca, true),
         server_name: ServerName::try_from(HOST).unwrap(),
     };
     let transparent = Way {
         name: "transparent",
         route: Dial::Transparent(([127, 0, 0, 1], capture_port).into()),
-        tls: connector(&proxy_ca),
+        tls: tls_client::h1_connector(&proxy_ca, true),
         server_name: ServerName::try_from(HOST).unwrap(),
     };
     let mitm = if wanted.contains(&"mitmproxy") {
@@ -541,7 +528,7 @@ async fn run() {
     let mitm_way = mitm.as_ref().ok().map(|m| Way {
         name: "mitmproxy",
         route: Dial::Proxy(([127, 0, 0, 1], m.port).into(), format!("127.0.0.1:{}", upstream.port()), None),
-        tls: connector(&m.ca),
+        tls: tls_client::h1_connector(&m.ca, true),
         server_name: ServerName::try_from("127.0.0.1").unwrap(),
     });
     let pids =
@@ -615,7 +602,7 @@ async fn run() {
         let fresh_way = Way {
             name: "explicit (fresh)",
             route: Dial::Proxy(([127, 0, 0, 1], fresh_port).into(), format!("{HOST}:443"), Some(basic(TOKEN))),
-            tls: connector(&fresh_ca),
+            tls: tls_client::h1_connector(&fresh_ca, true),
             server_name: ServerName::try_from(HOST).unwrap(),
         };
         let fresh_figures = idle_memory(&fresh_way, fresh.id()).await;

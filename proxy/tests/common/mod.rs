@@ -3,6 +3,8 @@
 //! counts calls, an event recorder, and a proxy wired to all of them through connect-to.
 #![allow(dead_code)]
 
+pub mod tls_client;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
