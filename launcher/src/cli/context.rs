@@ -81,7 +81,7 @@ impl Context {
     }
 }
 
-/// Passphrases from `AUTHSOME_PASSPHRASE`, else a hidden prompt on the terminal.
+/// Passphrases from `AUTHSOME_PASSPHRASE` (as [`NoPrompt`]), else a hidden prompt on the terminal.
 #[derive(Debug, Clone, Copy)]
 pub struct Prompter;
 
@@ -91,8 +91,8 @@ impl KeySource for Prompter {
     }
 
     fn passphrase(&self, request: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
-        if let Some(value) = std::env::var_os(env::PASSPHRASE) {
-            return Ok(Some(SecretString::from(value.to_string_lossy().into_owned())));
+        if let Some(value) = NoPrompt.passphrase(request)? {
+            return Ok(Some(value));
         }
         if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
             return Ok(None);
@@ -133,7 +133,8 @@ impl KeySource for NoPrompt {
     }
 
     fn passphrase(&self, _: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
-        Ok(std::env::var(env::PASSPHRASE).ok().map(SecretString::from))
+        // Lossy, not `var`: a passphrase that is not UTF-8 must not silently count as "none".
+        Ok(std::env::var_os(env::PASSPHRASE).map(|v| SecretString::from(v.to_string_lossy().into_owned())))
     }
 }
 
