@@ -238,15 +238,15 @@ where
 }
 
 fn describe(method: &str, error: zbus::Error) -> String {
-    match &error {
-        zbus::Error::MethodError(name, message, _) if name.as_str() == "org.freedesktop.DBus.Error.ServiceUnknown" => {
-            let _ = message;
-            "no Secret Service on the session bus (org.freedesktop.secrets): start GNOME Keyring, KWallet or KeePassXC"
-                .to_string()
-        }
-        zbus::Error::MethodError(name, Some(message), _) => format!("{method}: {} ({message})", name.as_str()),
-        _ => format!("{method}: {error}"),
+    // zbus reports the standard D-Bus error names (ServiceUnknown among them) as `Error::FDO`.
+    if let zbus::Error::FDO(fdo) = &error
+        && matches!(**fdo, zbus::fdo::Error::ServiceUnknown(_))
+    {
+        return "no Secret Service on the session bus (org.freedesktop.secrets): start GNOME Keyring, KWallet or \
+                KeePassXC"
+            .to_string();
     }
+    format!("{method}: {error}")
 }
 
 struct Session {
