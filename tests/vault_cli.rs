@@ -460,6 +460,18 @@ fn keyring_backend_keeps_the_key_in_the_secret_service() {
     let items = service.authsome_items();
     assert!(!items.contains(&work) && items.contains(&id), "{items}");
     assert!(env.run(&["export", "openai"]).ok().stdout.contains(OPENAI_KEY));
+
+    // Deleting a keyring profile while the keychain is away: the profile goes, and the warning
+    // names the item left behind (it is still there when the keychain returns).
+    env.run(&["profile", "create", "away", "--key-backend", "keyring"]).ok();
+    let away = keychain_id(&env, "away");
+    service.stop_keyring();
+    let deleted = env.run(&["profile", "delete", "away", "--yes"]).ok();
+    assert!(deleted.stderr.contains(&format!("authsome_key_id={away}")), "{}", deleted.stderr);
+    assert!(!env.file("keys/away.key").exists());
+    env.run(&["--profile", "away", "list"]).fails(1);
+    service.start_keyring();
+    assert!(service.authsome_items().contains(&away));
 }
 
 #[test]
