@@ -28,6 +28,7 @@ use crate::events::{EventSink, ProxyEvent};
 use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
+use crate::readahead::ReadAhead;
 use crate::upstream::{
     DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream, find_dial_error,
 };
@@ -127,7 +128,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             }
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(ReadAhead::new(io))).await {
             Ok(Ok(tls)) => self.serve_tls_stream(tls, target).await,
             Ok(Err(error)) => {
                 tracing::debug!(host = %target.host, %error, "client TLS handshake failed")

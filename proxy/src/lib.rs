@@ -19,6 +19,7 @@ mod explicit;
 mod headers;
 mod inject;
 mod matching;
+mod readahead;
 mod ssrf;
 mod transparent;
 mod upstream;

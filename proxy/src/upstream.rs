@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use crate::body::ProxyBody;
 use crate::ca::crypto_provider;
 use crate::config::{ConnectTo, UpstreamConfig};
+use crate::readahead::ReadAhead;
 use crate::ssrf::is_forbidden;
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +140,7 @@ impl Dialer {
 }
 
 impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<ReadAhead<TcpStream>>;
     type Error = DialError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DialError>> + Send>>;
 
@@ -156,7 +157,7 @@ impl tower_service::Service<Uri> for Dialer {
                 Some("http") => 80,
                 _ => 443,
             });
-            dialer.dial(host, port).await.map(TokioIo::new)
+            dialer.dial(host, port).await.map(|stream| TokioIo::new(ReadAhead::new(stream)))
         })
     }
 }
