@@ -11,13 +11,19 @@ pub(crate) struct Pids {
     pub(crate) mitm: Option<u32>,
 }
 
-/// Clock ticks (USER_HZ, 100 on Linux) of user + system time of a process so far.
-pub(crate) fn proc_ticks(pid: &str) -> u64 {
+/// Clock ticks (USER_HZ, 100 on Linux) of (user, system) time of a process so far.
+pub(crate) fn proc_times(pid: &str) -> (u64, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> =
         stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let at = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (at(11), at(12))
+}
+
+/// Clock ticks of user + system time of a process so far.
+pub(crate) fn proc_ticks(pid: &str) -> u64 {
+    let (user, system) = proc_times(pid);
+    user + system
 }
 
 /// Machine-wide (busy ticks excluding steal, steal ticks) from `/proc/stat`.
@@ -35,6 +41,9 @@ pub(crate) struct Snapshot {
     pub(crate) at: Instant,
     pub(crate) client: u64,
     pub(crate) proxy: u64,
+    /// The proxy's system time (authsome's, or mitmdump's for that way).
+    pub(crate) proxy_kernel: u64,
+    pub(crate) mitm_kernel: u64,
     pub(crate) upstream: u64,
     pub(crate) mitm: u64,
     pub(crate) busy: u64,
@@ -43,12 +52,16 @@ pub(crate) struct Snapshot {
 
 pub(crate) fn snapshot(pids: Pids) -> Snapshot {
     let (busy, steal) = machine_ticks();
+    let (proxy_user, proxy_kernel) = proc_times(&pids.proxy.to_string());
+    let (mitm_user, mitm_kernel) = pids.mitm.map_or((0, 0), |p| proc_times(&p.to_string()));
     Snapshot {
         at: Instant::now(),
         client: proc_ticks("self"),
-        proxy: proc_ticks(&pids.proxy.to_string()),
+        proxy: proxy_user + proxy_kernel,
+        proxy_kernel,
+        mitm_kernel,
         upstream: proc_ticks(&pids.upstream.to_string()),
-        mitm: pids.mitm.map_or(0, |p| proc_ticks(&p.to_string())),
+        mitm: mitm_user + mitm_kernel,
         busy,
         steal,
     }
@@ -61,6 +74,8 @@ pub(crate) struct PhaseCpu {
     pub(crate) client: f64,
     /// authsome's process, or mitmdump's for that way (the other one idles)
     pub(crate) proxy: f64,
+    /// The part of `proxy` spent in the kernel (its sockets: loopback TCP on both sides).
+    pub(crate) proxy_kernel: f64,
     pub(crate) upstream: f64,
     pub(crate) other_cores: f64,
     pub(crate) steal_cores: f64,
@@ -75,6 +90,7 @@ pub(crate) fn phase_cpu(a: Snapshot, b: Snapshot, mitm_way: bool) -> PhaseCpu {
         wall,
         client: s(b.client - a.client),
         proxy: if mitm_way { s(b.mitm - a.mitm) } else { s(b.proxy - a.proxy) },
+        proxy_kernel: if mitm_way { s(b.mitm_kernel - a.mitm_kernel) } else { s(b.proxy_kernel - a.proxy_kernel) },
         upstream: s(b.upstream - a.upstream),
         other_cores: s(busy.saturating_sub(ours)) / wall,
         steal_cores: s(b.steal - a.steal) / wall,

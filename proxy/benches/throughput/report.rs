@@ -127,8 +127,8 @@ pub(crate) fn report(ways: &[&Way], series: &[Series], memory: Option<((u64, u64
 
     // Where the CPU goes: per request in (a), per MiB in (c); "proxy" is mitmdump for that way.
     println!();
-    println!("| CPU (median over rounds) | way | load generator | proxy | upstream | total |");
-    println!("|---|---|---|---|---|---|");
+    println!("| CPU (median over rounds) | way | load generator | proxy | of which kernel | upstream | total |");
+    println!("|---|---|---|---|---|---|---|");
     for (i, way) in ways.iter().enumerate() {
         let s = &series[i];
         for (label, cpu, rates, unit, scale) in [
@@ -145,13 +145,62 @@ pub(crate) fn report(ways: &[&Way], series: &[Series], memory: Option<((u64, u64
                 format!("{:.1}", median(&v))
             };
             println!(
-                "| {label} | {} | {} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} | {} | {} |",
                 way.name,
                 per(&|c| c.client),
                 if way.is_direct() { "-".into() } else { per(&|c| c.proxy) },
+                if way.is_direct() { "-".into() } else { per(&|c| c.proxy_kernel) },
                 per(&|c| c.upstream),
                 per(&|c| c.client + c.proxy + c.upstream),
             );
         }
+    }
+
+    ceilings(ways, series);
+}
+
+/// CPU per unit of work in each round of a phase: (total, the proxy's user-space part).
+fn per_unit(cpu: &[PhaseCpu], rates: &[f64]) -> Vec<(f64, f64)> {
+    cpu.iter()
+        .zip(rates)
+        .map(|(c, rate)| {
+            let units = rate * c.wall;
+            ((c.client + c.proxy + c.upstream) / units, (c.proxy - c.proxy_kernel) / units)
+        })
+        .collect()
+}
+
+/// With every core busy, throughput is cores / CPU per unit, so a way's ratio to direct is
+/// direct's CPU per unit over the way's. Dropping the proxy's user-space CPU (parsing, TLS,
+/// injection: everything authsome's code does) from the way's total gives the ratio a proxy
+/// whose own code cost nothing would reach on this machine: the kernel work of the extra
+/// loopback hop stays.
+fn ceilings(ways: &[&Way], series: &[Series]) {
+    let direct = &series[0];
+    let mut lines = Vec::new();
+    for (i, way) in ways.iter().enumerate().skip(1) {
+        let s = &series[i];
+        for (label, cpu, rates, base_cpu, base_rates) in [
+            ("(a)", &s.rps_cpu, &s.rps, &direct.rps_cpu, &direct.rps),
+            ("(c)", &s.mib_cpu, &s.mib, &direct.mib_cpu, &direct.mib),
+        ] {
+            if cpu.is_empty() || base_cpu.is_empty() {
+                continue;
+            }
+            let base = per_unit(base_cpu, base_rates);
+            let ceiling: Vec<f64> = per_unit(cpu, rates)
+                .iter()
+                .zip(&base)
+                .map(|((total, user), (direct_total, _))| direct_total / (total - user))
+                .collect();
+            lines.push(format!("{label} {} {}", way.name, cell(&ceiling, 2)));
+        }
+    }
+    if !lines.is_empty() {
+        println!();
+        println!(
+            "Ceiling: ratio to direct if the proxy's own (user-space) code cost nothing and every core stayed busy: {}",
+            lines.join("; ")
+        );
     }
 }
