@@ -27,12 +27,14 @@ thread_local! {
     static SPARE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
+// `try_with`: a stream dropped while its thread exits finds the spare list gone; its buffer is
+// then simply freed.
 fn take_buffer() -> Box<[u8]> {
-    SPARE.with(|spare| spare.borrow_mut().pop()).unwrap_or_else(|| vec![0; CHUNK].into_boxed_slice())
+    SPARE.try_with(|spare| spare.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| vec![0; CHUNK].into_boxed_slice())
 }
 
 fn give_back(buffer: Box<[u8]>) {
-    SPARE.with(|spare| {
+    let _ = SPARE.try_with(|spare| {
         let mut spare = spare.borrow_mut();
         if spare.len() < SPARES {
             spare.push(buffer);
