@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes read from the socket per syscall, at most.
-pub(crate) const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 64 * 1024;
 
 /// Spare buffers kept per thread; more than this many connections busy at once allocate.
 const SPARES: usize = 16;
@@ -169,6 +169,38 @@ mod tests {
         assert_eq!(got, expected);
         // Finished: the buffer went back to the spare list.
         assert!(reader.buffer.is_empty());
+    }
+
+    /// Counts the reads that reach the wrapped stream.
+    struct Counting<R> {
+        inner: R,
+        reads: usize,
+    }
+
+    impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+        fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            self.reads += 1;
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    #[tokio::test]
+    async fn record_sized_reads_reach_the_socket_a_chunk_at_a_time() {
+        // 256 KiB already waiting, read as rustls does: one 16 KiB record at a time.
+        let data = vec![7u8; 4 * CHUNK];
+        let mut reader = ReadAhead::new(Counting { inner: &data[..], reads: 0 });
+        let mut piece = vec![0u8; 16 * 1024 + 5];
+        let mut total = 0;
+        loop {
+            let n = reader.read(&mut piece).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, data.len());
+        // Four full chunks and the read that sees the end, instead of 17 record-sized reads.
+        assert_eq!(reader.io.reads, 5);
     }
 
     #[tokio::test]

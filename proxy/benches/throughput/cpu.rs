@@ -41,7 +41,7 @@ pub(crate) struct Snapshot {
     pub(crate) at: Instant,
     pub(crate) client: u64,
     pub(crate) proxy: u64,
-    /// The proxy's system time (authsome's, or mitmdump's for that way).
+    /// The system-time parts of `proxy` and `mitm`.
     pub(crate) proxy_kernel: u64,
     pub(crate) mitm_kernel: u64,
     pub(crate) upstream: u64,
