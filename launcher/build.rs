@@ -50,7 +50,7 @@ fn embed_catalog() {
         .collect();
     names.sort();
     let mut out = String::from(
-        "/// (name, JSON) of every bundled provider, sorted by name.\npub static BUNDLED: &[(&str, &str)] = &[\n",
+        "/// (name, JSON) of every bundled provider, sorted by name.\npub(crate) static BUNDLED: &[(&str, &str)] = &[\n",
     );
     for name in &names {
         let path = std::fs::canonicalize(dir.join(format!("{name}.json"))).expect("catalog file");

@@ -7,7 +7,7 @@ use authsome_vault::Error as VaultError;
 
 /// Exit codes of the Python authsome 0.2.4, plus `run`'s own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Generic,
     Usage,
     ProviderNotFound,
@@ -23,7 +23,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> i32 {
         match self {
             Kind::Generic => 1,
             Kind::Usage => 2,
@@ -39,7 +39,7 @@ impl Kind {
     }
 
     /// Upstream's exception class names, kept for scripts that match on them.
-    pub fn class_name(self) -> &'static str {
+    pub(crate) fn class_name(self) -> &'static str {
         match self {
             Kind::Generic => "AuthsomeError",
             Kind::Usage => "UsageError",
@@ -57,32 +57,32 @@ impl Kind {
 }
 
 #[derive(Debug)]
-pub struct CliError {
-    pub kind: Kind,
-    pub message: String,
-    pub causes: Vec<String>,
-    pub hint: Option<String>,
+pub(crate) struct CliError {
+    pub(crate) kind: Kind,
+    pub(crate) message: String,
+    pub(crate) causes: Vec<String>,
+    pub(crate) hint: Option<String>,
     /// The command already told the user (e.g. `doctor`'s report): only the exit code remains.
-    pub reported: bool,
+    pub(crate) reported: bool,
 }
 
 impl CliError {
-    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Self {
         Self { kind, message: message.into(), causes: Vec::new(), hint: None, reported: false }
     }
-    pub fn reported(mut self) -> Self {
+    pub(crate) fn reported(mut self) -> Self {
         self.reported = true;
         self
     }
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
-    pub fn cause(mut self, cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn cause(mut self, cause: impl std::fmt::Display) -> Self {
         self.causes.push(cause.to_string());
         self
     }
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         self.kind.exit_code()
     }
 }
@@ -95,99 +95,97 @@ impl std::fmt::Display for CliError {
 
 impl std::error::Error for CliError {}
 
-pub type CliResult<T = ()> = Result<T, CliError>;
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 
 /// Shorthands used across commands.
-pub fn usage(message: impl Into<String>) -> CliError {
+pub(crate) fn usage(message: impl Into<String>) -> CliError {
     CliError::new(Kind::Usage, message)
-}
-pub fn generic(message: impl Into<String>) -> CliError {
-    CliError::new(Kind::Generic, message)
 }
 
 impl From<VaultError> for CliError {
     fn from(e: VaultError) -> Self {
-        let message = e.to_string();
-        let (kind, hint): (Kind, Option<String>) = match &e {
-            VaultError::ForeignHome { path, .. } => (
-                Kind::StoreUnavailable,
-                Some(format!(
-                    "this authsome keeps its own format and never modifies the Python authsome's files; to use both, point \
+        let (kind, hint) = classify(&e);
+        CliError { kind, message: e.to_string(), causes: Vec::new(), hint, reported: false }
+    }
+}
+
+/// The exit-code kind and the hint for a vault error (shared by the CLI and the library).
+pub(crate) fn classify(e: &VaultError) -> (Kind, Option<String>) {
+    match e {
+        VaultError::ForeignHome { path, .. } => (
+            Kind::StoreUnavailable,
+            Some(format!(
+                "this authsome keeps its own format and never modifies the Python authsome's files; to use both, point \
                      AUTHSOME_HOME at another directory (e.g. AUTHSOME_HOME={}-rs); importing is planned",
-                    path.display()
-                )),
-            ),
-            VaultError::ProfileNotFound(name) => (
-                Kind::Generic,
-                Some(format!("create it with `authsome profile create {name}`, or see `authsome profile list`")),
-            ),
-            VaultError::ProfileExists(_) => (Kind::Generic, Some("see `authsome profile list`".into())),
-            VaultError::InvalidName { .. } => (Kind::Usage, None),
-            VaultError::ConnectionNotFound { provider, connection, .. } => (
-                Kind::ConnectionNotFound,
-                Some(format!(
-                    "log in with `authsome login {provider} --connection {connection}`, or see `authsome list` for existing connections"
-                )),
-            ),
-            VaultError::KeyBackendUnavailable { backend, .. } if backend == "keyring" => (
-                Kind::StoreUnavailable,
-                Some(
-                    "the key is in the OS keychain: run authsome in the session whose Secret Service holds it \
+                path.display()
+            )),
+        ),
+        VaultError::ProfileNotFound(name) => (
+            Kind::Generic,
+            Some(format!("create it with `authsome profile create {name}`, or see `authsome profile list`")),
+        ),
+        VaultError::ProfileExists(_) => (Kind::Generic, Some("see `authsome profile list`".into())),
+        VaultError::InvalidName { .. } => (Kind::Usage, None),
+        VaultError::ConnectionNotFound { provider, connection, .. } => (
+            Kind::ConnectionNotFound,
+            Some(format!(
+                "log in with `authsome login {provider} --connection {connection}`, or see `authsome list` for existing connections"
+            )),
+        ),
+        VaultError::KeyBackendUnavailable { backend, .. } if backend == "keyring" => (
+            Kind::StoreUnavailable,
+            Some(
+                "the key is in the OS keychain: run authsome in the session whose Secret Service holds it \
                      (DBUS_SESSION_BUS_ADDRESS), with the keychain unlocked; authsome never switches a profile's \
                      key backend by itself"
-                        .into(),
-                ),
+                    .into(),
             ),
-            VaultError::KeyBackendUnavailable { .. } => (
-                Kind::StoreUnavailable,
-                Some(
-                    "authsome never switches a profile's key backend by itself; restore access to the recorded backend"
-                        .into(),
-                ),
+        ),
+        VaultError::KeyBackendUnavailable { .. } => (
+            Kind::StoreUnavailable,
+            Some(
+                "authsome never switches a profile's key backend by itself; restore access to the recorded backend"
+                    .into(),
             ),
-            VaultError::KeyMissing { path, .. } => (
-                Kind::StoreUnavailable,
-                Some(format!(
-                    "restore {} from a backup; authsome never creates a new key over an existing vault",
-                    path.display()
-                )),
-            ),
-            VaultError::WrongPassphrase(_) => {
-                (Kind::AuthenticationFailed, Some("try again; the passphrase is case-sensitive".into()))
-            }
-            VaultError::PassphraseUnavailable(_) => (
-                Kind::InputCancelled,
-                Some("run in a terminal, or set AUTHSOME_PASSPHRASE for non-interactive use".into()),
-            ),
-            VaultError::KeyMismatch(_) => (
-                Kind::StoreUnavailable,
-                Some("the key file and store.db come from different vaults; restore the matching key file".into()),
-            ),
-            VaultError::Tampered { provider, connection, .. } => (
-                Kind::StoreUnavailable,
-                Some(format!(
-                    "the record was changed outside authsome; replace it with `authsome login {provider} --connection {connection} --force`"
-                )),
-            ),
-            VaultError::StoreCorrupt { path, .. } => (
-                Kind::StoreUnavailable,
-                Some(format!(
-                    "authsome will not write to it; move {} aside (keep it as a backup) and log in again",
-                    path.display()
-                )),
-            ),
-            VaultError::StoreTooNew { .. } => {
-                (Kind::StoreUnavailable, Some("upgrade authsome to open this store".into()))
-            }
-            VaultError::Busy => (Kind::StoreUnavailable, Some("another authsome process is writing; try again".into())),
-            VaultError::Conflict { .. } => {
-                (Kind::RefreshFailed, Some("another process updated it first; try again".into()))
-            }
-            VaultError::Io { .. } | VaultError::Json { .. } | VaultError::Sqlite(_) | VaultError::Crypto(_) => {
-                (Kind::StoreUnavailable, None)
-            }
-        };
-        CliError { kind, message, causes: Vec::new(), hint, reported: false }
+        ),
+        VaultError::KeyMissing { path, .. } => (
+            Kind::StoreUnavailable,
+            Some(format!(
+                "restore {} from a backup; authsome never creates a new key over an existing vault",
+                path.display()
+            )),
+        ),
+        VaultError::WrongPassphrase(_) => {
+            (Kind::AuthenticationFailed, Some("try again; the passphrase is case-sensitive".into()))
+        }
+        VaultError::PassphraseUnavailable(_) => {
+            (Kind::InputCancelled, Some("run in a terminal, or set AUTHSOME_PASSPHRASE for non-interactive use".into()))
+        }
+        VaultError::KeyMismatch(_) => (
+            Kind::StoreUnavailable,
+            Some("the key file and store.db come from different vaults; restore the matching key file".into()),
+        ),
+        VaultError::Tampered { provider, connection, .. } => (
+            Kind::StoreUnavailable,
+            Some(format!(
+                "the record was changed outside authsome; replace it with `authsome login {provider} --connection {connection} --force`"
+            )),
+        ),
+        VaultError::StoreCorrupt { path, .. } => (
+            Kind::StoreUnavailable,
+            Some(format!(
+                "authsome will not write to it; move {} aside (keep it as a backup) and log in again",
+                path.display()
+            )),
+        ),
+        VaultError::StoreTooNew { .. } => (Kind::StoreUnavailable, Some("upgrade authsome to open this store".into())),
+        VaultError::Busy => (Kind::StoreUnavailable, Some("another authsome process is writing; try again".into())),
+        VaultError::Conflict { .. } => {
+            (Kind::RefreshFailed, Some("another process updated it first; try again".into()))
+        }
+        VaultError::Io { .. } | VaultError::Json { .. } | VaultError::Sqlite(_) | VaultError::Crypto(_) => {
+            (Kind::StoreUnavailable, None)
+        }
     }
 }
 

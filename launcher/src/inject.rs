@@ -8,12 +8,12 @@ use crate::providers::{Inject, Provider};
 
 /// What to put on a request. Values are secrets.
 #[derive(Debug, Default)]
-pub struct Rendered {
-    pub headers: Vec<(String, SecretString)>,
-    pub query: Vec<(String, SecretString)>,
+pub(crate) struct Rendered {
+    pub(crate) headers: Vec<(String, SecretString)>,
+    pub(crate) query: Vec<(String, SecretString)>,
 }
 
-pub fn render(provider: &Provider, secret: &SecretString) -> Rendered {
+pub(crate) fn render(provider: &Provider, secret: &SecretString) -> Rendered {
     let value = secret.expose_secret();
     match &provider.inject {
         Inject::Header { name, value: template } => Rendered {

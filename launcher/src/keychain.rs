@@ -42,7 +42,7 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// The Secret Service of the session bus in `DBUS_SESSION_BUS_ADDRESS` (else
 /// `$XDG_RUNTIME_DIR/bus`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SecretService;
+pub(crate) struct SecretService;
 
 /// What travels in a Secret Service `Secret` struct: (session, parameters, value, content type).
 type SecretStruct = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);

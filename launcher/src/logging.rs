@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(verbose: bool, log_file: Option<&Path>) {
+pub(crate) fn init(verbose: bool, log_file: Option<&Path>) {
     let file = log_file
         .filter(|p| !p.as_os_str().is_empty())
         .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());

@@ -7,24 +7,23 @@ use std::io::{IsTerminal, Write};
 use crate::error::CliError;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Output {
-    pub json: bool,
-    pub quiet: bool,
+pub(crate) struct Output {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
     color_stdout: bool,
     color_stderr: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Style {
+pub(crate) enum Style {
     Green,
     Yellow,
     Red,
     Dim,
-    Bold,
 }
 
 impl Output {
-    pub fn new(json: bool, quiet: bool, color: bool) -> Self {
+    pub(crate) fn new(json: bool, quiet: bool, color: bool) -> Self {
         Self {
             json,
             quiet,
@@ -34,7 +33,7 @@ impl Output {
     }
 
     /// Data on stdout: shown even with `--quiet`.
-    pub fn data(&self, text: &str) {
+    pub(crate) fn data(&self, text: &str) {
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         if !text.ends_with('\n') {
@@ -44,25 +43,25 @@ impl Output {
     }
 
     /// A JSON document on stdout.
-    pub fn json(&self, value: &serde_json::Value) {
+    pub(crate) fn json(&self, value: &serde_json::Value) {
         self.data(&serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
     }
 
     /// A note for the human on stderr (hidden by `--quiet`).
-    pub fn note(&self, text: &str) {
+    pub(crate) fn note(&self, text: &str) {
         if !self.quiet {
             eprintln!("{text}");
         }
     }
 
-    pub fn warn(&self, text: &str) {
+    pub(crate) fn warn(&self, text: &str) {
         if !self.quiet {
             eprintln!("{} {text}", self.paint_err("warning:", Style::Yellow));
         }
     }
 
     /// Colour for stdout text.
-    pub fn paint(&self, text: &str, style: Style) -> String {
+    pub(crate) fn paint(&self, text: &str, style: Style) -> String {
         paint(text, style, self.color_stdout)
     }
 
@@ -71,7 +70,7 @@ impl Output {
     }
 
     /// Render an error: text on stderr, or the JSON error document on stdout with `--json`.
-    pub fn error(&self, e: &CliError) {
+    pub(crate) fn error(&self, e: &CliError) {
         if self.json {
             let mut doc = serde_json::json!({ "error": e.kind.class_name(), "message": e.message });
             if let Some(hint) = &e.hint {
@@ -103,13 +102,12 @@ fn paint(text: &str, style: Style, enabled: bool) -> String {
         Style::Yellow => "33",
         Style::Red => "31",
         Style::Dim => "2",
-        Style::Bold => "1",
     };
     format!("\x1b[{code}m{text}\x1b[0m")
 }
 
 /// `expires in 59m` / `expired 3h ago` (units s/m/h/d), as upstream's list showed.
-pub fn relative_expiry(expires_at: i64, now: i64) -> String {
+pub(crate) fn relative_expiry(expires_at: i64, now: i64) -> String {
     let delta = expires_at - now;
     let span = |secs: i64| {
         let secs = secs.abs();

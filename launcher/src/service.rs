@@ -30,12 +30,86 @@
 use authsome_vault::{ConnectionMeta, Home, Vault};
 use secrecy::SecretString;
 
-use crate::cli::context::NoPrompt;
-use crate::error::{CliError, Kind};
-use crate::providers::Catalog;
+use crate::context::NoPrompt;
+use crate::error::CliError;
+use crate::providers::{Catalog, Entry};
 
-/// The library's error: the same kinds, messages and hints as the CLI's.
-pub type Error = CliError;
+/// Why the library could not hand out a credential. Never holds a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No bundled or custom provider has this name.
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    /// The vault could not be opened or read: no such profile or connection, a locked keychain,
+    /// a wrong passphrase, a damaged store, a home written by the Python authsome…
+    #[error(transparent)]
+    Vault(#[from] authsome_vault::Error),
+    /// The connection exists but holds no credential.
+    #[error("{provider}/{connection} holds no credential")]
+    NoCredential { provider: String, connection: String },
+    /// The token was due for a refresh (or has expired) and could not be made fresh.
+    #[error("the credential of {provider}/{connection} could not be refreshed")]
+    Refresh {
+        provider: String,
+        connection: String,
+        #[source]
+        source: Cause,
+    },
+}
+
+impl Error {
+    /// What to do about it, as the CLI would say it (`None` when there is nothing to add).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::UnknownProvider(_) => Some("see `authsome list` for the providers authsome knows".into()),
+            Error::Vault(e) => crate::error::classify(e).1,
+            Error::NoCredential { provider, connection } | Error::Refresh { provider, connection, .. } => {
+                Some(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
+            }
+        }
+    }
+
+    /// The exit code the CLI uses for this error (the Python authsome's codes).
+    pub fn exit_code(&self) -> i32 {
+        use crate::error::Kind;
+        match self {
+            Error::UnknownProvider(_) => Kind::ProviderNotFound.exit_code(),
+            Error::Vault(e) => crate::error::classify(e).0.exit_code(),
+            Error::NoCredential { .. } => Kind::CredentialMissing.exit_code(),
+            Error::Refresh { source, .. } => source.exit_code,
+        }
+    }
+}
+
+/// One link of a cause chain: what failed during a refresh, then what caused that.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    exit_code: i32,
+    next: Option<Box<Cause>>,
+}
+
+impl Cause {
+    fn from_cli(e: CliError) -> Self {
+        let exit_code = e.exit_code();
+        let next =
+            e.causes.into_iter().rev().fold(None, |next, message| Some(Box::new(Cause { message, exit_code, next })));
+        Cause { message: e.message, exit_code, next }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.next.as_deref().map(|c| c as _)
+    }
+}
 
 /// Credentials of one profile.
 pub struct AuthService {
@@ -68,28 +142,35 @@ impl AuthService {
     /// token within `min(300 s, half its lifetime)` of expiry is refreshed first (see
     /// `auth::refresh`); a token that is still fresh costs no network and no runtime.
     pub fn access_token(&self, provider: &str, connection: Option<&str>) -> Result<SecretString, Error> {
-        let entry = self.catalog.require(provider)?;
+        let entry = self.entry(provider)?;
         let name = self.vault.resolve_connection_name(provider, connection)?;
+        self.vault.require_connection(provider, &name)?;
         // Refreshes an OAuth token near expiry; a plain lookup builds no runtime.
         let secrets =
-            crate::auth::refresh::fresh_secrets_blocking(&self.vault, &entry.provider, &name, false, &NoPrompt)?
+            crate::auth::refresh::fresh_secrets_blocking(&self.vault, &entry.provider, &name, false, &NoPrompt)
+                .map_err(|e| Error::Refresh {
+                    provider: provider.to_string(),
+                    connection: name.clone(),
+                    source: Cause::from_cli(e),
+                })?
                 .secrets;
         let secret = match entry.provider.primary_field() {
             "api_key" => secrets.api_key.or(secrets.access_token),
             _ => secrets.access_token.or(secrets.api_key),
         };
-        secret.ok_or_else(|| {
-            CliError::new(Kind::CredentialMissing, format!("{provider}/{name} holds no credential"))
-                .hint(format!("log in again with `authsome login {provider} --connection {name} --force`"))
-        })
+        secret.ok_or_else(|| Error::NoCredential { provider: provider.to_string(), connection: name })
     }
 
     /// The headers the provider expects, rendered with the secret (`Authorization: Bearer …`,
     /// `x-api-key: …`, Basic). Providers that take the key as a query parameter return none.
     pub fn headers(&self, provider: &str, connection: Option<&str>) -> Result<Vec<(String, SecretString)>, Error> {
         let secret = self.access_token(provider, connection)?;
-        let entry = self.catalog.require(provider)?;
+        let entry = self.entry(provider)?;
         Ok(crate::inject::render(&entry.provider, &secret).headers)
+    }
+
+    fn entry(&self, provider: &str) -> Result<&Entry, Error> {
+        self.catalog.get(provider).ok_or_else(|| Error::UnknownProvider(provider.to_string()))
     }
 
     /// Every connection's metadata (no secrets).

@@ -10,11 +10,11 @@ use crate::error::{CliError, Kind};
 use crate::providers::Provider;
 
 /// A started authorization: the URL to open and what the callback must match.
-pub struct Authorization {
-    pub url: String,
-    pub state: String,
-    pub verifier: SecretString,
-    pub redirect_uri: String,
+pub(crate) struct Authorization {
+    pub(crate) url: String,
+    pub(crate) state: String,
+    pub(crate) verifier: SecretString,
+    pub(crate) redirect_uri: String,
 }
 
 impl std::fmt::Debug for Authorization {
@@ -26,7 +26,7 @@ impl std::fmt::Debug for Authorization {
 /// Build the authorization URL: `response_type=code`, client id, redirect URI, scope joined
 /// with the provider's separator, `state`, the S256 challenge, then the provider's extra
 /// parameters (Google's `access_type=offline`, `prompt=consent`).
-pub fn authorize(
+pub(crate) fn authorize(
     provider: &Provider,
     endpoints: &Endpoints,
     client_id: &str,
@@ -69,7 +69,7 @@ pub fn authorize(
 }
 
 /// Exchange an authorization code for tokens.
-pub async fn exchange(
+pub(crate) async fn exchange(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client: &ClientCredentials,
@@ -89,7 +89,7 @@ pub async fn exchange(
 /// was sent to. authsome knows that server by its authorization endpoint, so `iss` must be an
 /// https URL of the same origin (the issuer of every server we know lives there). A response
 /// without `iss` is accepted: most providers do not send one.
-pub fn check_issuer(iss: &str, authorization_endpoint: &str) -> Result<(), CliError> {
+pub(crate) fn check_issuer(iss: &str, authorization_endpoint: &str) -> Result<(), CliError> {
     let origin = |u: &str| url::Url::parse(u).ok().filter(|u| u.scheme() == "https").map(|u| u.origin());
     match (origin(iss), origin(authorization_endpoint)) {
         (Some(got), Some(expected)) if got == expected => Ok(()),

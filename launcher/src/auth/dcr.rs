@@ -16,7 +16,7 @@ use crate::providers::schema::TokenAuthMethod;
 
 /// Metadata documents to try, best first, for an authorization server whose authorization
 /// endpoint is `authorization_url`. The issuer is guessed as the URL's directory.
-pub fn discovery_candidates(authorization_url: &str) -> Vec<String> {
+pub(crate) fn discovery_candidates(authorization_url: &str) -> Vec<String> {
     let Ok(url) = url::Url::parse(authorization_url) else { return Vec::new() };
     let origin = url.origin().ascii_serialization();
     let path = url.path();
@@ -33,7 +33,7 @@ pub fn discovery_candidates(authorization_url: &str) -> Vec<String> {
 }
 
 /// Find the registration endpoint by discovery.
-pub async fn discover_registration(http: &reqwest::Client, authorization_url: &str) -> Result<String, CliError> {
+pub(crate) async fn discover_registration(http: &reqwest::Client, authorization_url: &str) -> Result<String, CliError> {
     let mut tried = Vec::new();
     for candidate in discovery_candidates(authorization_url) {
         let answer = match http.get(&candidate).header("accept", "application/json").send().await {
@@ -71,7 +71,12 @@ pub async fn discover_registration(http: &reqwest::Client, authorization_url: &s
 }
 
 /// The registration request body (pure; tested).
-pub fn registration_body(provider: &Provider, redirect_uri: &str, scope: &str, method: TokenAuthMethod) -> Value {
+pub(crate) fn registration_body(
+    provider: &Provider,
+    redirect_uri: &str,
+    scope: &str,
+    method: TokenAuthMethod,
+) -> Value {
     let method = match method {
         TokenAuthMethod::ClientSecretPost => "client_secret_post",
         TokenAuthMethod::ClientSecretBasic => "client_secret_basic",
@@ -93,7 +98,7 @@ pub fn registration_body(provider: &Provider, redirect_uri: &str, scope: &str, m
 }
 
 /// Register a client. The record keeps the server's answer minus its secrets.
-pub async fn register(http: &reqwest::Client, endpoint: &str, body: &Value) -> Result<ClientRecord, CliError> {
+pub(crate) async fn register(http: &reqwest::Client, endpoint: &str, body: &Value) -> Result<ClientRecord, CliError> {
     let response = http
         .post(endpoint)
         .header("accept", "application/json")
@@ -128,7 +133,7 @@ pub async fn register(http: &reqwest::Client, endpoint: &str, body: &Value) -> R
 }
 
 /// Whether a stored registration can be used for `redirect_uri`.
-pub fn registration_fits(record: &ClientRecord, redirect_uri: &str) -> bool {
+pub(crate) fn registration_fits(record: &ClientRecord, redirect_uri: &str) -> bool {
     record.client_id.is_some()
         && record
             .registration

@@ -12,18 +12,18 @@ use super::{ClientCredentials, Endpoints};
 use crate::error::{CliError, Kind};
 use crate::providers::schema::DeviceTokenRequest;
 
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const DEFAULT_INTERVAL: u64 = 5;
 const DEFAULT_EXPIRES_IN: u64 = 900;
 
 /// What the user is asked to do, and the code we poll with.
-pub struct DeviceAuthorization {
-    pub device_code: SecretString,
-    pub user_code: String,
-    pub verification_uri: String,
-    pub verification_uri_complete: Option<String>,
-    pub expires_in: u64,
-    pub interval: u64,
+pub(crate) struct DeviceAuthorization {
+    pub(crate) device_code: SecretString,
+    pub(crate) user_code: String,
+    pub(crate) verification_uri: String,
+    pub(crate) verification_uri_complete: Option<String>,
+    pub(crate) expires_in: u64,
+    pub(crate) interval: u64,
 }
 
 impl std::fmt::Debug for DeviceAuthorization {
@@ -38,7 +38,7 @@ impl std::fmt::Debug for DeviceAuthorization {
 }
 
 /// Parse the device authorization response (`verification_url` is Google's spelling).
-pub fn parse_authorization(doc: &Value) -> Result<DeviceAuthorization, EndpointError> {
+pub(crate) fn parse_authorization(doc: &Value) -> Result<DeviceAuthorization, EndpointError> {
     let text = |name: &str| doc.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     let number = |name: &str| match doc.get(name) {
         Some(Value::Number(n)) => n.as_u64(),
@@ -59,7 +59,7 @@ pub fn parse_authorization(doc: &Value) -> Result<DeviceAuthorization, EndpointE
 }
 
 /// Ask for a device code.
-pub async fn start(
+pub(crate) async fn start(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client: &ClientCredentials,
@@ -81,7 +81,7 @@ pub async fn start(
 
 /// One poll's meaning.
 #[derive(Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// The request never got an answer (reset, timeout): worth another poll.
     Retry(EndpointError),
     Done(TokenResponse),
@@ -91,7 +91,7 @@ pub enum Step {
     Stop(EndpointError),
 }
 
-pub fn classify(answer: Result<Value, EndpointError>) -> Step {
+pub(crate) fn classify(answer: Result<Value, EndpointError>) -> Step {
     match answer {
         Ok(doc) => match parse_token(&doc) {
             Ok(token) => Step::Done(token),
@@ -110,7 +110,7 @@ pub fn classify(answer: Result<Value, EndpointError>) -> Step {
 const MAX_TRANSPORT_RETRIES: u32 = 3;
 
 /// Poll until the user approves, denies, or the code expires.
-pub async fn poll(
+pub(crate) async fn poll(
     http: &reqwest::Client,
     endpoints: &Endpoints,
     client: &ClientCredentials,

@@ -11,21 +11,21 @@ use crate::env;
 use crate::error::{CliError, Kind};
 
 /// Time allowed for one request to an OAuth endpoint.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One `AUTHSOME_CONNECT_TO` entry: connections for `host:port` go to `addr:to_port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectTo {
-    pub host: String,
+pub(crate) struct ConnectTo {
+    pub(crate) host: String,
     /// `None` when the entry left the port empty (any port).
-    pub port: Option<u16>,
-    pub addr: String,
-    pub to_port: u16,
+    pub(crate) port: Option<u16>,
+    pub(crate) addr: String,
+    pub(crate) to_port: u16,
 }
 
 /// Parse `host:port:addr:port[,…]`. IPv6 addresses go in brackets (`[::1]`).
-pub fn parse_connect_to(value: &str) -> Result<Vec<ConnectTo>, String> {
+pub(crate) fn parse_connect_to(value: &str) -> Result<Vec<ConnectTo>, String> {
     let mut out = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let parts = split_entry(entry).ok_or_else(|| format!("'{entry}' is not host:port:addr:port"))?;
@@ -62,7 +62,7 @@ fn split_entry(entry: &str) -> Option<[&str; 4]> {
 }
 
 /// The client every OAuth request goes through.
-pub fn client() -> Result<reqwest::Client, CliError> {
+pub(crate) fn client() -> Result<reqwest::Client, CliError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(REQUEST_TIMEOUT)
@@ -108,7 +108,7 @@ pub fn client() -> Result<reqwest::Client, CliError> {
 }
 
 /// The text of a transport error and its causes.
-pub fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

@@ -11,14 +11,15 @@
 //!   processes). The `run` proxy, `export` and the library go through it.
 //! - [`revoke::revoke_connection`]: RFC 7009 revocation before a local delete.
 
-pub mod code;
-pub mod dcr;
-pub mod device;
-pub mod http;
-pub mod pkce;
-pub mod refresh;
-pub mod revoke;
-pub mod token;
+pub(crate) mod api_key;
+pub(crate) mod code;
+pub(crate) mod dcr;
+pub(crate) mod device;
+pub(crate) mod http;
+pub(crate) mod pkce;
+pub(crate) mod refresh;
+pub(crate) mod revoke;
+pub(crate) mod token;
 
 use authsome_vault::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
 use secrecy::SecretString;
@@ -30,18 +31,18 @@ use token::TokenResponse;
 
 /// A provider's OAuth endpoints with `{base_url}` filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints {
-    pub authorization: Option<String>,
-    pub token: String,
+pub(crate) struct Endpoints {
+    pub(crate) authorization: Option<String>,
+    pub(crate) token: String,
     /// Where refresh grants go (`refresh_url`, else the token endpoint).
-    pub refresh: String,
-    pub revocation: Option<String>,
-    pub device: Option<String>,
-    pub registration: Option<String>,
+    pub(crate) refresh: String,
+    pub(crate) revocation: Option<String>,
+    pub(crate) device: Option<String>,
+    pub(crate) registration: Option<String>,
 }
 
 impl Endpoints {
-    pub fn resolve(provider: &Provider, base_url: Option<&str>) -> Result<Self, CliError> {
+    pub(crate) fn resolve(provider: &Provider, base_url: Option<&str>) -> Result<Self, CliError> {
         let spec = spec(provider)?;
         let url = |u: &String| provider.oauth_url(u, base_url);
         Ok(Self {
@@ -56,7 +57,7 @@ impl Endpoints {
 }
 
 /// The provider's OAuth section, or an error for API-key providers.
-pub fn spec(provider: &Provider) -> Result<&OAuthSpec, CliError> {
+pub(crate) fn spec(provider: &Provider) -> Result<&OAuthSpec, CliError> {
     provider.oauth.as_ref().ok_or_else(|| {
         CliError::new(Kind::Usage, format!("{} uses API keys, not OAuth", provider.display_name))
             .hint(format!("store its key with `authsome login {}`", provider.name))
@@ -65,10 +66,10 @@ pub fn spec(provider: &Provider) -> Result<&OAuthSpec, CliError> {
 
 /// An OAuth client: id, optional secret, and how it authenticates at the token endpoint.
 #[derive(Clone)]
-pub struct ClientCredentials {
-    pub id: String,
-    pub secret: Option<SecretString>,
-    pub method: TokenAuthMethod,
+pub(crate) struct ClientCredentials {
+    pub(crate) id: String,
+    pub(crate) secret: Option<SecretString>,
+    pub(crate) method: TokenAuthMethod,
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -84,7 +85,7 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     /// The credentials of a stored client record. A registration (DCR) records the method the
     /// server agreed to; otherwise the provider's method applies.
-    pub fn from_record(provider: &Provider, record: &ClientRecord) -> Option<Self> {
+    pub(crate) fn from_record(provider: &Provider, record: &ClientRecord) -> Option<Self> {
         let id = record.client_id.clone()?;
         let registered = record
             .registration
@@ -98,13 +99,13 @@ impl ClientCredentials {
 }
 
 /// Join scopes with the provider's separator.
-pub fn join_scopes(provider: &Provider, scopes: &[String]) -> String {
+pub(crate) fn join_scopes(provider: &Provider, scopes: &[String]) -> String {
     let separator = provider.oauth.as_ref().map(|o| o.scope_separator.as_str()).unwrap_or(" ");
     scopes.join(separator)
 }
 
 /// The scopes of a login: the ones asked for (`--scopes a,b`), else the provider's.
-pub fn requested_scopes(provider: &Provider, asked: Option<&str>) -> Vec<String> {
+pub(crate) fn requested_scopes(provider: &Provider, asked: Option<&str>) -> Vec<String> {
     match asked {
         Some(text) => token::split_scopes(text),
         None => provider.oauth.as_ref().map(|o| o.scopes.clone()).unwrap_or_default(),
@@ -113,7 +114,7 @@ pub fn requested_scopes(provider: &Provider, asked: Option<&str>) -> Vec<String>
 
 /// What a login or refresh stores: the token response as a connection record. Scopes are the
 /// granted ones when the server said (upstream bug 17), else the requested ones.
-pub fn record_from_token(
+pub(crate) fn record_from_token(
     provider: &Provider,
     connection: &str,
     base_url: Option<&str>,
@@ -139,7 +140,7 @@ pub fn record_from_token(
 }
 
 /// Check a `--base-url` (GitHub Enterprise): an https URL of a named host.
-pub fn check_base_url(url: &str) -> Result<String, CliError> {
+pub(crate) fn check_base_url(url: &str) -> Result<String, CliError> {
     crate::providers::validate::check_endpoint(url).map_err(|why| {
         CliError::new(Kind::Usage, format!("--base-url '{url}': {why}"))
             .hint("e.g. --base-url https://github.example.com")

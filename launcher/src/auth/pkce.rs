@@ -4,27 +4,27 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 /// `bytes` random bytes, base64url without padding.
-pub fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source failed");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// A PKCE verifier (86 characters, as upstream) and its S256 challenge.
-pub fn new_verifier() -> (String, String) {
+pub(crate) fn new_verifier() -> (String, String) {
     let verifier = random_token(64);
     let challenge = challenge(&verifier);
     (verifier, challenge)
 }
 
 /// `BASE64URL(SHA256(verifier))`.
-pub fn challenge(verifier: &str) -> String {
+pub(crate) fn challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// Compare two strings in time independent of where they differ (state, CSRF and bearer
 /// tokens).
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -32,31 +32,28 @@ use crate::error::{CliError, Kind};
 use crate::providers::Provider;
 
 /// The largest refresh margin.
-pub const MAX_MARGIN: i64 = 300;
+pub(crate) const MAX_MARGIN: i64 = 300;
 /// After a failed refresh (token still valid), wait this long before trying again.
-pub const RETRY_AFTER_FAILURE: i64 = 30;
+pub(crate) const RETRY_AFTER_FAILURE: i64 = 30;
 /// Give up waiting for another process's refresh after this long.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A connection's metadata and secrets, refreshed if that was due.
 #[derive(Debug, Clone)]
-pub struct Fresh {
-    pub meta: ConnectionMeta,
-    pub secrets: Secrets,
-    /// Whether this call refreshed the token (false when it was fresh, or another process
-    /// refreshed it).
-    pub refreshed: bool,
+pub(crate) struct Fresh {
+    pub(crate) meta: ConnectionMeta,
+    pub(crate) secrets: Secrets,
 }
 
 /// Seconds before `expires_at` at which a token counts as due: `min(300, lifetime / 2)`.
-pub fn margin(meta: &ConnectionMeta) -> i64 {
+pub(crate) fn margin(meta: &ConnectionMeta) -> i64 {
     let Some(expires_at) = meta.expires_at else { return 0 };
     let lifetime = expires_at - meta.obtained_at.div_euclid(1_000_000);
     (lifetime.max(0) / 2).min(MAX_MARGIN)
 }
 
 /// Whether the connection's access token is due for a refresh at `now` (unix seconds).
-pub fn needs_refresh(meta: &ConnectionMeta, now: i64) -> bool {
+pub(crate) fn needs_refresh(meta: &ConnectionMeta, now: i64) -> bool {
     match meta.expires_at {
         Some(expires_at) => now >= expires_at - margin(meta),
         None => false,
@@ -95,7 +92,7 @@ fn login_hint(provider: &str, connection: &str) -> String {
 /// The sync entry point. Reads through `vault` and returns at once when no refresh is due
 /// (no runtime, no HTTP client); otherwise runs [`fresh_secrets`] on a current-thread runtime
 /// (on a helper thread when called from inside a runtime).
-pub fn fresh_secrets_blocking(
+pub(crate) fn fresh_secrets_blocking(
     vault: &Vault,
     provider: &Provider,
     connection: &str,
@@ -106,7 +103,7 @@ pub fn fresh_secrets_blocking(
     check_usable(&meta)?;
     if !should_refresh(&meta, authsome_vault::time::now_seconds(), force) {
         let secrets = vault.secrets(key_source, &provider.name, connection)?;
-        return Ok(Fresh { meta, secrets, refreshed: false });
+        return Ok(Fresh { meta, secrets });
     }
     let home = vault.home().clone();
     let profile = vault.profile().to_string();
@@ -127,7 +124,7 @@ pub fn fresh_secrets_blocking(
 }
 
 /// The async entry point: a connection's secrets, refreshed first when due or `force`d.
-pub async fn fresh_secrets(
+pub(crate) async fn fresh_secrets(
     home: &Home,
     profile: &str,
     provider: &Provider,
@@ -140,7 +137,7 @@ pub async fn fresh_secrets(
     check_usable(&first)?;
     if !should_refresh(&first, authsome_vault::time::now_seconds(), force) {
         let secrets = vault.secrets(key_source, &provider.name, connection)?;
-        return Ok(Fresh { meta: first, secrets, refreshed: false });
+        return Ok(Fresh { meta: first, secrets });
     }
 
     let _lock = ConnectionLock::acquire(home, profile, &provider.name, connection).await?;
@@ -151,7 +148,7 @@ pub async fn fresh_secrets(
     let refreshed_elsewhere = meta.version != first.version && meta.status == Status::Connected;
     if refreshed_elsewhere || !should_refresh(&meta, now, force) {
         let secrets = vault.secrets(key_source, &provider.name, connection)?;
-        return Ok(Fresh { meta, secrets, refreshed: false });
+        return Ok(Fresh { meta, secrets });
     }
     let secrets = vault.secrets(key_source, &provider.name, connection)?;
     let expired = meta.expires_at.is_some_and(|at| now >= at);
@@ -190,7 +187,7 @@ pub async fn fresh_secrets(
                 tracing::warn!(provider = %provider.name, connection, error = %why, "refresh failed; the current token is still valid");
                 store.update_status(&provider.name, connection, Status::Connected, Some(&why))?;
                 let meta = vault.require_connection(&provider.name, connection)?;
-                return Ok(Fresh { meta, secrets, refreshed: false });
+                return Ok(Fresh { meta, secrets });
             }
             store.update_status(&provider.name, connection, Status::Expired, Some(&why))?;
             return Err(CliError::new(
@@ -225,12 +222,12 @@ pub async fn fresh_secrets(
     };
     let (store, key) = vault.writer(key_source, CreateOptions::default())?;
     match store.put_connection_if_version(key, &next, &next_secrets, meta.version) {
-        Ok(stored) => Ok(Fresh { meta: stored, secrets: next_secrets, refreshed: true }),
+        Ok(stored) => Ok(Fresh { meta: stored, secrets: next_secrets }),
         // Written without the lock meanwhile (a new login): that record wins.
         Err(authsome_vault::Error::Conflict { .. }) => {
             let meta = vault.require_connection(&provider.name, connection)?;
             let secrets = vault.secrets(key_source, &provider.name, connection)?;
-            Ok(Fresh { meta, secrets, refreshed: false })
+            Ok(Fresh { meta, secrets })
         }
         Err(e) => Err(e.into()),
     }

@@ -11,7 +11,7 @@ use crate::providers::Provider;
 
 /// What revocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Revocation {
+pub(crate) enum Revocation {
     /// The provider has no revocation endpoint, or the connection holds no OAuth token.
     NotApplicable(&'static str),
     Revoked,
@@ -21,7 +21,7 @@ pub enum Revocation {
 
 impl Revocation {
     /// The audit log's word.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Revocation::NotApplicable(_) => "not_applicable",
             Revocation::Revoked => "revoked",
@@ -32,7 +32,7 @@ impl Revocation {
 
 /// Revoke a stored connection's tokens at the provider (sync; a runtime is built only when
 /// there is something to revoke).
-pub fn revoke_connection(
+pub(crate) fn revoke_connection(
     vault: &Vault,
     provider: &Provider,
     connection: &str,

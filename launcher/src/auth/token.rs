@@ -11,14 +11,14 @@ use crate::error::{CliError, Kind};
 use crate::providers::schema::TokenAuthMethod;
 
 /// A successful token response. `Debug` never shows the tokens.
-pub struct TokenResponse {
-    pub access_token: SecretString,
-    pub token_type: Option<String>,
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: SecretString,
+    pub(crate) token_type: Option<String>,
     /// Seconds from now.
-    pub expires_in: Option<i64>,
-    pub refresh_token: Option<SecretString>,
+    pub(crate) expires_in: Option<i64>,
+    pub(crate) refresh_token: Option<SecretString>,
     /// The granted scope, when the server said (it may differ from the request).
-    pub scope: Option<String>,
+    pub(crate) scope: Option<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -34,7 +34,7 @@ impl std::fmt::Debug for TokenResponse {
 
 /// What went wrong talking to an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointError {
+pub(crate) enum EndpointError {
     /// The server answered with an OAuth error document (RFC 6749 section 5.2).
     OAuth { status: u16, error: String, description: Option<String> },
     /// An HTTP error without an OAuth error document.
@@ -47,7 +47,7 @@ pub enum EndpointError {
 
 impl EndpointError {
     /// The provider's own words: `invalid_grant: grant request is invalid`.
-    pub fn provider_message(&self) -> String {
+    pub(crate) fn provider_message(&self) -> String {
         match self {
             EndpointError::OAuth { error, description: Some(d), .. } => format!("{error}: {d}"),
             EndpointError::OAuth { error, description: None, .. } => error.clone(),
@@ -59,7 +59,7 @@ impl EndpointError {
     }
 
     /// The OAuth error code, if the server sent one.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             EndpointError::OAuth { error, .. } => Some(error),
             _ => None,
@@ -67,7 +67,7 @@ impl EndpointError {
     }
 
     /// A CLI error: `what` failed, caused by the provider's message.
-    pub fn into_cli(self, kind: Kind, what: impl Into<String>) -> CliError {
+    pub(crate) fn into_cli(self, kind: Kind, what: impl Into<String>) -> CliError {
         let hint = match &self {
             EndpointError::OAuth { error, .. } if error == "invalid_client" || error == "unauthorized_client" => {
                 Some("check the OAuth client id and secret (log in again with --force to enter them anew)")
@@ -86,7 +86,7 @@ impl EndpointError {
 /// Add client authentication to a request's form parameters; returns the `Authorization`
 /// header value for `client_secret_basic`. Basic encodes the form-urlencoded id and secret
 /// (RFC 6749 section 2.3.1); a client without a secret is public and sends only its id.
-pub fn client_auth(params: &mut Vec<(String, String)>, client: &ClientCredentials) -> Option<String> {
+pub(crate) fn client_auth(params: &mut Vec<(String, String)>, client: &ClientCredentials) -> Option<String> {
     match (&client.secret, client.method) {
         (Some(secret), TokenAuthMethod::ClientSecretBasic) => {
             let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -107,7 +107,7 @@ pub fn client_auth(params: &mut Vec<(String, String)>, client: &ClientCredential
 
 /// POST a form with client authentication and read the JSON answer. An OAuth error document
 /// is an error whatever the status (GitHub answers errors with 200).
-pub async fn post_form(
+pub(crate) async fn post_form(
     http: &reqwest::Client,
     url: &str,
     client: &ClientCredentials,
@@ -127,7 +127,7 @@ pub async fn post_form(
 }
 
 /// POST a JSON body (device polls of providers with `device_token_request: json`).
-pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, EndpointError> {
+pub(crate) async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, EndpointError> {
     let request = http.post(url).header("accept", "application/json").json(body);
     read_json(request.send().await).await
 }
@@ -140,7 +140,7 @@ async fn read_json(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Va
 }
 
 /// Status and body → JSON document or error (pure; tested).
-pub fn interpret(status: u16, body: &[u8]) -> Result<Value, EndpointError> {
+pub(crate) fn interpret(status: u16, body: &[u8]) -> Result<Value, EndpointError> {
     let doc: Option<Value> = serde_json::from_slice(body).ok();
     if let Some(error) = doc.as_ref().and_then(|d| d.get("error")).and_then(Value::as_str) {
         let description = doc
@@ -163,7 +163,7 @@ pub fn interpret(status: u16, body: &[u8]) -> Result<Value, EndpointError> {
 }
 
 /// A token response document → `TokenResponse`.
-pub fn parse_token(doc: &Value) -> Result<TokenResponse, EndpointError> {
+pub(crate) fn parse_token(doc: &Value) -> Result<TokenResponse, EndpointError> {
     let text = |name: &str| doc.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     let access_token = text("access_token")
         .ok_or_else(|| EndpointError::Malformed("the token response has no access_token".into()))?;
@@ -183,7 +183,7 @@ pub fn parse_token(doc: &Value) -> Result<TokenResponse, EndpointError> {
 }
 
 /// POST to a token endpoint and parse the token.
-pub async fn token_request(
+pub(crate) async fn token_request(
     http: &reqwest::Client,
     url: &str,
     client: &ClientCredentials,
@@ -193,7 +193,7 @@ pub async fn token_request(
 }
 
 /// Split a granted `scope` string: RFC 6749 says spaces; GitHub uses commas.
-pub fn split_scopes(scope: &str) -> Vec<String> {
+pub(crate) fn split_scopes(scope: &str) -> Vec<String> {
     scope.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 

@@ -7,12 +7,12 @@ use super::args::{
     Cli, CompletionsArgs, DoctorArgs, KeyBackendArg, LogArgs, ProfileCommand, ProfileCreateArgs, ProfileDeleteArgs,
     RegisterArgs, SetDefaultArgs, ShellArg,
 };
-use super::context::{Context, confirm};
 use super::show::vault_status;
+use crate::context::{Context, confirm};
 use crate::error::{CliError, CliResult, Kind, usage};
 use crate::providers::{Inject, Source, parse_definition};
 
-pub fn log(ctx: &Context, args: &LogArgs) -> CliResult {
+pub(crate) fn log(ctx: &Context, args: &LogArgs) -> CliResult {
     let lines = ctx.audit_log.tail(args.lines)?;
     let Some(lines) = lines else {
         if ctx.out.json {
@@ -32,7 +32,7 @@ pub fn log(ctx: &Context, args: &LogArgs) -> CliResult {
     Ok(())
 }
 
-pub fn set_default(ctx: &Context, args: &SetDefaultArgs) -> CliResult {
+pub(crate) fn set_default(ctx: &Context, args: &SetDefaultArgs) -> CliResult {
     let provider = ctx.catalog().require(&args.provider)?.provider.name.clone();
     authsome_vault::validate_name("connection", &args.connection)?;
     let mut vault = ctx.vault()?;
@@ -48,7 +48,7 @@ pub fn set_default(ctx: &Context, args: &SetDefaultArgs) -> CliResult {
     Ok(())
 }
 
-pub fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
+pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CliError::new(Kind::Generic, format!("cannot read {}: {e}", args.file.display())))?;
     let (provider, legacy) = parse_definition(&text).map_err(|message| {
@@ -135,7 +135,7 @@ pub fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
     Ok(())
 }
 
-pub fn profile(ctx: &Context, command: &ProfileCommand) -> CliResult {
+pub(crate) fn profile(ctx: &Context, command: &ProfileCommand) -> CliResult {
     match command {
         ProfileCommand::List => profile_list(ctx),
         ProfileCommand::Create(args) => profile_create(ctx, args),
@@ -239,7 +239,7 @@ fn profile_delete(ctx: &Context, args: &ProfileDeleteArgs) -> CliResult {
     Ok(())
 }
 
-pub fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
+pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
     if args.sandbox {
         return doctor_sandbox(ctx);
     }
@@ -301,7 +301,7 @@ pub fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
     if ready { Ok(()) } else { Err(CliError::new(Kind::Generic, "authsome is not ready").reported()) }
 }
 
-pub fn completions(args: &CompletionsArgs) -> CliResult {
+pub(crate) fn completions(args: &CompletionsArgs) -> CliResult {
     use clap::CommandFactory;
     let shell = match args.shell {
         ShellArg::Bash => clap_complete::Shell::Bash,

@@ -27,42 +27,42 @@ AUTHSOME_DAEMON_PORT, AUTHSOME_EXTRA_ROOTS, AUTHSOME_CONNECT_TO, NO_COLOR.";
     after_help = AFTER_HELP,
     max_term_width = 100
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Print the version.
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    pub version: Option<bool>,
+    pub(crate) version: Option<bool>,
 
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Profile to use (hard isolation: its own store, key and CA) [env: AUTHSOME_PROFILE].
     #[arg(long, global = true, value_name = "NAME")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Machine-readable JSON on stdout (errors too).
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Hide notes and warnings (data is still printed).
     #[arg(long, global = true)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Debug logging on stderr.
     #[arg(long, global = true)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// No ANSI colours (also: NO_COLOR).
     #[arg(long, global = true)]
-    pub no_color: bool,
+    pub(crate) no_color: bool,
     /// Also write the debug log to this file (an empty value disables it).
     #[arg(long, global = true, value_name = "PATH")]
-    pub log_file: Option<PathBuf>,
+    pub(crate) log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Store a credential: an API key (hidden prompt, --stdin or the browser form), an OAuth
     /// login (browser, device code, dynamic registration), or a pasted token (--stdin).
     Login(LoginArgs),
@@ -113,7 +113,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum EgressArg {
+pub(crate) enum EgressArg {
     /// Every host (credentials only where a provider owns the host).
     All,
     /// Only hosts of connected providers.
@@ -133,61 +133,61 @@ The child gets HTTP(S)_PROXY pointing at a per-run proxy on 127.0.0.1 (with a pe
 CA variables pointing at a bundle that adds the profile's CA, and placeholders such as
 OPENAI_API_KEY=sk-authsome_… where your keys would be. stdin/stdout pass through untouched and
 the exit code is the child's (128+N if it died of signal N; 125 if run itself failed).")]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Use connection NAME of PROVIDER for requests that carry no placeholder (repeatable).
     #[arg(long = "connection", value_name = "PROVIDER=NAME")]
-    pub connections: Vec<String>,
+    pub(crate) connections: Vec<String>,
     /// Intercept every HTTPS host (full audit and leak guard), not only provider hosts.
     #[arg(long)]
-    pub inspect_all: bool,
+    pub(crate) inspect_all: bool,
     /// Let the proxy reach loopback, link-local and private addresses.
     #[arg(long)]
-    pub allow_private: bool,
+    pub(crate) allow_private: bool,
     /// Which hosts the child may reach through the proxy (default: all).
     #[arg(long, value_enum)]
-    pub egress: Option<EgressArg>,
+    pub(crate) egress: Option<EgressArg>,
     /// Also allow HOST (exact or *.suffix) with --egress allowlist (repeatable).
     #[arg(long = "allow", value_name = "HOST")]
-    pub allow: Vec<String>,
+    pub(crate) allow: Vec<String>,
     /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
     #[arg(long = "deny", value_name = "HOST")]
-    pub deny: Vec<String>,
+    pub(crate) deny: Vec<String>,
     /// Egress rules from a JSON file: {"egress": "allowlist", "allow": […], "deny": […], "ports": […]}.
     #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
     /// Run the command in a network namespace whose only way out is the proxy (Linux): even
     /// clients that ignore HTTPS_PROXY are captured, and the host's secrets are hidden.
     #[arg(long)]
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
     /// With --sandbox: `restricted` (host read-only, cwd writable, secrets hidden) or `open`.
     #[arg(long, value_enum, default_value = "restricted", requires = "sandbox")]
-    pub fs: FsArg,
+    pub(crate) fs: FsArg,
     /// With --sandbox: also writable (repeatable).
     #[arg(long = "writable", value_name = "PATH", requires = "sandbox")]
-    pub writable: Vec<PathBuf>,
+    pub(crate) writable: Vec<PathBuf>,
     /// With --sandbox: also hidden (repeatable).
     #[arg(long = "hide", value_name = "PATH", requires = "sandbox")]
-    pub hide: Vec<PathBuf>,
+    pub(crate) hide: Vec<PathBuf>,
     /// With --sandbox: pass NAME from this environment (or set NAME=VALUE); the sandbox starts
     /// from PATH, HOME, TERM, LANG, USER, SHELL, TZ (repeatable).
     #[arg(long = "env", value_name = "NAME[=VALUE]", requires = "sandbox")]
-    pub env: Vec<String>,
+    pub(crate) env: Vec<String>,
     /// With --sandbox: also capture TCP PORT (443 and 80 always are; repeatable).
     #[arg(long = "port", value_name = "PORT", requires = "sandbox")]
-    pub ports: Vec<u16>,
+    pub(crate) ports: Vec<u16>,
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
-    pub command: Vec<OsString>,
+    pub(crate) command: Vec<OsString>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FsArg {
+pub(crate) enum FsArg {
     Restricted,
     Open,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CaCommand {
+pub(crate) enum CaCommand {
     /// Print the path of the profile's CA certificate (created if missing).
     Path,
     /// Trust the CA system-wide (Debian/Ubuntu: update-ca-certificates; needs root).
@@ -197,7 +197,7 @@ pub enum CaCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DaemonCommand {
+pub(crate) enum DaemonCommand {
     /// Run the daemon in the foreground.
     Serve(DaemonListenArgs),
     /// Start the daemon in the background (if this home's is not running).
@@ -211,38 +211,38 @@ pub enum DaemonCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct DaemonListenArgs {
+pub(crate) struct DaemonListenArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
-    pub host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Port (default: AUTHSOME_DAEMON_PORT, else 7998; 0 picks a free one).
     #[arg(long, value_name = "PORT")]
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
-pub struct DaemonLogsArgs {
+pub(crate) struct DaemonLogsArgs {
     /// Number of lines.
     #[arg(short = 'n', long = "lines", default_value_t = 80, value_name = "N")]
-    pub lines: usize,
+    pub(crate) lines: usize,
 }
 
 #[derive(Debug, Args)]
-pub struct ProviderArg {
+pub(crate) struct ProviderArg {
     /// Provider name (see `authsome list`).
-    pub provider: String,
+    pub(crate) provider: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ProviderConnectionArgs {
-    pub provider: String,
+pub(crate) struct ProviderConnectionArgs {
+    pub(crate) provider: String,
     /// Connection name (default: the provider's default connection).
     #[arg(long, value_name = "NAME")]
-    pub connection: Option<String>,
+    pub(crate) connection: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FlowArg {
+pub(crate) enum FlowArg {
     Pkce,
     DeviceCode,
     DcrPkce,
@@ -250,56 +250,56 @@ pub enum FlowArg {
 }
 
 #[derive(Debug, Args)]
-pub struct LoginArgs {
-    pub provider: String,
+pub(crate) struct LoginArgs {
+    pub(crate) provider: String,
     /// Connection name, for several accounts of one provider.
     #[arg(long, value_name = "NAME", default_value = "default")]
-    pub connection: String,
+    pub(crate) connection: String,
     /// Read the secret from standard input (never pass secrets as arguments).
     #[arg(long)]
-    pub stdin: bool,
+    pub(crate) stdin: bool,
     /// Login flow (default: the provider's).
     #[arg(long, value_enum)]
-    pub flow: Option<FlowArg>,
+    pub(crate) flow: Option<FlowArg>,
     /// Scopes, comma-separated (OAuth).
     #[arg(long, value_name = "A,B")]
-    pub scopes: Option<String>,
+    pub(crate) scopes: Option<String>,
     /// Base URL for providers that take one (GitHub Enterprise).
     #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
     /// Replace an existing connection.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Print the login URL instead of opening a browser.
     #[arg(long)]
-    pub no_browser: bool,
+    pub(crate) no_browser: bool,
     /// Return once the login is started instead of waiting for it to finish.
     #[arg(long)]
-    pub no_wait: bool,
+    pub(crate) no_wait: bool,
     /// OAuth client id of your app (the secret is asked on the terminal, or read with
     /// --client-secret-stdin; never an argument).
     #[arg(long, value_name = "ID")]
-    pub client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// Read the OAuth client secret from standard input (with --client-id).
     #[arg(long, requires = "client_id")]
-    pub client_secret_stdin: bool,
+    pub(crate) client_secret_stdin: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
-    pub provider: String,
+pub(crate) struct GetArgs {
+    pub(crate) provider: String,
     #[arg(long, value_name = "NAME")]
-    pub connection: Option<String>,
+    pub(crate) connection: Option<String>,
     /// Print one field only.
     #[arg(long, value_name = "FIELD")]
-    pub field: Option<String>,
+    pub(crate) field: Option<String>,
     /// Reveal secret values (recorded in the audit log).
     #[arg(long)]
-    pub show_secret: bool,
+    pub(crate) show_secret: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     /// NAME=value lines, quoted where a shell needs it.
     Env,
     /// `export NAME='value'` lines for eval.
@@ -311,73 +311,73 @@ pub enum ExportFormat {
 }
 
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Provider (default: every connection of every provider).
-    pub provider: Option<String>,
+    pub(crate) provider: Option<String>,
     #[arg(long, value_name = "NAME")]
-    pub connection: Option<String>,
+    pub(crate) connection: Option<String>,
     #[arg(long, value_enum, default_value = "env")]
-    pub format: ExportFormat,
+    pub(crate) format: ExportFormat,
 }
 
 #[derive(Debug, Args)]
-pub struct ScanArgs {
+pub(crate) struct ScanArgs {
     /// Directories or files to scan (default: the current directory).
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// Import what was found into the vault.
     #[arg(long)]
-    pub import: bool,
+    pub(crate) import: bool,
     /// Connection to import into.
     #[arg(long, value_name = "NAME", default_value = "default")]
-    pub connection: String,
+    pub(crate) connection: String,
     /// Do not read the process environment.
     #[arg(long)]
-    pub no_env: bool,
+    pub(crate) no_env: bool,
     /// With --import, replace stored values that differ from what was found.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Number of entries.
     #[arg(short = 'n', long = "lines", default_value_t = 50, value_name = "N")]
-    pub lines: usize,
+    pub(crate) lines: usize,
 }
 
 #[derive(Debug, Args)]
-pub struct SetDefaultArgs {
-    pub provider: String,
-    pub connection: String,
+pub(crate) struct SetDefaultArgs {
+    pub(crate) provider: String,
+    pub(crate) connection: String,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ConnectionCommand {
+pub(crate) enum ConnectionCommand {
     /// Make CONNECTION the default connection of PROVIDER.
     SetDefault(SetDefaultArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct RegisterArgs {
+pub(crate) struct RegisterArgs {
     /// The provider definition (JSON).
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// Replace a custom provider of the same name.
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
-    pub yes: bool,
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub(crate) struct DoctorArgs {
     /// Check whether `run --sandbox` works here (live probe), and if not why.
     #[arg(long)]
-    pub sandbox: bool,
+    pub(crate) sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ProfileCommand {
+pub(crate) enum ProfileCommand {
     /// List profiles.
     List,
     /// Create a profile.
@@ -389,12 +389,12 @@ pub enum ProfileCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ProfileNameArg {
-    pub name: String,
+pub(crate) struct ProfileNameArg {
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyBackendArg {
+pub(crate) enum KeyBackendArg {
     /// A 0600 key file under AUTHSOME_HOME/keys (the default when no keychain answers).
     File,
     /// The key file wrapped with a passphrase (argon2id); cached in the kernel keyring.
@@ -404,35 +404,35 @@ pub enum KeyBackendArg {
 }
 
 #[derive(Debug, Args)]
-pub struct ProfileCreateArgs {
-    pub name: String,
+pub(crate) struct ProfileCreateArgs {
+    pub(crate) name: String,
     /// Where the profile's master key lives (recorded now, never switched silently). Default:
     /// `keyring` when the session's Secret Service answers, unlocked; else `file`.
     #[arg(long, value_enum)]
-    pub key_backend: Option<KeyBackendArg>,
+    pub(crate) key_backend: Option<KeyBackendArg>,
     /// Seconds an unlocked passphrase key stays cached in the kernel keyring (0: never).
     #[arg(long, value_name = "SECONDS")]
-    pub key_cache: Option<u32>,
+    pub(crate) key_cache: Option<u32>,
 }
 
 #[derive(Debug, Args)]
-pub struct ProfileDeleteArgs {
-    pub name: String,
+pub(crate) struct ProfileDeleteArgs {
+    pub(crate) name: String,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
-    pub yes: bool,
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ShellArg {
+pub(crate) enum ShellArg {
     Bash,
     Zsh,
     Fish,
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    pub shell: ShellArg,
+pub(crate) struct CompletionsArgs {
+    pub(crate) shell: ShellArg,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use authsome_proxy::CertificateAuthority;
 use serde_json::json;
 
 use super::args::CaCommand;
-use super::context::Context;
+use crate::context::Context;
 use crate::error::{CliError, CliResult, Kind};
 
 const ANCHORS_DIR: &str = "/usr/local/share/ca-certificates";
@@ -28,7 +28,7 @@ fn anchor_path(ctx: &Context) -> PathBuf {
     Path::new(ANCHORS_DIR).join(format!("authsome-{}.crt", ctx.profile))
 }
 
-pub fn ca(ctx: &Context, command: &CaCommand) -> CliResult {
+pub(crate) fn ca(ctx: &Context, command: &CaCommand) -> CliResult {
     match command {
         CaCommand::Path => {
             let path = ca_cert_path(ctx)?;

@@ -4,12 +4,12 @@
 use serde_json::{Value, json};
 
 use super::args::{DaemonCommand, DaemonListenArgs, DaemonLogsArgs};
-use super::context::Context;
+use crate::context::Context;
 use crate::daemon::control::{self, Info, Paths, Probe, Settings};
 use crate::env;
 use crate::error::{CliError, CliResult, Kind};
 
-pub fn daemon(ctx: &Context, command: &DaemonCommand) -> CliResult {
+pub(crate) fn daemon(ctx: &Context, command: &DaemonCommand) -> CliResult {
     match command {
         DaemonCommand::Serve(args) => serve(ctx, args),
         DaemonCommand::Start(args) => start(ctx, args),
@@ -20,7 +20,7 @@ pub fn daemon(ctx: &Context, command: &DaemonCommand) -> CliResult {
 }
 
 /// A runtime for the CLI's short async work.
-pub fn runtime() -> CliResult<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> CliResult<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -6,58 +6,15 @@
 //! gets the plain names), `export PROVIDER` uses the default connection, and values are quoted.
 
 use authsome_vault::AuditEvent;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use super::args::{ExportArgs, ExportFormat};
-use super::context::Context;
 use crate::auth::refresh;
+use crate::context::Context;
 use crate::error::{CliResult, Kind};
 use crate::providers::Provider;
-
-/// One variable to print.
-#[derive(Debug)]
-pub struct Var {
-    pub name: String,
-    pub value: SecretString,
-}
-
-/// `keywords-everywhere` → `KEYWORDS_EVERYWHERE`.
-pub fn env_part(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
-}
-
-/// The names a provider's field is exported under.
-pub fn names_for(provider: &Provider, field: &str) -> Vec<String> {
-    let names = provider.env_names(field);
-    if names.is_empty() {
-        vec![format!("{}_{}", env_part(&provider.name), field.to_ascii_uppercase())]
-    } else {
-        names.to_vec()
-    }
-}
-
-/// Assign names to (provider, connection, field, value) in order, resolving collisions.
-pub fn assign_names(items: Vec<(&Provider, String, &'static str, SecretString)>) -> Vec<Var> {
-    let mut taken = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for (provider, connection, field, value) in items {
-        for base in names_for(provider, field) {
-            let mut name = base.clone();
-            if taken.contains(&name) {
-                name = format!("{base}_{}_{}", env_part(&provider.name), env_part(&connection));
-                let mut n = 2;
-                while taken.contains(&name) {
-                    name = format!("{base}_{}_{}_{n}", env_part(&provider.name), env_part(&connection));
-                    n += 1;
-                }
-            }
-            taken.insert(name.clone());
-            out.push(Var { name, value: value.clone() });
-        }
-    }
-    out
-}
+use crate::providers::env_names::{Var, assign_names};
 
 /// Characters a POSIX shell leaves alone outside quotes.
 fn shell_safe(value: &str) -> bool {
@@ -65,12 +22,12 @@ fn shell_safe(value: &str) -> bool {
 }
 
 /// Single-quote for a POSIX shell (`'` becomes `'\''`), only when needed.
-pub fn shell_quote(value: &str) -> String {
+pub(crate) fn shell_quote(value: &str) -> String {
     if shell_safe(value) { value.to_string() } else { format!("'{}'", value.replace('\'', r"'\''")) }
 }
 
 /// Double-quoted with backslash escapes, as dotenv parsers read it.
-pub fn dotenv_quote(value: &str) -> String {
+pub(crate) fn dotenv_quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     for c in value.chars() {
@@ -87,7 +44,7 @@ pub fn dotenv_quote(value: &str) -> String {
     out
 }
 
-pub fn render(vars: &[Var], format: ExportFormat) -> String {
+pub(crate) fn render(vars: &[Var], format: ExportFormat) -> String {
     match format {
         ExportFormat::Json => {
             let map: Map<String, Value> =
@@ -109,7 +66,7 @@ pub fn render(vars: &[Var], format: ExportFormat) -> String {
     }
 }
 
-pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
+pub(crate) fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
     let catalog = ctx.catalog();
     let vault = ctx.vault()?;
 
@@ -199,6 +156,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
 mod tests {
     use super::*;
     use crate::providers::Catalog;
+    use secrecy::SecretString;
 
     fn provider(name: &str) -> Provider {
         Catalog::bundled_only().get(name).unwrap().provider.clone()
@@ -222,26 +180,6 @@ mod tests {
         let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
         assert!(!std::path::Path::new("/tmp/authsome-pwned").exists());
-    }
-
-    #[test]
-    fn collisions_and_default_names() {
-        let openai = provider("openai");
-        let github = provider("github");
-        let vars = assign_names(vec![
-            (&openai, "default".into(), "api_key", SecretString::from("a")),
-            (&openai, "work".into(), "api_key", SecretString::from("b")),
-            (&github, "default".into(), "access_token", SecretString::from("c")),
-        ]);
-        let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(
-            names,
-            vec!["OPENAI_API_KEY", "OPENAI_API_KEY_OPENAI_WORK", "GITHUB_ACCESS_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"]
-        );
-        let mut custom = openai.clone();
-        custom.name = "keywords-everywhere".into();
-        custom.env.api_key.clear();
-        assert_eq!(names_for(&custom, "api_key"), vec!["KEYWORDS_EVERYWHERE_API_KEY"]);
     }
 
     #[test]

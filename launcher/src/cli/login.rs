@@ -6,21 +6,22 @@
 
 use std::io::{IsTerminal, Read};
 
-use authsome_vault::{AuditEvent, ConnectionMeta, SecretSource, Secrets};
-use secrecy::{ExposeSecret, SecretString};
+use authsome_vault::AuditEvent;
+use secrecy::SecretString;
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::args::{FlowArg, LoginArgs, ProviderArg, ProviderConnectionArgs};
-use super::context::{Context, prompt};
+use crate::auth::api_key::{self, KeyKind, StoreKey};
 use crate::auth::revoke::Revocation;
+use crate::context::{Context, prompt};
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::{AuthType, Provider, Source};
 
 /// Longest secret accepted on stdin (a JWT-sized token fits many times over).
 const MAX_SECRET_BYTES: usize = 64 * 1024;
 
-pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
+pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?;
     let provider = &entry.provider;
     authsome_vault::validate_name("connection", &args.connection)?;
@@ -68,23 +69,11 @@ pub fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         return super::login_flows::browser_api_key(ctx, args, provider);
     }
     let secret = read_secret(ctx, provider, args.stdin)?;
-    check_key(provider, &secret)?;
+    api_key::check(provider, &secret)?;
 
-    let (auth_type, source) =
-        if pasted { (AuthType::OAuth2, SecretSource::PastedToken) } else { (AuthType::ApiKey, SecretSource::ApiKey) };
-    let mut meta = ConnectionMeta::new(&provider.name, &args.connection, auth_type, source);
-    meta.host_url = provider.hosts.first().cloned();
-    meta.base_url = args.base_url.clone();
-    if pasted {
-        meta.token_type = Some("Bearer".into());
-    }
-    let secrets = if pasted {
-        Secrets { access_token: Some(secret), ..Secrets::default() }
-    } else {
-        Secrets { api_key: Some(secret), ..Secrets::default() }
-    };
-    let (store, key) = vault.writer(&ctx.key_source, ctx.create)?;
-    store.put_connection(key, &meta, &secrets)?;
+    let kind = if pasted { KeyKind::PastedToken } else { KeyKind::ApiKey };
+    let stored = StoreKey { provider, connection: &args.connection, kind, base_url: args.base_url.clone() };
+    api_key::store(&mut vault, &ctx.key_source, ctx.create, &stored, secret)?;
     ctx.audit(
         AuditEvent::new("login")
             .provider(&provider.name)
@@ -168,26 +157,7 @@ fn read_secret(ctx: &Context, provider: &Provider, from_stdin: bool) -> CliResul
     Ok(SecretString::from(trimmed.to_string()))
 }
 
-/// The provider's key pattern, as a full match. The error never repeats the value.
-pub fn check_key(provider: &Provider, secret: &SecretString) -> CliResult {
-    let Some(spec) = &provider.api_key else { return Ok(()) };
-    let Some(pattern) = &spec.pattern else { return Ok(()) };
-    let anchored = format!("^(?:{})$", pattern.trim_start_matches('^').trim_end_matches('$'));
-    let re = regex::Regex::new(&anchored).map_err(|e| CliError::new(Kind::Generic, format!("bad key pattern: {e}")))?;
-    if re.is_match(secret.expose_secret()) {
-        return Ok(());
-    }
-    let mut err = CliError::new(
-        Kind::AuthenticationFailed,
-        format!("that does not look like a valid {} key; nothing was stored", provider.display_name),
-    );
-    if let Some(hint) = &spec.hint {
-        err = err.hint(hint.clone());
-    }
-    Err(err)
-}
-
-pub fn logout(ctx: &Context, args: &ProviderConnectionArgs) -> CliResult {
+pub(crate) fn logout(ctx: &Context, args: &ProviderConnectionArgs) -> CliResult {
     let provider = &ctx.catalog().require(&args.provider)?.provider;
     let mut vault = ctx.vault()?;
     let name = vault.resolve_connection_name(&provider.name, args.connection.as_deref())?;
@@ -248,7 +218,7 @@ fn revoke_all(ctx: &Context, provider: &str) -> CliResult<Vec<String>> {
     Ok(store.delete_provider(provider)?)
 }
 
-pub fn revoke(ctx: &Context, args: &ProviderArg) -> CliResult {
+pub(crate) fn revoke(ctx: &Context, args: &ProviderArg) -> CliResult {
     // A provider whose definition was deleted by hand can still have its connections revoked.
     let orphaned = ctx.catalog().get(&args.provider).is_none()
         && ctx.vault()?.list_connections()?.iter().any(|c| c.provider == args.provider);
@@ -264,7 +234,7 @@ pub fn revoke(ctx: &Context, args: &ProviderArg) -> CliResult {
     Ok(())
 }
 
-pub fn remove(ctx: &Context, args: &ProviderArg) -> CliResult {
+pub(crate) fn remove(ctx: &Context, args: &ProviderArg) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?.clone();
     let provider = entry.provider.name.clone();
     let removed = revoke_all(ctx, &provider)?;

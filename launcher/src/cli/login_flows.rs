@@ -15,16 +15,16 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::args::{FlowArg, LoginArgs};
-use super::context::{Context, prompt};
 use super::daemon::runtime;
 use super::spinner::Spinner;
 use crate::auth::{self, ClientCredentials, Endpoints, device};
+use crate::context::{Context, prompt};
 use crate::daemon::control::{self, Settings};
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::{Flow, Provider};
 
 /// Whether a browser can be opened here (a graphical session, or macOS).
-pub fn has_display() -> bool {
+pub(crate) fn has_display() -> bool {
     cfg!(target_os = "macos") || std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
 }
 
@@ -77,7 +77,7 @@ fn audit_login(ctx: &Context, provider: &Provider, connection: &str, flow: Flow,
 }
 
 /// `login PROVIDER` for an OAuth provider.
-pub fn oauth_login(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliResult {
+pub(crate) fn oauth_login(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliResult {
     auth::spec(provider)?;
     let mut flow = match args.flow {
         Some(FlowArg::Pkce) => Flow::Pkce,
@@ -316,7 +316,7 @@ async fn wait(daemon: &control::Client, id: &str) -> CliResult {
 }
 
 /// `login PROVIDER` for an API key when there is no terminal: the daemon's form.
-pub fn browser_api_key(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliResult {
+pub(crate) fn browser_api_key(ctx: &Context, args: &LoginArgs, provider: &Provider) -> CliResult {
     let mut vault = ctx.vault()?;
     vault.writer(&ctx.key_source, ctx.create)?;
     let request = json!({

@@ -1,27 +1,69 @@
-//! The command line: clap definitions (`args`), shared settings (`context`) and one module per
-//! group of commands. `dispatch` is the only place that maps a command to its function.
+//! The command line: clap definitions (`args`), turning them into settings, and one module per
+//! group of commands. `main` parses and renders errors; `dispatch` is the only place that maps a
+//! command to its function. Nothing below `cli` knows about clap.
 
-pub mod admin;
-pub mod args;
-pub mod ca;
-pub mod context;
-pub mod daemon;
-pub mod export;
-pub mod login;
-pub mod login_flows;
-pub mod scan;
-pub mod show;
-pub mod spinner;
+pub(crate) mod admin;
+pub(crate) mod args;
+pub(crate) mod ca;
+pub(crate) mod daemon;
+pub(crate) mod export;
+pub(crate) mod login;
+pub(crate) mod login_flows;
+pub(crate) mod run;
+pub(crate) mod scan;
+pub(crate) mod show;
+pub(crate) mod spinner;
 
 use args::{Command, ConnectionCommand};
-use context::Context;
+use std::process::ExitCode;
 
-use crate::error::CliResult;
+use clap::Parser;
+
+use crate::context::{Context, GlobalSettings};
+
+use crate::error::{CliError, CliResult};
+use crate::output::Output;
+
+/// The whole command line: parse, set up logging, run, render the error, exit.
+pub(crate) fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout and usage errors to stderr; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    crate::logging::init(cli.global.verbose, cli.global.log_file.as_deref());
+    let global = global_settings(&cli.global);
+    let fallback = global.output();
+    let result = Context::new(&global).and_then(|ctx| dispatch(&ctx, &cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => exit_with(&fallback, &e),
+    }
+}
+
+fn global_settings(global: &args::GlobalArgs) -> GlobalSettings {
+    GlobalSettings {
+        profile: global.profile.clone(),
+        json: global.json,
+        quiet: global.quiet,
+        no_color: global.no_color,
+    }
+}
+
+fn exit_with(out: &Output, e: &CliError) -> ExitCode {
+    if !e.reported {
+        out.error(e);
+    }
+    ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+}
 
 /// Run a command; the result is the process exit code (0 for every command but `run`).
-pub fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
+fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
     let done = match command {
-        Command::Run(args) => return crate::run::run(ctx, args),
+        Command::Run(args) => return run::run(ctx, args),
         Command::Ca(command) => ca::ca(ctx, command),
         Command::Login(args) => login::login(ctx, args),
         Command::Logout(args) => login::logout(ctx, args),

@@ -15,31 +15,31 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::args::ScanArgs;
-use super::context::Context;
-use super::login::check_key;
+use crate::auth::api_key;
+use crate::context::Context;
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::{AuthType, Provider};
 
-pub const DOTENV_FILES: &[&str] = &[".env", ".env.local", ".env.prod", ".env.production"];
+pub(crate) const DOTENV_FILES: &[&str] = &[".env", ".env.local", ".env.prod", ".env.production"];
 
 /// One `KEY=value` found, and where.
 #[derive(Debug)]
-pub struct Found {
-    pub value: SecretString,
-    pub source: String,
+pub(crate) struct Found {
+    pub(crate) value: SecretString,
+    pub(crate) source: String,
 }
 
 /// A line that could not be read.
 #[derive(Debug, PartialEq, Eq)]
-pub struct BadLine {
-    pub line: usize,
-    pub reason: &'static str,
+pub(crate) struct BadLine {
+    pub(crate) line: usize,
+    pub(crate) reason: &'static str,
 }
 
 /// Parse a `.env` file: blank lines and `#` comments skipped, `export ` stripped, single quotes
 /// literal, double quotes with `\n \t \" \\` escapes (and may span lines), unquoted values end
 /// at ` #`. Returns the pairs in file order and the lines it could not read.
-pub fn parse_dotenv(text: &str) -> (Vec<(String, String)>, Vec<BadLine>) {
+pub(crate) fn parse_dotenv(text: &str) -> (Vec<(String, String)>, Vec<BadLine>) {
     let mut pairs = Vec::new();
     let mut bad = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
@@ -154,7 +154,7 @@ fn env_index(providers: &[&Provider]) -> BTreeMap<String, (usize, &'static str)>
     index
 }
 
-pub fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
+pub(crate) fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
     let catalog = ctx.catalog();
     let providers: Vec<&Provider> = catalog.entries().iter().map(|e| &e.provider).collect();
     let index = env_index(&providers);
@@ -219,7 +219,7 @@ pub fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
                 };
                 let same = stored.as_ref().is_some_and(|s| s.expose_secret() == f.value.expose_secret());
                 let valid =
-                    check_key(provider, &f.value).is_ok() && !f.value.expose_secret().contains(char::is_control);
+                    api_key::check(provider, &f.value).is_ok() && !f.value.expose_secret().contains(char::is_control);
                 match (args.import, existing.is_some(), same, valid) {
                     (_, true, true, _) => {
                         if args.import { "skipped_unchanged" } else { "env_and_authsome_match" }.to_string()

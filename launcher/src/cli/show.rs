@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use super::args::{GetArgs, ProviderArg};
-use super::context::{Context, NoPrompt};
+use crate::context::{Context, NoPrompt};
 use crate::error::{CliError, CliResult, Kind};
 use crate::output::{Style, relative_expiry};
 use crate::providers::{Entry, Source};
@@ -41,7 +41,7 @@ fn group_by_provider(connections: Vec<ConnectionMeta>) -> BTreeMap<String, Vec<C
     by_provider
 }
 
-pub fn list(ctx: &Context) -> CliResult {
+pub(crate) fn list(ctx: &Context) -> CliResult {
     let vault = ctx.vault()?;
     let mut by_provider = group_by_provider(vault.list_connections()?);
     let catalog = ctx.catalog();
@@ -190,7 +190,7 @@ fn record(ctx: &Context, entry: &Entry, meta: &ConnectionMeta, secrets: Option<&
     })
 }
 
-pub fn get(ctx: &Context, args: &GetArgs) -> CliResult {
+pub(crate) fn get(ctx: &Context, args: &GetArgs) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?;
     let vault = ctx.vault()?;
     let name = vault.resolve_connection_name(&entry.provider.name, args.connection.as_deref())?;
@@ -251,7 +251,7 @@ fn lookup(doc: &Value, field: &str) -> Option<Value> {
     Some(current.clone())
 }
 
-pub fn inspect(ctx: &Context, args: &ProviderArg) -> CliResult {
+pub(crate) fn inspect(ctx: &Context, args: &ProviderArg) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?;
     let vault = ctx.vault()?;
     let connections: Vec<Value> = vault
@@ -272,7 +272,7 @@ pub fn inspect(ctx: &Context, args: &ProviderArg) -> CliResult {
 
 /// The vault's state without prompting: a passphrase profile is "locked" unless the key is
 /// available non-interactively.
-pub fn vault_status(vault: &Vault) -> (String, String) {
+pub(crate) fn vault_status(vault: &Vault) -> (String, String) {
     let backend = match vault.key_backend() {
         None => return ("Not created yet (created on first login)".into(), "not_created".into()),
         Some(backend) => backend,
@@ -292,7 +292,7 @@ pub fn vault_status(vault: &Vault) -> (String, String) {
     (description, status)
 }
 
-pub fn whoami(ctx: &Context) -> CliResult {
+pub(crate) fn whoami(ctx: &Context) -> CliResult {
     let vault = ctx.vault()?;
     let (description, status) = vault_status(&vault);
     let now = authsome_vault::time::now_seconds();

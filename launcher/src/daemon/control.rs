@@ -19,18 +19,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The daemon's files.
 #[derive(Debug, Clone)]
-pub struct Paths {
-    pub dir: PathBuf,
+pub(crate) struct Paths {
+    pub(crate) dir: PathBuf,
     /// `daemon.json`: pid, host, port, home, instance id.
-    pub info: PathBuf,
+    pub(crate) info: PathBuf,
     /// `daemon.token`: the API's bearer token (0600).
-    pub token: PathBuf,
-    pub pid: PathBuf,
-    pub log: PathBuf,
+    pub(crate) token: PathBuf,
+    pub(crate) pid: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Paths {
-    pub fn new(home: &Home) -> Self {
+    pub(crate) fn new(home: &Home) -> Self {
         let dir = home.daemon_dir();
         Self {
             info: dir.join("daemon.json"),
@@ -44,25 +44,25 @@ impl Paths {
 
 /// What `daemon.json` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Info {
-    pub pid: u32,
-    pub host: String,
-    pub port: u16,
-    pub home: String,
-    pub instance: String,
-    pub version: String,
+pub(crate) struct Info {
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) home: String,
+    pub(crate) instance: String,
+    pub(crate) version: String,
 }
 
 /// Where the daemon listens when none is running yet: `--host`/`--port`, else
 /// `AUTHSOME_DAEMON_PORT`, else the port of a local `AUTHSOME_DAEMON_URL`, else 7998.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
-    pub host: String,
-    pub port: u16,
+pub(crate) struct Settings {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Settings {
-    pub fn from_env(host: Option<&str>, port: Option<u16>) -> Result<Self, CliError> {
+    pub(crate) fn from_env(host: Option<&str>, port: Option<u16>) -> Result<Self, CliError> {
         let port = match port {
             Some(port) => port,
             None => match env::var(env::DAEMON_PORT) {
@@ -81,7 +81,7 @@ impl Settings {
 }
 
 /// Write a private file atomically (0600).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -93,12 +93,12 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-pub fn read_info(paths: &Paths) -> Option<Info> {
+pub(crate) fn read_info(paths: &Paths) -> Option<Info> {
     serde_json::from_slice(&std::fs::read(&paths.info).ok()?).ok()
 }
 
 /// Remove the daemon's files if they still describe `instance` (a newer daemon's are kept).
-pub fn remove_files(paths: &Paths, instance: &str) {
+pub(crate) fn remove_files(paths: &Paths, instance: &str) {
     if read_info(paths).is_some_and(|info| info.instance == instance) {
         for path in [&paths.info, &paths.token, &paths.pid] {
             let _ = std::fs::remove_file(path);
@@ -118,22 +118,21 @@ fn local_http(timeout: Duration) -> Result<reqwest::Client, CliError> {
 
 /// This home's running daemon, verified.
 #[derive(Debug, Clone)]
-pub struct Client {
-    pub info: Info,
-    pub base: String,
+pub(crate) struct Client {
+    pub(crate) info: Info,
+    pub(crate) base: String,
     token: String,
     http: reqwest::Client,
 }
 
 /// What answers where this home's daemon would be.
 #[derive(Debug)]
-pub enum Probe {
+pub(crate) enum Probe {
     Ours(Client),
     NotRunning,
     /// Something answers on the port, but not this home's daemon.
     Foreign {
         port: u16,
-        health: Option<Value>,
     },
 }
 
@@ -156,7 +155,7 @@ async fn health(http: &reqwest::Client, host: &str, port: u16) -> Option<Value> 
 
 /// Find this home's daemon: `daemon.json`, then `/health` echoing its instance id, then the
 /// token file.
-pub async fn probe(home: &Home, settings: &Settings) -> Probe {
+pub(crate) async fn probe(home: &Home, settings: &Settings) -> Probe {
     let paths = Paths::new(home);
     let Ok(http) = local_http(Duration::from_secs(3)) else { return Probe::NotRunning };
     if let Some(info) = read_info(&paths)
@@ -169,11 +168,11 @@ pub async fn probe(home: &Home, settings: &Settings) -> Probe {
             return Probe::Ours(Client { info, base, token: token.trim().to_string(), http: api });
         }
         if info.port == settings.port {
-            return Probe::Foreign { port: info.port, health: Some(answer) };
+            return Probe::Foreign { port: info.port };
         }
     }
     match health(&http, &settings.host, settings.port).await {
-        Some(answer) => Probe::Foreign { port: settings.port, health: Some(answer) },
+        Some(_) => Probe::Foreign { port: settings.port },
         None => Probe::NotRunning,
     }
 }
@@ -190,7 +189,7 @@ fn foreign_error(port: u16) -> CliError {
 }
 
 /// This home's daemon, started if none runs.
-pub async fn ensure_running(home: &Home, settings: &Settings) -> Result<Client, CliError> {
+pub(crate) async fn ensure_running(home: &Home, settings: &Settings) -> Result<Client, CliError> {
     match probe(home, settings).await {
         Probe::Ours(client) => Ok(client),
         Probe::Foreign { port, .. } => Err(foreign_error(port)),
@@ -200,7 +199,7 @@ pub async fn ensure_running(home: &Home, settings: &Settings) -> Result<Client, 
 
 /// Spawn `authsome daemon serve` detached (its own process group, output to `daemon.log`)
 /// and wait until it answers with its identity.
-pub async fn start(home: &Home, settings: &Settings) -> Result<Client, CliError> {
+pub(crate) async fn start(home: &Home, settings: &Settings) -> Result<Client, CliError> {
     let paths = Paths::new(home);
     let unavailable = |what: String| CliError::new(Kind::DaemonUnavailable, what);
     home.ensure()?;
@@ -261,14 +260,14 @@ pub async fn start(home: &Home, settings: &Settings) -> Result<Client, CliError>
 }
 
 /// The last `n` lines of a text file.
-pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
+pub(crate) fn tail_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect()
 }
 
 /// Upstream's class names back to kinds (errors the daemon sends).
-pub fn kind_from_class(class: &str) -> Kind {
+pub(crate) fn kind_from_class(class: &str) -> Kind {
     [
         Kind::Usage,
         Kind::ProviderNotFound,
@@ -286,7 +285,7 @@ pub fn kind_from_class(class: &str) -> Kind {
 }
 
 /// An error document from the daemon as a `CliError`.
-pub fn error_from_json(doc: &Value) -> CliError {
+pub(crate) fn error_from_json(doc: &Value) -> CliError {
     let text = |name: &str| doc.get(name).and_then(Value::as_str);
     let mut err = CliError::new(
         kind_from_class(text("error").unwrap_or("")),
@@ -312,16 +311,16 @@ impl Client {
         if status.is_success() { Ok(doc) } else { Err(error_from_json(&doc)) }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, CliError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, CliError> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
-    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
     /// Ask the daemon to stop and wait until it no longer answers.
-    pub async fn shutdown(&self) -> Result<(), CliError> {
+    pub(crate) async fn shutdown(&self) -> Result<(), CliError> {
         self.post("/api/shutdown", &Value::Null).await?;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {

@@ -17,7 +17,7 @@ use super::pages;
 use super::server::{ApiError, AppState};
 use super::sessions::{DeviceInfo, Need, Session, Status};
 use crate::auth::{self, ClientCredentials, Endpoints, code, dcr, device};
-use crate::cli::context::Prompter;
+use crate::context::Prompter;
 use crate::error::{CliError, Kind};
 use crate::providers::{AuthType, Catalog, Flow, Provider};
 
@@ -44,7 +44,7 @@ fn default_connection() -> String {
     "default".to_string()
 }
 
-pub fn parse_flow(word: &str) -> Result<Flow, CliError> {
+pub(crate) fn parse_flow(word: &str) -> Result<Flow, CliError> {
     match word {
         "pkce" => Ok(Flow::Pkce),
         "device_code" => Ok(Flow::DeviceCode),
@@ -352,7 +352,7 @@ pub(super) async fn submit(
             let problem = if key.is_empty() || key.contains(char::is_control) {
                 Some("Enter the key on one line.".to_string())
             } else {
-                crate::cli::login::check_key(&provider, &secret).err().map(|e| e.message)
+                auth::api_key::check(&provider, &secret).err().map(|e| e.message)
             };
             if let Some(problem) = problem {
                 let csrf = state.sessions.with(&id, |s| s.csrf.clone()).unwrap_or_default();
@@ -363,18 +363,14 @@ pub(super) async fn submit(
                     .into_response();
             }
             let outcome = (|| -> Result<(), CliError> {
-                let mut meta = authsome_vault::ConnectionMeta::new(
-                    &provider.name,
-                    &connection,
-                    AuthType::ApiKey,
-                    authsome_vault::SecretSource::ApiKey,
-                );
-                meta.host_url = provider.hosts.first().cloned();
-                let secrets = authsome_vault::Secrets { api_key: Some(secret), ..Default::default() };
                 let mut vault = Vault::open(&state.home, &profile)?;
-                let (store, key) = vault.writer(&Prompter, CreateOptions::default())?;
-                store.put_connection(key, &meta, &secrets)?;
-                Ok(())
+                let target = auth::api_key::StoreKey {
+                    provider: &provider,
+                    connection: &connection,
+                    kind: auth::api_key::KeyKind::ApiKey,
+                    base_url: None,
+                };
+                auth::api_key::store(&mut vault, &Prompter, CreateOptions::default(), &target, secret)
             })();
             let ok = outcome.is_ok();
             finish(&state, &id, &profile, &provider, &connection, Flow::ApiKey, outcome);

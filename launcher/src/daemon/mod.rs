@@ -14,16 +14,16 @@
 //! - one daemon per home, identified by a random instance id in `daemon/daemon.json` that
 //!   `/health` must echo before the CLI trusts it (upstream bug 7).
 
-pub mod control;
+pub(crate) mod control;
 mod login;
 mod pages;
 mod security;
 mod server;
 mod sessions;
 
-pub use server::{Config, serve};
+pub(crate) use server::{Config, serve};
 
 /// The default port, as upstream.
-pub const DEFAULT_PORT: u16 = 7998;
+pub(crate) const DEFAULT_PORT: u16 = 7998;
 /// The default listen address.
-pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub(crate) const DEFAULT_HOST: &str = "127.0.0.1";

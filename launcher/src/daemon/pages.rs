@@ -5,7 +5,7 @@ use axum::response::Html;
 
 use crate::providers::Provider;
 
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -39,7 +39,7 @@ fn error_line(error: Option<&str>) -> String {
 }
 
 /// Ask for the OAuth app's client id and secret (saved to the profile before the flow runs).
-pub fn client_form(
+pub(crate) fn client_form(
     provider: &Provider,
     connection: &str,
     action: &str,
@@ -74,7 +74,7 @@ pub fn client_form(
 }
 
 /// Ask for an API key, with the provider's pattern (checked again on the server) and docs.
-pub fn api_key_form(
+pub(crate) fn api_key_form(
     provider: &Provider,
     connection: &str,
     action: &str,
@@ -111,7 +111,7 @@ pub fn api_key_form(
 }
 
 /// A result page (success, failure, unknown session).
-pub fn message(title: &str, text: &str) -> Html<String> {
+pub(crate) fn message(title: &str, text: &str) -> Html<String> {
     layout(title, &format!("<p>{}</p>", escape(text)))
 }
 

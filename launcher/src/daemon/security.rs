@@ -13,16 +13,16 @@ use crate::auth::pkce::constant_time_eq;
 
 /// Who may talk to the daemon.
 #[derive(Debug, Clone)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// `host:port` values accepted in `Host`, lower case.
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Origins accepted in `Origin` (`http://127.0.0.1:7998`).
-    pub origins: Vec<String>,
+    pub(crate) origins: Vec<String>,
 }
 
 impl Guard {
     /// The daemon's own names on `port`, plus the public base URL's (if any).
-    pub fn new(port: u16, public_base: Option<&str>) -> Self {
+    pub(crate) fn new(port: u16, public_base: Option<&str>) -> Self {
         let mut hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
         let mut origins: Vec<String> = hosts.iter().map(|h| format!("http://{h}")).collect();
         if let Some(url) = public_base.and_then(|b| url::Url::parse(b).ok())
@@ -39,18 +39,18 @@ impl Guard {
         Self { hosts, origins }
     }
 
-    pub fn host_ok(&self, host: Option<&str>) -> bool {
+    pub(crate) fn host_ok(&self, host: Option<&str>) -> bool {
         host.is_some_and(|h| self.hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(h.trim())))
     }
 
     /// No `Origin` (a CLI, a top-level navigation) is fine; another site's is not.
-    pub fn origin_ok(&self, origin: Option<&str>) -> bool {
+    pub(crate) fn origin_ok(&self, origin: Option<&str>) -> bool {
         origin.is_none_or(|o| self.origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o.trim())))
     }
 }
 
 /// `Authorization: Bearer <token>` with the daemon's token.
-pub fn bearer_ok(expected: &str, authorization: Option<&str>) -> bool {
+pub(crate) fn bearer_ok(expected: &str, authorization: Option<&str>) -> bool {
     let Some(value) = authorization else { return false };
     let Some((scheme, token)) = value.split_once(' ') else { return false };
     scheme.eq_ignore_ascii_case("bearer") && constant_time_eq(token.trim(), expected)
@@ -61,7 +61,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Every route: the `Host` must be ours (421 otherwise) and a present `Origin` too (403).
-pub async fn host_and_origin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn host_and_origin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
     if !state.guard.host_ok(header_str(headers, header::HOST)) {
         return (StatusCode::MISDIRECTED_REQUEST, "this daemon only answers to its own address\n").into_response();
@@ -73,7 +73,7 @@ pub async fn host_and_origin(State(state): State<Arc<AppState>>, request: Reques
 }
 
 /// API routes: the bearer token from `daemon.token` (401 otherwise).
-pub async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if !bearer_ok(&state.token, header_str(request.headers(), header::AUTHORIZATION)) {
         let body = serde_json::json!({
             "error": "unauthorized",

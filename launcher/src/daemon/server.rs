@@ -21,21 +21,21 @@ use crate::providers::Catalog;
 
 /// What a daemon instance is.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub home: Home,
+pub(crate) struct Config {
+    pub(crate) home: Home,
     /// The port the listener is bound to (for the `Host` check and default URLs).
-    pub port: u16,
+    pub(crate) port: u16,
     /// `AUTHSOME_SERVER_BASE_URL`: the public base of form and callback URLs.
-    pub public_base: Option<String>,
+    pub(crate) public_base: Option<String>,
     /// The API's bearer token (the content of `daemon.token`).
-    pub token: String,
+    pub(crate) token: String,
     /// This instance's random id, echoed by `/health`.
-    pub instance: String,
+    pub(crate) instance: String,
 }
 
-pub struct AppState {
-    pub guard: Guard,
-    pub token: String,
+pub(crate) struct AppState {
+    pub(crate) guard: Guard,
+    pub(crate) token: String,
     instance: String,
     pub(super) home: Home,
     /// Base of the URLs the daemon hands out (`http://127.0.0.1:7998`).
@@ -57,7 +57,7 @@ impl AppState {
 }
 
 /// Serve until `shutdown` resolves or an authenticated `POST /api/shutdown` arrives.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -14,10 +14,10 @@ use crate::error::{CliError, Kind};
 use crate::providers::{Flow, Provider};
 
 /// Browser sessions live this long (upstream: 300 s; a first-time OAuth app setup takes longer).
-pub const SESSION_TTL: i64 = 900;
+pub(crate) const SESSION_TTL: i64 = 900;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     WaitingForUser,
     Processing,
     Completed,
@@ -26,7 +26,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::WaitingForUser => "waiting_for_user",
             Status::Processing => "processing",
@@ -35,14 +35,14 @@ impl Status {
             Status::Expired => "expired",
         }
     }
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         matches!(self, Status::Completed | Status::Failed | Status::Expired)
     }
 }
 
 /// What the browser form must still collect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(crate) enum Need {
     Nothing,
     ClientCredentials,
     ApiKey,
@@ -50,34 +50,34 @@ pub enum Need {
 
 /// A device flow's user-facing half.
 #[derive(Debug, Clone)]
-pub struct DeviceInfo {
-    pub user_code: String,
-    pub verification_uri: String,
-    pub verification_uri_complete: Option<String>,
+pub(crate) struct DeviceInfo {
+    pub(crate) user_code: String,
+    pub(crate) verification_uri: String,
+    pub(crate) verification_uri_complete: Option<String>,
 }
 
-pub struct Session {
-    pub id: String,
-    pub profile: String,
-    pub provider: Provider,
-    pub connection: String,
-    pub flow: Flow,
-    pub scopes: Vec<String>,
-    pub base_url: Option<String>,
-    pub status: Status,
-    pub message: Option<String>,
-    pub error: Option<CliError>,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub csrf: String,
-    pub need: Need,
-    pub authorization: Option<Authorization>,
-    pub client: Option<ClientCredentials>,
-    pub device: Option<DeviceInfo>,
+pub(crate) struct Session {
+    pub(crate) id: String,
+    pub(crate) profile: String,
+    pub(crate) provider: Provider,
+    pub(crate) connection: String,
+    pub(crate) flow: Flow,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) status: Status,
+    pub(crate) message: Option<String>,
+    pub(crate) error: Option<CliError>,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+    pub(crate) csrf: String,
+    pub(crate) need: Need,
+    pub(crate) authorization: Option<Authorization>,
+    pub(crate) client: Option<ClientCredentials>,
+    pub(crate) device: Option<DeviceInfo>,
 }
 
 impl Session {
-    pub fn new(profile: &str, provider: Provider, connection: &str, flow: Flow) -> Self {
+    pub(crate) fn new(profile: &str, provider: Provider, connection: &str, flow: Flow) -> Self {
         let now = authsome_vault::time::now_seconds();
         Self {
             id: format!("sess_{}", random_token(16)),
@@ -100,7 +100,7 @@ impl Session {
         }
     }
 
-    pub fn fail(&mut self, error: CliError) {
+    pub(crate) fn fail(&mut self, error: CliError) {
         self.status = Status::Failed;
         self.message = Some(error.message.clone());
         self.error = Some(error);
@@ -108,7 +108,7 @@ impl Session {
     }
 
     /// The session document of the API (upstream's shape plus `hint`, `causes`, `device`).
-    pub fn to_json(&self, base: &str) -> Value {
+    pub(crate) fn to_json(&self, base: &str) -> Value {
         let next_action = if self.status == Status::WaitingForUser && self.device.is_none() {
             json!({"type": "open_url", "url": format!("{base}/auth/sessions/{}/input", self.id)})
         } else {
@@ -143,12 +143,12 @@ impl Session {
 
 /// All sessions of the daemon. The lock is never held across an await.
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
 }
 
 impl Sessions {
-    pub fn insert(&self, session: Session) {
+    pub(crate) fn insert(&self, session: Session) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = authsome_vault::time::now_seconds();
         // Forget sessions that ended or expired over an hour ago.
@@ -157,7 +157,7 @@ impl Sessions {
     }
 
     /// Run `f` on a session (expired ones are marked so first).
-    pub fn with<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
+    pub(crate) fn with<T>(&self, id: &str, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let session = map.get_mut(id)?;
         if !session.status.is_final() && session.expires_at <= authsome_vault::time::now_seconds() {
@@ -173,7 +173,7 @@ impl Sessions {
 
     /// The session waiting for the callback with this `state`; its authorization is taken out,
     /// so a state works once.
-    pub fn take_by_state(&self, state: &str) -> Option<(String, Authorization)> {
+    pub(crate) fn take_by_state(&self, state: &str) -> Option<(String, Authorization)> {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = authsome_vault::time::now_seconds();
         let session = map.values_mut().find(|s| {

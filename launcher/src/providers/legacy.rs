@@ -16,13 +16,13 @@ use super::schema::{
 };
 
 /// Whether a JSON document looks like an upstream provider file rather than ours.
-pub fn is_legacy(doc: &Value) -> bool {
+pub(crate) fn is_legacy(doc: &Value) -> bool {
     doc.get("hosts").is_none()
         && (doc.get("host_url").is_some() || doc.get("api_url").is_some() || doc.get("export").is_some())
 }
 
 /// Convert an upstream provider document. Errors name the field and what to write instead.
-pub fn convert(doc: &Value) -> Result<Provider, String> {
+pub(crate) fn convert(doc: &Value) -> Result<Provider, String> {
     let obj = doc.as_object().ok_or("a provider file must hold a JSON object")?;
     let name = str_field(obj, "name").ok_or("'name' is missing")?.to_string();
     let display_name = str_field(obj, "display_name").unwrap_or(&name).to_string();

@@ -1,9 +1,10 @@
 //! Providers: the schema, the bundled catalog embedded in the binary, and custom definitions in
 //! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name).
 
-pub mod legacy;
-pub mod schema;
-pub mod validate;
+pub(crate) mod env_names;
+pub(crate) mod legacy;
+pub(crate) mod schema;
+pub(crate) mod validate;
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use authsome_vault::Home;
 
 use crate::error::{CliError, Kind};
-pub use schema::{AuthType, Flow, Inject, Provider};
+pub(crate) use schema::{AuthType, Flow, Inject, Provider};
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled_providers.rs"));
@@ -19,13 +20,13 @@ mod bundled {
 
 /// Where a definition comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Bundled,
     Custom,
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::Bundled => "bundled",
             Source::Custom => "custom",
@@ -34,18 +35,18 @@ impl Source {
 }
 
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub provider: Provider,
-    pub source: Source,
+pub(crate) struct Entry {
+    pub(crate) provider: Provider,
+    pub(crate) source: Source,
     /// The file of a custom provider.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
 }
 
 /// A custom file that could not be used (reported, never fatal for other commands).
 #[derive(Debug, Clone)]
-pub struct Problem {
-    pub path: PathBuf,
-    pub message: String,
+pub(crate) struct Problem {
+    pub(crate) path: PathBuf,
+    pub(crate) message: String,
 }
 
 /// Bundled providers (sorted by name) followed by custom ones (sorted); a custom provider
@@ -54,16 +55,16 @@ pub struct Problem {
 /// Bundled definitions are parsed on demand: `get` parses the one provider a command names,
 /// `entries` parses all of them once (list, export of everything, run).
 #[derive(Debug, Clone, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     custom: Vec<Entry>,
     /// One slot per bundled definition, in `bundled::BUNDLED` order.
     bundled: Vec<OnceCell<Option<Entry>>>,
     all: OnceCell<Vec<Entry>>,
-    pub problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
 }
 
 impl Catalog {
-    pub fn load(home: &Home) -> Self {
+    pub(crate) fn load(home: &Home) -> Self {
         let mut catalog = Self::bundled_only();
         let (custom, problems) = load_custom(&home.providers_dir());
         catalog.custom = custom;
@@ -72,7 +73,7 @@ impl Catalog {
     }
 
     /// The embedded catalog alone.
-    pub fn bundled_only() -> Self {
+    pub(crate) fn bundled_only() -> Self {
         Self { bundled: bundled::BUNDLED.iter().map(|_| OnceCell::new()).collect(), ..Self::default() }
     }
 
@@ -86,7 +87,7 @@ impl Catalog {
     }
 
     /// Every provider: bundled ones not shadowed by a custom one, then the custom ones.
-    pub fn entries(&self) -> &[Entry] {
+    pub(crate) fn entries(&self) -> &[Entry] {
         self.all.get_or_init(|| {
             let mut all: Vec<Entry> = (0..self.bundled.len())
                 .filter_map(|i| self.bundled_at(i))
@@ -98,7 +99,7 @@ impl Catalog {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Entry> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Entry> {
         if let Some(custom) = self.custom.iter().find(|e| e.provider.name == name) {
             return Some(custom);
         }
@@ -107,7 +108,7 @@ impl Catalog {
     }
 
     /// A provider that must exist, with a "did you mean" hint.
-    pub fn require(&self, name: &str) -> Result<&Entry, CliError> {
+    pub(crate) fn require(&self, name: &str) -> Result<&Entry, CliError> {
         self.get(name).ok_or_else(|| {
             let mut err = CliError::new(Kind::ProviderNotFound, format!("unknown provider '{name}'"));
             let close: Vec<&str> = self
@@ -129,12 +130,13 @@ impl Catalog {
 
 /// Parse the embedded catalog. The definitions are validated by a test, so a parse failure
 /// here is a build defect; such an entry is skipped rather than taking the CLI down.
-pub fn bundled_providers() -> Vec<Provider> {
+#[cfg(test)]
+fn bundled_providers() -> Vec<Provider> {
     bundled::BUNDLED.iter().filter_map(|(_, json)| serde_json::from_str(json).ok()).collect()
 }
 
 /// Parse one provider document, ours or the Python authsome's, and validate it.
-pub fn parse_definition(text: &str) -> Result<(Provider, bool), String> {
+pub(crate) fn parse_definition(text: &str) -> Result<(Provider, bool), String> {
     let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let legacy = legacy::is_legacy(&doc);
     let provider = if legacy {

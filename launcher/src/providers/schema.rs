@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// How a provider authenticates: the same type the vault records per connection.
-pub use authsome_vault::AuthType;
+pub(crate) use authsome_vault::AuthType;
 
 /// The login flow used when `--flow` is not given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Flow {
+pub(crate) enum Flow {
     ApiKey,
     Pkce,
     DeviceCode,
@@ -21,7 +21,7 @@ pub enum Flow {
 }
 
 impl Flow {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Flow::ApiKey => "api_key",
             Flow::Pkce => "pkce",
@@ -34,7 +34,7 @@ impl Flow {
 /// Where the credential goes on a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Inject {
+pub(crate) enum Inject {
     /// `name: value`, where `value` holds `{secret}` once (`Bearer {secret}`, `{secret}`, …).
     Header { name: String, value: String },
     /// HTTP Basic: `Authorization: Basic base64(username:password)`; `{secret}` appears in one of them.
@@ -45,30 +45,30 @@ pub enum Inject {
 
 /// Environment variable names per credential field (export, scan, and `run` placeholders).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvNames {
+pub(crate) struct EnvNames {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub api_key: Vec<String>,
+    pub(crate) api_key: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub access_token: Vec<String>,
+    pub(crate) access_token: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub refresh_token: Vec<String>,
+    pub(crate) refresh_token: Vec<String>,
 }
 
 /// API-key capture hints.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeySpec {
+pub(crate) struct ApiKeySpec {
     /// A regular expression the whole key must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pattern: Option<String>,
+    pub(crate) pattern: Option<String>,
     /// Shown when the key does not match, and on the form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub(crate) hint: Option<String>,
 }
 
 /// Client authentication at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TokenAuthMethod {
+pub(crate) enum TokenAuthMethod {
     /// `client_id` (and `client_secret` if any) in the form body.
     #[default]
     ClientSecretPost,
@@ -81,7 +81,7 @@ pub enum TokenAuthMethod {
 /// Body format of device-flow token polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeviceTokenRequest {
+pub(crate) enum DeviceTokenRequest {
     #[default]
     Form,
     Json,
@@ -89,35 +89,35 @@ pub enum DeviceTokenRequest {
 
 /// OAuth 2 endpoints and quirks. URLs may contain `{base_url}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OAuthSpec {
+pub(crate) struct OAuthSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization_url: Option<String>,
-    pub token_url: String,
+    pub(crate) authorization_url: Option<String>,
+    pub(crate) token_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation_url: Option<String>,
+    pub(crate) revocation_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_authorization_url: Option<String>,
+    pub(crate) device_authorization_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registration_endpoint: Option<String>,
+    pub(crate) registration_endpoint: Option<String>,
     /// A different URL for refresh grants (Figma, Instagram).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_url: Option<String>,
+    pub(crate) refresh_url: Option<String>,
     #[serde(default)]
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     #[serde(default = "default_scope_separator")]
-    pub scope_separator: String,
+    pub(crate) scope_separator: String,
     /// Extra authorization-URL parameters (Google `access_type=offline`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub authorization_params: BTreeMap<String, String>,
+    pub(crate) authorization_params: BTreeMap<String, String>,
     #[serde(default)]
-    pub token_auth_method: TokenAuthMethod,
+    pub(crate) token_auth_method: TokenAuthMethod,
     #[serde(default = "yes")]
-    pub pkce: bool,
+    pub(crate) pkce: bool,
     #[serde(default)]
-    pub device_token_request: DeviceTokenRequest,
+    pub(crate) device_token_request: DeviceTokenRequest,
     /// Default for `{base_url}` (GitHub Enterprise users supply their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
 }
 
 fn default_scope_separator() -> String {
@@ -129,44 +129,44 @@ fn yes() -> bool {
 
 /// A provider definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provider {
-    pub schema_version: u32,
-    pub name: String,
-    pub display_name: String,
+pub(crate) struct Provider {
+    pub(crate) schema_version: u32,
+    pub(crate) name: String,
+    pub(crate) display_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub docs_url: Option<String>,
-    pub auth_type: AuthType,
-    pub flow: Flow,
+    pub(crate) docs_url: Option<String>,
+    pub(crate) auth_type: AuthType,
+    pub(crate) flow: Flow,
     /// API hosts: exact names or `*.suffix` wildcards (label boundary).
-    pub hosts: Vec<String>,
+    pub(crate) hosts: Vec<String>,
     /// Only requests under this path get the credential (segment boundary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path_prefix: Option<String>,
-    pub inject: Inject,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) inject: Inject,
     /// Headers added when the client did not send them (`notion-version`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub default_headers: BTreeMap<String, String>,
+    pub(crate) default_headers: BTreeMap<String, String>,
     #[serde(default)]
-    pub env: EnvNames,
+    pub(crate) env: EnvNames,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_key: Option<ApiKeySpec>,
+    pub(crate) api_key: Option<ApiKeySpec>,
     /// Prefix of `run` placeholders, so SDKs that check a key's shape accept them (`sk-`, `ghp_`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placeholder_prefix: Option<String>,
+    pub(crate) placeholder_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth: Option<OAuthSpec>,
+    pub(crate) oauth: Option<OAuthSpec>,
 }
 
 impl Provider {
     /// Whether a device-code login is possible.
-    pub fn supports_device_flow(&self) -> bool {
+    pub(crate) fn supports_device_flow(&self) -> bool {
         self.oauth.as_ref().is_some_and(|o| o.device_authorization_url.is_some())
     }
 
     /// The env names a field is exported under.
-    pub fn env_names(&self, field: &str) -> &[String] {
+    pub(crate) fn env_names(&self, field: &str) -> &[String] {
         match field {
             "api_key" => &self.env.api_key,
             "access_token" => &self.env.access_token,
@@ -176,7 +176,7 @@ impl Provider {
     }
 
     /// The primary secret field: `api_key` for API-key providers, else `access_token`.
-    pub fn primary_field(&self) -> &'static str {
+    pub(crate) fn primary_field(&self) -> &'static str {
         match self.auth_type {
             AuthType::ApiKey => "api_key",
             AuthType::OAuth2 => "access_token",
@@ -184,7 +184,7 @@ impl Provider {
     }
 
     /// Substitute `{base_url}` in an OAuth URL (the connection's base URL, else the default).
-    pub fn oauth_url(&self, url: &str, base_url: Option<&str>) -> String {
+    pub(crate) fn oauth_url(&self, url: &str, base_url: Option<&str>) -> String {
         let base = base_url.or_else(|| self.oauth.as_ref().and_then(|o| o.base_url.as_deref())).unwrap_or("");
         url.replace("{base_url}", base.trim_end_matches('/'))
     }

@@ -6,12 +6,12 @@ use super::schema::{AuthType, Flow, Inject, Provider, SCHEMA_VERSION};
 /// Everything wrong with a definition, so a user fixes a file in one pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("provider '{name}' is invalid:\n  - {}", problems.join("\n  - "))]
-pub struct Invalid {
-    pub name: String,
-    pub problems: Vec<String>,
+pub(crate) struct Invalid {
+    pub(crate) name: String,
+    pub(crate) problems: Vec<String>,
 }
 
-pub fn validate(p: &Provider) -> Result<(), Invalid> {
+pub(crate) fn validate(p: &Provider) -> Result<(), Invalid> {
     let mut problems = Vec::new();
     let mut fail = |msg: String| problems.push(msg);
 
@@ -143,7 +143,7 @@ pub fn validate(p: &Provider) -> Result<(), Invalid> {
 
 /// `api.example.com` or `*.example.com`: lower-case DNS labels, no IP literal, no port, no
 /// scheme, not a loopback name. A wildcard must leave at least two labels.
-pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
+pub(crate) fn check_host_pattern(pattern: &str) -> Result<(), String> {
     let host = pattern.strip_prefix("*.").unwrap_or(pattern);
     if pattern.contains("://") || pattern.contains(['/', ':', '?', '#', '@']) {
         return Err("write a bare host name (no scheme, port or path)".into());
@@ -181,7 +181,7 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
 }
 
 /// An OAuth or docs endpoint: https, a named host that is not loopback or a bare IP.
-pub fn check_endpoint(url: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint(url: &str) -> Result<(), String> {
     let Some(rest) = url.strip_prefix("https://") else {
         return Err("must be an https:// URL".into());
     };

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{CliError, CliResult, Kind};
 
 /// Distro bundle locations, most common first (reference/sandbox-recipes.md section 7).
-pub const SYSTEM_BUNDLES: &[&str] = &[
+pub(crate) const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",
@@ -32,12 +32,12 @@ const USER_ROOT_VARS: &[&str] = &[
 
 /// A private directory for one run's files, removed on drop.
 #[derive(Debug)]
-pub struct RunDir {
+pub(crate) struct RunDir {
     path: PathBuf,
 }
 
 impl RunDir {
-    pub fn create() -> CliResult<Self> {
+    pub(crate) fn create() -> CliResult<Self> {
         // Memory-backed where there is one: writing and removing a few hundred KB there costs
         // a fraction of what it does on a disk-backed /tmp.
         let base = std::env::var_os("XDG_RUNTIME_DIR")
@@ -57,7 +57,7 @@ impl RunDir {
     }
 
     /// `name` in this directory, made by [`write_combined_bundle`].
-    pub fn write_bundle(&self, name: &str, sources: &[PathBuf], ca_pem: &str) -> CliResult<PathBuf> {
+    pub(crate) fn write_bundle(&self, name: &str, sources: &[PathBuf], ca_pem: &str) -> CliResult<PathBuf> {
         let path = self.path.join(name);
         let mut file = fs::File::create(&path)
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))?;
@@ -73,7 +73,7 @@ impl Drop for RunDir {
 }
 
 /// The files whose roots go into the bundle, in order, without duplicates.
-pub fn root_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Path>) -> Vec<PathBuf> {
+pub(crate) fn root_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Path>) -> Vec<PathBuf> {
     let mut sources: Vec<PathBuf> = Vec::new();
     let mut push = |path: PathBuf| {
         let canonical = fs::canonicalize(&path).unwrap_or(path);
@@ -116,16 +116,16 @@ fn additive_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Pa
 
 /// The child's two bundles for plain `run`.
 #[derive(Debug, Clone)]
-pub struct Bundles {
-    pub bundle: PathBuf,
-    pub additive: PathBuf,
+pub(crate) struct Bundles {
+    pub(crate) bundle: PathBuf,
+    pub(crate) additive: PathBuf,
 }
 
 /// The bundles for plain `run`, cached in the profile's CA directory. They change only when a
 /// source (its path, size or modification time) or the CA does; rebuilding them on every run
 /// (reading and writing a couple of hundred KB twice) was most of `run`'s start-up file work.
 /// Written atomically, manifest last, so concurrent runs never see a torn bundle.
-pub fn cached_bundles(
+pub(crate) fn cached_bundles(
     ca_dir: &Path,
     parent_env: &[(OsString, OsString)],
     extra_roots: Option<&Path>,
@@ -180,7 +180,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Concatenate the sources and our CA into one PEM bundle.
-pub fn combined_bundle(sources: &[PathBuf], ca_pem: &str) -> CliResult<Vec<u8>> {
+pub(crate) fn combined_bundle(sources: &[PathBuf], ca_pem: &str) -> CliResult<Vec<u8>> {
     let mut out = Vec::with_capacity(256 * 1024);
     write_combined_bundle(&mut out, sources, ca_pem)?;
     Ok(out)
@@ -188,7 +188,7 @@ pub fn combined_bundle(sources: &[PathBuf], ca_pem: &str) -> CliResult<Vec<u8>> 
 
 /// [`combined_bundle`] streamed into `out`: from file to file the kernel copies the sources
 /// (no buffers of a few hundred KB to fault in, which costs a millisecond on some VMs).
-pub fn write_combined_bundle<W: Write>(out: &mut W, sources: &[PathBuf], ca_pem: &str) -> CliResult {
+pub(crate) fn write_combined_bundle<W: Write>(out: &mut W, sources: &[PathBuf], ca_pem: &str) -> CliResult {
     let unreadable = |source: &Path, e: std::io::Error| {
         CliError::new(Kind::RunFailed, format!("cannot read the CA bundle {}: {e}", source.display()))
             .hint("check the path in SSL_CERT_FILE / REQUESTS_CA_BUNDLE / AUTHSOME_EXTRA_ROOTS")

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Variables that *replace* a tool's trust store: pointed at the combined bundle (system roots,
 /// the user's own extra roots, our CA). See reference/sandbox-recipes.md section 15.
-pub const BUNDLE_VARS: &[&str] = &[
+pub(crate) const BUNDLE_VARS: &[&str] = &[
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
@@ -32,10 +32,10 @@ pub const BUNDLE_VARS: &[&str] = &[
 ];
 
 /// Variables that *add* to a tool's trust store: our CA alone.
-pub const ADDITIVE_VARS: &[&str] = &["NODE_EXTRA_CA_CERTS", "DENO_CERT"];
+pub(crate) const ADDITIVE_VARS: &[&str] = &["NODE_EXTRA_CA_CERTS", "DENO_CERT"];
 
 /// Proxy variables, upper and lower case, for every client family we know.
-pub const PROXY_VARS: &[&str] = &[
+pub(crate) const PROXY_VARS: &[&str] = &[
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "http_proxy",
@@ -52,22 +52,22 @@ pub const PROXY_VARS: &[&str] = &[
 ];
 
 /// Variables the child must never see: they unlock the vault.
-pub const NEVER_PASSED: &[&str] = &[crate::env::PASSPHRASE];
+pub(crate) const NEVER_PASSED: &[&str] = &[crate::env::PASSPHRASE];
 
-pub struct ChildEnvSpec<'a> {
+pub(crate) struct ChildEnvSpec<'a> {
     /// Variable name → placeholder.
-    pub placeholders: &'a BTreeMap<String, String>,
+    pub(crate) placeholders: &'a BTreeMap<String, String>,
     /// Every secret of the run: any parent variable containing one is dropped.
-    pub secrets: &'a [SecretString],
+    pub(crate) secrets: &'a [SecretString],
     /// `http://TOKEN@127.0.0.1:PORT`.
-    pub proxy_url: &'a str,
-    pub bundle: &'a Path,
-    pub ca_only: &'a Path,
+    pub(crate) proxy_url: &'a str,
+    pub(crate) bundle: &'a Path,
+    pub(crate) ca_only: &'a Path,
     /// Host patterns some provider owns (never listed in NO_PROXY).
-    pub provider_hosts: &'a [String],
+    pub(crate) provider_hosts: &'a [String],
 }
 
-pub fn build(
+pub(crate) fn build(
     parent: impl IntoIterator<Item = (OsString, OsString)>,
     spec: &ChildEnvSpec<'_>,
 ) -> Vec<(OsString, OsString)> {

@@ -20,7 +20,7 @@ enum Destination {
 }
 
 /// Serve one capture socket until it fails.
-pub async fn serve(
+pub(crate) async fn serve(
     socket: std::net::UdpSocket,
     resolver: Arc<FakeDns>,
     on_denied: impl Fn(DeniedName) + Send + 'static,

@@ -10,31 +10,31 @@ use authsome_vault::{AuditEvent, AuditLog};
 use serde::Serialize;
 
 #[derive(Debug, Default, Clone, Serialize)]
-pub struct HostStats {
+pub(crate) struct HostStats {
     #[serde(skip_serializing_if = "is_zero")]
-    pub injected: u64,
+    pub(crate) injected: u64,
     /// `provider/connection` → requests.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub connections: BTreeMap<String, u64>,
+    pub(crate) connections: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "is_zero")]
-    pub refreshed_after_401: u64,
+    pub(crate) refreshed_after_401: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    pub tunnelled: u64,
+    pub(crate) tunnelled: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    pub denied: u64,
+    pub(crate) denied: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    pub leaks_blocked: u64,
+    pub(crate) leaks_blocked: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    pub credential_errors: u64,
+    pub(crate) credential_errors: u64,
     #[serde(skip_serializing_if = "is_zero")]
-    pub upstream_errors: u64,
+    pub(crate) upstream_errors: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-pub struct RunEvents {
+pub(crate) struct RunEvents {
     audit: AuditLog,
     profile: String,
     run_id: String,
@@ -42,11 +42,11 @@ pub struct RunEvents {
 }
 
 impl RunEvents {
-    pub fn new(audit: AuditLog, profile: &str, run_id: &str) -> Self {
+    pub(crate) fn new(audit: AuditLog, profile: &str, run_id: &str) -> Self {
         Self { audit, profile: profile.to_string(), run_id: run_id.to_string(), hosts: Mutex::new(BTreeMap::new()) }
     }
 
-    pub fn summary(&self) -> BTreeMap<String, HostStats> {
+    pub(crate) fn summary(&self) -> BTreeMap<String, HostStats> {
         self.hosts.lock().expect("events lock").clone()
     }
 

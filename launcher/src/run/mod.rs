@@ -8,36 +8,32 @@
 //! could not be executed or was not found (as `env` and `docker run` do).
 
 mod bundle;
-pub mod child_env;
+pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 mod dns;
 mod events;
-pub mod placeholders;
-pub mod policy;
+pub(crate) mod placeholders;
 #[cfg(target_os = "linux")]
 mod sandbox;
+mod settings;
 mod signals;
-pub mod source;
+pub(crate) mod source;
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authsome_proxy::{
-    CertificateAuthority, ConnectTo, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route, RouteTable,
-    UpstreamConfig,
+    CertificateAuthority, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route, RouteTable,
 };
 use authsome_vault::{AuditEvent, ConnectionMeta, Secrets, Vault};
 use secrecy::SecretString;
 
-use crate::cli::args::RunArgs;
-use crate::cli::context::Context;
-use crate::env;
+use crate::context::{Context, Prompter};
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::Provider;
-use source::{Loader, VaultSource};
+pub(crate) use settings::{EnvItem, RunSettings, SandboxSettings};
+use source::{LoadError, Loader, VaultSource};
 
 /// Everything decided before the proxy starts.
 pub(crate) struct Plan {
@@ -51,28 +47,28 @@ pub(crate) struct Plan {
     vault: Arc<Mutex<Vault>>,
 }
 
-pub fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
+pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
     let started = Instant::now();
-    if args.sandbox {
+    if let Some(sandbox) = &settings.sandbox {
         #[cfg(target_os = "linux")]
         {
             // The sandbox's helper execs and starts up while the vault is read and the spec built.
             let helper = authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe"));
-            let plan = plan(ctx, args).map_err(run_failed)?;
-            return sandbox::run_sandboxed(ctx, args, plan, started, helper);
+            let plan = plan(ctx, settings).map_err(run_failed)?;
+            return sandbox::run_sandboxed(ctx, settings, sandbox, plan, started, helper);
         }
         #[cfg(not(target_os = "linux"))]
         return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
             .hint("run without --sandbox; the container backend is not available yet"));
     }
-    let plan = plan(ctx, args).map_err(run_failed)?;
+    let plan = plan(ctx, settings).map_err(run_failed)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("authsome-proxy")
         .enable_all()
         .build()
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
-    let code = runtime.block_on(execute(ctx, args, plan, started));
+    let code = runtime.block_on(execute(ctx, settings, plan, started));
     // Joining the workers costs a millisecond and nothing is left to flush: the process exits.
     runtime.shutdown_background();
     code
@@ -83,33 +79,17 @@ fn run_failed(mut e: CliError) -> CliError {
     e
 }
 
-/// Parse `--connection PROVIDER=NAME` choices.
-fn choices(args: &RunArgs) -> CliResult<Vec<(String, String)>> {
-    args.connections
-        .iter()
-        .map(|item| {
-            item.split_once('=')
-                .map(|(p, c)| (p.trim().to_string(), c.trim().to_string()))
-                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
-                .ok_or_else(|| {
-                    CliError::new(Kind::Usage, format!("--connection {item}: expected PROVIDER=NAME"))
-                        .hint("e.g. --connection github=work")
-                })
-        })
-        .collect()
-}
-
-fn plan(ctx: &Context, args: &RunArgs) -> CliResult<Plan> {
+fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     let catalog = ctx.catalog();
     let vault = ctx.vault()?;
     let now = authsome_vault::time::now_seconds();
     let connections = vault.list_connections()?;
 
     let mut chosen: HashMap<String, String> = HashMap::new();
-    for (provider, connection) in choices(args)? {
-        catalog.require(&provider)?;
-        vault.require_connection(&provider, &connection)?;
-        chosen.insert(provider, connection);
+    for (provider, connection) in &settings.connections {
+        catalog.require(provider)?;
+        vault.require_connection(provider, connection)?;
+        chosen.insert(provider.clone(), connection.clone());
     }
 
     let mut providers = HashMap::new();
@@ -160,7 +140,7 @@ fn plan(ctx: &Context, args: &RunArgs) -> CliResult<Plan> {
         provider_hosts.extend(provider.hosts.iter().cloned());
         providers.insert(provider.name.clone(), provider.clone());
     }
-    let env_placeholders = crate::cli::export::assign_names(env_items)
+    let env_placeholders = crate::providers::env_names::assign_names(env_items)
         .into_iter()
         .map(|v| {
             use secrecy::ExposeSecret;
@@ -210,21 +190,6 @@ fn route(provider: &Provider) -> CliResult<Route> {
     Ok(Route { owner: source::owner(provider), hosts, path_prefix: provider.path_prefix.clone(), excluded_paths })
 }
 
-fn upstream_config(args: &RunArgs) -> CliResult<UpstreamConfig> {
-    let connect_to = match env::var(env::CONNECT_TO) {
-        Some(list) => ConnectTo::parse_list(&list)
-            .map_err(|e| CliError::new(Kind::RunFailed, format!("{}: {e}", env::CONNECT_TO)))?,
-        None => Vec::new(),
-    };
-    let extra_roots_pem = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
-    if let Some(path) = &extra_roots_pem
-        && !path.is_file()
-    {
-        return Err(CliError::new(Kind::RunFailed, format!("{}: {} is not a file", env::EXTRA_ROOTS, path.display())));
-    }
-    Ok(UpstreamConfig { extra_roots_pem, connect_to, allow_private: args.allow_private, ..UpstreamConfig::default() })
-}
-
 pub(crate) fn random_token() -> CliResult<String> {
     let mut bytes = [0u8; 24];
     authsome_vault::crypto::random_bytes(&mut bytes).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
@@ -233,18 +198,18 @@ pub(crate) fn random_token() -> CliResult<String> {
 
 /// The proxy and what it reports to, built the same way for both ways in.
 pub(crate) struct Engine {
-    pub proxy: Proxy<VaultSource, events::RunEvents>,
-    pub events: Arc<events::RunEvents>,
-    pub routes: Arc<RouteTable>,
-    pub egress: EgressPolicy,
-    pub run_token: String,
-    pub run_id: String,
-    pub ca_pem: String,
+    pub(crate) proxy: Proxy<VaultSource, events::RunEvents>,
+    pub(crate) events: Arc<events::RunEvents>,
+    pub(crate) routes: Arc<RouteTable>,
+    pub(crate) egress: EgressPolicy,
+    pub(crate) run_token: String,
+    pub(crate) run_id: String,
+    pub(crate) ca_pem: String,
 }
 
 fn engine(
     ctx: &Context,
-    args: &RunArgs,
+    settings: &RunSettings,
     plan: &mut Plan,
     ca: CertificateAuthority,
     run_token: String,
@@ -254,24 +219,23 @@ fn engine(
     // Re-read a credential, refreshing an OAuth token that is due (or after a 401, `force`).
     // Refresh is serialised across processes by the auth module (lock + re-read).
     let loader: Arc<Loader> = Arc::new(move |provider: &Provider, connection: &str, force: bool| {
-        let vault = vault.lock().map_err(|_| "vault lock poisoned".to_string())?;
-        let meta = vault.connection(&provider.name, connection).map_err(|e| e.to_string())?.ok_or("not connected")?;
+        let vault = vault.lock().map_err(|_| LoadError::Failed("the vault lock is poisoned".into()))?;
+        let meta = vault
+            .connection(&provider.name, connection)
+            .map_err(|e| LoadError::Failed(e.to_string()))?
+            .ok_or(LoadError::NotConnected)?;
         if meta.has_secret("refresh_token") {
-            let fresh = crate::auth::refresh::fresh_secrets_blocking(
-                &vault,
-                provider,
-                connection,
-                force,
-                &crate::cli::context::Prompter,
-            )
-            .map_err(|e| if e.kind == Kind::RefreshFailed { "expired".to_string() } else { e.message })?;
+            let fresh = crate::auth::refresh::fresh_secrets_blocking(&vault, provider, connection, force, &Prompter)
+                .map_err(|e| {
+                    if e.kind == Kind::RefreshFailed { LoadError::Expired } else { LoadError::Failed(e.message) }
+                })?;
             return Ok((fresh.meta, fresh.secrets));
         }
         if !meta.is_usable(authsome_vault::time::now_seconds()) {
-            return Err("expired".to_string());
+            return Err(LoadError::Expired);
         }
         let secrets =
-            vault.secrets(&crate::cli::context::Prompter, &provider.name, connection).map_err(|e| e.to_string())?;
+            vault.secrets(&Prompter, &provider.name, connection).map_err(|e| LoadError::Failed(e.to_string()))?;
         Ok((meta, secrets))
     });
     let source = Arc::new(VaultSource::new(plan.providers.clone(), plan.chosen.clone(), loader));
@@ -283,14 +247,13 @@ fn engine(
     }
     let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
     let routes = Arc::new(std::mem::replace(&mut plan.routes, RouteTable::new(Vec::new(), Vec::new())));
-    let policy = policy::resolve(args)?;
-    let egress = policy.egress.clone();
+    let egress = settings.egress.clone();
     let ca_pem = ca.cert_pem().to_string();
     let config = ProxyConfig {
         ca: Arc::new(ca),
         routes: routes.clone(),
-        upstream: upstream_config(args)?,
-        inspect_all: args.inspect_all,
+        upstream: settings.upstream.clone(),
+        inspect_all: settings.inspect_all,
         run_token: Some(run_token.clone()),
         egress: egress.clone(),
     };
@@ -315,15 +278,15 @@ pub(crate) struct RunAudit {
 }
 
 impl RunAudit {
-    pub fn start(
+    pub(crate) fn start(
         ctx: &Context,
-        args: &RunArgs,
+        settings: &RunSettings,
         plan: &Plan,
         run_id: &str,
         mode: &'static str,
         started: Instant,
     ) -> Self {
-        let command = std::path::Path::new(&args.command[0])
+        let command = std::path::Path::new(settings.program())
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -345,7 +308,7 @@ impl RunAudit {
         Self { run_id: run_id.to_string(), command, providers, mode, started }
     }
 
-    pub fn end(self, ctx: &Context, code: i32, events: &events::RunEvents) {
+    pub(crate) fn end(self, ctx: &Context, code: i32, events: &events::RunEvents) {
         let summary = serde_json::to_value(events.summary()).unwrap_or_default();
         ctx.audit(
             AuditEvent::new("run")
@@ -371,29 +334,27 @@ pub(crate) fn exec_failure(program: &std::ffi::OsStr, e: &std::io::Error) -> (i3
     }
 }
 
-async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant) -> CliResult<i32> {
+async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started: Instant) -> CliResult<i32> {
     let setup = async {
         ctx.home.ensure()?;
         let ca = CertificateAuthority::load_or_create(&ctx.home.ca_dir(&ctx.profile)).map_err(|e| {
             CliError::new(Kind::RunFailed, format!("cannot load or create the proxy CA: {e}"))
                 .hint(format!("check {}", ctx.home.ca_dir(&ctx.profile).display()))
         })?;
-        let engine = engine(ctx, args, &mut plan, ca, random_token()?)?;
+        let engine = engine(ctx, settings, &mut plan, ca, random_token()?)?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot listen on 127.0.0.1: {e}")))?;
         let port = listener.local_addr().map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?.port();
 
-        let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-        let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
         let bundles = bundle::cached_bundles(
             &ctx.home.ca_dir(&ctx.profile),
-            &parent_env,
-            extra_roots.as_deref(),
+            &settings.environment,
+            settings.upstream.extra_roots_pem.as_deref(),
             &engine.ca_pem,
         )?;
         let child_env = child_env::build(
-            parent_env,
+            settings.environment.clone(),
             &child_env::ChildEnvSpec {
                 placeholders: &plan.env_placeholders,
                 secrets: &plan.secrets,
@@ -417,9 +378,9 @@ async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant
             .await;
     });
 
-    let program = &args.command[0];
+    let program = settings.program();
     let mut command = tokio::process::Command::new(program);
-    command.args(&args.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
+    command.args(&settings.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
@@ -429,7 +390,7 @@ async fn execute(ctx: &Context, args: &RunArgs, mut plan: Plan, started: Instant
             return Ok(code);
         }
     };
-    let audit = RunAudit::start(ctx, args, &plan, &engine.run_id, "proxy", started);
+    let audit = RunAudit::start(ctx, settings, &plan, &engine.run_id, "proxy", started);
     let code = match signals::wait_forwarding(&mut child).await {
         Ok(signals::Exit::Code(code)) => code,
         Ok(signals::Exit::Signal(sig)) => 128 + sig,

@@ -10,10 +10,10 @@ use crate::error::{CliError, CliResult, Kind};
 use crate::providers::Provider;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-pub const RANDOM_LEN: usize = 24;
+pub(crate) const RANDOM_LEN: usize = 24;
 
 /// A fresh placeholder for one connection of `provider`.
-pub fn generate(provider: &Provider) -> CliResult<String> {
+pub(crate) fn generate(provider: &Provider) -> CliResult<String> {
     let mut out = String::with_capacity(40);
     out.push_str(provider.placeholder_prefix.as_deref().unwrap_or(""));
     out.push_str("authsome_");

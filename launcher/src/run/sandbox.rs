@@ -9,7 +9,7 @@
 //! step fails, the command does not run.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,14 +18,15 @@ use authsome_proxy::dns::{DeniedAnswer, FakeDns};
 use authsome_proxy::{CertificateAuthority, EventSink};
 use tokio::task::JoinSet;
 
-use super::{Plan, RunAudit, bundle, child_env, engine, exec_failure, proxy_url, run_failed};
-use crate::cli::args::{FsArg, RunArgs};
-use crate::cli::context::Context;
-use crate::env;
+use super::{
+    EnvItem, Plan, RunAudit, RunSettings, SandboxSettings, bundle, child_env, engine, exec_failure, proxy_url,
+    run_failed,
+};
+use crate::context::Context;
 use crate::error::{CliError, CliResult, Kind};
 
 /// The listener inside the sandbox for clients that honour `HTTP(S)_PROXY`.
-pub const INNER_PROXY_PORT: u16 = 3128;
+pub(crate) const INNER_PROXY_PORT: u16 = 3128;
 
 /// Variables the child keeps from our environment; everything else is dropped (`--env NAME`
 /// adds more).
@@ -49,22 +50,23 @@ const ENV_ALLOWLIST: &[&str] = &[
 
 const HOSTS_FILE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
-pub fn run_sandboxed(
+pub(crate) fn run_sandboxed(
     ctx: &Context,
-    args: &RunArgs,
+    settings: &RunSettings,
+    sandboxed: &SandboxSettings,
     mut plan: Plan,
     started: Instant,
     helper: Result<PendingSandbox, NamespaceError>,
 ) -> CliResult<i32> {
     // The helper process needs a few milliseconds to build the namespaces: hand it its spec
     // first and build the proxy engine meanwhile.
-    let prepared = prepare(ctx, args, &plan).map_err(run_failed)?;
+    let prepared = prepare(ctx, settings, sandboxed, &plan).map_err(run_failed)?;
     let Prepared { ca, run_token, spec, dir } = prepared;
     let starting = std::thread::Builder::new()
         .name("authsome-sandbox-start".into())
         .spawn(move || helper.and_then(|helper| helper.configure(&spec)))
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the sandbox: {e}")))?;
-    let engine = engine(ctx, args, &mut plan, ca, run_token).map_err(run_failed);
+    let engine = engine(ctx, settings, &mut plan, ca, run_token).map_err(run_failed);
     // Fail closed: no capture, no command (a sandbox started for a failed engine is dropped,
     // which kills its helper).
     let (mut sandbox, sockets) = match starting.join() {
@@ -96,7 +98,7 @@ pub fn run_sandboxed(
         // The bundle is bound inside the sandbox by now: remove the host copy while the command
         // runs rather than after it.
         let cleanup = tokio::task::spawn_blocking(move || drop(dir));
-        let audit = RunAudit::start(ctx, args, &plan, &engine.run_id, "sandbox", started);
+        let audit = RunAudit::start(ctx, settings, &plan, &engine.run_id, "sandbox", started);
         let signaller = sandbox.signaller();
         let waiter = tokio::task::spawn_blocking(move || sandbox.wait());
         let code = match forward_until(waiter, signaller).await {
@@ -124,7 +126,7 @@ struct Prepared {
     dir: bundle::RunDir,
 }
 
-fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
+fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, plan: &Plan) -> CliResult<Prepared> {
     // The home must exist before the sandbox starts: a hidden path that does not exist yet is
     // skipped, and the audit log written during the run would then show through.
     ctx.home.ensure()?;
@@ -133,16 +135,14 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot create the run's CA: {e}")))?;
     let run_token = super::random_token()?;
     let dir = bundle::RunDir::create()?;
-    let parent_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let extra_roots = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
-    let sources = bundle::root_sources(&parent_env, extra_roots.as_deref());
+    let sources = bundle::root_sources(&settings.environment, settings.upstream.extra_roots_pem.as_deref());
     let bundle_path = dir.write_bundle("bundle.pem", &sources, ca.cert_pem())?;
     let inside_bundle = authsome_netns::sandbox_ca_bundle_path().ok_or_else(|| {
         CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
             .hint("install your distribution's ca-certificates package")
     })?;
 
-    let kept = keep_env(parent_env, &args.env)?;
+    let kept = keep_env(&settings.environment, &sandboxed.env);
     let child_env = child_env::build(
         kept,
         &child_env::ChildEnvSpec {
@@ -155,52 +155,39 @@ fn prepare(ctx: &Context, args: &RunArgs, plan: &Plan) -> CliResult<Prepared> {
         },
     );
 
-    let cwd = std::env::current_dir()
-        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read the current directory: {e}")))?;
-    let mut spec = SandboxSpec::new(args.command[0].clone(), cwd, bundle_path);
-    spec.args = args.command[1..].to_vec();
+    let mut spec = SandboxSpec::new(settings.program().clone(), sandboxed.cwd.clone(), bundle_path);
+    spec.args = settings.command[1..].to_vec();
     spec.env = child_env;
     spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();
     spec.hosts_file = Some(HOSTS_FILE.into());
-    spec.tcp_ports = super::policy::resolve(args)?.ports;
+    spec.tcp_ports = settings.ports.clone();
     spec.dns = true;
     spec.inner_proxy_port = Some(INNER_PROXY_PORT);
-    let user_home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
-    let mut hide = authsome_netns::default_hidden_paths(&user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
-    hide.extend(args.hide.iter().map(|p| absolute(p)));
-    spec.fs =
-        FsPolicy { open: args.fs == FsArg::Open, writable: args.writable.iter().map(|p| absolute(p)).collect(), hide };
+    let mut hide =
+        authsome_netns::default_hidden_paths(&sandboxed.user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
+    hide.extend(sandboxed.hide.iter().cloned());
+    spec.fs = FsPolicy { open: sandboxed.open, writable: sandboxed.writable.clone(), hide };
     spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
     Ok(Prepared { ca, run_token, spec, dir })
 }
 
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) }
-}
-
 /// The allowlist, `LC_*`, and `--env NAME` / `--env NAME=VALUE`.
-fn keep_env(parent: Vec<(OsString, OsString)>, extra: &[String]) -> CliResult<Vec<(OsString, OsString)>> {
+fn keep_env(parent: &[(OsString, OsString)], extra: &[EnvItem]) -> Vec<(OsString, OsString)> {
+    let passed = |n: &str| extra.iter().any(|e| matches!(e, EnvItem::Pass(name) if name == n));
     let mut kept: Vec<(OsString, OsString)> = parent
         .iter()
         .filter(|(name, _)| {
-            name.to_str().is_some_and(|n| {
-                ENV_ALLOWLIST.contains(&n)
-                    || n.starts_with("LC_")
-                    || extra.iter().any(|e| e.split('=').next() == Some(n))
-            })
+            name.to_str().is_some_and(|n| ENV_ALLOWLIST.contains(&n) || n.starts_with("LC_") || passed(n))
         })
         .cloned()
         .collect();
     for item in extra {
-        if let Some((name, value)) = item.split_once('=') {
-            if name.is_empty() {
-                return Err(CliError::new(Kind::Usage, format!("--env {item}: expected NAME or NAME=VALUE")));
-            }
-            kept.retain(|(n, _)| n != name);
+        if let EnvItem::Set(name, value) = item {
+            kept.retain(|(n, _)| n != name.as_str());
             kept.push((name.into(), value.into()));
         }
     }
-    Ok(kept)
+    kept
 }
 
 fn serve_socket(

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Code(i32),
     Signal(i32),
 }
@@ -28,7 +28,7 @@ fn terminal_delivers_signals() -> bool {
 }
 
 /// Wait for `work` while forwarding the signals meant for the child through `forward`.
-pub async fn forward_while<F: Future>(work: F, forward: impl Fn(i32)) -> io::Result<F::Output> {
+pub(crate) async fn forward_while<F: Future>(work: F, forward: impl Fn(i32)) -> io::Result<F::Output> {
     let keyboard = terminal_delivers_signals();
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -51,7 +51,7 @@ pub async fn forward_while<F: Future>(work: F, forward: impl Fn(i32)) -> io::Res
 }
 
 /// Wait for a child process, forwarding signals to it.
-pub async fn wait_forwarding(child: &mut tokio::process::Child) -> io::Result<Exit> {
+pub(crate) async fn wait_forwarding(child: &mut tokio::process::Child) -> io::Result<Exit> {
     let pid = child.id().map(|id| Pid::from_raw(id as i32));
     let forward = |sig: i32| {
         if let (Some(pid), Ok(sig)) = (pid, Signal::try_from(sig)) {

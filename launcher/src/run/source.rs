@@ -25,9 +25,23 @@ struct Ready {
 
 /// Loads a connection's current secrets (and metadata) from the vault, refreshing OAuth tokens
 /// that are close to expiry, or unconditionally when `force` is set. Runs on a blocking thread.
-pub type Loader = dyn Fn(&Provider, &str, bool) -> Result<(ConnectionMeta, Secrets), String> + Send + Sync;
+pub(crate) type Loader = dyn Fn(&Provider, &str, bool) -> Result<(ConnectionMeta, Secrets), LoadError> + Send + Sync;
 
-pub struct VaultSource {
+/// Why a [`Loader`] could not produce a credential. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LoadError {
+    /// The connection is gone from the vault (logged out during the run).
+    #[error("not connected")]
+    NotConnected,
+    /// The credential has expired and could not be refreshed.
+    #[error("expired")]
+    Expired,
+    /// Anything else: the vault or the refresh failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub(crate) struct VaultSource {
     providers: HashMap<String, Provider>,
     /// The connection used for a provider when the request carries no placeholder.
     chosen: HashMap<String, String>,
@@ -36,12 +50,16 @@ pub struct VaultSource {
 }
 
 impl VaultSource {
-    pub fn new(providers: HashMap<String, Provider>, chosen: HashMap<String, String>, loader: Arc<Loader>) -> Self {
+    pub(crate) fn new(
+        providers: HashMap<String, Provider>,
+        chosen: HashMap<String, String>,
+        loader: Arc<Loader>,
+    ) -> Self {
         Self { providers, chosen, cache: RwLock::new(HashMap::new()), loader }
     }
 
     /// Seed the cache with what the run loaded at start.
-    pub fn prime(
+    pub(crate) fn prime(
         &self,
         provider: &str,
         connection: &str,
@@ -107,12 +125,12 @@ impl CredentialSource for VaultSource {
         let loaded = tokio::task::spawn_blocking(move || loader(&p, &name, force))
             .await
             .map_err(|e| ResolveError::Failed { owner: owner.clone(), reason: e.to_string() })?;
-        let (meta, secrets) = loaded.map_err(|reason| match reason.as_str() {
-            "not connected" => {
+        let (meta, secrets) = loaded.map_err(|e| match e {
+            LoadError::NotConnected => {
                 ResolveError::NotConnected { owner: owner.clone(), connection: Some(connection.clone()) }
             }
-            "expired" => ResolveError::Expired { owner: owner.clone() },
-            _ => ResolveError::Failed { owner: owner.clone(), reason },
+            LoadError::Expired => ResolveError::Expired { owner: owner.clone() },
+            LoadError::Failed(reason) => ResolveError::Failed { owner: owner.clone(), reason },
         })?;
         let ready = render(provider, &meta, &secrets)
             .map_err(|reason| ResolveError::Failed { owner: owner.clone(), reason })?;
@@ -127,7 +145,7 @@ fn injection(ready: &Ready) -> Injection {
 }
 
 /// The owner label the proxy uses for a provider.
-pub fn owner(provider: &Provider) -> Owner {
+pub(crate) fn owner(provider: &Provider) -> Owner {
     Owner(provider.name.clone())
 }
 

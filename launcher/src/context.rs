@@ -1,4 +1,8 @@
-//! Settings resolved once from flags and environment, and the handles commands share.
+//! What every command shares: the home, the profile, output, the audit log and the key source,
+//! resolved once from the global settings and the environment. Also the two ways key material is
+//! obtained (`Prompter` on a terminal, `NoPrompt` for the library and the daemon) and the small
+//! terminal questions. Sits below `cli` so that `run`, `daemon` and the library use it without
+//! depending on the command line.
 
 use std::cell::OnceCell;
 use std::io::IsTerminal;
@@ -9,27 +13,43 @@ use authsome_vault::{
 };
 use secrecy::SecretString;
 
-use super::args::GlobalArgs;
 use crate::env;
 use crate::error::{CliError, CliResult, Kind};
 use crate::output::Output;
 use crate::providers::Catalog;
 
-pub struct Context {
-    pub home: Home,
-    pub profile: String,
-    pub out: Output,
-    pub audit_log: AuditLog,
-    pub key_source: Prompter,
+pub(crate) struct Context {
+    pub(crate) home: Home,
+    pub(crate) profile: String,
+    pub(crate) out: Output,
+    pub(crate) audit_log: AuditLog,
+    pub(crate) key_source: Prompter,
     /// Backend for a default profile created by its first write.
-    pub create: CreateOptions,
+    pub(crate) create: CreateOptions,
     catalog: OnceCell<Catalog>,
 }
 
+/// The global options every command takes, as the command line gave them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GlobalSettings {
+    pub(crate) profile: Option<String>,
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    /// `--no-color` (NO_COLOR is read here).
+    pub(crate) no_color: bool,
+}
+
+impl GlobalSettings {
+    /// The output for these settings: colour unless `--no-color` or `NO_COLOR`.
+    pub(crate) fn output(&self) -> Output {
+        let color = !self.no_color && env::var_os(env::NO_COLOR).is_none();
+        Output::new(self.json, self.quiet, color)
+    }
+}
+
 impl Context {
-    pub fn new(global: &GlobalArgs) -> CliResult<Self> {
-        let color = !global.no_color && env::var(env::NO_COLOR).is_none();
-        let out = Output::new(global.json, global.quiet, color);
+    pub(crate) fn new(global: &GlobalSettings) -> CliResult<Self> {
+        let out = global.output();
         let home = Home::from_env()?;
         let profile = match global.profile.clone().or_else(|| env::var(env::PROFILE)) {
             Some(profile) => profile,
@@ -50,7 +70,7 @@ impl Context {
         Ok(Self { home, profile, out, audit_log, key_source: Prompter, create, catalog: OnceCell::new() })
     }
 
-    pub fn catalog(&self) -> &Catalog {
+    pub(crate) fn catalog(&self) -> &Catalog {
         self.catalog.get_or_init(|| {
             let catalog = Catalog::load(&self.home);
             for problem in &catalog.problems {
@@ -60,20 +80,20 @@ impl Context {
         })
     }
 
-    pub fn vault(&self) -> CliResult<Vault> {
+    pub(crate) fn vault(&self) -> CliResult<Vault> {
         Ok(Vault::open(&self.home, &self.profile)?)
     }
 
     /// Append an audit event. For events that must precede what they record (a secret
     /// reveal), use `audit_required`.
-    pub fn audit(&self, event: AuditEvent) {
+    pub(crate) fn audit(&self, event: AuditEvent) {
         if let Err(e) = self.audit_log.append(&event.profile(&self.profile)) {
             self.out.warn(&format!("could not write the audit log: {e}"));
         }
     }
 
     /// Append an audit event or fail: secrets are only revealed once the reveal is recorded.
-    pub fn audit_required(&self, event: AuditEvent) -> CliResult<()> {
+    pub(crate) fn audit_required(&self, event: AuditEvent) -> CliResult<()> {
         self.audit_log.append(&event.profile(&self.profile)).map_err(|e| {
             CliError::from(e)
                 .hint("secrets are only revealed once the audit log records it; fix the log file's permissions")
@@ -83,7 +103,7 @@ impl Context {
 
 /// Passphrases from `AUTHSOME_PASSPHRASE` (as [`NoPrompt`]), else a hidden prompt on the terminal.
 #[derive(Debug, Clone, Copy)]
-pub struct Prompter;
+pub(crate) struct Prompter;
 
 impl KeySource for Prompter {
     fn keychain(&self) -> Option<&dyn Keychain> {
@@ -125,7 +145,7 @@ impl KeySource for Prompter {
 /// Key material without asking anyone: passphrases from `AUTHSOME_PASSPHRASE` only (the library
 /// and status checks never prompt on a terminal), keys of `keyring` profiles from the OS keychain.
 #[derive(Debug, Clone, Copy)]
-pub struct NoPrompt;
+pub(crate) struct NoPrompt;
 
 impl KeySource for NoPrompt {
     fn keychain(&self) -> Option<&dyn Keychain> {
@@ -139,12 +159,12 @@ impl KeySource for NoPrompt {
 }
 
 /// A hidden prompt on the controlling terminal (`None` when there is none).
-pub fn prompt(text: &str) -> Option<String> {
+pub(crate) fn prompt(text: &str) -> Option<String> {
     rpassword::prompt_password(text).ok()
 }
 
 /// Ask a yes/no question on the terminal; `None` when there is no terminal.
-pub fn confirm(question: &str) -> Option<bool> {
+pub(crate) fn confirm(question: &str) -> Option<bool> {
     if !std::io::stdin().is_terminal() {
         return None;
     }

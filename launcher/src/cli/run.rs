@@ -1,0 +1,159 @@
+//! `run`'s flags, its `--policy FILE` and the environment, resolved into one
+//! [`RunSettings`](crate::run::RunSettings) before anything starts.
+//!
+//! A policy file holds the same egress rules as the flags, for rules kept next to a project:
+//!
+//! ```json
+//! {"egress": "allowlist", "allow": ["registry.npmjs.org", "*.githubusercontent.com"],
+//!  "deny": ["*.pastebin.com"], "ports": [8443]}
+//! ```
+//!
+//! Flags win for the mode; lists from the file and the flags add up (deny still wins).
+
+use std::path::{Path, PathBuf};
+
+use authsome_proxy::{ConnectTo, EgressMode, EgressPolicy, HostPattern, UpstreamConfig};
+use serde::Deserialize;
+
+use super::args::{EgressArg, FsArg, RunArgs};
+use crate::context::Context;
+use crate::env;
+use crate::error::{CliError, CliResult, Kind};
+use crate::run::{EnvItem, RunSettings, SandboxSettings};
+
+/// `authsome run`: resolve the settings, then run.
+pub(crate) fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
+    // Anything that stops `run` before the child starts exits 125, bad flag values included:
+    // scripts tell "run failed" from the child's own codes that way.
+    let settings = settings(args).map_err(|mut e| {
+        e.kind = Kind::RunFailed;
+        e
+    })?;
+    crate::run::run(ctx, &settings)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    #[allow(dead_code)]
+    v: Option<u32>,
+    egress: Option<EgressArg>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    ports: Vec<u16>,
+}
+
+fn settings(args: &RunArgs) -> CliResult<RunSettings> {
+    let file = match &args.policy {
+        Some(path) => read_policy(path)?,
+        None => PolicyFile::default(),
+    };
+    let mode = match args.egress.or(file.egress).unwrap_or(EgressArg::All) {
+        EgressArg::All => EgressMode::All,
+        EgressArg::Providers => EgressMode::Providers,
+        EgressArg::Allowlist => EgressMode::Allowlist,
+    };
+    let mut allow = patterns(&args.allow, "--allow")?;
+    allow.extend(patterns(&file.allow, "policy file allow")?);
+    let mut deny = patterns(&args.deny, "--deny")?;
+    deny.extend(patterns(&file.deny, "policy file deny")?);
+    let mut ports = args.ports.clone();
+    ports.extend(file.ports);
+    ports.sort_unstable();
+    ports.dedup();
+
+    let sandbox = if args.sandbox { Some(sandbox_settings(args)?) } else { None };
+    Ok(RunSettings {
+        command: args.command.clone(),
+        connections: connection_choices(&args.connections)?,
+        inspect_all: args.inspect_all,
+        egress: EgressPolicy { mode, allow, deny },
+        ports,
+        upstream: upstream(args.allow_private)?,
+        environment: std::env::vars_os().collect(),
+        sandbox,
+    })
+}
+
+fn patterns(list: &[String], origin: &str) -> CliResult<Vec<HostPattern>> {
+    list.iter()
+        .map(|h| {
+            h.parse::<HostPattern>().map_err(|e| {
+                CliError::new(Kind::Usage, format!("{origin}: {e}")).hint("use api.example.com or *.example.com")
+            })
+        })
+        .collect()
+}
+
+fn read_policy(path: &Path) -> CliResult<PolicyFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(Kind::Usage, format!("cannot read the policy file {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::new(Kind::Usage, format!("{}: {e}", path.display())).hint(
+            r#"a policy file looks like {"egress": "allowlist", "allow": ["registry.npmjs.org"], "deny": [], "ports": []}"#,
+        )
+    })
+}
+
+/// Parse `--connection PROVIDER=NAME` choices.
+fn connection_choices(items: &[String]) -> CliResult<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(p, c)| (p.trim().to_string(), c.trim().to_string()))
+                .filter(|(p, c)| !p.is_empty() && !c.is_empty())
+                .ok_or_else(|| {
+                    CliError::new(Kind::Usage, format!("--connection {item}: expected PROVIDER=NAME"))
+                        .hint("e.g. --connection github=work")
+                })
+        })
+        .collect()
+}
+
+fn upstream(allow_private: bool) -> CliResult<UpstreamConfig> {
+    let connect_to = match env::var(env::CONNECT_TO) {
+        Some(list) => ConnectTo::parse_list(&list)
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("{}: {e}", env::CONNECT_TO)))?,
+        None => Vec::new(),
+    };
+    let extra_roots_pem = env::var(env::EXTRA_ROOTS).map(PathBuf::from);
+    if let Some(path) = &extra_roots_pem
+        && !path.is_file()
+    {
+        return Err(CliError::new(Kind::RunFailed, format!("{}: {} is not a file", env::EXTRA_ROOTS, path.display())));
+    }
+    Ok(UpstreamConfig { extra_roots_pem, connect_to, allow_private, ..UpstreamConfig::default() })
+}
+
+fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read the current directory: {e}")))?;
+    let absolute = |p: &PathBuf| if p.is_absolute() { p.clone() } else { cwd.join(p) };
+    let env = args
+        .env
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some(("", _)) => Err(CliError::new(Kind::Usage, format!("--env {item}: expected NAME or NAME=VALUE"))),
+            Some((name, value)) => Ok(EnvItem::Set(name.to_string(), value.to_string())),
+            None => Ok(EnvItem::Pass(item.clone())),
+        })
+        .collect::<CliResult<Vec<_>>>()?;
+    Ok(SandboxSettings {
+        open: args.fs == FsArg::Open,
+        writable: args.writable.iter().map(absolute).collect(),
+        hide: args.hide.iter().map(absolute).collect(),
+        env,
+        user_home: user_home(),
+        cwd,
+    })
+}
+
+/// The caller's home, whose secrets the sandbox hides.
+fn user_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
