@@ -11,83 +11,13 @@ mod common;
 
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use authsome_testkit::{Echo, Pki};
+use common::sandbox::{GUARD, HOSTS, OPENAI_KEY, echoes, host_netns, setup};
 use common::{Env, Run, seen};
 use serde_json::Value;
-
-const OPENAI_KEY: &str = "sk-SANDBOXREALKEY00000000000000001";
-const HOSTS: &[&str] = &["api.openai.com", "allowed.example.org", "blocked.example.org", "raw.example.org"];
-
-const GUARD: &str = r#"
-[ -n "$HOST_NETNS" ] || { echo GUARD: HOST_NETNS unset; exit 99; }
-[ "$(readlink /proc/self/ns/net)" != "$HOST_NETNS" ] || { echo GUARD: same netns as the host; exit 99; }
-links=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')
-[ "$links" = "lo " ] || { echo "GUARD: links are '$links'"; exit 99; }
-"#;
-
-struct Setup {
-    env: Env,
-    /// A fake user home with secrets a sandboxed agent must not see.
-    user_home: PathBuf,
-    project: PathBuf,
-    _echo: Echo,
-}
-
-fn host_netns() -> String {
-    std::fs::read_link("/proc/self/ns/net").unwrap().to_string_lossy().into_owned()
-}
-
-fn setup() -> Setup {
-    let pki = Pki::new(HOSTS);
-    let echo = Echo::https(&pki);
-    let base = Env::outside_tmp();
-    let ca = pki.write_ca(base.cwd.path(), "upstream-ca.pem");
-    let user_home = base.cwd.path().join("home");
-    let project = user_home.join("project");
-    for dir in [".ssh", ".aws", ".config/gh", "project"] {
-        std::fs::create_dir_all(user_home.join(dir)).unwrap();
-    }
-    std::fs::write(user_home.join(".ssh/id_ed25519"), "PRIVATE-SSH-KEY").unwrap();
-    std::fs::write(user_home.join(".aws/credentials"), "aws_secret_access_key = AWSSECRET").unwrap();
-    std::fs::write(user_home.join(".bashrc"), "# bashrc\n").unwrap();
-    std::fs::write(user_home.join(".netrc"), "machine x password NETRCSECRET").unwrap();
-    let connect_to: Vec<String> = HOSTS.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
-    let env = base
-        .set("AUTHSOME_CONNECT_TO", &connect_to.join(","))
-        .set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap())
-        .set("HOME", user_home.to_str().unwrap())
-        .set("SANDBOX_CANARY", "must-not-pass");
-    env.login("openai", "default", OPENAI_KEY);
-    Setup { env, user_home, project, _echo: echo }
-}
-
-impl Setup {
-    /// `authsome run --sandbox [extra…] -- sh -c GUARD+script`, from the project directory.
-    fn sandboxed(&self, extra: &[&str], script: &str) -> Run {
-        let netns = format!("HOST_NETNS={}", host_netns());
-        let body = format!("{GUARD}\n{script}");
-        let mut args: Vec<&str> = vec!["run", "--sandbox", "--env", &netns];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--", "sh", "-c", &body]);
-        let mut cmd = self.env.command(&args);
-        cmd.current_dir(&self.project);
-        let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
-        run
-    }
-}
-
-fn echoes(run: &Run) -> Vec<Value> {
-    run.stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 #[test]
 fn clients_that_ignore_proxy_settings_are_captured_and_injected() {
@@ -197,7 +127,7 @@ python3 -c "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);
 probe "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.connect(('1.2.3.4', 443)); s.send(b'quic'); s.recv(10)" quic-answered
 python3 -c "
 import socket, struct
-q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b'\x07example\x03com\x00' + struct.pack('>HH', 1, 1)
+q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0) + b'\x03api\x06openai\x03com\x00' + struct.pack('>HH', 1, 1)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.sendto(q, ('8.8.8.8', 53))
 data, src = s.recvfrom(512)
 print('dns-from', src[0], 'answer', '.'.join(str(b) for b in data[-4:]))"

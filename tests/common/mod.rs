@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod sandbox;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_authsome");
 
 /// A throwaway home and working directory.

@@ -116,9 +116,9 @@ pub(crate) enum Command {
 pub(crate) enum EgressArg {
     /// Every host (credentials only where a provider owns the host).
     All,
-    /// Only hosts of connected providers.
+    /// Only hosts of connected providers, and --allow hosts.
     Providers,
-    /// Only hosts of connected providers and --allow patterns.
+    /// The same as `providers` (the name policy files used before --allow counted everywhere).
     Allowlist,
 }
 
@@ -143,12 +143,18 @@ pub(crate) struct RunArgs {
     /// Let the proxy reach loopback, link-local and private addresses.
     #[arg(long)]
     pub(crate) allow_private: bool,
-    /// Which hosts the child may reach through the proxy (default: all).
+    /// Which hosts the child may reach through the proxy (default: `all` for plain run,
+    /// `providers` with --sandbox). --allow hosts count in every mode.
     #[arg(long, value_enum)]
     pub(crate) egress: Option<EgressArg>,
-    /// Also allow HOST (exact or *.suffix) with --egress allowlist (repeatable).
-    #[arg(long = "allow", value_name = "HOST")]
+    /// Also allow HOST (exact or *.suffix), or a group of package registries: @npm, @pypi,
+    /// @crates, @github (repeatable).
+    #[arg(long = "allow", value_name = "HOST|@GROUP")]
     pub(crate) allow: Vec<String>,
+    /// Expose only PROVIDER's connections to the command (repeatable; default: every connected
+    /// provider).
+    #[arg(long = "provider", value_name = "PROVIDER")]
+    pub(crate) providers: Vec<String>,
     /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
     #[arg(long = "deny", value_name = "HOST")]
     pub(crate) deny: Vec<String>,

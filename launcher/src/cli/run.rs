@@ -52,10 +52,13 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
         Some(path) => read_policy(path)?,
         None => PolicyFile::default(),
     };
-    let mode = match args.egress.or(file.egress).unwrap_or(EgressArg::All) {
+    // A sandbox reaches only what it needs by default: the hosts of the providers it holds
+    // credentials for, plus what --allow names. Plain `run` keeps every host.
+    let default = if args.sandbox { EgressArg::Providers } else { EgressArg::All };
+    let mode = match args.egress.or(file.egress).unwrap_or(default) {
         EgressArg::All => EgressMode::All,
-        EgressArg::Providers => EgressMode::Providers,
-        EgressArg::Allowlist => EgressMode::Allowlist,
+        // Hosts a route owns plus the allow patterns: --allow adds to the default.
+        EgressArg::Providers | EgressArg::Allowlist => EgressMode::Allowlist,
     };
     let mut allow = patterns(&args.allow, "--allow")?;
     allow.extend(patterns(&file.allow, "policy file allow")?);
@@ -70,6 +73,7 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     Ok(RunSettings {
         command: args.command.clone(),
         connections: connection_choices(&args.connections)?,
+        providers: args.providers.clone(),
         inspect_all: args.inspect_all,
         egress: EgressPolicy { mode, allow, deny },
         ports,
@@ -79,14 +83,32 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     })
 }
 
+/// Named host groups for `--allow @NAME`: what a package manager needs to install and publish.
+pub(crate) const ALLOW_GROUPS: &[(&str, &[&str])] = &[
+    ("npm", &["registry.npmjs.org", "registry.yarnpkg.com"]),
+    ("pypi", &["pypi.org", "files.pythonhosted.org"]),
+    ("crates", &["crates.io", "index.crates.io", "static.crates.io"]),
+    ("github", &["github.com", "api.github.com", "codeload.github.com", "*.githubusercontent.com"]),
+];
+
 fn patterns(list: &[String], origin: &str) -> CliResult<Vec<HostPattern>> {
-    list.iter()
-        .map(|h| {
-            h.parse::<HostPattern>().map_err(|e| {
-                CliError::new(Kind::Usage, format!("{origin}: {e}")).hint("use api.example.com or *.example.com")
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for item in list {
+        if let Some(group) = item.strip_prefix('@') {
+            let Some((_, hosts)) = ALLOW_GROUPS.iter().find(|(name, _)| *name == group) else {
+                let names: Vec<String> = ALLOW_GROUPS.iter().map(|(n, _)| format!("@{n}")).collect();
+                return Err(CliError::new(Kind::Usage, format!("{origin}: no host group named {item}"))
+                    .hint(format!("the groups are {}", names.join(", "))));
+            };
+            out.extend(hosts.iter().map(|h| h.parse::<HostPattern>().expect("the groups are valid patterns")));
+            continue;
+        }
+        out.push(item.parse::<HostPattern>().map_err(|e| {
+            CliError::new(Kind::Usage, format!("{origin}: {e}"))
+                .hint("use api.example.com, *.example.com or a group such as @npm")
+        })?);
+    }
+    Ok(out)
 }
 
 fn read_policy(path: &Path) -> CliResult<PolicyFile> {
@@ -156,4 +178,21 @@ fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
 /// The caller's home, whose secrets the sandbox hides.
 fn user_home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_groups_expand_and_unknown_groups_are_refused() {
+        let got = patterns(&["@npm".into(), "x.example.com".into()], "--allow").unwrap();
+        let names: Vec<String> = got.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["registry.npmjs.org", "registry.yarnpkg.com", "x.example.com"]);
+        for (name, _) in ALLOW_GROUPS {
+            assert!(patterns(&[format!("@{name}")], "--allow").is_ok(), "{name}");
+        }
+        let err = patterns(&["@nope".into()], "--allow").unwrap_err();
+        assert!(err.hint.unwrap().contains("@pypi"));
+    }
 }

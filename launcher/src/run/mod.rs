@@ -86,9 +86,27 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     let connections = vault.list_connections()?;
 
     let mut chosen: HashMap<String, String> = HashMap::new();
+    for name in &settings.providers {
+        catalog.require(name)?;
+        if !connections.iter().any(|c| &c.provider == name) {
+            return Err(CliError::new(
+                Kind::ConnectionNotFound,
+                format!("--provider {name}: {name} has no connection"),
+            )
+            .hint(format!("log in with `authsome login {name}`, or see `authsome list`")));
+        }
+    }
+    let exposed = |name: &str| settings.providers.is_empty() || settings.providers.iter().any(|p| p == name);
     for (provider, connection) in &settings.connections {
         catalog.require(provider)?;
         vault.require_connection(provider, connection)?;
+        if !exposed(provider) {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("--connection {provider}={connection}: {provider} is not among the --provider choices"),
+            )
+            .hint(format!("add --provider {provider}")));
+        }
         chosen.insert(provider.clone(), connection.clone());
     }
 
@@ -101,6 +119,9 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     let mut placeholders = Vec::new();
     for entry in catalog.entries() {
         let provider = &entry.provider;
+        if !exposed(&provider.name) {
+            continue;
+        }
         // Usable connections, and expired ones that a refresh token can bring back.
         let mut mine: Vec<&ConnectionMeta> = connections
             .iter()

@@ -14,6 +14,8 @@ pub(crate) struct RunSettings {
     pub(crate) command: Vec<OsString>,
     /// `--connection PROVIDER=NAME`: the connection used when a request carries no placeholder.
     pub(crate) connections: Vec<(String, String)>,
+    /// `--provider NAME`: expose only these providers' connections (empty: every connected one).
+    pub(crate) providers: Vec<String>,
     /// `--inspect-all`: intercept every HTTPS host, not only provider hosts.
     pub(crate) inspect_all: bool,
     /// Egress rules from the flags and the policy file.
