@@ -94,3 +94,36 @@ curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/mo
     assert_eq!(clash.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&clash.stderr).contains("--provider github"));
 }
+
+/// authsome holds keys in memory: another process of the same user (here: the command it runs)
+/// cannot read its memory or environment, and it never dumps core.
+#[test]
+fn authsome_itself_is_not_dumpable() {
+    const UID: u32 = 64_126;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run authsome as a throwaway user");
+        return;
+    }
+    let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let home = base.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    for path in [base.path(), home.as_path()] {
+        nix::unistd::chown(path, Some(UID.into()), Some(UID.into())).unwrap();
+    }
+    let script = "cat /proc/$PPID/environ >/dev/null 2>&1 && echo environ-readable
+head -c 1 /proc/$PPID/mem >/dev/null 2>&1 && echo mem-readable
+echo done";
+    let out = std::process::Command::new("setpriv")
+        .args([&format!("--reuid={UID}"), &format!("--regid={UID}"), "--clear-groups", "--inh-caps=-all", "--"])
+        .arg(common::BIN)
+        .args(["run", "--", "sh", "-c", script])
+        .current_dir(&home)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", &home)
+        .env("AUTHSOME_HOME", home.join(".authsome"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "done", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -34,6 +34,7 @@ pub(crate) fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    harden_process();
     crate::logging::init(cli.global.verbose, cli.global.log_file.as_deref());
     let global = global_settings(&cli.global);
     let fallback = global.output();
@@ -41,6 +42,23 @@ pub(crate) fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => exit_with(&fallback, &e),
+    }
+}
+
+/// authsome holds keys in memory: no core dump may write them to disk, and no other process of
+/// the same user may read this one's memory (`/proc/PID/mem`, ptrace) or environment. Programs
+/// authsome executes start dumpable again (execve resets the flag).
+fn harden_process() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::resource::{Resource, setrlimit};
+        let (_, hard) = nix::sys::resource::getrlimit(Resource::RLIMIT_CORE).unwrap_or((0, 0));
+        if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, hard) {
+            tracing::debug!(error = %e, "cannot disable core dumps");
+        }
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            tracing::debug!(error = %e, "cannot clear the dumpable flag");
+        }
     }
 }
 
