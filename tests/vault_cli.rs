@@ -79,8 +79,40 @@ fn shell_export_evaluates_to_the_exact_value() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), nasty, "format {format}");
         assert!(!env.cwd.path().join("pwned").exists());
     }
-    let dotenv = env.run(&["export", "ahrefs", "--format", "dotenv"]).ok().stdout;
-    assert_eq!(dotenv, "AHREFS_API_KEY=\"k3y with 'quotes' \\\"and\\\" $(touch pwned) `id`;|&\"\n");
+    // That value mixes both quote kinds with `$`: no .env spelling is read back alike by bash
+    // and dotenv parsers, so it is refused rather than written wrong.
+    let refused = env.run(&["export", "ahrefs", "--format", "dotenv"]).fails(2);
+    assert!(refused.stderr.contains("--format json"), "{}", refused.stderr);
+    assert!(!refused.all().contains("pwned"), "the value is never echoed");
+}
+
+/// `.env` files are read by bash (`set -a; . ./.env`), docker compose and python-dotenv, and
+/// each reads quotes differently: every value that export writes must come back exact from
+/// bash and python-dotenv (docker compose is not installed on the test machines).
+#[test]
+fn dotenv_export_reads_back_exactly_in_bash_and_python_dotenv() {
+    for value in ["plain-key_0123", "a $(touch pwned) `id` \"q\" ;|&", "it's here", "back\\slash $HOME", "x#y z"] {
+        let env = Env::new();
+        env.login("ahrefs", "default", value);
+        let dotenv = env.run(&["export", "ahrefs", "--format", "dotenv"]).ok().stdout;
+        let file = env.cwd.path().join(".env");
+        std::fs::write(&file, &dotenv).unwrap();
+        let bash = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("set -a; . ./.env; printf '%s' \"$AHREFS_API_KEY\"")
+            .current_dir(env.cwd.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&bash.stdout), value, "bash read {dotenv:?} wrong");
+        let python = std::process::Command::new(common::python())
+            .args(["-c", "import dotenv,sys; sys.stdout.write(dotenv.dotenv_values('.env')['AHREFS_API_KEY'])"])
+            .current_dir(env.cwd.path())
+            .output()
+            .unwrap();
+        assert!(python.status.success(), "python-dotenv: {}", String::from_utf8_lossy(&python.stderr));
+        assert_eq!(String::from_utf8_lossy(&python.stdout), value, "python-dotenv read {dotenv:?} wrong");
+        assert!(!env.cwd.path().join("pwned").exists());
+    }
 }
 
 #[test]
@@ -502,4 +534,30 @@ fn keyring_backend_without_a_usable_keychain() {
     let fresh = Env::new().set("DBUS_SESSION_BUS_ADDRESS", &service.address);
     fresh.run_stdin(&["login", "openai", "--stdin"], OPENAI_KEY).ok();
     assert_eq!(key_backend(&fresh, "default"), "file");
+}
+
+/// The Python authsome spells flows `device_code`, `dcr_pkce`, `api_key`; both spellings parse
+/// and help shows the upstream one.
+#[test]
+fn flow_names_parse_in_both_spellings() {
+    let env = Env::new();
+    for flow in ["device_code", "device-code", "dcr_pkce", "dcr-pkce", "api_key", "api-key", "pkce"] {
+        // An unknown provider fails after parsing (exit 3), a bad flag value before it (exit 2).
+        env.run(&["login", "nosuchprovider", "--flow", flow]).fails(3);
+    }
+    let bad = env.run(&["login", "openai", "--flow", "magic"]).fails(2);
+    assert!(bad.stderr.contains("device_code"), "{}", bad.stderr);
+    let help = env.run(&["login", "--help"]).ok();
+    assert!(help.stdout.contains("device_code") && !help.stdout.contains("device-code"), "{}", help.stdout);
+}
+
+/// `--stdin` reads the key; `--client-secret-stdin` reads an OAuth client secret: both at once
+/// would store the client secret as the token.
+#[test]
+fn stdin_and_client_secret_stdin_together_are_a_usage_error() {
+    let env = Env::new();
+    let run =
+        env.run_stdin(&["login", "github", "--stdin", "--client-id", "x", "--client-secret-stdin"], "s3cret").fails(2);
+    assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
+    assert!(!env.home().join("profiles").exists(), "nothing was written");
 }

@@ -247,11 +247,20 @@ pub(crate) struct ProviderConnectionArgs {
     pub(crate) connection: Option<String>,
 }
 
+/// Login flows, spelled as the Python authsome spells them (`device_code`); the kebab-case
+/// spelling (`device-code`) is accepted too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FlowArg {
+    /// Browser: authorization code + PKCE.
     Pkce,
+    /// A code to enter on another device (over SSH, headless).
+    #[value(name = "device_code", alias = "device-code")]
     DeviceCode,
+    /// Register the OAuth client first (RFC 7591), then code + PKCE.
+    #[value(name = "dcr_pkce", alias = "dcr-pkce")]
     DcrPkce,
+    /// An API key (prompt, --stdin or the browser form).
+    #[value(name = "api_key", alias = "api-key")]
     ApiKey,
 }
 
@@ -262,7 +271,7 @@ pub(crate) struct LoginArgs {
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub(crate) connection: String,
     /// Read the secret from standard input (never pass secrets as arguments).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "client_secret_stdin")]
     pub(crate) stdin: bool,
     /// Login flow (default: the provider's).
     #[arg(long, value_enum)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::args::{ExportArgs, ExportFormat};
 use crate::auth::refresh;
 use crate::context::Context;
-use crate::error::{CliResult, Kind};
+use crate::error::{CliError, CliResult, Kind};
 use crate::providers::Provider;
 use crate::providers::env_names::{Var, assign_names};
 
@@ -26,44 +26,59 @@ pub(crate) fn shell_quote(value: &str) -> String {
     if shell_safe(value) { value.to_string() } else { format!("'{}'", value.replace('\'', r"'\''")) }
 }
 
-/// Double-quoted with backslash escapes, as dotenv parsers read it.
-pub(crate) fn dotenv_quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str(r"\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str(r"\n"),
-            '\r' => out.push_str(r"\r"),
-            '\t' => out.push_str(r"\t"),
-            c => out.push(c),
-        }
+/// A `.env` value that bash (`set -a; . ./.env`), docker compose and python-dotenv all read
+/// back exactly, or `None` when no quoting does. Their rules differ: inside double quotes bash
+/// expands `$` and backticks, compose expands `$`, python-dotenv decodes backslash escapes;
+/// inside single quotes python-dotenv still decodes `\\` and `\'`. So: bare when only safe
+/// characters, single quotes when there is no `'` nor such an escape, double quotes when there is none of
+/// `"` `$` `` ` `` `\` `!`, else refuse. A newline has no common spelling at all.
+pub(crate) fn dotenv_quote(value: &str) -> Option<String> {
+    if value.contains(['\n', '\r', '\0']) {
+        return None;
     }
-    out.push('"');
-    out
+    let bare = |c: char| c.is_ascii_alphanumeric() || "_-.:/+=@%,~".contains(c);
+    if !value.is_empty() && value.chars().all(bare) {
+        return Some(value.to_string());
+    }
+    // python-dotenv decodes `\\` and `\'` inside single quotes; any other backslash is literal.
+    if !value.contains('\'') && !value.contains("\\\\") && !value.ends_with('\\') {
+        return Some(format!("'{value}'"));
+    }
+    if !value.contains(['"', '$', '`', '\\', '!']) {
+        return Some(format!("\"{value}\""));
+    }
+    None
 }
 
-pub(crate) fn render(vars: &[Var], format: ExportFormat) -> String {
-    match format {
-        ExportFormat::Json => {
-            let map: Map<String, Value> =
-                vars.iter().map(|v| (v.name.clone(), Value::String(v.value.expose_secret().to_string()))).collect();
-            serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_else(|_| "{}".into()) + "\n"
-        }
-        _ => vars
-            .iter()
-            .map(|v| {
-                let value = v.value.expose_secret();
-                match format {
-                    ExportFormat::Env => format!("{}={}\n", v.name, shell_quote(value)),
-                    ExportFormat::Shell => format!("export {}={}\n", v.name, shell_quote(value)),
-                    ExportFormat::Dotenv => format!("{}={}\n", v.name, dotenv_quote(value)),
-                    ExportFormat::Json => unreachable!(),
-                }
-            })
-            .collect(),
+pub(crate) fn render(vars: &[Var], format: ExportFormat) -> CliResult<String> {
+    if format == ExportFormat::Json {
+        let map: Map<String, Value> =
+            vars.iter().map(|v| (v.name.clone(), Value::String(v.value.expose_secret().to_string()))).collect();
+        return Ok(serde_json::to_string_pretty(&Value::Object(map)).unwrap_or_else(|_| "{}".into()) + "\n");
     }
+    let mut out = String::new();
+    for v in vars {
+        let value = v.value.expose_secret();
+        let line = match format {
+            ExportFormat::Env => format!("{}={}\n", v.name, shell_quote(value)),
+            ExportFormat::Shell => format!("export {}={}\n", v.name, shell_quote(value)),
+            _ => match dotenv_quote(value) {
+                Some(quoted) => format!("{}={quoted}\n", v.name),
+                None => {
+                    return Err(CliError::new(
+                        Kind::Usage,
+                        format!(
+                            "the value of {} cannot be written as a .env line that every reader reads back",
+                            v.name
+                        ),
+                    )
+                    .hint("it mixes quotes with `$`, backslashes or a newline: use --format json or --format shell"));
+                }
+            },
+        };
+        out.push_str(&line);
+    }
+    Ok(out)
 }
 
 pub(crate) fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
@@ -134,7 +149,7 @@ pub(crate) fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
     });
     ctx.audit_required(event)?;
 
-    let text = render(&vars, args.format);
+    let text = render(&vars, args.format)?;
     if !text.is_empty() {
         print!("{text}");
     } else if args.format == ExportFormat::Json {
@@ -168,7 +183,11 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
         assert_eq!(shell_quote(""), "''");
-        assert_eq!(dotenv_quote("a\"b\\c\nd $x"), r#""a\"b\\c\nd $x""#);
+        assert_eq!(dotenv_quote("sk-abc_123"), Some("sk-abc_123".into()));
+        assert_eq!(dotenv_quote("a $(id) `id` \"x\""), Some("'a $(id) `id` \"x\"'".into()));
+        assert_eq!(dotenv_quote("it's"), Some("\"it's\"".into()));
+        assert_eq!(dotenv_quote("it's $x"), None);
+        assert_eq!(dotenv_quote("a\nb"), None);
     }
 
     #[test]
@@ -176,7 +195,7 @@ mod tests {
         let nasty = "p@ss w'o\"rd $(touch /tmp/authsome-pwned) `id` \\ ; | & *";
         let openai = provider("openai");
         let vars = assign_names(vec![(&openai, "default".into(), "api_key", SecretString::from(nasty))]);
-        let script = render(&vars, ExportFormat::Shell) + "printf '%s' \"$OPENAI_API_KEY\"";
+        let script = render(&vars, ExportFormat::Shell).unwrap() + "printf '%s' \"$OPENAI_API_KEY\"";
         let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), nasty);
         assert!(!std::path::Path::new("/tmp/authsome-pwned").exists());
@@ -186,7 +205,7 @@ mod tests {
     fn json_is_a_flat_map() {
         let openai = provider("openai");
         let vars = assign_names(vec![(&openai, "default".into(), "api_key", SecretString::from("sk-x"))]);
-        let doc: Value = serde_json::from_str(&render(&vars, ExportFormat::Json)).unwrap();
+        let doc: Value = serde_json::from_str(&render(&vars, ExportFormat::Json).unwrap()).unwrap();
         assert_eq!(doc, serde_json::json!({"OPENAI_API_KEY": "sk-x"}));
     }
 }
