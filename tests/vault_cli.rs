@@ -299,6 +299,12 @@ fn python_authsome_home_is_detected_and_untouched() {
     let env = Env::new();
     std::fs::write(env.file("version"), "2\n").unwrap();
     std::fs::write(env.file("config.json"), r#"{"spec_version": 1, "default_profile": "default"}"#).unwrap();
+    // Commands that need no vault work regardless.
+    env.run(&["completions", "bash"]).ok();
+    env.run(&["doctor", "--sandbox"]).ok();
+    let doctor = env.run(&["doctor"]);
+    assert_ne!(doctor.code, 7, "{}", doctor.all());
+    assert!(doctor.stdout.contains("Python authsome"), "{}", doctor.all());
     let run = env.run(&["list"]).fails(7);
     assert!(run.stderr.contains("written by the Python authsome"), "{}", run.stderr);
     assert!(run.stderr.contains("AUTHSOME_HOME"), "{}", run.stderr);
@@ -560,4 +566,32 @@ fn stdin_and_client_secret_stdin_together_are_a_usage_error() {
         env.run_stdin(&["login", "github", "--stdin", "--client-id", "x", "--client-secret-stdin"], "s3cret").fails(2);
     assert!(run.stderr.contains("cannot be used with"), "{}", run.stderr);
     assert!(!env.home().join("profiles").exists(), "nothing was written");
+}
+
+/// A relative AUTHSOME_HOME means one directory, made absolute at start (the daemon and the
+/// sandbox helper run elsewhere).
+#[test]
+fn a_relative_home_is_made_absolute() {
+    let env = Env::new();
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["whoami", "--json"]).current_dir(env.cwd.path()).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    let out = cmd.env("AUTHSOME_HOME", "relative-home").env("HOME", env.home()).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = doc.to_string();
+    let expected = env.cwd.path().join("relative-home");
+    assert!(shown.contains(expected.to_str().unwrap()), "{shown}");
+}
+
+/// With --json, a usage error is the JSON error document on stdout like every other error.
+#[test]
+fn json_usage_errors_are_json_on_stdout() {
+    let env = Env::new();
+    let run = env.run(&["--json", "login"]).fails(2);
+    let doc = run.json();
+    assert_eq!(doc["error"], "UsageError");
+    assert!(doc["message"].as_str().unwrap().contains("<PROVIDER>"), "{doc}");
+    assert!(doc["hint"].as_str().unwrap().contains("Usage: authsome login"), "{doc}");
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    // Help is not an error, with or without --json.
+    assert!(env.run(&["--json", "login", "--help"]).ok().stdout.contains("Usage:"));
 }

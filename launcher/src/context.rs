@@ -50,10 +50,16 @@ impl GlobalSettings {
 impl Context {
     pub(crate) fn new(global: &GlobalSettings) -> CliResult<Self> {
         let out = global.output();
-        let home = Home::from_env()?;
+        let home = home_from_env()?;
         let profile = match global.profile.clone().or_else(|| env::var(env::PROFILE)) {
             Some(profile) => profile,
-            None => authsome_vault::profiles::default_profile(&home)?,
+            None => match authsome_vault::profiles::default_profile(&home) {
+                Ok(profile) => profile,
+                // A home written by the Python authsome: commands that need no vault (doctor,
+                // completions, migrate) still work; every vault access reports it.
+                Err(authsome_vault::Error::ForeignHome { .. }) => authsome_vault::DEFAULT_PROFILE.to_string(),
+                Err(e) => return Err(e.into()),
+            },
         };
         authsome_vault::validate_name("profile", &profile)?;
         let backend = match env::var(env::KEY_BACKEND) {
@@ -99,6 +105,24 @@ impl Context {
                 .hint("secrets are only revealed once the audit log records it; fix the log file's permissions")
         })
     }
+}
+
+/// `AUTHSOME_HOME` (or `~/.authsome`), made absolute: a relative value would otherwise mean
+/// another directory for every process started elsewhere (the daemon, a sandbox helper).
+pub(crate) fn home_from_env() -> CliResult<Home> {
+    let home = Home::from_env()?;
+    if home.root().is_absolute() {
+        return Ok(home);
+    }
+    let cwd = std::env::current_dir().map_err(|e| {
+        CliError::new(
+            Kind::StoreUnavailable,
+            format!("{} is relative and the current directory is unreadable", env::HOME),
+        )
+        .cause(e)
+        .hint(format!("set {} to an absolute path", env::HOME))
+    })?;
+    Ok(Home::at(cwd.join(home.root())))
 }
 
 /// Passphrases from `AUTHSOME_PASSPHRASE` (as [`NoPrompt`]), else a hidden prompt on the terminal.

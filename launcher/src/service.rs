@@ -126,7 +126,13 @@ impl std::fmt::Debug for AuthService {
 impl AuthService {
     /// Open `profile` (default: the configured default profile) in `AUTHSOME_HOME`.
     pub fn open(profile: Option<&str>) -> Result<Self, Error> {
-        Self::open_in(&Home::from_env()?, profile)
+        let mut home = Home::from_env()?;
+        if home.root().is_relative()
+            && let Ok(cwd) = std::env::current_dir()
+        {
+            home = Home::at(cwd.join(home.root()));
+        }
+        Self::open_in(&home, profile)
     }
 
     /// Open a profile in a given home directory.

@@ -28,11 +28,7 @@ use crate::output::Output;
 pub(crate) fn main() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap prints help/version to stdout and usage errors to stderr; usage errors exit 2.
-            let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
-        }
+        Err(e) => return usage_error(&e),
     };
     harden_process();
     crate::logging::init(cli.global.verbose, cli.global.log_file.as_deref());
@@ -60,6 +56,36 @@ fn harden_process() {
             tracing::debug!(error = %e, "cannot clear the dumpable flag");
         }
     }
+}
+
+/// clap prints help and the version to stdout and usage errors to stderr (exit 2). With
+/// `--json` anywhere on the line a usage error is the JSON error document on stdout, as every
+/// other error is, so scripts parse one shape.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    let informational = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if json && !informational {
+        // clap's text: "error: …" (maybe over several lines), then "Usage: …", then a tip.
+        let rendered = e.render().to_string();
+        let message: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with("Usage:"))
+            .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+            .collect();
+        let message = message.join(" ").trim_start_matches("error: ").to_string();
+        let usage = rendered.lines().find(|l| l.starts_with("Usage:")).map(str::trim);
+        let hint = match usage {
+            Some(usage) => format!("{usage} (see --help)"),
+            None => "see `authsome --help`".to_string(),
+        };
+        let error = CliError::new(crate::error::Kind::Usage, message).hint(hint);
+        Output::new(true, false, false).error(&error);
+    } else {
+        let _ = e.print();
+    }
+    ExitCode::from(e.exit_code().clamp(0, 255) as u8)
 }
 
 fn global_settings(global: &args::GlobalArgs) -> GlobalSettings {
