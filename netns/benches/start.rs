@@ -1,7 +1,7 @@
 //! Sandbox start-up cost: `Sandbox::start` + `release` + `wait` of `true`, against a bare
 //! spawn of `true`, measured in the same run. `harness = false`; this binary is its own helper.
 //!
-//! `cargo bench -p authsome-netns --bench start [-- ITERATIONS]`
+//! `[AUTHSOME_BENCH_CWD=DIR] cargo bench -p authsome-netns --bench start [-- ITERATIONS]`
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,8 +26,11 @@ fn main() {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| "/dev/null".into());
-    let cwd = std::env::temp_dir();
+    // AUTHSOME_BENCH_CWD: a writable working directory to start in (e.g. a big git checkout,
+    // to see the cost of the protections and of the repository search); default the temp dir.
+    let cwd = std::env::var_os("AUTHSOME_BENCH_CWD").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let mut spec = SandboxSpec::new(true_bin.as_os_str(), &cwd, &ca);
+    spec.fs.writable = vec![cwd.clone()];
     spec.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
 
     // warm-up (page cache, first exec)

@@ -1,5 +1,7 @@
-//! Executes a [`plan::mount_plan`](crate::plan::mount_plan) in the helper's new mount namespace.
+//! Executes a [`plan::mount_plan`](crate::plan::mount_plan) in the helper's new mount namespace,
+//! and removes the placeholders it created on the host once the sandbox is gone.
 
+use std::ffi::OsString;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -27,17 +29,79 @@ impl HostView for HostFs {
     fn canonical(&self, path: &Path) -> PathBuf {
         fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
     }
+    fn is_symlink(&self, path: &Path) -> bool {
+        fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+    }
+    fn list(&self, dir: &Path) -> Vec<(OsString, Option<PathKind>)> {
+        let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .map(|e| {
+                let kind = e.file_type().ok().and_then(|t| {
+                    if t.is_symlink() {
+                        None
+                    } else if t.is_dir() {
+                        Some(PathKind::Dir)
+                    } else {
+                        Some(PathKind::File)
+                    }
+                });
+                (e.file_name(), kind)
+            })
+            .collect()
+    }
+    fn read(&self, path: &Path) -> Option<String> {
+        use std::io::Read;
+        let mut text = String::new();
+        let file = fs::File::open(path).ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        file.take(4096).read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+}
+
+/// A placeholder this sandbox created on the host (see `MountOp::Placeholder`).
+#[derive(Debug, Clone)]
+pub struct Created {
+    path: PathBuf,
+    kind: PathKind,
+    contents: &'static str,
 }
 
 const NONE: Option<&str> = None;
 
-pub fn execute(plan: &[MountOp], spec: &SandboxSpec) -> Result<(), Failure> {
+/// Run `plan`. The placeholders it creates are added to `created` as they are made, so the
+/// caller can remove them even when a later step fails.
+pub fn execute(plan: &[MountOp], spec: &SandboxSpec, created: &mut Vec<Created>) -> Result<(), Failure> {
     let staging = staging_dir(plan).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/tmp"));
     let mut sources: Vec<OwnedFd> = Vec::new();
     for op in plan {
-        run(op, spec, &staging, &mut sources).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
+        run(op, spec, &staging, &mut sources, created).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
     }
     Ok(())
+}
+
+/// After the run (the command and every process of the sandbox gone): unmount and remove the
+/// placeholders we created, newest first, each only if it is still as we made it (an empty
+/// directory, a file with our contents). The host may have put something there meanwhile.
+/// Best effort: what cannot be removed stays (and so does everything if the helper is killed).
+pub fn remove_placeholders(created: &[Created]) {
+    for c in created.iter().rev() {
+        // our read-only bind sits on it in this namespace: a mount point cannot be removed
+        while umount2(c.path.as_path(), MntFlags::MNT_DETACH).is_ok() {}
+        match c.kind {
+            PathKind::Dir => {
+                let _ = fs::remove_dir(&c.path); // fails unless empty
+            }
+            PathKind::File => {
+                if fs::read(&c.path).is_ok_and(|b| b == c.contents.as_bytes()) {
+                    let _ = fs::remove_file(&c.path);
+                }
+            }
+        }
+    }
 }
 
 fn describe(op: &MountOp) -> String {
@@ -55,12 +119,47 @@ fn describe(op: &MountOp) -> String {
         | MountOp::MakeReadOnly { target: path }
         | MountOp::Unlink { path }
         | MountOp::Unmount { target: path }
+        | MountOp::Placeholder { path, .. }
+        | MountOp::BindInPlace { target: path, .. }
         | MountOp::Chdir { path } => path.display().to_string(),
     }
 }
 
-fn run(op: &MountOp, spec: &SandboxSpec, staging: &Path, sources: &mut Vec<OwnedFd>) -> io::Result<()> {
+fn run(
+    op: &MountOp,
+    spec: &SandboxSpec,
+    staging: &Path,
+    sources: &mut Vec<OwnedFd>,
+    created: &mut Vec<Created>,
+) -> io::Result<()> {
     match op {
+        MountOp::Placeholder { path, kind, contents } => {
+            let made = match kind {
+                PathKind::Dir => DirBuilder::new().mode(0o755).create(path),
+                PathKind::File => OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(contents.as_bytes())),
+            };
+            match made {
+                Ok(()) => created.push(Created { path: path.clone(), kind: *kind, contents }),
+                // someone made it meanwhile (it is then theirs), or the host path is read-only
+                // (then nobody in the sandbox can create it either)
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::EROFS)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        MountOp::BindInPlace { target, read_only, placeholder } => {
+            match mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
+                Err(Errno::ENOENT) if *placeholder => return Ok(()),
+                other => other?,
+            }
+            if *read_only {
+                remount(target, true)?;
+            }
+        }
         MountOp::MakePrivate => mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)?,
         MountOp::OpenHost { index, path, .. } => {
             debug_assert_eq!(*index, sources.len());
@@ -172,7 +271,7 @@ fn unescape_octal(field: &str) -> PathBuf {
             i += 1;
         }
     }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    PathBuf::from(OsString::from_vec(out))
 }
 
 /// Change only the read-only flag of the mount at `target`, keeping the flags a remount in a

@@ -154,7 +154,11 @@ impl PreparedCommand {
         env: &[(&OsStr, &OsStr)],
         last_cap: u32,
         new_session: bool,
+        seccomp: Vec<libc::sock_filter>,
     ) -> io::Result<Self> {
+        if seccomp.is_empty() || seccomp.len() > usize::from(u16::MAX) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no usable seccomp filter"));
+        }
         let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"));
         let path = cstr(path.as_os_str().as_bytes())?;
         let argv: Vec<CString> = argv.iter().map(|a| cstr(a.as_bytes())).collect::<io::Result<_>>()?;
@@ -170,7 +174,7 @@ impl PreparedCommand {
             envp_ptrs,
             last_cap: c_ulong::from(last_cap),
             new_session,
-            seccomp: crate::seccomp::program(),
+            seccomp,
         })
     }
 }
@@ -298,16 +302,11 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
             ok_or_errno(libc::c_long::from(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }))
         }
         Step::Seccomp => {
-            if cmd.seccomp.is_empty() {
-                return Ok(());
-            }
             let prog = libc::sock_fprog { len: cmd.seccomp.len() as u16, filter: cmd.seccomp.as_ptr().cast_mut() };
             // SAFETY: prog points at a filter that lives in cmd for the whole call; the kernel copies it.
             let ret = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _, 0, 0) };
-            match ok_or_errno(libc::c_long::from(ret)) {
-                Err(libc::EINVAL) => Ok(()), // kernel without seccomp filters
-                other => other,
-            }
+            // Fail closed: EINVAL (no seccomp filters, or ours rejected) stops the command too.
+            ok_or_errno(libc::c_long::from(ret))
         }
         Step::WaitRelease => {
             let mut go = 0u8;

@@ -22,10 +22,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod filesystem;
+mod hardening;
 mod network;
 mod process;
 
 use filesystem::*;
+use hardening::*;
 use network::*;
 use process::*;
 
@@ -117,6 +119,14 @@ fn main() {
         ("host_root_is_read_only_and_cwd_writable", host_root_is_read_only_and_cwd_writable),
         ("secrets_are_hidden_even_inside_writable_home", secrets_are_hidden_even_inside_writable_home),
         ("cwd_under_tmp_stays_writable", cwd_under_tmp_stays_writable),
+        (
+            "planted_git_config_hooks_and_editor_files_are_refused",
+            planted_git_config_hooks_and_editor_files_are_refused,
+        ),
+        ("nested_repositories_and_worktrees_are_protected", nested_repositories_and_worktrees_are_protected),
+        ("host_sockets_are_out_of_reach", host_sockets_are_out_of_reach),
+        ("more_home_secrets_are_hidden", more_home_secrets_are_hidden),
+        ("a_working_directory_can_be_read_only_or_root", a_working_directory_can_be_read_only_or_root),
         ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
         ("capabilities_are_dropped", capabilities_are_dropped),
         ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
@@ -205,6 +215,8 @@ impl Ctx {
             ("HOME".into(), cwd.join("home").into()),
             ("AUTHSOME_TEST_HOST_NETNS".into(), self.host_netns.to_string().into()),
         ];
+        // the launcher's job: the working directory is writable only when listed
+        spec.fs.writable = vec![cwd.to_path_buf()];
         spec
     }
 }
