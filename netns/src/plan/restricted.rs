@@ -111,6 +111,9 @@ pub(super) fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result
     minimal_dev(&mut b, &dev);
     b.stage(Path::new(RESTRICTED_STAGING), spec);
     if let Some(home) = &home {
+        if fresh.iter().any(|f| home.starts_with(f)) {
+            b.ops.push(MountOp::MkdirAll { path: home.clone() }); // a home under /var/tmp…
+        }
         // empty and writable (caches, state), the caller's own, gone after the run
         b.ops.push(MountOp::Tmpfs { target: home.clone(), mode: 0o700, read_only: false });
         fresh.push(home.clone());

@@ -223,3 +223,52 @@ pub fn a_working_directory_can_be_read_only_or_root(ctx: &Ctx) -> Result<(), Str
     }
     check(!cwd.join("here").exists(), "the write reached the host", "")
 }
+
+pub fn private_home_is_empty_writable_and_keeps_toolchains(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.workdir("private-home");
+    let project = home.join("project");
+    for dir in [".aws", ".cargo/bin", "notes", "other", "project"] {
+        fs::create_dir_all(home.join(dir)).unwrap();
+    }
+    fs::write(home.join(".aws/credentials"), "aws_secret_access_key=x").unwrap();
+    fs::write(home.join(".gitconfig"), "[user]\n\tname = t\n").unwrap();
+    fs::write(home.join("notes/n"), "note").unwrap();
+    let tool = home.join(".cargo/bin/mytool");
+    fs::write(&tool, "#!/bin/sh\necho tool-ok\n").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = r#"
+echo entries=$(ls -A "$HOME" | sort | tr '\n' ' ')
+cat "$HOME/.aws/credentials" 2>/dev/null; echo read_aws=$?
+echo mode=$(stat -c '%a-%u' "$HOME")
+mkdir -p "$HOME/.cache/x" && echo c > "$HOME/.cache/x/f"; echo write_cache=$?
+echo tool=$("$HOME/.cargo/bin/mytool")
+touch "$HOME/.cargo/bin/evil" 2>/dev/null; echo write_toolchain=$?
+echo gitconfig=$(git config --global user.name)
+echo note=$(cat "$HOME/notes/n")
+touch "$HOME/notes/x" 2>/dev/null; echo write_read=$?
+echo p > "$HOME/project/p"; echo write_project=$?
+"#;
+    let mut spec = ctx.spec(&project, script);
+    spec.env.retain(|(k, _)| k != "HOME");
+    spec.env.push(("HOME".into(), home.clone().into()));
+    spec.fs.read = vec![home.join("notes")];
+    spec.fs.home =
+        HomePolicy::Private { path: home.clone(), read_only: authsome_netns::default_home_toolchains(&home) };
+    let (status, out) = run(&spec, false)?;
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    let want = |k: &str, v: &str| check(got.get(k).map(String::as_str) == Some(v), &format!("{k} must be {v}"), &out);
+    want("entries", ".cargo .gitconfig notes project")?;
+    want("mode", &format!("700-{}", ctx.uid))?;
+    want("tool", "tool-ok")?;
+    want("gitconfig", "t")?;
+    want("note", "note")?;
+    for key in ["write_cache", "write_project"] {
+        want(key, "0")?;
+    }
+    for key in ["read_aws", "write_toolchain", "write_read"] {
+        check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
+    }
+    check(!home.join(".cache").exists(), "the private home's writes reached the host", &out)?;
+    check(project.join("p").exists(), "the project's writes must reach the host", &out)
+}

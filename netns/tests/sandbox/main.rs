@@ -32,7 +32,7 @@ use network::*;
 use process::*;
 
 use authsome_netns::{
-    CaptureSocket, CommandStatus, FsPolicy, NamespaceError, Sandbox, SandboxSpec, default_hidden_paths,
+    CaptureSocket, CommandStatus, FsPolicy, HomePolicy, NamespaceError, Sandbox, SandboxSpec, default_hidden_paths,
     maybe_run_helper, probe_with,
 };
 
@@ -127,6 +127,7 @@ fn main() {
         ("host_sockets_are_out_of_reach", host_sockets_are_out_of_reach),
         ("more_home_secrets_are_hidden", more_home_secrets_are_hidden),
         ("a_working_directory_can_be_read_only_or_root", a_working_directory_can_be_read_only_or_root),
+        ("private_home_is_empty_writable_and_keeps_toolchains", private_home_is_empty_writable_and_keeps_toolchains),
         ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
         ("capabilities_are_dropped", capabilities_are_dropped),
         ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
