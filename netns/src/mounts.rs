@@ -50,6 +50,9 @@ impl HostView for HostFs {
             })
             .collect()
     }
+    fn read_link(&self, path: &Path) -> Option<PathBuf> {
+        fs::read_link(path).ok()
+    }
     fn read(&self, path: &Path) -> Option<String> {
         use std::io::Read;
         let mut text = String::new();
@@ -118,6 +121,7 @@ fn describe(op: &MountOp) -> String {
         | MountOp::MakeWritable { target: path }
         | MountOp::MakeReadOnly { target: path }
         | MountOp::Unlink { path }
+        | MountOp::RemoveDir { path }
         | MountOp::Unmount { target: path }
         | MountOp::Placeholder { path, .. }
         | MountOp::BindInPlace { target: path, .. }
@@ -205,6 +209,7 @@ fn run(
                     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                 }
                 Source::Staged(which) => staging.join(staged_name(*which)),
+                Source::Path(path) => path.clone(),
             };
             let mut flags = MsFlags::MS_BIND;
             if *recursive {
@@ -222,6 +227,7 @@ fn run(
         },
         MountOp::MakeReadOnly { target } => remount(target, true)?,
         MountOp::Unlink { path } => fs::remove_file(path)?,
+        MountOp::RemoveDir { path } => fs::remove_dir(path)?,
         MountOp::Unmount { target } => umount2(target.as_path(), MntFlags::MNT_DETACH)?,
         MountOp::Chdir { path } => std::env::set_current_dir(path)?,
     }

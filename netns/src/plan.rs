@@ -23,6 +23,7 @@ use crate::error::Step;
 use crate::spec::{CA_BUNDLE_PATHS, SandboxSpec};
 
 mod protect;
+mod rebuild;
 mod restricted;
 
 pub use protect::Unprotectable;
@@ -55,6 +56,10 @@ pub trait HostView {
     fn read(&self, _path: &Path) -> Option<String> {
         None
     }
+    /// Where symbolic link `path` points.
+    fn read_link(&self, _path: &Path) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl<F: Fn(&Path) -> Option<PathKind>> HostView for F {
@@ -78,6 +83,8 @@ pub enum Source {
     /// shadow it).
     Host(usize),
     Staged(Staged),
+    /// A path, looked up when the bind happens (only paths inside our own staging area).
+    Path(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +142,10 @@ pub enum MountOp {
     Unlink {
         path: PathBuf,
     },
+    /// Remove an empty directory of our own staging area.
+    RemoveDir {
+        path: PathBuf,
+    },
     /// Detach the mount at `target`.
     Unmount {
         target: PathBuf,
@@ -174,7 +185,7 @@ impl MountOp {
             | MountOp::Symlink { .. }
             | MountOp::Devpts { .. }
             | MountOp::MakeReadOnly { .. } => Step::MountDev,
-            MountOp::WriteStaged { .. } | MountOp::Unlink { .. } => Step::WriteStaged,
+            MountOp::WriteStaged { .. } | MountOp::Unlink { .. } | MountOp::RemoveDir { .. } => Step::WriteStaged,
             MountOp::Bind { source: Source::Staged(Staged::Empty), .. } => Step::HidePath,
             MountOp::Bind { .. } => Step::BindMount,
             MountOp::MakeWritable { .. } => Step::MakeWritable,

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::protect::{self, Protection, Unprotectable};
+use super::rebuild;
 use super::{Builder, DEV_NODES, HostView, MountOp, PathKind, RESTRICTED_STAGING, Source, Staged, staged_name};
 use crate::spec::{HomePolicy, SandboxSpec};
 
@@ -121,6 +122,12 @@ pub(super) fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result
 
     let under_fresh =
         |path: &Path, binds: &[HostBind]| fresh.iter().any(|f| path.starts_with(f)) && !covered(path, binds);
+    // hidden paths that do not exist yet must not appear during the run: rebuild their parent
+    // (only read-only host directories; the launcher's binds and our tmpfs decide the rest)
+    let skip = |dir: &Path| covered(dir, &binds) || fresh.iter().any(|f| dir.starts_with(f));
+    for (n, dir) in rebuild::directories(&spec.fs.hide, kind, &skip).iter().enumerate() {
+        rebuild::rebuild(&mut b, dir, n, &spec.fs.hide);
+    }
     for (i, x) in binds.iter().enumerate() {
         if under_fresh(&x.path, &binds[..i]) {
             match x.kind {

@@ -372,3 +372,42 @@ fn run_and_var_tmp_are_private_for_every_caller() {
         at(&plan, |op| matches!(op, MountOp::Bind { target, .. } if target == Path::new("/var/tmp/work"))).unwrap();
     assert!(tmpfs < mkdir && mkdir < bind);
 }
+
+#[test]
+fn hidden_paths_missing_at_start_are_kept_from_appearing() {
+    let mut s = spec();
+    s.fs.hide = vec!["/home/u/.aws".into(), "/home/u/.ssh".into(), "/home/u/project/.env-missing".into()];
+    let plan = mount_plan(&s, &Tree::new()).unwrap();
+    let staging_bind = at(
+        &plan,
+        |op| matches!(op, MountOp::Bind { source: Source::Path(p), read_only: true, .. } if p == Path::new("/home/u")),
+    )
+    .expect("the real home kept at a staging point");
+    let tmpfs = at(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/home/u"))).unwrap();
+    let sealed =
+        at(&plan, |op| matches!(op, MountOp::MakeReadOnly { target } if target == Path::new("/home/u"))).unwrap();
+    let project = at(
+        &plan,
+        |op| matches!(op, MountOp::Bind { source: Source::Host(_), target, .. } if target == Path::new(PROJECT)),
+    )
+    .unwrap();
+    assert!(staging_bind < tmpfs && tmpfs < sealed && sealed < project, "rebuilt before the launcher's binds");
+    let entry_bound = |name: &str| {
+        plan.iter().any(|op| matches!(op, MountOp::Bind { source: Source::Path(_), target, .. } if target == &Path::new("/home/u").join(name)))
+    };
+    assert!(entry_bound("project") && entry_bound(".cargo") && entry_bound(".gitconfig"));
+    assert!(!entry_bound(".ssh"), "a hidden entry is not brought back");
+    assert!(!entry_bound(".aws"), "a missing one cannot be");
+    let staging = match &plan[staging_bind] {
+        MountOp::Bind { target, .. } => target.clone(),
+        _ => unreachable!(),
+    };
+    assert!(plan.iter().any(|op| *op == MountOp::RemoveDir { path: staging.clone() }), "no trace in /dev/shm");
+    // inside a writable path (the launcher's), nothing is rebuilt
+    assert!(!plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new(PROJECT))));
+
+    // a private home already shows nothing that appears later
+    s.fs.home = HomePolicy::Private { path: "/home/u".into(), read_only: vec![] };
+    let plan = mount_plan(&s, &Tree::new()).unwrap();
+    assert!(!plan.iter().any(|op| matches!(op, MountOp::Bind { source: Source::Path(_), .. })));
+}

@@ -272,3 +272,54 @@ echo p > "$HOME/project/p"; echo write_project=$?
     check(!home.join(".cache").exists(), "the private home's writes reached the host", &out)?;
     check(project.join("p").exists(), "the project's writes must reach the host", &out)
 }
+
+/// `--fs home`: secrets created on the host while the command runs stay out of its sight. Needs
+/// a host directory outside the private /tmp and /var/tmp, which only root can make here.
+pub fn hidden_paths_that_appear_during_the_run_stay_hidden(ctx: &Ctx) -> Result<(), String> {
+    if ctx.uid != 0 {
+        println!("    (root half only: no directory outside /tmp and /var/tmp is writable without root)");
+        return Ok(());
+    }
+    let base = PathBuf::from(format!("/var/lib/authsome-netns-test-{}", std::process::id()));
+    let home = base.join("home");
+    let project = home.join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::create_dir_all(home.join(".config")).unwrap();
+    fs::write(home.join(".profile"), "# profile").unwrap();
+    let script = r#"
+i=0; while [ ! -e go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+echo waited=$i
+cat "$HOME/.aws/credentials" 2>/dev/null; echo read_aws=$?
+cat "$HOME/.config/gcloud/token" 2>/dev/null; echo read_gcloud=$?
+cat "$HOME/.npmrc" 2>/dev/null; echo read_npmrc=$?
+echo profile=$(cat "$HOME/.profile")
+echo entries=$(ls -A "$HOME" | sort | tr '\n' ' ')
+touch "$HOME/new" 2>/dev/null; echo write_home=$?
+"#;
+    let mut spec = ctx.spec(&project, script);
+    spec.env.retain(|(k, _)| k != "HOME");
+    spec.env.push(("HOME".into(), home.clone().into()));
+    spec.fs.hide = vec![home.join(".aws"), home.join(".config/gcloud"), home.join(".npmrc")];
+    let result = (|| {
+        let (mut sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).map_err(|e| format!("start: {e:?}"))?;
+        sandbox.release().map_err(|e| format!("release: {e:?}"))?;
+        fs::create_dir_all(home.join(".aws")).unwrap();
+        fs::write(home.join(".aws/credentials"), "aws_secret_access_key=x").unwrap();
+        fs::create_dir_all(home.join(".config/gcloud")).unwrap();
+        fs::write(home.join(".config/gcloud/token"), "t").unwrap();
+        fs::write(home.join(".npmrc"), "//r/:_authToken=x").unwrap();
+        fs::write(project.join("go"), "").unwrap();
+        let status = sandbox.wait().map_err(|e| format!("wait: {e:?}"))?;
+        Ok::<_, String>((status, fs::read_to_string(project.join("out.txt")).unwrap_or_default()))
+    })();
+    let _ = fs::remove_dir_all(&base);
+    let (status, out) = result?;
+    expect_success(status, &out)?;
+    let got = lines(&out);
+    check(got.get("waited").is_some_and(|n| n != "200"), "the command never saw the go signal", &out)?;
+    for key in ["read_aws", "read_gcloud", "read_npmrc", "write_home"] {
+        check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
+    }
+    check(got.get("profile").map(String::as_str) == Some("# profile"), "the rest of home stays readable", &out)?;
+    check(got.get("entries").map(String::as_str) == Some(".config .profile project"), "home as at start", &out)
+}
