@@ -60,7 +60,7 @@ impl HostView for HostFs {
         if !file.metadata().ok()?.is_file() {
             return None;
         }
-        file.take(4096).read_to_string(&mut text).ok()?;
+        file.take(64 * 1024).read_to_string(&mut text).ok()?;
         Some(text)
     }
 }

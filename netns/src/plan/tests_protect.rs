@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::protect::{WALK_MAX_DEPTH, WALK_MAX_ENTRIES};
+use super::protect::{WALK_MAX_DEPTH, WALK_MAX_DIRS, WALK_MAX_ENTRIES};
 use super::*;
 use crate::spec::{FsPolicy, HomePolicy, default_hidden_paths, default_home_toolchains};
 
@@ -241,7 +241,15 @@ fn nested_repositories_are_found_within_bounds() {
     assert!(in_place(&plan, &format!("{PROJECT}/node_modules/pkg/.git")).is_none(), "node_modules is skipped");
     assert!(in_place(&plan, &format!("{deep}/.git")).is_none(), "beyond the depth bound");
 
-    // the entry budget stops the walk
+    // the directory budget stops the walk
+    let mut many = Tree::new();
+    for i in 0..WALK_MAX_DIRS + 1 {
+        many.dir(&format!("{PROJECT}/a{i:04}"));
+    }
+    many.dir(&format!("{PROJECT}/zz")).git(&format!("{PROJECT}/zz/.git"));
+    let p = protect::protections(&[PROJECT.into()], &[], &many).unwrap();
+    assert!(p.truncated && !p.list.iter().any(|x| x.path().starts_with("/home/u/project/zz")));
+    // and so does the entry budget
     let mut wide = Tree::new();
     for i in 0..WALK_MAX_ENTRIES + 10 {
         wide.0.insert(PathBuf::from(format!("{PROJECT}/f{i:06}")), Node::File(""));
@@ -410,4 +418,22 @@ fn hidden_paths_missing_at_start_are_kept_from_appearing() {
     s.fs.home = HomePolicy::Private { path: "/home/u".into(), read_only: vec![] };
     let plan = mount_plan(&s, &Tree::new()).unwrap();
     assert!(!plan.iter().any(|op| matches!(op, MountOp::Bind { source: Source::Path(_), .. })));
+}
+
+#[test]
+fn submodules_named_in_gitmodules_are_protected_beyond_the_walk() {
+    let mut t = Tree::new();
+    let mut deep = PROJECT.to_owned();
+    for i in 0..=WALK_MAX_DEPTH + 2 {
+        deep.push_str(&format!("/d{i}"));
+        t.dir(&deep);
+    }
+    t.file(&format!("{deep}/.git"), "gitdir: /elsewhere\n");
+    let rel = deep.strip_prefix(PROJECT).unwrap().trim_start_matches('/').to_owned();
+    let gitmodules: &'static str =
+        Box::leak(format!("[submodule \"x\"]\n\tpath = {rel}\n\turl = u\n").into_boxed_str());
+    t.file(&format!("{PROJECT}/.gitmodules"), gitmodules);
+    let plan = mount_plan(&spec(), &t).unwrap();
+    assert!(in_place(&plan, &format!("{deep}/.git")).is_some_and(|(_, ro)| ro), "the submodule's .git file");
+    assert!(in_place(&plan, &format!("{PROJECT}/d0")).is_some(), "its ancestors pinned");
 }
