@@ -121,16 +121,24 @@ pub fn run(sock: RawFd) -> i32 {
             return 125;
         }
     };
-    let code = run_prepared(&chan, &spec, prepared);
-    crate::mounts::remove_placeholders(&created);
+    // from here on the launcher removes them, unless it is gone
+    if !created.is_empty() && chan.send(&FromHelper::Placeholders(created.clone()).encode(), &[]).is_err() {
+        crate::mounts::remove_placeholders(&created);
+        return 125;
+    }
+    let (code, launcher_gone) = run_prepared(&chan, &spec, prepared);
+    if launcher_gone {
+        crate::mounts::remove_placeholders(&created);
+    }
     code
 }
 
-fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> i32 {
+/// The command's exit code, and whether the launcher went away (then nobody else cleans up).
+fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> (i32, bool) {
     let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
     let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
-        return 125;
+        return (125, true);
     }
     let Prepared { sockets, command } = prepared;
     drop(sockets); // the launcher owns the listeners now
@@ -141,17 +149,17 @@ fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> i32 {
         Ok(p) => p,
         Err(e) => {
             let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
-            return 125;
+            return (125, false);
         }
     };
     if let Err(f) = ensure_single_threaded() {
         let _ = chan.send(&f.message_for_launcher().encode(), &[]);
-        return 125;
+        return (125, false);
     }
     let init = match sys::fork() {
         Err(e) => {
             let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
-            return 125;
+            return (125, false);
         }
         Ok(Forked::Child) => {
             drop(release_write); // the command must see EOF if the helper dies
@@ -172,7 +180,7 @@ fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> i32 {
             // the launcher went away or said something else: the command never runs
             let _ = kill(init, Signal::SIGKILL);
             wait_exit_code(init);
-            125
+            (125, true)
         }
     }
 }
@@ -301,11 +309,11 @@ fn ensure_single_threaded() -> Result<(), Failure> {
 }
 
 /// The helper after the fork: pass on deliberate signals, kill everything if the launcher
-/// vanishes, and exit with init's status.
-fn supervise(chan: &Channel, init: Pid) -> i32 {
+/// vanishes, and exit with init's status; also says whether the launcher vanished.
+fn supervise(chan: &Channel, init: Pid) -> (i32, bool) {
     let Ok(sfd) = SignalFd::with_flags(&blocked_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
         let _ = kill(init, Signal::SIGKILL);
-        return wait_exit_code(init);
+        return (wait_exit_code(init), false);
     };
     loop {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
@@ -321,8 +329,8 @@ fn supervise(chan: &Channel, init: Pid) -> i32 {
                 let signo = info.ssi_signo as i32;
                 if signo == libc::SIGCHLD {
                     match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(_, code)) => return code,
-                        Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                        Ok(WaitStatus::Exited(_, code)) => return (code, false),
+                        Ok(WaitStatus::Signaled(_, sig, _)) => return (128 + sig as i32, false),
                         _ => {}
                     }
                 } else if sent_by_a_process(info.ssi_code)
@@ -340,7 +348,7 @@ fn supervise(chan: &Channel, init: Pid) -> i32 {
         }
     }
     let _ = kill(init, Signal::SIGKILL);
-    wait_exit_code(init)
+    (wait_exit_code(init), true)
 }
 
 fn wait_exit_code(pid: Pid) -> i32 {

@@ -65,13 +65,7 @@ impl HostView for HostFs {
     }
 }
 
-/// A placeholder this sandbox created on the host (see `MountOp::Placeholder`).
-#[derive(Debug, Clone)]
-pub struct Created {
-    path: PathBuf,
-    kind: PathKind,
-    contents: &'static str,
-}
+pub use crate::proto::Placeholder as Created;
 
 const NONE: Option<&str> = None;
 
@@ -86,24 +80,24 @@ pub fn execute(plan: &[MountOp], spec: &SandboxSpec, created: &mut Vec<Created>)
     Ok(())
 }
 
-/// After the run (the command and every process of the sandbox gone): unmount and remove the
-/// placeholders we created, newest first, each only if it is still as we made it (an empty
-/// directory, a file with our contents). The host may have put something there meanwhile.
-/// Best effort: what cannot be removed stays (and so does everything if the helper is killed).
+/// In the helper, when the launcher cannot do it (setup failed, or the launcher is gone):
+/// unmount and remove the placeholders we created, newest first. Slow (each unmount waits for
+/// an RCU grace period), hence the launcher's [`remove_if_untouched`] on the normal path.
 pub fn remove_placeholders(created: &[Created]) {
     for c in created.iter().rev() {
         // our read-only bind sits on it in this namespace: a mount point cannot be removed
         while umount2(c.path.as_path(), MntFlags::MNT_DETACH).is_ok() {}
-        match c.kind {
-            PathKind::Dir => {
-                let _ = fs::remove_dir(&c.path); // fails unless empty
-            }
-            PathKind::File => {
-                if fs::read(&c.path).is_ok_and(|b| b == c.contents.as_bytes()) {
-                    let _ = fs::remove_file(&c.path);
-                }
-            }
-        }
+        remove_if_untouched(c);
+    }
+}
+
+/// Remove placeholder `c` if it is still as we made it (an empty directory, a file with our
+/// contents): the host may have put something there meanwhile. Best effort.
+pub fn remove_if_untouched(c: &Created) {
+    if c.dir {
+        let _ = fs::remove_dir(&c.path); // fails unless empty
+    } else if fs::read(&c.path).is_ok_and(|b| b == c.contents.as_bytes()) {
+        let _ = fs::remove_file(&c.path);
     }
 }
 
@@ -148,7 +142,11 @@ fn run(
                     .and_then(|mut f| f.write_all(contents.as_bytes())),
             };
             match made {
-                Ok(()) => created.push(Created { path: path.clone(), kind: *kind, contents }),
+                Ok(()) => created.push(Created {
+                    path: path.clone(),
+                    dir: *kind == PathKind::Dir,
+                    contents: (*contents).to_owned(),
+                }),
                 // someone made it meanwhile (it is then theirs), or the host path is read-only
                 // (then nobody in the sandbox can create it either)
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::EROFS)) => {}

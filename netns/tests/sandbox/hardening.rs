@@ -323,3 +323,38 @@ touch "$HOME/new" 2>/dev/null; echo write_home=$?
     check(got.get("profile").map(String::as_str) == Some("# profile"), "the rest of home stays readable", &out)?;
     check(got.get("entries").map(String::as_str) == Some(".config .profile project"), "home as at start", &out)
 }
+
+/// Placeholders for missing protected names are removed however the sandbox ends: after a run,
+/// when it is dropped unreleased, and when setup fails after they were made.
+pub fn placeholders_are_removed_on_every_ending(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("placeholders");
+    let left = |what: &str| -> Result<(), String> {
+        for name in [".envrc", ".vscode", ".mcp.json", ".claude", ".git"] {
+            check(!cwd.join(name).exists(), &format!("{what}: placeholder {name} left behind"), "")?;
+        }
+        Ok(())
+    };
+    // dropped without release: the command never runs
+    let spec = ctx.spec(&cwd, "true");
+    let (sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).map_err(|e| format!("start: {e:?}"))?;
+    check(cwd.join(".envrc").exists() && cwd.join(".vscode").is_dir(), "placeholders exist during the run", "")?;
+    drop(sandbox);
+    left("drop")?;
+    // setup fails after the mounts (the command is not found inside)
+    let mut spec = ctx.spec(&cwd, "true");
+    spec.program = "authsome-no-such-command".into();
+    match Sandbox::start(&ctx.exe, &spec) {
+        Err(NamespaceError::CommandNotFound { .. }) => {}
+        other => return Err(format!("expected CommandNotFound, got {other:?}")),
+    }
+    left("failed setup")?;
+    // a placeholder the host wrote into meanwhile is kept
+    let spec = ctx.spec(&cwd, "true");
+    let (mut sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).map_err(|e| format!("start: {e:?}"))?;
+    fs::write(cwd.join(".envrc"), "host's own").map_err(|e| e.to_string())?;
+    sandbox.release().map_err(|e| format!("release: {e:?}"))?;
+    sandbox.wait().map_err(|e| format!("wait: {e:?}"))?;
+    check(fs::read_to_string(cwd.join(".envrc")).is_ok_and(|s| s == "host's own"), "the host's file was removed", "")?;
+    fs::remove_file(cwd.join(".envrc")).map_err(|e| e.to_string())?;
+    left("after a run")
+}
