@@ -111,30 +111,35 @@ pub fn run(sock: RawFd) -> i32 {
             return 125;
         }
     };
-    // placeholders made on the host for the run; removed whenever the helper ends normally
-    let mut created = Vec::new();
-    let prepared = match setup(&spec, &mut created) {
+    // placeholders made (or shared) on the host for the run, leased until the helper exits
+    let mut held = crate::mounts::Placeholders::default();
+    let prepared = match setup(&spec, &mut held) {
         Ok(p) => p,
         Err(f) => {
-            crate::mounts::remove_placeholders(&created);
+            crate::mounts::remove_placeholders(&held.created, &mut held.leases);
             let _ = chan.send(&f.message_for_launcher().encode(), &[]);
             return 125;
         }
     };
-    // from here on the launcher removes them, unless it is gone
-    if !created.is_empty() && chan.send(&FromHelper::Placeholders(created.clone()).encode(), &[]).is_err() {
-        crate::mounts::remove_placeholders(&created);
+    // from here on the launcher removes them once we are gone, unless it is gone first
+    if !held.created.is_empty() && chan.send(&FromHelper::Placeholders(held.created.clone()).encode(), &[]).is_err() {
+        crate::mounts::remove_placeholders(&held.created, &mut held.leases);
         return 125;
     }
-    let (code, launcher_gone) = run_prepared(&chan, &spec, prepared);
+    let (code, launcher_gone) = run_prepared(&chan, &spec, prepared, &mut held.leases);
     if launcher_gone {
-        crate::mounts::remove_placeholders(&created);
+        crate::mounts::remove_placeholders(&held.created, &mut held.leases);
     }
     code
 }
 
 /// The command's exit code, and whether the launcher went away (then nobody else cleans up).
-fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> (i32, bool) {
+fn run_prepared(
+    chan: &Channel,
+    spec: &SandboxSpec,
+    prepared: Prepared,
+    leases: &mut Vec<crate::mounts::Lease>,
+) -> (i32, bool) {
     let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
     let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
@@ -163,6 +168,14 @@ fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared) -> (i32,
         }
         Ok(Forked::Child) => {
             drop(release_write); // the command must see EOF if the helper dies
+            // The leases are the helper's: init would keep them alive after a SIGKILLed helper
+            // and block their removal. Close our copies without unlocking (the lock belongs to
+            // the open file, which the helper still holds).
+            for lease in leases.drain(..) {
+                let raw = lease.as_raw_fd();
+                std::mem::forget(lease);
+                drop(sys::adopt_fd(raw));
+            }
             crate::init::run(chan, &command, release_read, &spec.program)
         }
         Ok(Forked::Parent { child }) => Pid::from_raw(child),
@@ -209,7 +222,7 @@ struct Prepared {
     command: PreparedCommand,
 }
 
-fn setup(spec: &SandboxSpec, created: &mut Vec<crate::mounts::Created>) -> Result<Prepared, Failure> {
+fn setup(spec: &SandboxSpec, held: &mut crate::mounts::Placeholders) -> Result<Prepared, Failure> {
     spec.validate().map_err(|e| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidInput, e), ""))?;
     let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
     let last_cap = read_last_cap();
@@ -250,7 +263,7 @@ fn setup(spec: &SandboxSpec, created: &mut Vec<crate::mounts::Created>) -> Resul
 
     let ipv6 = crate::net::configure_loopback()?;
     let sockets = crate::net::bind_capture(spec, ipv6)?;
-    crate::mounts::execute(&plan, spec, created)?;
+    crate::mounts::execute(&plan, spec, held)?;
 
     let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {
         Failure::new(Step::ResolveCommand, io::Error::from_raw_os_error(libc::ENOENT), program_name(spec))

@@ -2,14 +2,14 @@
 //! and removes the placeholders it created on the host once the sandbox is gone.
 
 use std::ffi::OsString;
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::{Flock, FlockArg, OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
@@ -56,7 +56,7 @@ impl HostView for HostFs {
     fn read(&self, path: &Path) -> Option<String> {
         use std::io::Read;
         let mut text = String::new();
-        let file = fs::File::open(path).ok()?;
+        let file = File::open(path).ok()?;
         if !file.metadata().ok()?.is_file() {
             return None;
         }
@@ -69,21 +69,46 @@ pub use crate::proto::Placeholder as Created;
 
 const NONE: Option<&str> = None;
 
-/// Run `plan`. The placeholders it creates are added to `created` as they are made, so the
-/// caller can remove them even when a later step fails.
-pub fn execute(plan: &[MountOp], spec: &SandboxSpec, created: &mut Vec<Created>) -> Result<(), Failure> {
+/// The placeholders of one run: made or adopted (to remove afterwards), and the leases held on
+/// them while it lasts.
+#[derive(Debug, Default)]
+pub struct Placeholders {
+    pub created: Vec<Created>,
+    pub leases: Vec<Lease>,
+}
+
+/// Run `plan`. The placeholders it creates or adopts are recorded in `held` as they come, so
+/// the caller can remove them even when a later step fails.
+pub fn execute(plan: &[MountOp], spec: &SandboxSpec, held: &mut Placeholders) -> Result<(), Failure> {
     let staging = staging_dir(plan).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/tmp"));
     let mut sources: Vec<OwnedFd> = Vec::new();
     for op in plan {
-        run(op, spec, &staging, &mut sources, created).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
+        run(op, spec, &staging, &mut sources, held).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
     }
     Ok(())
 }
 
+/// Extended attribute marking a placeholder as ours, so a concurrent sandbox in the same
+/// directory can tell it from a user's file and share it (see [`Lease`]).
+const MARKER: &str = "user.authsome.placeholder";
+
+/// A shared `flock` on a placeholder, held by the helper for the whole run. Whoever removes a
+/// placeholder first takes an exclusive lock without waiting: while another sandbox still holds
+/// its shared lease (it found our placeholder and mounted over it), the placeholder stays, and
+/// that sandbox's launcher removes it later. Removing it under a running sandbox would detach
+/// that sandbox's read-only mount there and let its command create the path.
+pub type Lease = Flock<File>;
+
+fn lease(path: &Path) -> io::Result<Lease> {
+    let file = File::open(path)?;
+    Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| e.into())
+}
+
 /// In the helper, when the launcher cannot do it (setup failed, or the launcher is gone):
-/// unmount and remove the placeholders we created, newest first. Slow (each unmount waits for
-/// an RCU grace period), hence the launcher's [`remove_if_untouched`] on the normal path.
-pub fn remove_placeholders(created: &[Created]) {
+/// drop our leases, unmount and remove the placeholders, newest first. Slow (each unmount waits
+/// for an RCU grace period), hence the launcher's [`remove_if_untouched`] on the normal path.
+pub fn remove_placeholders(created: &[Created], leases: &mut Vec<Lease>) {
+    leases.clear();
     for c in created.iter().rev() {
         // our read-only bind sits on it in this namespace: a mount point cannot be removed
         while umount2(c.path.as_path(), MntFlags::MNT_DETACH).is_ok() {}
@@ -91,13 +116,37 @@ pub fn remove_placeholders(created: &[Created]) {
     }
 }
 
-/// Remove placeholder `c` if it is still as we made it (an empty directory, a file with our
-/// contents): the host may have put something there meanwhile. Best effort.
+/// Remove placeholder `c` if no other sandbox holds a lease on it and it is still as made (an
+/// empty directory, a file with our contents): the host may have put something there meanwhile.
+/// Best effort.
 pub fn remove_if_untouched(c: &Created) {
+    let Ok(file) = File::open(&c.path) else { return };
+    let Ok(_exclusive) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
     if c.dir {
         let _ = fs::remove_dir(&c.path); // fails unless empty
     } else if fs::read(&c.path).is_ok_and(|b| b == c.contents.as_bytes()) {
         let _ = fs::remove_file(&c.path);
+    }
+}
+
+/// An existing protected path that another sandbox made as a placeholder and that is still
+/// untouched: share it (lease) and remove it too when done, if we are the last.
+fn adopt(path: &Path, created: &mut Vec<Created>, leases: &mut Vec<Lease>) {
+    if !crate::sys::has_xattr(path, MARKER) {
+        return;
+    }
+    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    let contents = if meta.is_dir() {
+        String::new()
+    } else {
+        match fs::read_to_string(path) {
+            Ok(text) if text.is_empty() || text == "." => text,
+            _ => return,
+        }
+    };
+    if let Ok(l) = lease(path) {
+        leases.push(l);
+        created.push(Created { path: path.to_path_buf(), dir: meta.is_dir(), contents });
     }
 }
 
@@ -128,7 +177,7 @@ fn run(
     spec: &SandboxSpec,
     staging: &Path,
     sources: &mut Vec<OwnedFd>,
-    created: &mut Vec<Created>,
+    held: &mut Placeholders,
 ) -> io::Result<()> {
     match op {
         MountOp::Placeholder { path, kind, contents } => {
@@ -142,18 +191,27 @@ fn run(
                     .and_then(|mut f| f.write_all(contents.as_bytes())),
             };
             match made {
-                Ok(()) => created.push(Created {
-                    path: path.clone(),
-                    dir: *kind == PathKind::Dir,
-                    contents: (*contents).to_owned(),
-                }),
+                Ok(()) => {
+                    held.created.push(Created {
+                        path: path.clone(),
+                        dir: *kind == PathKind::Dir,
+                        contents: (*contents).to_owned(),
+                    });
+                    // best effort: without the marker a concurrent sandbox just does not share it
+                    let _ = crate::sys::set_xattr(path, MARKER, b"1");
+                    held.leases.push(lease(path)?);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, &mut held.created, &mut held.leases),
                 // someone made it meanwhile (it is then theirs), or the host path is read-only
                 // (then nobody in the sandbox can create it either)
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST | libc::EROFS)) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
                 Err(e) => return Err(e),
             }
         }
         MountOp::BindInPlace { target, read_only, placeholder } => {
+            if !*placeholder && *read_only {
+                adopt(target, &mut held.created, &mut held.leases);
+            }
             match mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
                 Err(Errno::ENOENT) if *placeholder => return Ok(()),
                 other => other?,

@@ -337,3 +337,18 @@ pub fn adopt_fd(raw: RawFd) -> OwnedFd {
     // received with SCM_RIGHTS, or the helper's inherited socket whose number came in argv.
     unsafe { OwnedFd::from_raw_fd(raw) }
 }
+
+/// Set extended attribute `name` of `path` itself (not following a link) to `value`.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: path and name are NUL-terminated strings, value a live slice of the given length.
+    check(unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+}
+
+/// Whether `path` itself (not following a link) has extended attribute `name`.
+pub fn has_xattr(path: &Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (CString::new(path.as_os_str().as_bytes()), CString::new(name)) else { return false };
+    // SAFETY: NUL-terminated strings; a NULL buffer of size 0 only asks for the value's size.
+    unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}

