@@ -111,39 +111,24 @@ pub fn run(sock: RawFd) -> i32 {
             return 125;
         }
     };
-    // placeholders made (or shared) on the host for the run, leased until the helper exits
+    // placeholders made (or shared) on the host for the run: leased while it lasts, removed
+    // by the janitor after it, however it ends
     let mut held = crate::mounts::Placeholders::default();
     let prepared = match setup(&spec, &mut held) {
         Ok(p) => p,
         Err(f) => {
-            crate::mounts::remove_placeholders(&held.created, &mut held.leases);
             let _ = chan.send(&f.message_for_launcher().encode(), &[]);
             return 125;
         }
     };
-    // from here on the launcher removes them once we are gone, unless it is gone first
-    if !held.created.is_empty() && chan.send(&FromHelper::Placeholders(held.created.clone()).encode(), &[]).is_err() {
-        crate::mounts::remove_placeholders(&held.created, &mut held.leases);
-        return 125;
-    }
-    let (code, launcher_gone) = run_prepared(&chan, &spec, prepared, &mut held.leases);
-    if launcher_gone {
-        crate::mounts::remove_placeholders(&held.created, &mut held.leases);
-    }
-    code
+    run_prepared(&chan, &spec, prepared, &mut held.leases)
 }
 
-/// The command's exit code, and whether the launcher went away (then nobody else cleans up).
-fn run_prepared(
-    chan: &Channel,
-    spec: &SandboxSpec,
-    prepared: Prepared,
-    leases: &mut Vec<crate::mounts::Lease>,
-) -> (i32, bool) {
+fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared, leases: &mut Vec<crate::mounts::Lease>) -> i32 {
     let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
     let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
-        return (125, true);
+        return 125;
     }
     let Prepared { sockets, command } = prepared;
     drop(sockets); // the launcher owns the listeners now
@@ -154,17 +139,17 @@ fn run_prepared(
         Ok(p) => p,
         Err(e) => {
             let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
-            return (125, false);
+            return 125;
         }
     };
     if let Err(f) = ensure_single_threaded() {
         let _ = chan.send(&f.message_for_launcher().encode(), &[]);
-        return (125, false);
+        return 125;
     }
     let init = match sys::fork() {
         Err(e) => {
             let _ = chan.send(&Failure::new(Step::ForkInit, e, "").message_for_launcher().encode(), &[]);
-            return (125, false);
+            return 125;
         }
         Ok(Forked::Child) => {
             drop(release_write); // the command must see EOF if the helper dies
@@ -193,7 +178,7 @@ fn run_prepared(
             // the launcher went away or said something else: the command never runs
             let _ = kill(init, Signal::SIGKILL);
             wait_exit_code(init);
-            (125, true)
+            125
         }
     }
 }
@@ -241,6 +226,18 @@ fn setup(spec: &SandboxSpec, held: &mut crate::mounts::Placeholders) -> Result<P
             format!("{} is a symbolic link in a writable path; name it with --writable to opt out", e.0.display()),
         )
     })?;
+    // a janitor when we make placeholders, or share another sandbox's (marked ones)
+    let needs_janitor = plan.iter().any(|op| match op {
+        crate::plan::MountOp::Placeholder { .. } => true,
+        crate::plan::MountOp::BindInPlace { target, read_only: true, .. } => crate::mounts::is_placeholder(target),
+        _ => false,
+    });
+    if needs_janitor {
+        held.janitor = Some(
+            crate::janitor::Janitor::spawn()
+                .map_err(|e| Failure::new(Step::ProtectPath, e, "starting the placeholder janitor"))?,
+        );
+    }
 
     // UTS and IPC too: the host's SysV IPC objects and hostname stay out of reach.
     unshare(
@@ -322,11 +319,11 @@ fn ensure_single_threaded() -> Result<(), Failure> {
 }
 
 /// The helper after the fork: pass on deliberate signals, kill everything if the launcher
-/// vanishes, and exit with init's status; also says whether the launcher vanished.
-fn supervise(chan: &Channel, init: Pid) -> (i32, bool) {
+/// vanishes, and exit with init's status.
+fn supervise(chan: &Channel, init: Pid) -> i32 {
     let Ok(sfd) = SignalFd::with_flags(&blocked_signals(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
         let _ = kill(init, Signal::SIGKILL);
-        return (wait_exit_code(init), false);
+        return wait_exit_code(init);
     };
     loop {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN), PollFd::new(chan.as_fd(), PollFlags::POLLIN)];
@@ -342,8 +339,8 @@ fn supervise(chan: &Channel, init: Pid) -> (i32, bool) {
                 let signo = info.ssi_signo as i32;
                 if signo == libc::SIGCHLD {
                     match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(_, code)) => return (code, false),
-                        Ok(WaitStatus::Signaled(_, sig, _)) => return (128 + sig as i32, false),
+                        Ok(WaitStatus::Exited(_, code)) => return code,
+                        Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
                         _ => {}
                     }
                 } else if sent_by_a_process(info.ssi_code)
@@ -361,7 +358,7 @@ fn supervise(chan: &Channel, init: Pid) -> (i32, bool) {
         }
     }
     let _ = kill(init, Signal::SIGKILL);
-    (wait_exit_code(init), true)
+    wait_exit_code(init)
 }
 
 fn wait_exit_code(pid: Pid) -> i32 {

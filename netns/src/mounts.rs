@@ -69,12 +69,23 @@ pub use crate::proto::Placeholder as Created;
 
 const NONE: Option<&str> = None;
 
-/// The placeholders of one run: made or adopted (to remove afterwards), and the leases held on
-/// them while it lasts.
+/// The placeholders of one run: the leases held on them while it lasts, and the janitor that
+/// removes them afterwards (each one is recorded with it as soon as it exists).
 #[derive(Debug, Default)]
 pub struct Placeholders {
-    pub created: Vec<Created>,
     pub leases: Vec<Lease>,
+    pub janitor: Option<crate::janitor::Janitor>,
+}
+
+impl Placeholders {
+    fn hold(&mut self, p: Created, lease: Lease) -> io::Result<()> {
+        self.leases.push(lease);
+        match &mut self.janitor {
+            Some(j) => j.record(&p),
+            // the plan had no placeholder, so no janitor: only adoption gets here
+            None => Ok(()),
+        }
+    }
 }
 
 /// Run `plan`. The placeholders it creates or adopts are recorded in `held` as they come, so
@@ -99,21 +110,14 @@ const MARKER: &str = "user.authsome.placeholder";
 /// that sandbox's read-only mount there and let its command create the path.
 pub type Lease = Flock<File>;
 
+/// Whether `path` is a placeholder some sandbox made (it carries our marker).
+pub fn is_placeholder(path: &Path) -> bool {
+    crate::sys::has_xattr(path, MARKER)
+}
+
 fn lease(path: &Path) -> io::Result<Lease> {
     let file = File::open(path)?;
     Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| e.into())
-}
-
-/// In the helper, when the launcher cannot do it (setup failed, or the launcher is gone):
-/// drop our leases, unmount and remove the placeholders, newest first. Slow (each unmount waits
-/// for an RCU grace period), hence the launcher's [`remove_if_untouched`] on the normal path.
-pub fn remove_placeholders(created: &[Created], leases: &mut Vec<Lease>) {
-    leases.clear();
-    for c in created.iter().rev() {
-        // our read-only bind sits on it in this namespace: a mount point cannot be removed
-        while umount2(c.path.as_path(), MntFlags::MNT_DETACH).is_ok() {}
-        remove_if_untouched(c);
-    }
 }
 
 /// Remove placeholder `c` if no other sandbox holds a lease on it and it is still as made (an
@@ -130,23 +134,23 @@ pub fn remove_if_untouched(c: &Created) {
 }
 
 /// An existing protected path that another sandbox made as a placeholder and that is still
-/// untouched: share it (lease) and remove it too when done, if we are the last.
-fn adopt(path: &Path, created: &mut Vec<Created>, leases: &mut Vec<Lease>) {
-    if !crate::sys::has_xattr(path, MARKER) {
-        return;
+/// untouched: share it (lease) and have our janitor remove it too, if we end last.
+fn adopt(path: &Path, held: &mut Placeholders) -> io::Result<()> {
+    if held.janitor.is_none() || !is_placeholder(path) {
+        return Ok(());
     }
-    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    let Ok(meta) = fs::symlink_metadata(path) else { return Ok(()) };
     let contents = if meta.is_dir() {
         String::new()
     } else {
         match fs::read_to_string(path) {
             Ok(text) if text.is_empty() || text == "." => text,
-            _ => return,
+            _ => return Ok(()),
         }
     };
-    if let Ok(l) = lease(path) {
-        leases.push(l);
-        created.push(Created { path: path.to_path_buf(), dir: meta.is_dir(), contents });
+    match lease(path) {
+        Ok(l) => held.hold(Created { path: path.to_path_buf(), dir: meta.is_dir(), contents }, l),
+        Err(_) => Ok(()),
     }
 }
 
@@ -192,16 +196,14 @@ fn run(
             };
             match made {
                 Ok(()) => {
-                    held.created.push(Created {
-                        path: path.clone(),
-                        dir: *kind == PathKind::Dir,
-                        contents: (*contents).to_owned(),
-                    });
+                    let made =
+                        Created { path: path.clone(), dir: *kind == PathKind::Dir, contents: (*contents).to_owned() };
                     // best effort: without the marker a concurrent sandbox just does not share it
                     let _ = crate::sys::set_xattr(path, MARKER, b"1");
-                    held.leases.push(lease(path)?);
+                    let lease = lease(path)?;
+                    held.hold(made, lease)?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, &mut held.created, &mut held.leases),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held)?,
                 // someone made it meanwhile (it is then theirs), or the host path is read-only
                 // (then nobody in the sandbox can create it either)
                 Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
@@ -210,7 +212,7 @@ fn run(
         }
         MountOp::BindInPlace { target, read_only, placeholder } => {
             if !*placeholder && *read_only {
-                adopt(target, &mut held.created, &mut held.leases);
+                adopt(target, held)?;
             }
             match mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
                 Err(Errno::ENOENT) if *placeholder => return Ok(()),

@@ -63,9 +63,7 @@ pub struct Placeholder {
 pub enum FromHelper {
     /// Capture is in place; the fds ride along with this message.
     Ready(Vec<SocketInfo>),
-    /// Sent just before `Ready`: the placeholders the launcher removes once the helper is gone
-    /// (from the host's mount namespace, where they are not mount points, so no unmount is
-    /// needed; each unmount costs an RCU grace period, ~1.5 ms here).
+    /// Not sent to the launcher: the record format of the helper's janitor (`janitor`).
     Placeholders(Vec<Placeholder>),
     Failed {
         step: Step,

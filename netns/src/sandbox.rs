@@ -53,8 +53,6 @@ pub struct Sandbox {
     program: OsString,
     released: bool,
     was_foreground: bool,
-    /// Created on the host for this run; removed once the helper is reaped.
-    placeholders: Vec<crate::proto::Placeholder>,
 }
 
 /// Sends signals to the sandboxed command from any thread, also while [`Sandbox::wait`] blocks.
@@ -116,7 +114,6 @@ impl Sandbox {
             program: OsString::new(),
             released: false,
             was_foreground,
-            placeholders: Vec::new(),
         }))
     }
 
@@ -133,11 +130,7 @@ impl Sandbox {
             chan.send(&ToHelper::SpecData(chunk.to_vec()).encode(), &[]).map_err(send_error)?;
         }
         chan.set_recv_timeout(Some(START_TIMEOUT)).map_err(send_error)?;
-        let mut reply = self.receive();
-        if let Ok(Some((FromHelper::Placeholders(list), _))) = reply {
-            self.placeholders = list;
-            reply = self.receive();
-        }
+        let reply = self.receive();
         self.chan().set_recv_timeout(None).map_err(send_error)?;
         match reply? {
             Some((FromHelper::Ready(infos), fds)) if infos.len() == fds.len() => Ok(infos
@@ -191,20 +184,14 @@ impl Sandbox {
     fn shutdown(&mut self) -> String {
         self.chan = None;
         let Some(pid) = self.helper.take() else { return "already reaped".into() };
-        let status = loop {
+        loop {
             match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => break format!("exit status: {code}"),
-                Ok(WaitStatus::Signaled(_, sig, _)) => break format!("signal: {sig}"),
+                Ok(WaitStatus::Exited(_, code)) => return format!("exit status: {code}"),
+                Ok(WaitStatus::Signaled(_, sig, _)) => return format!("signal: {sig}"),
                 Ok(_) | Err(Errno::EINTR) => continue,
-                Err(e) => break e.to_string(),
+                Err(e) => return e.to_string(),
             }
-        };
-        // The sandbox is gone (its init died with the helper). Here, in the host's mount
-        // namespace, the placeholders are plain files and directories.
-        for p in self.placeholders.drain(..).rev() {
-            crate::mounts::remove_if_untouched(&p);
         }
-        status
     }
 
     /// Tell the helper the proxy is serving: the command may now run. Returns once it has been

@@ -20,6 +20,18 @@ fn host_git(dir: &Path, args: &[&str]) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Placeholders are removed by the helper's janitor just after the sandbox is gone: give it a
+/// moment.
+fn gone_soon(path: &Path) -> bool {
+    for _ in 0..100 {
+        if fs::symlink_metadata(path).is_err() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 fn new_repo(dir: &Path) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     host_git(dir, &["init", "-q"])?;
@@ -84,7 +96,7 @@ pub fn planted_git_config_hooks_and_editor_files_are_refused(ctx: &Ctx) -> Resul
     )?;
     // the placeholders are gone with the sandbox; the host tree is as before, plus the commit
     for name in [".envrc", ".vscode", ".mcp.json", ".claude", ".gitmodules", ".idea", ".cursor", ".git/commondir"] {
-        check(!cwd.join(name).exists(), &format!("placeholder {name} left behind on the host"), &out)?;
+        check(gone_soon(&cwd.join(name)), &format!("placeholder {name} left behind on the host"), &out)?;
     }
     check(cwd.join(".git/hooks").is_dir() && cwd.join(".git/info").is_dir(), "git's own directories kept", &out)
 }
@@ -330,7 +342,7 @@ pub fn placeholders_are_removed_on_every_ending(ctx: &Ctx) -> Result<(), String>
     let cwd = ctx.workdir("placeholders");
     let left = |what: &str| -> Result<(), String> {
         for name in [".envrc", ".vscode", ".mcp.json", ".claude", ".git"] {
-            check(!cwd.join(name).exists(), &format!("{what}: placeholder {name} left behind"), "")?;
+            check(gone_soon(&cwd.join(name)), &format!("{what}: placeholder {name} left behind"), "")?;
         }
         Ok(())
     };
@@ -379,6 +391,7 @@ mkdir .vscode 2>/dev/null; echo vscode=$?
     b.release().map_err(|e| format!("release B: {e:?}"))?;
     a.release().map_err(|e| format!("release A: {e:?}"))?;
     a.wait().map_err(|e| format!("wait A: {e:?}"))?;
+    thread::sleep(Duration::from_millis(500)); // A's janitor has had its chance
     let kept = cwd.join(".envrc").exists();
     fs::write(cwd.join("go"), "").map_err(|e| e.to_string())?;
     let status = b.wait().map_err(|e| format!("wait B: {e:?}"))?;
@@ -391,7 +404,7 @@ mkdir .vscode 2>/dev/null; echo vscode=$?
     }
     check(fs::read_to_string(cwd.join(".envrc")).map_or(true, |s| s.is_empty()), ".envrc planted", &out)?;
     for name in [".envrc", ".vscode", ".git"] {
-        check(!cwd.join(name).exists(), &format!("{name} left behind after both"), &out)?;
+        check(gone_soon(&cwd.join(name)), &format!("{name} left behind after both"), &out)?;
     }
     Ok(())
 }
