@@ -120,6 +120,33 @@ fn lease(path: &Path) -> io::Result<Lease> {
     Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| e.into())
 }
 
+/// Create placeholder `path` (see `MountOp::Placeholder`), mark it, lease it, record it.
+fn make_placeholder(path: &Path, kind: PathKind, contents: &str, held: &mut Placeholders) -> io::Result<()> {
+    let made = match kind {
+        PathKind::Dir => DirBuilder::new().mode(0o755).create(path),
+        PathKind::File => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .and_then(|mut f| f.write_all(contents.as_bytes())),
+    };
+    match made {
+        Ok(()) => {
+            let made = Created { path: path.to_path_buf(), dir: kind == PathKind::Dir, contents: contents.to_owned() };
+            // best effort: without the marker a concurrent sandbox just does not share it
+            let _ = crate::sys::set_xattr(path, MARKER, b"1");
+            let lease = lease(path)?;
+            held.hold(made, lease)
+        }
+        // someone made it meanwhile: share it if it is a placeholder
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held),
+        // the host path is read-only: nobody in the sandbox can create it either
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Remove placeholder `c` if no other sandbox holds a lease on it and it is still as made (an
 /// empty directory, a file with our contents): the host may have put something there meanwhile.
 /// Best effort.
@@ -184,38 +211,23 @@ fn run(
     held: &mut Placeholders,
 ) -> io::Result<()> {
     match op {
-        MountOp::Placeholder { path, kind, contents } => {
-            let made = match kind {
-                PathKind::Dir => DirBuilder::new().mode(0o755).create(path),
-                PathKind::File => OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .open(path)
-                    .and_then(|mut f| f.write_all(contents.as_bytes())),
-            };
-            match made {
-                Ok(()) => {
-                    let made =
-                        Created { path: path.clone(), dir: *kind == PathKind::Dir, contents: (*contents).to_owned() };
-                    // best effort: without the marker a concurrent sandbox just does not share it
-                    let _ = crate::sys::set_xattr(path, MARKER, b"1");
-                    let lease = lease(path)?;
-                    held.hold(made, lease)?;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held)?,
-                // someone made it meanwhile (it is then theirs), or the host path is read-only
-                // (then nobody in the sandbox can create it either)
-                Err(e) if e.raw_os_error() == Some(libc::EROFS) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        MountOp::Placeholder { path, kind, contents } => make_placeholder(path, *kind, contents, held)?,
         MountOp::BindInPlace { target, read_only, placeholder } => {
             if !*placeholder && *read_only {
                 adopt(target, held)?;
             }
-            match mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
+            let bind =
+                || mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE);
+            match bind() {
                 Err(Errno::ENOENT) if *placeholder => return Ok(()),
+                // gone since the plan (a concurrent sandbox's janitor removed its placeholder):
+                // hold the name with a placeholder of our own
+                Err(Errno::ENOENT) if *read_only && held.janitor.is_some() => {
+                    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let kind = if matches!(name, ".git" | "hooks" | "info") { PathKind::Dir } else { PathKind::File };
+                    make_placeholder(target, kind, if name == "commondir" { "." } else { "" }, held)?;
+                    bind()?;
+                }
                 other => other?,
             }
             if *read_only {

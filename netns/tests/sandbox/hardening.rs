@@ -408,3 +408,16 @@ mkdir .vscode 2>/dev/null; echo vscode=$?
     }
     Ok(())
 }
+
+/// Runs back to back in one directory: the previous run's janitor may remove its placeholders
+/// between the next run's plan and its mounts; the next run must still start, protected.
+pub fn back_to_back_runs_in_one_directory_start(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("back-to-back");
+    for i in 0..12 {
+        let spec = ctx.spec(&cwd, "echo x > .envrc 2>/dev/null; echo envrc=$?");
+        let (status, out) = run(&spec, false).map_err(|e| format!("run {i}: {e}"))?;
+        expect_success(status, &out)?;
+        check(lines(&out).get("envrc").is_some_and(|c| c != "0"), &format!("run {i}: .envrc writable"), &out)?;
+    }
+    check(gone_soon(&cwd.join(".envrc")), "placeholder left after the last run", "")
+}

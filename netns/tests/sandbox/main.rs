@@ -130,6 +130,7 @@ fn main() {
         ("private_home_is_empty_writable_and_keeps_toolchains", private_home_is_empty_writable_and_keeps_toolchains),
         ("placeholders_are_removed_on_every_ending", placeholders_are_removed_on_every_ending),
         ("a_concurrent_sandbox_keeps_its_placeholders", a_concurrent_sandbox_keeps_its_placeholders),
+        ("back_to_back_runs_in_one_directory_start", back_to_back_runs_in_one_directory_start),
         ("hidden_paths_that_appear_during_the_run_stay_hidden", hidden_paths_that_appear_during_the_run_stay_hidden),
         ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
         ("capabilities_are_dropped", capabilities_are_dropped),
