@@ -1,7 +1,7 @@
 //! Sandbox start-up cost: `Sandbox::start` + `release` + `wait` of `true`, against a bare
 //! spawn of `true`, measured in the same run. `harness = false`; this binary is its own helper.
 //!
-//! `cargo bench -p authsome-netns --bench start [-- ITERATIONS]`
+//! `[AUTHSOME_BENCH_CWD=DIR] cargo bench -p authsome-netns --bench start [-- ITERATIONS]`
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,8 +26,18 @@ fn main() {
         .map(PathBuf::from)
         .find(|p| p.exists())
         .unwrap_or_else(|| "/dev/null".into());
-    let cwd = std::env::temp_dir();
+    // AUTHSOME_BENCH_CWD: a writable working directory to start in (e.g. a big git checkout,
+    // to see the cost of the protections and of the repository search); default an empty one.
+    let scratch = std::env::temp_dir().join(format!("authsome-netns-bench-{}", std::process::id()));
+    let cwd = match std::env::var_os("AUTHSOME_BENCH_CWD") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            std::fs::create_dir_all(&scratch).expect("a scratch working directory");
+            scratch.clone()
+        }
+    };
     let mut spec = SandboxSpec::new(true_bin.as_os_str(), &cwd, &ca);
+    spec.fs.writable = vec![cwd.clone()];
     spec.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
 
     // warm-up (page cache, first exec)
@@ -70,8 +80,9 @@ fn main() {
         release_after_work.push(t.elapsed());
         assert_eq!(sb.wait().expect("wait"), CommandStatus::Exited(0));
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     let uid = nix::unistd::geteuid().as_raw();
-    println!("sandbox start-up, {iterations} iterations, uid {uid}, helper {}", exe.display());
+    println!("sandbox start-up, {iterations} iterations, uid {uid}, cwd {}, helper {}", cwd.display(), exe.display());
     println!("{:<28} {:>9} {:>9} {:>9}", "", "mean ms", "p50 ms", "p90 ms");
     for (name, s) in [
         ("bare spawn of true", bare.clone()),

@@ -49,10 +49,11 @@ pub enum Step {
     NoNewPrivs,
     Seccomp,
     Exec,
+    ProtectPath,
 }
 
 impl Step {
-    const ALL: [Step; 40] = [
+    const ALL: [Step; 41] = [
         Step::SpawnHelper,
         Step::SendSpec,
         Step::ReadSpec,
@@ -93,6 +94,7 @@ impl Step {
         Step::NoNewPrivs,
         Step::Seccomp,
         Step::Exec,
+        Step::ProtectPath,
     ];
 
     pub fn code(self) -> u16 {
@@ -151,6 +153,7 @@ impl Step {
             Step::NoNewPrivs => "setting no_new_privs",
             Step::Seccomp => "installing the seccomp filter",
             Step::Exec => "executing the command",
+            Step::ProtectPath => "keeping a path the host runs later read-only inside a writable path",
         }
     }
 }

@@ -111,13 +111,20 @@ pub fn run(sock: RawFd) -> i32 {
             return 125;
         }
     };
-    let prepared = match setup(&spec) {
+    // placeholders made (or shared) on the host for the run: leased while it lasts, removed
+    // by the janitor after it, however it ends
+    let mut held = crate::mounts::Placeholders::default();
+    let prepared = match setup(&spec, &mut held) {
         Ok(p) => p,
         Err(f) => {
             let _ = chan.send(&f.message_for_launcher().encode(), &[]);
             return 125;
         }
     };
+    run_prepared(&chan, &spec, prepared, &mut held.leases)
+}
+
+fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared, leases: &mut Vec<crate::mounts::Lease>) -> i32 {
     let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
     let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
@@ -146,7 +153,15 @@ pub fn run(sock: RawFd) -> i32 {
         }
         Ok(Forked::Child) => {
             drop(release_write); // the command must see EOF if the helper dies
-            crate::init::run(&chan, &command, release_read, &spec.program)
+            // The leases are the helper's: init would keep them alive after a SIGKILLed helper
+            // and block their removal. Close our copies without unlocking (the lock belongs to
+            // the open file, which the helper still holds).
+            for lease in leases.drain(..) {
+                let raw = lease.as_raw_fd();
+                std::mem::forget(lease);
+                drop(sys::adopt_fd(raw));
+            }
+            crate::init::run(chan, &command, release_read, &spec.program)
         }
         Ok(Forked::Parent { child }) => Pid::from_raw(child),
     };
@@ -157,7 +172,7 @@ pub fn run(sock: RawFd) -> i32 {
             // EPIPE if init already failed: its Failed message is on the way to the launcher
             let _ = nix::unistd::write(&release_write, b"R");
             drop(release_write);
-            supervise(&chan, init)
+            supervise(chan, init)
         }
         _ => {
             // the launcher went away or said something else: the command never runs
@@ -192,11 +207,37 @@ struct Prepared {
     command: PreparedCommand,
 }
 
-fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
+fn setup(spec: &SandboxSpec, held: &mut crate::mounts::Placeholders) -> Result<Prepared, Failure> {
     spec.validate().map_err(|e| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidInput, e), ""))?;
     let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
     let last_cap = read_last_cap();
-    let plan = crate::plan::mount_plan(spec, &crate::mounts::HostFs);
+    // Fail closed before touching anything: no filter for this architecture, no command.
+    let seccomp = crate::seccomp::program().ok_or_else(|| {
+        Failure::new(
+            Step::Seccomp,
+            io::Error::from_raw_os_error(libc::ENOSYS),
+            "no seccomp filter for this architecture",
+        )
+    })?;
+    let plan = crate::plan::mount_plan(spec, &crate::mounts::HostFs).map_err(|e| {
+        Failure::new(
+            Step::ProtectPath,
+            io::Error::from_raw_os_error(libc::ELOOP),
+            format!("{} is a symbolic link in a writable path; name it with --writable to opt out", e.0.display()),
+        )
+    })?;
+    // a janitor when we make placeholders, or share another sandbox's (marked ones)
+    let needs_janitor = plan.iter().any(|op| match op {
+        crate::plan::MountOp::Placeholder { .. } => true,
+        crate::plan::MountOp::BindInPlace { target, read_only: true, .. } => crate::mounts::is_placeholder(target),
+        _ => false,
+    });
+    if needs_janitor {
+        held.janitor = Some(
+            crate::janitor::Janitor::spawn()
+                .map_err(|e| Failure::new(Step::ProtectPath, e, "starting the placeholder janitor"))?,
+        );
+    }
 
     // UTS and IPC too: the host's SysV IPC objects and hostname stay out of reach.
     unshare(
@@ -219,7 +260,7 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
 
     let ipv6 = crate::net::configure_loopback()?;
     let sockets = crate::net::bind_capture(spec, ipv6)?;
-    crate::mounts::execute(&plan, spec)?;
+    crate::mounts::execute(&plan, spec, held)?;
 
     let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {
         Failure::new(Step::ResolveCommand, io::Error::from_raw_os_error(libc::ENOENT), program_name(spec))
@@ -230,7 +271,7 @@ fn setup(spec: &SandboxSpec) -> Result<Prepared, Failure> {
     // A command on the user's terminal keeps the session so Ctrl-C and job control reach it
     // directly; otherwise it gets a session of its own and no controlling terminal.
     let new_session = !isatty(io::stdin()).unwrap_or(false);
-    let command = PreparedCommand::new(&path, &argv, &env, last_cap, new_session)
+    let command = PreparedCommand::new(&path, &argv, &env, last_cap, new_session, seccomp)
         .map_err(|e| Failure::new(Step::ResolveCommand, e, program_name(spec)))?;
     Ok(Prepared { sockets, command })
 }

@@ -12,7 +12,8 @@ mod spec;
 pub use error::{HostFacts, NamespaceError, Step};
 pub use proto::CommandStatus;
 pub use spec::{
-    ALWAYS_CAPTURED_TCP, CA_BUNDLE_PATHS, FsPolicy, HOST_SERVICE_SOCKETS, SandboxSpec, default_hidden_paths,
+    ALWAYS_CAPTURED_TCP, CA_BUNDLE_PATHS, FsPolicy, GIT_DIR_PROTECTED, HOME_SECRETS, HOME_TOOLCHAINS,
+    HOST_SERVICE_SOCKETS, HomePolicy, PROTECTED_NAMES, SandboxSpec, default_hidden_paths, default_home_toolchains,
     sandbox_ca_bundle_path,
 };
 
@@ -22,6 +23,8 @@ mod channel;
 mod helper;
 #[cfg(target_os = "linux")]
 mod init;
+#[cfg(target_os = "linux")]
+mod janitor;
 #[cfg(target_os = "linux")]
 mod mounts;
 #[cfg(target_os = "linux")]

@@ -6,15 +6,27 @@
 //! Order rules (DESIGN section 9, sandbox-recipes sections 7 and 9):
 //! - the mount namespace is made private before anything is mounted, so nothing leaks to the host;
 //! - every host path we need later is opened (`O_PATH`) before anything can shadow it;
+//! - placeholders for missing protected names are created on the host before anything is mounted;
 //! - the whole tree is made read-only before the writable exceptions are bound on top;
-//! - writable binds come before the CA/resolv.conf binds and the hides, which therefore sit on
-//!   top of them (hiding `~/.ssh` inside a writable `$HOME` works);
+//! - fresh mounts (private `/tmp`, `/var/tmp`, `/dev/shm`, home) come before the binds that go
+//!   into them; binds go shallowest first, so a `--read` inside a writable path (or the reverse)
+//!   sits on top;
+//! - the protections inside writable paths come after every bind, then the CA/resolv.conf binds,
+//!   then the hides, which sit on top of everything (hiding `~/.ssh` inside a writable `$HOME`
+//!   works);
 //! - capabilities are dropped last, bounding set first, permitted after inheritable.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::Step;
 use crate::spec::{CA_BUNDLE_PATHS, SandboxSpec};
+
+mod protect;
+mod rebuild;
+mod restricted;
+
+pub use protect::Unprotectable;
 
 /// What a host path is, as far as mounting over it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +43,22 @@ pub trait HostView {
     /// `path` with symlinks resolved (two CA paths are often one file).
     fn canonical(&self, path: &Path) -> PathBuf {
         path.to_path_buf()
+    }
+    /// Whether `path` itself is a symbolic link (not followed).
+    fn is_symlink(&self, _path: &Path) -> bool {
+        false
+    }
+    /// The entries of directory `dir`: name and kind, `None` for a symbolic link (not followed).
+    fn list(&self, _dir: &Path) -> Vec<(OsString, Option<PathKind>)> {
+        Vec::new()
+    }
+    /// The text of a small file (`.git` files, `commondir`), if it is one.
+    fn read(&self, _path: &Path) -> Option<String> {
+        None
+    }
+    /// Where symbolic link `path` points.
+    fn read_link(&self, _path: &Path) -> Option<PathBuf> {
+        None
     }
 }
 
@@ -55,6 +83,8 @@ pub enum Source {
     /// shadow it).
     Host(usize),
     Staged(Staged),
+    /// A path, looked up when the bind happens (only paths inside our own staging area).
+    Path(PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +142,32 @@ pub enum MountOp {
     Unlink {
         path: PathBuf,
     },
+    /// Remove an empty directory of our own staging area.
+    RemoveDir {
+        path: PathBuf,
+    },
     /// Detach the mount at `target`.
     Unmount {
         target: PathBuf,
     },
     Chdir {
         path: PathBuf,
+    },
+    /// Create `path` on the host (before anything is mounted) if it does not exist: an empty
+    /// directory, or a file holding `contents`. The helper removes the ones it created after the
+    /// run, if they are still as it made them.
+    Placeholder {
+        path: PathBuf,
+        kind: PathKind,
+        contents: &'static str,
+    },
+    /// Bind `target` onto itself (recursively), read-only or not: either way it becomes a mount
+    /// point, which cannot be renamed or removed. `placeholder`: a missing target is skipped
+    /// (its placeholder could not be made because the host path is read-only anyway).
+    BindInPlace {
+        target: PathBuf,
+        read_only: bool,
+        placeholder: bool,
     },
 }
 
@@ -135,11 +185,12 @@ impl MountOp {
             | MountOp::Symlink { .. }
             | MountOp::Devpts { .. }
             | MountOp::MakeReadOnly { .. } => Step::MountDev,
-            MountOp::WriteStaged { .. } | MountOp::Unlink { .. } => Step::WriteStaged,
+            MountOp::WriteStaged { .. } | MountOp::Unlink { .. } | MountOp::RemoveDir { .. } => Step::WriteStaged,
             MountOp::Bind { source: Source::Staged(Staged::Empty), .. } => Step::HidePath,
             MountOp::Bind { .. } => Step::BindMount,
             MountOp::MakeWritable { .. } => Step::MakeWritable,
             MountOp::Chdir { .. } => Step::Chdir,
+            MountOp::Placeholder { .. } | MountOp::BindInPlace { .. } => Step::ProtectPath,
         }
     }
 }
@@ -162,7 +213,7 @@ pub const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "t
 
 /// Where the restricted plan stages its files: the sandbox's own `/dev/shm` tmpfs, which is
 /// always private (unlike `/tmp`, which is the host's when the user makes it writable).
-const RESTRICTED_STAGING: &str = "/dev/shm";
+pub(crate) const RESTRICTED_STAGING: &str = "/dev/shm";
 
 pub fn staged_name(which: Staged) -> &'static str {
     match which {
@@ -182,11 +233,12 @@ pub fn staging_dir(plan: &[MountOp]) -> Option<&Path> {
 
 /// The mount plan for `spec`. `kind` says what a host path is (following symlinks), or `None`
 /// when it does not exist; it is only asked about host paths, before anything is mounted.
-pub fn mount_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    if spec.fs.open { open_plan(spec, kind) } else { restricted_plan(spec, kind) }
+/// Fails when a protected path cannot be protected (a symbolic link in a writable path).
+pub fn mount_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result<Vec<MountOp>, Unprotectable> {
+    if spec.fs.open { open_plan(spec, kind) } else { restricted::restricted_plan(spec, kind) }
 }
 
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     ops: Vec<MountOp>,
     opened: usize,
     kind: &'a dyn HostView,
@@ -255,8 +307,11 @@ impl<'a> Builder<'a> {
         if self.hidden.iter().any(|h| canonical.starts_with(h)) {
             return;
         }
-        self.hidden.push(canonical);
-        match self.kind.kind(path) {
+        let kind = self.kind.kind(path);
+        if kind.is_some() {
+            self.hidden.push(canonical);
+        }
+        match kind {
             Some(PathKind::Dir) => {
                 let canonical = self.kind.canonical(path);
                 let inside: Vec<(Staged, PathBuf)> =
@@ -293,116 +348,7 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// `cwd` and the `writable` paths. A cwd of `/` is not made writable: that would be the whole
-/// host (name `/` in `writable` to really mean it).
-fn writable_paths(spec: &SandboxSpec) -> Vec<PathBuf> {
-    let mut paths = if spec.cwd == Path::new("/") { vec![] } else { vec![spec.cwd.clone()] };
-    for p in &spec.fs.writable {
-        if !paths.contains(p) {
-            paths.push(p.clone());
-        }
-    }
-    paths
-}
-
-/// Paths that live in mounts the sandbox replaces with its own (they do not exist inside).
-/// Whether `path` lies under a mount the restricted plan makes fresh: `/dev` always, `/tmp`
-/// unless the host's `/tmp` itself is writable.
-fn under_private_mount(path: &Path, private_tmp: bool) -> bool {
-    (private_tmp && path.starts_with("/tmp")) || path.starts_with("/dev")
-}
-
-fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
-    let mut b = Builder::new(spec, kind);
-    let ca = b.open_host(&spec.ca_bundle, PathKind::File);
-    let dev: Vec<(&str, usize)> = DEV_NODES
-        .iter()
-        .filter_map(|n| {
-            let path = Path::new("/dev").join(n);
-            (kind.kind(&path) == Some(PathKind::File)).then(|| (*n, b.open_host(&path, PathKind::File)))
-        })
-        .collect();
-    let writable: Vec<(PathBuf, PathKind, usize)> = writable_paths(spec)
-        .into_iter()
-        .map(|p| {
-            let k = kind.kind(&p).unwrap_or(PathKind::Dir);
-            let index = b.open_host(&p, k);
-            (p, k, index)
-        })
-        .collect();
-
-    b.ops.push(MountOp::ReadOnlyAll);
-    // A cwd of exactly /tmp means the host's /tmp: a private tmpfs there would shadow the bind
-    // (a magic-link bind source resolves to whatever is mounted on top of it).
-    let private_tmp = !writable.iter().any(|(p, _, _)| p == Path::new("/tmp"));
-    if private_tmp {
-        b.ops.push(MountOp::Tmpfs { target: "/tmp".into(), mode: 0o1777, read_only: false });
-    }
-
-    b.ops.push(MountOp::Tmpfs { target: "/dev".into(), mode: 0o755, read_only: false });
-    for (name, index) in dev {
-        let target = Path::new("/dev").join(name);
-        b.ops.push(MountOp::CreateFile { path: target.clone() });
-        b.ops.push(MountOp::Bind { source: Source::Host(index), target, recursive: false, read_only: false });
-    }
-    b.ops.push(MountOp::MkdirAll { path: "/dev/pts".into() });
-    b.ops.push(MountOp::Devpts { target: "/dev/pts".into() });
-    b.ops.push(MountOp::Symlink { link: "/dev/ptmx".into(), target: "pts/ptmx".into() });
-    b.ops.push(MountOp::MkdirAll { path: "/dev/shm".into() });
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        b.ops.push(MountOp::Symlink { link: Path::new("/dev").join(link), target: target.into() });
-    }
-    b.ops.push(MountOp::MakeReadOnly { target: "/dev".into() });
-    b.ops.push(MountOp::Tmpfs { target: "/dev/shm".into(), mode: 0o1777, read_only: false });
-
-    b.stage(Path::new(RESTRICTED_STAGING), spec);
-
-    for (path, k, index) in &writable {
-        if under_private_mount(path, private_tmp) {
-            match k {
-                PathKind::Dir => b.ops.push(MountOp::MkdirAll { path: path.clone() }),
-                PathKind::File => {
-                    if let Some(parent) = path.parent() {
-                        b.ops.push(MountOp::MkdirAll { path: parent.to_path_buf() });
-                    }
-                    b.ops.push(MountOp::CreateFile { path: path.clone() });
-                }
-            }
-        }
-        b.ops.push(MountOp::Bind {
-            source: Source::Host(*index),
-            target: path.clone(),
-            recursive: true,
-            read_only: false,
-        });
-        b.ops.push(MountOp::MakeWritable { target: path.clone() });
-    }
-
-    b.etc_and_ca_binds(spec, ca);
-
-    for path in &spec.fs.hide {
-        let inside_writable = writable.iter().any(|(w, _, _)| path.starts_with(w));
-        if under_private_mount(path, private_tmp) && !inside_writable {
-            continue; // our fresh /tmp and /dev do not contain it
-        }
-        b.hide(path);
-    }
-
-    for which in [Staged::ResolvConf, Staged::Hosts, Staged::Empty] {
-        if which != Staged::Hosts || spec.hosts_file.is_some() {
-            b.ops.push(MountOp::Unlink { path: Path::new(RESTRICTED_STAGING).join(staged_name(which)) });
-        }
-    }
-    b.ops.push(MountOp::Chdir { path: spec.cwd.clone() });
-    b.ops
-}
-
-fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
+fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result<Vec<MountOp>, Unprotectable> {
     let mut b = Builder::new(spec, kind);
     let ca = b.open_host(&spec.ca_bundle, PathKind::File);
     // Stage in a tmpfs over /dev/shm (nothing we bind or hide lives there), detached afterwards
@@ -411,6 +357,15 @@ fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     b.ops.push(MountOp::Tmpfs { target: staging.into(), mode: 0o700, read_only: false });
     b.stage(Path::new(staging), spec);
     b.etc_and_ca_binds(spec, ca);
+    // everything is writable: the launcher's own list is what stays read-only
+    for path in &spec.fs.protect {
+        if kind.is_symlink(path) {
+            return Err(Unprotectable(path.clone()));
+        }
+        if kind.kind(path).is_some() {
+            b.ops.push(MountOp::BindInPlace { target: path.clone(), read_only: true, placeholder: false });
+        }
+    }
     for path in &spec.fs.hide {
         if !path.starts_with(staging) {
             b.hide(path);
@@ -418,7 +373,7 @@ fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Vec<MountOp> {
     }
     b.ops.push(MountOp::Unmount { target: staging.into() });
     b.ops.push(MountOp::Chdir { path: spec.cwd.clone() });
-    b.ops
+    Ok(b.ops)
 }
 
 /// What the forked command process does between `fork` and `execve`, in this order
@@ -440,3 +395,5 @@ pub const COMMAND_STEPS: [Step; 12] = [
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_protect;

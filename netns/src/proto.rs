@@ -49,10 +49,22 @@ pub enum ToHelper {
     Release,
 }
 
+/// A placeholder the helper created on the host for a missing protected path (see
+/// `plan::MountOp::Placeholder`): removed after the run if it is still as made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    pub path: std::path::PathBuf,
+    pub dir: bool,
+    /// A file's contents as made (empty, or `.` for `commondir`).
+    pub contents: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FromHelper {
     /// Capture is in place; the fds ride along with this message.
     Ready(Vec<SocketInfo>),
+    /// Not sent to the launcher: the record format of the helper's janitor (`janitor`).
+    Placeholders(Vec<Placeholder>),
     Failed {
         step: Step,
         errno: i32,
@@ -108,6 +120,12 @@ impl FromHelper {
             FromHelper::Started => {
                 w.u8(12);
             }
+            FromHelper::Placeholders(list) => {
+                w.u8(14).len(list.len());
+                for p in list {
+                    w.path(&p.path).bool(p.dir).str(&p.contents);
+                }
+            }
             FromHelper::Exit(status) => {
                 match status {
                     CommandStatus::Exited(c) => w.u8(13).u8(0).i32(*c),
@@ -140,6 +158,14 @@ impl FromHelper {
                 FromHelper::Failed { step, errno: r.i32()?, detail: r.string()? }
             }
             12 => FromHelper::Started,
+            14 => {
+                let n = r.len()?;
+                let mut list = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    list.push(Placeholder { path: r.path()?, dir: r.bool()?, contents: r.string()? });
+                }
+                FromHelper::Placeholders(list)
+            }
             13 => match r.u8()? {
                 0 => FromHelper::Exit(CommandStatus::Exited(r.i32()?)),
                 1 => FromHelper::Exit(CommandStatus::Signaled(r.i32()?)),
@@ -169,6 +195,11 @@ mod tests {
             ]),
             FromHelper::Failed { step: Step::LocalRouteV6, errno: 1, detail: "lo".into() },
             FromHelper::Started,
+            FromHelper::Placeholders(vec![
+                Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new() },
+                Placeholder { path: "/p/.git/commondir".into(), dir: false, contents: ".".into() },
+                Placeholder { path: "/p/.vscode".into(), dir: true, contents: String::new() },
+            ]),
             FromHelper::Exit(CommandStatus::Exited(7)),
             FromHelper::Exit(CommandStatus::Signaled(15)),
         ] {

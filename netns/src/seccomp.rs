@@ -3,25 +3,30 @@
 //! It is a deny-list for the few things that matter even without any capability:
 //! - `ioctl(fd, TIOCSTI | TIOCLINUX)`: pushing keystrokes into the terminal the command shares
 //!   with the user's shell;
-//! - setting the set-user-ID bit (`chmod` family, and `open`/`creat`/`mknod` with `O_CREAT`):
-//!   a command of a root caller could otherwise leave a set-user-ID-root program in a writable
-//!   directory for anyone on the host to run;
+//! - setting the set-user-ID or set-group-ID bit (`chmod` family, and `open`/`creat`/`mknod`
+//!   with `O_CREAT`): a command of a root caller could otherwise leave a set-user-ID-root (or
+//!   set-group-ID-root) program in a writable directory for anyone on the host to run. The filter
+//!   cannot tell a directory from a file, so `chmod g+s` on a directory is refused too;
 //! - `openat2` (its mode sits in a struct the filter cannot read) and `io_uring_setup` (its
 //!   operations bypass seccomp) answer `ENOSYS`, so libraries fall back to the plain calls;
 //! - on x86-64, the x32 ABI altogether.
 //!
 //! Only the low 32 bits of an argument are compared, as the kernel does for these calls.
+//!
+//! Fail closed: on an architecture without a table here there is no filter, and the helper
+//! refuses to start the command ([`program`] is `None`); a kernel that rejects the filter
+//! (`EINVAL`) stops the command too (`sys`, step `Seccomp`).
 
 /// What the filter does with one system call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rule {
     /// `ioctl`: deny TIOCSTI and TIOCLINUX (request in argument 1).
     Ioctl,
-    /// Deny when the mode argument has S_ISUID.
+    /// Deny when the mode argument has S_ISUID or S_ISGID.
     Mode {
         mode: u32,
     },
-    /// Deny when the flags create a file and the mode has S_ISUID.
+    /// Deny when the flags create a file and the mode has S_ISUID or S_ISGID.
     Create {
         flags: u32,
         mode: u32,
@@ -39,6 +44,7 @@ struct Arch {
 const TIOCSTI: u32 = 0x5412;
 const TIOCLINUX: u32 = 0x541C;
 const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
 const O_CREAT: u32 = 0o100;
 const O_TMPFILE_BIT: u32 = 0o20000000;
 
@@ -116,15 +122,20 @@ const ARM: Arch = Arch {
     ],
 };
 
-/// The filter for this machine's architectures (empty where we have no table).
-pub fn program() -> Vec<libc::sock_filter> {
+/// The filter for this machine's architectures; `None` where we have no table (the helper
+/// then refuses to run the command rather than run it unfiltered).
+pub fn program() -> Option<Vec<libc::sock_filter>> {
     #[cfg(target_arch = "x86_64")]
     let arches: &[Arch] = &[X86_64, I386];
     #[cfg(target_arch = "aarch64")]
     let arches: &[Arch] = &[AARCH64, ARM];
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let arches: &[Arch] = &[];
-    if arches.is_empty() { Vec::new() } else { assemble(&build(arches)) }
+    program_for(arches)
+}
+
+fn program_for(arches: &[Arch]) -> Option<Vec<libc::sock_filter>> {
+    if arches.is_empty() { None } else { Some(assemble(&build(arches))) }
 }
 
 pub const RET_ALLOW: u32 = 0x7fff_0000;
@@ -196,7 +207,7 @@ fn build(arches: &[Arch]) -> Vec<Ins> {
             }
             Rule::Mode { mode } => {
                 code.push(Ins::Load(arg(mode)));
-                code.push(Ins::And(S_ISUID));
+                code.push(Ins::And(S_ISUID | S_ISGID));
                 code.push(Ins::Jeq(0, Label(ALLOW), Label(DENY)));
             }
             Rule::Create { flags, mode } => {
@@ -204,7 +215,7 @@ fn build(arches: &[Arch]) -> Vec<Ins> {
                 code.push(Ins::And(O_CREAT | O_TMPFILE_BIT));
                 code.push(Ins::Jeq(0, Label(ALLOW), Next));
                 code.push(Ins::Load(arg(mode)));
-                code.push(Ins::And(S_ISUID));
+                code.push(Ins::And(S_ISUID | S_ISGID));
                 code.push(Ins::Jeq(0, Label(ALLOW), Label(DENY)));
             }
             Rule::Enosys => code.push(Ins::Jump(Label(NOSYS))),
@@ -302,14 +313,19 @@ mod tests {
         assert_eq!(i386(54, [0, TIOCSTI.into(), 0, 0, 0, 0]), RET_EPERM);
         assert_eq!(x86(16, [0, 0x5413, 0, 0, 0, 0]), RET_ALLOW, "TIOCGWINSZ");
         assert_eq!(i386(16, [0, TIOCSTI.into(), 0, 0, 0, 0]), RET_ALLOW, "i386 16 is not ioctl");
-        assert_eq!(run(&program(), 0x1234, 16, [0, TIOCSTI.into(), 0, 0, 0, 0]), RET_ALLOW, "unknown arch");
+        let prog = program().expect("a filter for this architecture");
+        assert_eq!(run(&prog, 0x1234, 16, [0, TIOCSTI.into(), 0, 0, 0, 0]), RET_ALLOW, "unknown arch");
     }
 
     #[test]
     fn set_user_id_bits_are_denied() {
         assert_eq!(x86(90, [0, 0o4755, 0, 0, 0, 0]), RET_EPERM, "chmod u+s");
         assert_eq!(x86(90, [0, 0o755, 0, 0, 0, 0]), RET_ALLOW, "chmod 755");
-        assert_eq!(x86(90, [0, 0o2775, 0, 0, 0, 0]), RET_ALLOW, "setgid directories stay possible");
+        assert_eq!(x86(90, [0, 0o2755, 0, 0, 0, 0]), RET_EPERM, "chmod g+s");
+        assert_eq!(x86(90, [0, 0o1777, 0, 0, 0, 0]), RET_ALLOW, "sticky bit");
+        assert_eq!(x86(257, [0, 0, u64::from(O_CREAT), 0o2755, 0, 0]), RET_EPERM, "openat O_CREAT 02755");
+        assert_eq!(x86(268, [0, 0, 0o2711, 0, 0, 0]), RET_EPERM, "fchmodat g+s");
+        assert_eq!(i386(15, [0, 0o2755, 0, 0, 0, 0]), RET_EPERM, "i386 chmod g+s");
         assert_eq!(x86(91, [3, 0o4711, 0, 0, 0, 0]), RET_EPERM, "fchmod");
         assert_eq!(x86(268, [0, 0, 0o4755, 0, 0, 0]), RET_EPERM, "fchmodat");
         assert_eq!(x86(452, [0, 0, 0o4755, 0, 0, 0]), RET_EPERM, "fchmodat2");
@@ -321,6 +337,12 @@ mod tests {
         assert_eq!(x86(259, [0, 0, 0o104755, 0, 0, 0]), RET_EPERM, "mknodat");
         assert_eq!(i386(15, [0, 0o4755, 0, 0, 0, 0]), RET_EPERM, "i386 chmod");
         assert_eq!(i386(295, [0, 0, u64::from(O_CREAT), 0o4755, 0, 0]), RET_EPERM, "i386 openat");
+    }
+
+    #[test]
+    fn no_filter_means_no_command() {
+        assert!(program_for(&[]).is_none(), "an architecture without a table has no filter at all");
+        assert!(program_for(&[X86_64]).is_some_and(|p| !p.is_empty()));
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub struct SandboxSpec {
     pub args: Vec<OsString>,
     /// The complete, already scrubbed environment of the command (nothing else is inherited).
     pub env: Vec<(OsString, OsString)>,
-    /// Working directory of the command; writable under the restricted filesystem policy.
+    /// Working directory of the command. Writable only if it is in `fs.writable` (the launcher
+    /// decides: never `$HOME`, an ancestor of it, or `/tmp`); it may be any directory, `/` too.
     pub cwd: PathBuf,
     /// Combined CA bundle (host roots + the run's CA), bound over every distro bundle path.
     pub ca_bundle: PathBuf,
@@ -31,17 +32,52 @@ pub struct SandboxSpec {
     pub fs: FsPolicy,
 }
 
-/// The filesystem policy of DESIGN section 9.
+/// The filesystem policy of DESIGN section 9 (and the hardening of `docs/architecture.md`).
 ///
-/// `open: false` (the default): host root read-only, `cwd` and `writable` writable, private `/tmp`
-/// and minimal `/dev`, `hide` paths behind empty mounts. `open: true`: the host filesystem as it
-/// is (only the CA bundle, resolv.conf and hosts are replaced); `hide` still applies.
+/// `open: false` (the default): host root read-only; `writable` paths writable, with the
+/// [`PROTECTED_NAMES`] inside them (and in the repositories found below them) kept read-only and
+/// pinned; `read` paths read-only; `protect` paths read-only wherever they are writable; private
+/// `/tmp`, `/var/tmp`, `/dev/shm`, `/run` and minimal `/dev`; `hide` paths behind empty mounts;
+/// `home` private or the host's. `open: true`: the host filesystem as it is (only the CA bundle,
+/// resolv.conf and hosts are replaced); `hide` and `protect` still apply, `home` does not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsPolicy {
     pub open: bool,
+    /// Writable host paths (the launcher puts the cwd here when it may be writable, plus
+    /// `--writable`). Naming a protected path (e.g. `<cwd>/.git`) here is the opt-out for it.
     pub writable: Vec<PathBuf>,
+    /// Extra read-only host paths (`--read`), visible even inside a private home.
+    pub read: Vec<PathBuf>,
     pub hide: Vec<PathBuf>,
+    /// Extra absolute paths kept read-only wherever they are (policy files, authsome's own
+    /// files): bound read-only in place when they lie in a writable path. Missing ones are skipped.
+    pub protect: Vec<PathBuf>,
+    pub home: HomePolicy,
 }
+
+/// What the sandbox shows at the user's home directory (restricted policy only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HomePolicy {
+    /// The host home as the rest of the root (read-only, minus `hide`).
+    #[default]
+    Host,
+    /// A fresh tmpfs at `path` (mode 0700, owned by the caller, discarded after the run) with the
+    /// existing `read_only` host paths under it bound back read-only; the cwd (read-only unless
+    /// writable), `read` and `writable` paths under it are bound back too. `HOME` stays `path`.
+    /// `path` must come from the password database, not from `$HOME`.
+    Private { path: PathBuf, read_only: Vec<PathBuf> },
+}
+
+/// Names kept read-only inside every writable path (and in the repositories found below it):
+/// things the host runs or trusts later. Missing ones get an empty read-only placeholder for the
+/// run, so they cannot be created either. Inside a git directory (`.git`, or where a `.git` file
+/// points) [`GIT_DIR_PROTECTED`] are protected too; objects, refs and the index stay writable.
+pub const PROTECTED_NAMES: &[&str] =
+    &[".git", ".gitmodules", ".envrc", ".vscode", ".idea", ".mcp.json", ".cursor", ".claude"];
+
+/// Entries of a git directory kept read-only: configuration and what it points git at. `modules`
+/// (submodules) and `worktrees` are handled entry by entry: each is a git directory of its own.
+pub const GIT_DIR_PROTECTED: &[&str] = &["config", "config.worktree", "hooks", "info", "commondir", "gitdir"];
 
 /// Ports captured whatever the spec says.
 pub const ALWAYS_CAPTURED_TCP: [u16; 2] = [443, 80];
@@ -84,30 +120,136 @@ pub const HOST_SERVICE_SOCKETS: &[&str] = &[
     "/run/incus/unix.socket",
 ];
 
-/// The default hidden paths of DESIGN section 9, for a user whose home is `home`.
+/// Credential files and stores under the home directory hidden by default (on top of DESIGN
+/// section 9's list): what a command in `--fs home` mode must not read.
+pub const HOME_SECRETS: &[&str] = &[
+    ".authsome",
+    ".ssh",
+    ".aws",
+    ".config/gh",
+    ".gnupg",
+    ".netrc",
+    ".docker",
+    ".kube",
+    ".git-credentials",
+    ".config/git/credentials",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pypirc",
+    ".cargo/credentials",
+    ".cargo/credentials.toml",
+    ".config/gcloud",
+    ".azure",
+    ".claude/.credentials.json",
+    ".config/github-copilot",
+    ".config/hub",
+    ".config/op",
+    ".password-store",
+    ".local/share/keyrings",
+    ".vault-token",
+    ".terraform.d/credentials.tfrc.json",
+    ".gem/credentials",
+    ".m2/settings-security.xml",
+    // shell and REPL histories
+    ".bash_history",
+    ".zsh_history",
+    ".zhistory",
+    ".histfile",
+    ".sh_history",
+    ".local/share/fish/fish_history",
+    ".python_history",
+    ".node_repl_history",
+    ".psql_history",
+    ".mysql_history",
+    ".sqlite_history",
+    ".lesshst",
+    // browser profiles (cookies, saved passwords)
+    ".mozilla",
+    ".config/google-chrome",
+    ".config/chromium",
+    ".config/BraveSoftware",
+    ".config/microsoft-edge",
+    ".config/vivaldi",
+    ".config/opera",
+    "snap/firefox",
+    "snap/chromium",
+    ".var/app/org.mozilla.firefox",
+    ".var/app/com.google.Chrome",
+];
+
+/// The default hidden paths, for a user whose home is `home`: `authsome_home`, every directory
+/// of `home` that looks like an authsome home (`.authsome*`, the Python one included),
+/// [`HOME_SECRETS`], `/run` and `/var/run` (daemon sockets; the sandbox recreates the
+/// `resolv.conf`/`hosts` it needs there), `/run/user/<uid>`, [`HOST_SERVICE_SOCKETS`].
 ///
-/// For `uid` 0 the whole of `/run` (and `/var/run`) is hidden too, and `/etc/shadow`,
-/// `/etc/gshadow` and `/etc/ssh` (host keys), which only root can read: a command running as the
-/// host's root, even without capabilities, is root to every daemon that checks its peer's uid on
-/// a Unix socket (systemd, D-Bus, snapd, container engines, udev…), and most of them live there.
-/// A `resolv.conf` or `hosts` that links into `/run` is recreated inside the hidden tmpfs.
+/// For `uid` 0 also `/etc/shadow`, `/etc/gshadow` and `/etc/ssh` (host keys), which only root can
+/// read: a command running as the host's root, even without capabilities, is root to every
+/// daemon that checks its peer's uid on a Unix socket, and to the file permission checks.
 ///
-/// Paths that do not exist are kept here (the helper skips them); the launcher appends `--hide`.
+/// Reads `home`'s directory listing (the `.authsome*` entries); paths that do not exist are kept
+/// here (the helper skips them, and keeps them from appearing during the run). The launcher
+/// appends `--hide`.
 pub fn default_hidden_paths(home: &Path, authsome_home: &Path, uid: u32) -> Vec<PathBuf> {
     let mut paths = vec![authsome_home.to_path_buf()];
-    for rel in [".ssh", ".aws", ".config/gh", ".gnupg", ".netrc", ".docker", ".kube"] {
-        paths.push(home.join(rel));
+    if let Ok(entries) = std::fs::read_dir(home) {
+        let mut lookalikes: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().as_encoded_bytes().starts_with(b".authsome"))
+            .map(|e| e.path())
+            .collect();
+        lookalikes.sort();
+        paths.extend(lookalikes);
     }
+    paths.extend(HOME_SECRETS.iter().map(|rel| home.join(rel)));
+    paths.push(PathBuf::from("/run"));
+    paths.push(PathBuf::from("/var/run"));
     if uid == 0 {
-        paths.push(PathBuf::from("/run"));
-        paths.push(PathBuf::from("/var/run"));
         // root-only secrets of the host itself: password hashes, SSH host keys
         paths.extend(["/etc/shadow", "/etc/gshadow", "/etc/ssh"].map(PathBuf::from));
     }
     paths.push(PathBuf::from(format!("/run/user/{uid}")));
     paths.extend(HOST_SERVICE_SOCKETS.iter().map(PathBuf::from));
-    paths.dedup();
+    let mut seen = Vec::new();
+    paths.retain(|p| {
+        let fresh = !seen.contains(p);
+        seen.push(p.clone());
+        fresh
+    });
     paths
+}
+
+/// Directories under `home` kept read-only in a private home when they exist: the toolchains
+/// commands need. The launcher adds the directory holding the resolved command and `~/.gitconfig`.
+pub const HOME_TOOLCHAINS: &[&str] = &[
+    ".cargo/bin",
+    ".rustup",
+    ".nvm",
+    ".pyenv",
+    ".rbenv",
+    ".local/bin",
+    ".local/lib",
+    ".local/share/mise",
+    ".local/share/pnpm",
+    ".bun",
+    ".deno",
+    ".volta",
+    ".asdf",
+    ".sdkman",
+    ".juliaup",
+    ".ghcup",
+    ".elan",
+    ".foundry/bin",
+    "go",
+    ".gitconfig",
+    ".config/git/config",
+    ".config/git/ignore",
+    ".config/git/attributes",
+];
+
+/// [`HOME_TOOLCHAINS`] under `home`, for `HomePolicy::Private { read_only }` (missing ones are
+/// skipped by the helper).
+pub fn default_home_toolchains(home: &Path) -> Vec<PathBuf> {
+    HOME_TOOLCHAINS.iter().map(|rel| home.join(rel)).collect()
 }
 
 impl SandboxSpec {
@@ -156,7 +298,17 @@ impl SandboxSpec {
         {
             return Err(format!("the inner proxy port {p} is also a capture port"));
         }
-        for path in self.fs.writable.iter().chain(&self.fs.hide) {
+        let home_paths: &[PathBuf] = match &self.fs.home {
+            HomePolicy::Host => &[],
+            HomePolicy::Private { path, read_only } => {
+                if !path.is_absolute() || path == Path::new("/") {
+                    return Err(format!("the private home {} is not an absolute directory below /", path.display()));
+                }
+                read_only
+            }
+        };
+        let fs = &self.fs;
+        for path in fs.writable.iter().chain(&fs.read).chain(&fs.hide).chain(&fs.protect).chain(home_paths) {
             if !path.is_absolute() {
                 return Err(format!("{} is not an absolute path", path.display()));
             }
@@ -197,10 +349,22 @@ impl SandboxSpec {
         for p in &self.fs.writable {
             w.path(p);
         }
-        w.len(self.fs.hide.len());
-        for p in &self.fs.hide {
-            w.path(p);
+        for list in [&self.fs.read, &self.fs.hide, &self.fs.protect] {
+            w.len(list.len());
+            for p in list {
+                w.path(p);
+            }
         }
+        match &self.fs.home {
+            HomePolicy::Host => w.bool(false),
+            HomePolicy::Private { path, read_only } => {
+                w.bool(true).path(path).len(read_only.len());
+                for p in read_only {
+                    w.path(p);
+                }
+                &mut w
+            }
+        };
         w.into_bytes()
     }
 
@@ -221,7 +385,16 @@ impl SandboxSpec {
         let inner_proxy_port = if r.bool()? { Some(r.u16()?) } else { None };
         let open = r.bool()?;
         let writable = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+        let read = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
         let hide = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+        let protect = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+        let home = if r.bool()? {
+            let path = r.path()?;
+            let read_only = (0..r.len()?).map(|_| r.path()).collect::<Result<_, _>>()?;
+            HomePolicy::Private { path, read_only }
+        } else {
+            HomePolicy::Host
+        };
         r.finish()?;
         Ok(Self {
             program,
@@ -234,12 +407,12 @@ impl SandboxSpec {
             tcp_ports,
             dns,
             inner_proxy_port,
-            fs: FsPolicy { open, writable, hide },
+            fs: FsPolicy { open, writable, read, hide, protect, home },
         })
     }
 }
 
-const SPEC_MAGIC: u8 = 0xA5;
+const SPEC_MAGIC: u8 = 0xA6;
 
 #[cfg(test)]
 mod tests {
@@ -253,7 +426,14 @@ mod tests {
         s.hosts_file = Some("127.0.0.1 localhost\n".into());
         s.tcp_ports = vec![8443, 443];
         s.inner_proxy_port = Some(3128);
-        s.fs = FsPolicy { open: false, writable: vec!["/data".into()], hide: vec!["/home/u/.secret".into()] };
+        s.fs = FsPolicy {
+            open: false,
+            writable: vec!["/data".into()],
+            read: vec!["/home/u/notes".into()],
+            hide: vec!["/home/u/.secret".into()],
+            protect: vec!["/data/policy.toml".into()],
+            home: HomePolicy::Private { path: "/home/u".into(), read_only: vec!["/home/u/.cargo/bin".into()] },
+        };
         s
     }
 
@@ -297,6 +477,12 @@ mod tests {
         let mut s = sample();
         s.fs.hide.push("not/absolute".into());
         assert!(s.validate().is_err());
+        let mut s = sample();
+        s.fs.protect.push("rel/policy".into());
+        assert!(s.validate().is_err());
+        let mut s = sample();
+        s.fs.home = HomePolicy::Private { path: "/".into(), read_only: vec![] };
+        assert!(s.validate().is_err(), "a private home at / would hide the whole host");
     }
 
     #[test]
@@ -318,12 +504,58 @@ mod tests {
         ] {
             assert!(paths.contains(&PathBuf::from(expected)), "{expected} missing from {paths:?}");
         }
+        for expected in [
+            ".git-credentials",
+            ".npmrc",
+            ".pypirc",
+            ".cargo/credentials.toml",
+            ".config/gcloud",
+            ".azure",
+            ".claude/.credentials.json",
+            ".config/github-copilot",
+            ".bash_history",
+            ".zsh_history",
+            ".mozilla",
+            ".config/google-chrome",
+        ] {
+            assert!(paths.contains(&Path::new("/home/u").join(expected)), "{expected} missing");
+        }
         assert!(paths.iter().all(|p| p.is_absolute()));
-        assert!(!paths.contains(&PathBuf::from("/run")), "a normal user keeps /run (but not /run/user/<uid>)");
+        assert!(paths.contains(&PathBuf::from("/run")), "every uid loses /run: sockets stay reachable read-only");
         let root = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
         assert!(root.contains(&PathBuf::from("/run")) && root.contains(&PathBuf::from("/var/run")));
         assert!(root.contains(&PathBuf::from("/root/.ssh")));
         assert!(root.contains(&PathBuf::from("/etc/shadow")) && root.contains(&PathBuf::from("/etc/ssh")));
         assert!(!paths.contains(&PathBuf::from("/etc/shadow")), "a normal user cannot read it anyway");
+        let mut unique = paths.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), paths.len(), "no duplicates");
+    }
+
+    #[test]
+    fn every_authsome_looking_home_is_hidden() {
+        let home = std::env::temp_dir().join(format!("authsome-netns-spec-{}", std::process::id()));
+        for dir in [".authsome", ".authsome-rs", ".authsome.old", "project"] {
+            std::fs::create_dir_all(home.join(dir)).unwrap();
+        }
+        let paths = default_hidden_paths(&home, &home.join("elsewhere"), 1000);
+        std::fs::remove_dir_all(&home).unwrap();
+        for hidden in [".authsome", ".authsome-rs", ".authsome.old", "elsewhere"] {
+            assert!(paths.contains(&home.join(hidden)), "{hidden} must be hidden: {paths:?}");
+        }
+        assert!(!paths.contains(&home.join("project")));
+    }
+
+    #[test]
+    fn toolchains_are_under_home_and_include_gitconfig() {
+        let t = default_home_toolchains(Path::new("/home/u"));
+        for expected in [".cargo/bin", ".rustup", ".nvm", ".pyenv", ".local/bin", ".local/lib", ".bun", ".deno", "go"] {
+            assert!(t.contains(&Path::new("/home/u").join(expected)), "{expected} missing");
+        }
+        assert!(t.contains(&PathBuf::from("/home/u/.gitconfig")));
+        assert!(t.iter().all(|p| p.starts_with("/home/u")));
+        let secrets = default_hidden_paths(Path::new("/home/u"), Path::new("/home/u/.authsome"), 1000);
+        assert!(t.iter().all(|p| !secrets.iter().any(|s| p.starts_with(s))), "no toolchain dir holds a secret");
     }
 }

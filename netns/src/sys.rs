@@ -154,7 +154,11 @@ impl PreparedCommand {
         env: &[(&OsStr, &OsStr)],
         last_cap: u32,
         new_session: bool,
+        seccomp: Vec<libc::sock_filter>,
     ) -> io::Result<Self> {
+        if seccomp.is_empty() || seccomp.len() > usize::from(u16::MAX) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no usable seccomp filter"));
+        }
         let cstr = |b: &[u8]| CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte"));
         let path = cstr(path.as_os_str().as_bytes())?;
         let argv: Vec<CString> = argv.iter().map(|a| cstr(a.as_bytes())).collect::<io::Result<_>>()?;
@@ -170,7 +174,7 @@ impl PreparedCommand {
             envp_ptrs,
             last_cap: c_ulong::from(last_cap),
             new_session,
-            seccomp: crate::seccomp::program(),
+            seccomp,
         })
     }
 }
@@ -298,16 +302,11 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
             ok_or_errno(libc::c_long::from(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }))
         }
         Step::Seccomp => {
-            if cmd.seccomp.is_empty() {
-                return Ok(());
-            }
             let prog = libc::sock_fprog { len: cmd.seccomp.len() as u16, filter: cmd.seccomp.as_ptr().cast_mut() };
             // SAFETY: prog points at a filter that lives in cmd for the whole call; the kernel copies it.
             let ret = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _, 0, 0) };
-            match ok_or_errno(libc::c_long::from(ret)) {
-                Err(libc::EINVAL) => Ok(()), // kernel without seccomp filters
-                other => other,
-            }
+            // Fail closed: EINVAL (no seccomp filters, or ours rejected) stops the command too.
+            ok_or_errno(libc::c_long::from(ret))
         }
         Step::WaitRelease => {
             let mut go = 0u8;
@@ -337,4 +336,19 @@ pub fn adopt_fd(raw: RawFd) -> OwnedFd {
     // SAFETY: callers pass fds that are open and owned by nobody else in this process: freshly
     // received with SCM_RIGHTS, or the helper's inherited socket whose number came in argv.
     unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// Set extended attribute `name` of `path` itself (not following a link) to `value`.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let name = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: path and name are NUL-terminated strings, value a live slice of the given length.
+    check(unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+}
+
+/// Whether `path` itself (not following a link) has extended attribute `name`.
+pub fn has_xattr(path: &Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (CString::new(path.as_os_str().as_bytes()), CString::new(name)) else { return false };
+    // SAFETY: NUL-terminated strings; a NULL buffer of size 0 only asks for the value's size.
+    unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
 }

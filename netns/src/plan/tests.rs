@@ -1,6 +1,10 @@
 use super::*;
 use crate::spec::{FsPolicy, default_hidden_paths};
 
+fn plan_of(spec: &SandboxSpec, host: &dyn HostView) -> Vec<MountOp> {
+    mount_plan(spec, host).expect("a plan")
+}
+
 /// A host like this machine: Debian CA path, /etc/resolv.conf, /etc/hosts, ~/.ssh (dir),
 /// ~/.netrc (file), the docker socket, the usual /dev nodes.
 fn host(path: &Path) -> Option<PathKind> {
@@ -33,9 +37,9 @@ fn host(path: &Path) -> Option<PathKind> {
 fn spec() -> SandboxSpec {
     let mut s = SandboxSpec::new("sh", "/home/u", "/run/ca.pem");
     s.fs = FsPolicy {
-        open: false,
-        writable: vec!["/data".into()],
+        writable: vec!["/home/u".into(), "/data".into()],
         hide: default_hidden_paths(Path::new("/home/u"), Path::new("/home/u/.authsome"), 1000),
+        ..FsPolicy::default()
     };
     s
 }
@@ -57,7 +61,7 @@ fn mounts_go_private_before_anything_else() {
     for open in [false, true] {
         let mut s = spec();
         s.fs.open = open;
-        let plan = mount_plan(&s, &host);
+        let plan = plan_of(&s, &host);
         assert_eq!(plan[0], MountOp::MakePrivate);
         assert_eq!(plan.iter().filter(|op| **op == MountOp::MakePrivate).count(), 1);
         assert!(matches!(plan.last(), Some(MountOp::Chdir { path }) if path == Path::new("/home/u")));
@@ -66,11 +70,18 @@ fn mounts_go_private_before_anything_else() {
 
 #[test]
 fn host_paths_are_opened_before_the_tree_changes() {
-    let plan = mount_plan(&spec(), &host);
+    let plan = plan_of(&spec(), &host);
     let last_open = last_position(&plan, |op| matches!(op, MountOp::OpenHost { .. }));
     let read_only = position(&plan, |op| *op == MountOp::ReadOnlyAll);
     assert!(last_open < read_only);
-    assert!(plan[..read_only].iter().all(|op| matches!(op, MountOp::MakePrivate | MountOp::OpenHost { .. })));
+    assert!(
+        plan[..read_only]
+            .iter()
+            .all(|op| matches!(op, MountOp::MakePrivate | MountOp::Placeholder { .. } | MountOp::OpenHost { .. }))
+    );
+    let first_open = position(&plan, |op| matches!(op, MountOp::OpenHost { .. }));
+    let last_placeholder = last_position(&plan, |op| matches!(op, MountOp::Placeholder { .. }));
+    assert!(last_placeholder < first_open, "placeholders exist before anything is opened");
     let opened: Vec<usize> = plan
         .iter()
         .filter_map(|op| match op {
@@ -83,7 +94,7 @@ fn host_paths_are_opened_before_the_tree_changes() {
 
 #[test]
 fn read_only_root_then_writable_binds_then_ca_then_hides() {
-    let plan = mount_plan(&spec(), &host);
+    let plan = plan_of(&spec(), &host);
     let read_only = position(&plan, |op| *op == MountOp::ReadOnlyAll);
     let cwd_bind = position(&plan, |op| is_bind_to(op, "/home/u"));
     let cwd_writable =
@@ -106,13 +117,14 @@ fn read_only_root_then_writable_binds_then_ca_then_hides() {
 
 #[test]
 fn ca_bundle_goes_over_every_existing_distro_path_read_only() {
-    let plan = mount_plan(&spec(), &host);
+    let plan = plan_of(&spec(), &host);
     for path in ["/etc/ssl/certs/ca-certificates.crt", "/usr/lib/ssl/cert.pem"] {
         let op = &plan[position(&plan, |op| is_bind_to(op, path))];
         assert!(matches!(op, MountOp::Bind { source: Source::Host(0), read_only: true, recursive: false, .. }));
     }
     assert!(!plan.iter().any(|op| is_bind_to(op, "/etc/pki/tls/certs/ca-bundle.crt")), "missing paths are skipped");
-    assert!(matches!(&plan[1], MountOp::OpenHost { index: 0, path, .. } if path == Path::new("/run/ca.pem")));
+    let first_open = &plan[position(&plan, |op| matches!(op, MountOp::OpenHost { .. }))];
+    assert!(matches!(first_open, MountOp::OpenHost { index: 0, path, .. } if path == Path::new("/run/ca.pem")));
 }
 
 #[test]
@@ -130,7 +142,7 @@ fn ca_paths_that_are_one_file_are_bound_once() {
             }
         }
     }
-    let plan = mount_plan(&spec(), &Linked);
+    let plan = plan_of(&spec(), &Linked);
     assert!(plan.iter().any(|op| is_bind_to(op, "/etc/ssl/certs/ca-certificates.crt")));
     assert!(!plan.iter().any(|op| is_bind_to(op, "/usr/lib/ssl/cert.pem")));
 }
@@ -149,7 +161,7 @@ fn a_hidden_file_reached_by_two_names_is_hidden_once() {
             }
         }
     }
-    let plan = mount_plan(&spec(), &VarRun);
+    let plan = plan_of(&spec(), &VarRun);
     let binds = plan.iter().filter(|op| is_bind_to(op, "/run/docker.sock") || is_bind_to(op, "/var/run/docker.sock"));
     assert_eq!(binds.count(), 1);
 }
@@ -175,7 +187,7 @@ fn resolv_conf_linked_into_a_hidden_run_is_recreated_there() {
     }
     let mut s = spec();
     s.fs.hide = default_hidden_paths(Path::new("/root"), Path::new("/root/.authsome"), 0);
-    let plan = mount_plan(&s, &Resolved);
+    let plan = plan_of(&s, &Resolved);
     let run_tmpfs = position(
         &plan,
         |op| matches!(op, MountOp::Tmpfs { target, read_only: false, .. } if target == Path::new("/run")),
@@ -195,7 +207,7 @@ fn resolv_conf_linked_into_a_hidden_run_is_recreated_there() {
 fn resolv_conf_and_hosts_are_staged_bound_and_unlinked() {
     let mut s = spec();
     s.hosts_file = Some("127.0.0.1 localhost\n".into());
-    let plan = mount_plan(&s, &host);
+    let plan = plan_of(&s, &host);
     let write = position(&plan, |op| matches!(op, MountOp::WriteStaged { which: Staged::ResolvConf, .. }));
     let bind = position(&plan, |op| is_bind_to(op, "/etc/resolv.conf"));
     let unlink =
@@ -206,12 +218,12 @@ fn resolv_conf_and_hosts_are_staged_bound_and_unlinked() {
     assert!(shm < write, "staging lives in the sandbox's own /dev/shm");
     assert_eq!(staging_dir(&plan), Some(Path::new("/dev/shm")));
     // without a hosts file, /etc/hosts is left alone
-    assert!(!mount_plan(&spec(), &host).iter().any(|op| is_bind_to(op, "/etc/hosts")));
+    assert!(!plan_of(&spec(), &host).iter().any(|op| is_bind_to(op, "/etc/hosts")));
 }
 
 #[test]
 fn hidden_paths_get_empty_mounts_and_missing_ones_are_skipped() {
-    let plan = mount_plan(&spec(), &host);
+    let plan = plan_of(&spec(), &host);
     assert!(plan.iter().any(
         |op| matches!(op, MountOp::Tmpfs { target, read_only: true, .. } if target == Path::new("/home/u/.authsome"))
     ));
@@ -225,6 +237,7 @@ fn hidden_paths_get_empty_mounts_and_missing_ones_are_skipped() {
 fn a_tmp_cwd_binds_the_hosts_tmp_and_still_hides_inside_it() {
     let mut s = spec();
     s.cwd = PathBuf::from("/tmp");
+    s.fs.writable.push(PathBuf::from("/tmp"));
     s.fs.hide.push(PathBuf::from("/tmp/vault"));
     struct Tmp;
     impl HostView for Tmp {
@@ -235,7 +248,7 @@ fn a_tmp_cwd_binds_the_hosts_tmp_and_still_hides_inside_it() {
             path.to_path_buf()
         }
     }
-    let plan = mount_plan(&s, &Tmp);
+    let plan = plan_of(&s, &Tmp);
     assert!(!plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp"))));
     let bind = position(&plan, |op| is_bind_to(op, "/tmp"));
     let hide = position(
@@ -249,8 +262,9 @@ fn a_tmp_cwd_binds_the_hosts_tmp_and_still_hides_inside_it() {
 fn writable_paths_under_the_private_tmp_are_recreated_there() {
     let mut s = spec();
     s.cwd = "/tmp/work".into();
+    s.fs.writable.push("/tmp/work".into());
     s.fs.hide.push("/tmp/work/.env-dir".into());
-    let plan = mount_plan(&s, &|p: &Path| {
+    let plan = plan_of(&s, &|p: &Path| {
         if p == Path::new("/tmp/work/.env-dir") { Some(PathKind::Dir) } else { host(p) }
     });
     let tmp = position(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp")));
@@ -262,18 +276,27 @@ fn writable_paths_under_the_private_tmp_are_recreated_there() {
 }
 
 #[test]
-fn a_cwd_of_root_is_not_made_writable() {
+fn the_cwd_is_writable_only_when_listed() {
+    for cwd in ["/", "/home/u", "/tmp"] {
+        let mut s = spec();
+        s.cwd = cwd.into();
+        s.fs.writable = vec!["/data".into()];
+        let plan = plan_of(&s, &host);
+        assert!(!plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new(cwd))));
+        assert!(!plan.iter().any(|op| is_bind_to(op, cwd)), "{cwd} is not bound at all");
+        assert!(plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new("/data"))));
+        assert!(matches!(plan.last(), Some(MountOp::Chdir { path }) if path == Path::new(cwd)));
+    }
+    // /tmp as a cwd that is not writable: the private /tmp, not the host's
     let mut s = spec();
-    s.cwd = "/".into();
-    let plan = mount_plan(&s, &host);
-    assert!(!plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new("/"))));
-    assert!(plan.iter().any(|op| matches!(op, MountOp::MakeWritable { target } if target == Path::new("/data"))));
-    assert!(matches!(plan.last(), Some(MountOp::Chdir { path }) if path == Path::new("/")));
+    s.cwd = "/tmp".into();
+    let plan = plan_of(&s, &|p: &Path| if p == Path::new("/tmp") { Some(PathKind::Dir) } else { host(p) });
+    assert!(plan.iter().any(|op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/tmp"))));
 }
 
 #[test]
 fn minimal_dev_is_built_then_made_read_only() {
-    let plan = mount_plan(&spec(), &host);
+    let plan = plan_of(&spec(), &host);
     let dev = position(&plan, |op| matches!(op, MountOp::Tmpfs { target, .. } if target == Path::new("/dev")));
     let null = position(&plan, |op| is_bind_to(op, "/dev/null"));
     let pts = position(&plan, |op| matches!(op, MountOp::Devpts { .. }));
@@ -289,7 +312,7 @@ fn minimal_dev_is_built_then_made_read_only() {
 fn open_policy_keeps_the_host_tree_but_still_binds_and_hides() {
     let mut s = spec();
     s.fs.open = true;
-    let plan = mount_plan(&s, &host);
+    let plan = plan_of(&s, &host);
     assert!(!plan.contains(&MountOp::ReadOnlyAll));
     assert!(!plan.iter().any(|op| matches!(op, MountOp::MakeWritable { .. })));
     assert!(plan.iter().any(|op| is_bind_to(op, "/etc/ssl/certs/ca-certificates.crt")));

@@ -22,15 +22,17 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 mod filesystem;
+mod hardening;
 mod network;
 mod process;
 
 use filesystem::*;
+use hardening::*;
 use network::*;
 use process::*;
 
 use authsome_netns::{
-    CaptureSocket, CommandStatus, FsPolicy, NamespaceError, Sandbox, SandboxSpec, default_hidden_paths,
+    CaptureSocket, CommandStatus, FsPolicy, HomePolicy, NamespaceError, Sandbox, SandboxSpec, default_hidden_paths,
     maybe_run_helper, probe_with,
 };
 
@@ -117,6 +119,19 @@ fn main() {
         ("host_root_is_read_only_and_cwd_writable", host_root_is_read_only_and_cwd_writable),
         ("secrets_are_hidden_even_inside_writable_home", secrets_are_hidden_even_inside_writable_home),
         ("cwd_under_tmp_stays_writable", cwd_under_tmp_stays_writable),
+        (
+            "planted_git_config_hooks_and_editor_files_are_refused",
+            planted_git_config_hooks_and_editor_files_are_refused,
+        ),
+        ("nested_repositories_and_worktrees_are_protected", nested_repositories_and_worktrees_are_protected),
+        ("host_sockets_are_out_of_reach", host_sockets_are_out_of_reach),
+        ("more_home_secrets_are_hidden", more_home_secrets_are_hidden),
+        ("a_working_directory_can_be_read_only_or_root", a_working_directory_can_be_read_only_or_root),
+        ("private_home_is_empty_writable_and_keeps_toolchains", private_home_is_empty_writable_and_keeps_toolchains),
+        ("placeholders_are_removed_on_every_ending", placeholders_are_removed_on_every_ending),
+        ("a_concurrent_sandbox_keeps_its_placeholders", a_concurrent_sandbox_keeps_its_placeholders),
+        ("back_to_back_runs_in_one_directory_start", back_to_back_runs_in_one_directory_start),
+        ("hidden_paths_that_appear_during_the_run_stay_hidden", hidden_paths_that_appear_during_the_run_stay_hidden),
         ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
         ("capabilities_are_dropped", capabilities_are_dropped),
         ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
@@ -205,6 +220,8 @@ impl Ctx {
             ("HOME".into(), cwd.join("home").into()),
             ("AUTHSOME_TEST_HOST_NETNS".into(), self.host_netns.to_string().into()),
         ];
+        // the launcher's job: the working directory is writable only when listed
+        spec.fs.writable = vec![cwd.to_path_buf()];
         spec
     }
 }
