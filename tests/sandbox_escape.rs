@@ -127,3 +127,176 @@ echo done";
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.trim(), "done", "stderr: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The working directory is writable, but nothing in it that the host runs or trusts later:
+/// git's config, hooks and attributes (here and in a nested repository), direnv, editor and
+/// agent configuration, the policy file of this very run — also where they do not exist yet,
+/// and also by renaming what holds them. Commits, branches and the index still work.
+#[test]
+fn the_working_directory_cannot_plant_code_the_host_runs_later() {
+    let s = setup();
+    git(&s.project, &["init", "-q"]);
+    git(&s.project, &["commit", "-q", "--allow-empty", "-m", "init"]);
+    let nested = s.project.join("vendor/lib");
+    std::fs::create_dir_all(&nested).unwrap();
+    git(&nested, &["init", "-q"]);
+    let policy = s.project.join("policy.json");
+    std::fs::write(&policy, r#"{"egress": "providers"}"#).unwrap();
+    let config_before = std::fs::read_to_string(s.project.join(".git/config")).unwrap();
+    let script = r#"
+try() { sh -c "$1" 2>/dev/null && echo "$2"; }
+try 'git config core.fsmonitor "touch /tmp/pwned #"' config-written
+try 'echo x > .git/hooks/pre-commit' hook-written
+try 'mkdir -p .git/info && echo "* filter=evil" >> .git/info/attributes' attributes-written
+try 'echo evil > .envrc' envrc-written
+try 'mkdir -p .vscode && echo {} > .vscode/tasks.json' vscode-written
+try 'echo {} > .mcp.json' mcp-written
+try 'mkdir -p .claude/commands && echo x > .claude/commands/x.md' claude-written
+try 'echo x > .gitmodules' gitmodules-written
+try 'git -C vendor/lib config core.pager evil' nested-config-written
+try 'mv .git .git-old' git-moved
+try 'rm -rf .vscode' vscode-removed
+try 'echo {\"egress\":\"all\"} > policy.json' policy-widened
+echo work > file.txt && git add file.txt && git -c user.name=a -c user.email=a@b commit -qm work && echo committed
+git checkout -qb feature && echo branched
+echo done"#;
+    let run = s.sandboxed(&["--policy", policy.to_str().unwrap()], script).ok();
+    assert_eq!(run.stdout.trim(), "committed\nbranched\ndone", "stderr: {}", run.stderr);
+
+    assert_eq!(std::fs::read_to_string(s.project.join(".git/config")).unwrap(), config_before);
+    assert!(!s.project.join(".git/hooks/pre-commit").exists());
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), r#"{"egress": "providers"}"#);
+    for name in [".envrc", ".vscode", ".mcp.json", ".claude", ".gitmodules", ".git-old"] {
+        assert!(!s.project.join(name).exists(), "{name} was left in the project");
+    }
+    let log =
+        std::process::Command::new("git").args(["log", "--format=%s", "feature"]).current_dir(&s.project).output();
+    assert_eq!(String::from_utf8_lossy(&log.unwrap().stdout), "work\ninit\n");
+
+    // The explicit opt-out.
+    let run = s.sandboxed(&["--writable", ".git"], "git config authsome.test yes && echo written").ok();
+    assert_eq!(run.stdout.trim(), "written", "stderr: {}", run.stderr);
+}
+
+/// The home is an empty private directory by default: credential files, histories and caches
+/// of the real home are not there; toolchains and ~/.gitconfig are, read-only; what the
+/// command writes there is gone after the run. `--fs home` shows the real home minus the
+/// credential files; `--read` adds a path.
+#[test]
+fn the_home_is_private_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(user) = common::sandbox::Stranger::new(64_130) else {
+        eprintln!("skipped: needs root to run authsome as a throwaway user");
+        return;
+    };
+    let home = &user.home;
+    for (path, text) in [
+        (".git-credentials", "https://u:GITSECRET@github.com"),
+        (".npmrc", "//registry.npmjs.org/:_authToken=NPMSECRET"),
+        (".bash_history", "export TOKEN=HISTSECRET"),
+        (".config/gcloud/credentials.db", "GCLOUDSECRET"),
+        (".gitconfig", "[user]\n\tname = Sandboxed Tester\n"),
+        (".cargo/bin/mytool", "#!/bin/sh\necho tool-ran\n"),
+        ("notes/todo.txt", "readable-with-read"),
+        ("project/.keep", ""),
+    ] {
+        let file = home.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+    }
+    std::fs::set_permissions(home.join(".cargo/bin/mytool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    user.own(home);
+    let project = home.join("project");
+    let script = r#"cat ~/.git-credentials ~/.npmrc ~/.bash_history ~/.config/gcloud/credentials.db 2>/dev/null
+cat ~/notes/todo.txt 2>/dev/null
+~/.cargo/bin/mytool
+git config --global user.name
+echo cache > ~/.cache-test && cat ~/.cache-test
+echo out > result.txt && echo project-written
+ls -A ~ | tr '\n' ' '; echo"#;
+    let run = user.run(&project, &["run", "--sandbox", "--", "sh", "-c", script], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let mut lines = run.stdout.lines();
+    assert_eq!(lines.next(), Some("tool-ran"), "{}", run.all());
+    assert_eq!(lines.next(), Some("Sandboxed Tester"));
+    assert_eq!(lines.next(), Some("cache"));
+    assert_eq!(lines.next(), Some("project-written"));
+    let listing = lines.next().unwrap_or_default();
+    for secret in [".git-credentials", ".npmrc", ".bash_history", "notes"] {
+        assert!(!listing.split_whitespace().any(|e| e == secret), "{secret} in the private home: {listing}");
+    }
+    assert!(!run.stdout.contains("SECRET") && !run.stdout.contains("readable-with-read"), "{}", run.stdout);
+    assert!(!home.join(".cache-test").exists(), "the private home was written through");
+    assert_eq!(std::fs::read_to_string(project.join("result.txt")).unwrap(), "out\n");
+
+    let notes = home.join("notes");
+    let run = user.run(
+        &project,
+        &[
+            "run",
+            "--sandbox",
+            "--read",
+            notes.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "cat ~/notes/todo.txt; echo x > ~/notes/n 2>/dev/null && echo wrote",
+        ],
+        &[],
+    );
+    assert_eq!(run.stdout.trim(), "readable-with-read", "{}", run.all());
+
+    let run = user.run(
+        &project,
+        &[
+            "run",
+            "--sandbox",
+            "--fs",
+            "home",
+            "--",
+            "sh",
+            "-c",
+            "cat ~/notes/todo.txt; echo; cat ~/.git-credentials ~/.npmrc 2>/dev/null; echo end",
+        ],
+        &[],
+    );
+    assert_eq!(run.stdout.trim(), "readable-with-read\nend", "{}", run.all());
+}
+
+/// From the home, an ancestor of it, or `/`: nothing on the host is writable, and one notice
+/// says so (MCP clients often start servers from `/` or the home). `--writable` of such a
+/// directory is refused.
+#[test]
+fn a_home_or_root_working_directory_gets_nothing_writable() {
+    let Some(user) = common::sandbox::Stranger::new(64_131) else {
+        eprintln!("skipped: needs root to run authsome as a throwaway user");
+        return;
+    };
+    let script = "touch here.txt 2>/dev/null; touch /tmp/t && echo tmp-ok; echo served";
+    for cwd in [user.home.clone(), std::path::PathBuf::from("/")] {
+        let run = user.run(&cwd, &["run", "--sandbox", "--", "sh", "-c", script], &[]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert_eq!(run.stdout.trim(), "tmp-ok\nserved", "{}", run.all());
+        assert!(run.stderr.contains("nothing on the host is writable"), "{}", run.stderr);
+        assert!(!cwd.join("here.txt").exists(), "wrote into {}", cwd.display());
+        let quiet = user.run(&cwd, &["--quiet", "run", "--sandbox", "--", "true"], &[]);
+        assert_eq!((quiet.code, quiet.stderr.as_str()), (0, ""), "{}", quiet.all());
+    }
+    let project = user.home.join("p");
+    std::fs::create_dir_all(&project).unwrap();
+    user.own(&project);
+    let refused =
+        user.run(&project, &["run", "--sandbox", "--writable", user.home.to_str().unwrap(), "--", "true"], &[]);
+    assert_eq!(refused.code, 125, "{}", refused.all());
+    assert!(refused.stderr.contains("--fs open"), "{}", refused.stderr);
+}

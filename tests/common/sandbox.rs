@@ -90,3 +90,65 @@ impl Setup {
 pub fn echoes(run: &Run) -> Vec<Value> {
     run.stdout.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+/// A user with no password-database entry and a home of its own, for runs that must not touch
+/// the real user's home: with no entry, authsome takes `$HOME` as the user's home.
+pub struct Stranger {
+    pub uid: u32,
+    pub base: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+impl Stranger {
+    /// `None` when not root (setpriv needs it); callers skip with a printed reason.
+    pub fn new(uid: u32) -> Option<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        assert!(nix::unistd::User::from_uid(uid.into()).unwrap().is_none(), "uid {uid} has a passwd entry");
+        let base = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let home = base.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let stranger = Stranger { uid, base, home };
+        stranger.own(&stranger.home);
+        Some(stranger)
+    }
+
+    /// Give `path` (and what is below it) to this user.
+    pub fn own(&self, path: &std::path::Path) {
+        let status =
+            std::process::Command::new("chown").args(["-R", &format!("{0}:{0}", self.uid)]).arg(path).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// `authsome ARGS` as this user from `cwd`, with `HOME` its home and `extra` variables.
+    pub fn run(&self, cwd: &std::path::Path, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            &format!("--reuid={}", self.uid),
+            &format!("--regid={}", self.uid),
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg("--")
+        .arg(super::BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", &self.home)
+        .env("AUTHSOME_HOME", self.home.join(".authsome"))
+        .stdin(std::process::Stdio::null());
+        for (name, value) in extra {
+            cmd.env(name, value);
+        }
+        let out = cmd.output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}

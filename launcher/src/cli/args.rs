@@ -165,12 +165,18 @@ pub(crate) struct RunArgs {
     /// clients that ignore HTTPS_PROXY are captured, and the host's secrets are hidden.
     #[arg(long)]
     pub(crate) sandbox: bool,
-    /// With --sandbox: `restricted` (host read-only, cwd writable, secrets hidden) or `open`.
+    /// With --sandbox: `restricted` (host read-only, a private empty home, the working directory
+    /// writable), `home` (as restricted, but the real home readable minus credential files) or
+    /// `open` (the host filesystem as it is; secrets still hidden).
     #[arg(long, value_enum, default_value = "restricted", requires = "sandbox")]
     pub(crate) fs: FsArg,
-    /// With --sandbox: also writable (repeatable).
+    /// With --sandbox: also writable (repeatable). Files the host runs later (.git/config,
+    /// .git/hooks, .envrc, .vscode/, …) stay read-only inside; `--writable .git` opts out.
     #[arg(long = "writable", value_name = "PATH", requires = "sandbox")]
     pub(crate) writable: Vec<PathBuf>,
+    /// With --sandbox: also readable, read-only (repeatable), e.g. a directory of your home.
+    #[arg(long = "read", value_name = "PATH", requires = "sandbox")]
+    pub(crate) read: Vec<PathBuf>,
     /// With --sandbox: also hidden (repeatable).
     #[arg(long = "hide", value_name = "PATH", requires = "sandbox")]
     pub(crate) hide: Vec<PathBuf>,
@@ -188,7 +194,11 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FsArg {
+    /// Host read-only, a private empty home, the working directory writable.
     Restricted,
+    /// As restricted, with the real home readable (credential files still hidden).
+    Home,
+    /// The host filesystem as it is (secrets still hidden).
     Open,
 }
 

@@ -19,7 +19,7 @@ use super::args::{EgressArg, FsArg, RunArgs};
 use crate::context::Context;
 use crate::env;
 use crate::error::{CliError, CliResult, Kind};
-use crate::run::{EnvItem, RunSettings, SandboxSettings};
+use crate::run::{EnvItem, FsMode, RunSettings, SandboxSettings};
 
 /// `authsome run`: resolve the settings, then run.
 pub(crate) fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
@@ -165,18 +165,107 @@ fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
             None => Ok(EnvItem::Pass(item.clone())),
         })
         .collect::<CliResult<Vec<_>>>()?;
+    let fs = match args.fs {
+        FsArg::Restricted => FsMode::Restricted,
+        FsArg::Home => FsMode::Home,
+        FsArg::Open => FsMode::Open,
+    };
+    let user_home = user_home();
+    let env_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h != &user_home && h != Path::new("/"));
+    let homes: Vec<&Path> = std::iter::once(user_home.as_path()).chain(env_home.as_deref()).collect();
+
+    // A working directory that is the home, holds it, or is /tmp would make all of that
+    // writable: shell start-up files, ~/.ssh/authorized_keys, autostart entries, other users'
+    // sockets in /tmp. Such a run gets nothing writable on the host.
+    let risky = |dir: &Path| unsafe_to_write(dir, &homes);
+    let mut writable = Vec::new();
+    let cwd_notice = match (fs, risky(&cwd)) {
+        (FsMode::Open, _) | (_, None) => {
+            writable.push(cwd.clone());
+            None
+        }
+        (_, Some(why)) => Some(format!(
+            "the working directory {} is {why}: nothing on the host is writable in this run (the private \
+             home and /tmp still are); run from a project directory, or add --writable DIR for one below it",
+            cwd.display()
+        )),
+    };
+    for path in args.writable.iter().map(absolute) {
+        if fs != FsMode::Open
+            && let Some(why) = risky(&path)
+        {
+            return Err(CliError::new(Kind::Usage, format!("--writable {}: it is {why}", path.display())).hint(
+                "name a directory below it (a project), or use --fs open to drop the filesystem policy altogether",
+            ));
+        }
+        writable.push(path);
+    }
+
+    let mut protect: Vec<PathBuf> = args.policy.iter().map(absolute).collect();
+    if let Ok(exe) = std::env::current_exe() {
+        protect.push(exe);
+    }
+    let mut home_read_only = authsome_netns::default_home_toolchains(&user_home);
+    if let Some(dir) = command_dir(&args.command[0], &cwd)
+        && dir.starts_with(&user_home)
+    {
+        home_read_only.push(dir);
+    }
     Ok(SandboxSettings {
-        open: args.fs == FsArg::Open,
-        writable: args.writable.iter().map(absolute).collect(),
+        fs,
+        writable,
+        read: args.read.iter().map(absolute).collect(),
         hide: args.hide.iter().map(absolute).collect(),
+        protect,
         env,
-        user_home: user_home(),
+        cwd_notice,
+        user_home,
+        env_home,
+        home_read_only,
         cwd,
     })
 }
 
-/// The caller's home, whose secrets the sandbox hides.
+/// Why writing `dir` from inside a sandbox would reach what the host runs or trusts: it is a
+/// home, an ancestor of one, or `/tmp`.
+fn unsafe_to_write(dir: &Path, homes: &[&Path]) -> Option<&'static str> {
+    if dir == Path::new("/tmp") || dir == Path::new("/var/tmp") {
+        return Some("the shared temporary directory");
+    }
+    if homes.contains(&dir) {
+        return Some("your home directory");
+    }
+    if homes.iter().any(|h| h.starts_with(dir)) {
+        return Some("an ancestor of your home directory");
+    }
+    None
+}
+
+/// The directory holding the command as `PATH` resolves it (so a tool installed under the home,
+/// e.g. by a version manager, stays runnable in a private home).
+fn command_dir(program: &std::ffi::OsStr, cwd: &Path) -> Option<PathBuf> {
+    let program = Path::new(program);
+    let found = if program.components().count() > 1 {
+        Some(if program.is_absolute() { program.to_path_buf() } else { cwd.join(program) })
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    }?;
+    let resolved = std::fs::canonicalize(&found).unwrap_or(found);
+    resolved.parent().map(Path::to_path_buf)
+}
+
+/// The caller's home from the password database; `$HOME` only when the database has no entry
+/// for this uid.
 fn user_home() -> PathBuf {
+    if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::getuid()) {
+        return user.dir;
+    }
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
 
@@ -194,5 +283,23 @@ mod tests {
         }
         let err = patterns(&["@nope".into()], "--allow").unwrap_err();
         assert!(err.hint.unwrap().contains("@pypi"));
+    }
+}
+
+#[cfg(test)]
+mod cwd_tests {
+    use super::*;
+
+    #[test]
+    fn homes_their_ancestors_and_tmp_are_not_writable_roots() {
+        let home = Path::new("/home/alice");
+        let other = Path::new("/srv/fake-home");
+        let homes = [home, other];
+        for dir in ["/", "/home", "/home/alice", "/tmp", "/srv", "/srv/fake-home", "/var/tmp"] {
+            assert!(unsafe_to_write(Path::new(dir), &homes).is_some(), "{dir}");
+        }
+        for dir in ["/home/alice/project", "/home/bob", "/tmp/build", "/srv/fake-home/p", "/work"] {
+            assert!(unsafe_to_write(Path::new(dir), &homes).is_none(), "{dir}");
+        }
     }
 }

@@ -32,7 +32,7 @@ use secrecy::SecretString;
 use crate::context::{Context, Prompter};
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::Provider;
-pub(crate) use settings::{EnvItem, RunSettings, SandboxSettings};
+pub(crate) use settings::{EnvItem, FsMode, RunSettings, SandboxSettings};
 use source::{LoadError, Loader, VaultSource};
 
 /// Everything decided before the proxy starts.

@@ -13,13 +13,13 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Instant;
 
-use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, NamespaceError, PendingSandbox, SandboxSpec};
+use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, HomePolicy, NamespaceError, PendingSandbox, SandboxSpec};
 use authsome_proxy::dns::{DeniedAnswer, FakeDns};
 use authsome_proxy::{CertificateAuthority, EventSink};
 use tokio::task::JoinSet;
 
 use super::{
-    EnvItem, Plan, RunAudit, RunSettings, SandboxSettings, bundle, child_env, engine, exec_failure, proxy_url,
+    EnvItem, FsMode, Plan, RunAudit, RunSettings, SandboxSettings, bundle, child_env, engine, exec_failure, proxy_url,
     run_failed,
 };
 use crate::context::Context;
@@ -60,6 +60,9 @@ pub(crate) fn run_sandboxed(
 ) -> CliResult<i32> {
     // The helper process needs a few milliseconds to build the namespaces: hand it its spec
     // first and build the proxy engine meanwhile.
+    if let Some(notice) = &sandboxed.cwd_notice {
+        ctx.out.note(&format!("authsome: {notice}"));
+    }
     let prepared = prepare(ctx, settings, sandboxed, &plan).map_err(run_failed)?;
     let Prepared { ca, run_token, spec, dir } = prepared;
     let starting = std::thread::Builder::new()
@@ -142,7 +145,12 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
             .hint("install your distribution's ca-certificates package")
     })?;
 
-    let kept = keep_env(&settings.environment, &sandboxed.env);
+    let mut kept = keep_env(&settings.environment, &sandboxed.env);
+    if sandboxed.fs == FsMode::Restricted {
+        // The private home is where tools may write their caches and state.
+        kept.retain(|(name, _)| name != "HOME");
+        kept.push(("HOME".into(), sandboxed.user_home.clone().into()));
+    }
     let child_env = child_env::build(
         kept,
         &child_env::ChildEnvSpec {
@@ -163,12 +171,37 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
     spec.tcp_ports = settings.ports.clone();
     spec.dns = true;
     spec.inner_proxy_port = Some(INNER_PROXY_PORT);
-    let mut hide =
-        authsome_netns::default_hidden_paths(&sandboxed.user_home, ctx.home.root(), nix::unistd::getuid().as_raw());
-    hide.extend(sandboxed.hide.iter().cloned());
-    spec.fs = FsPolicy { open: sandboxed.open, writable: sandboxed.writable.clone(), hide };
+    spec.fs = fs_policy(ctx, sandboxed);
     spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
     Ok(Prepared { ca, run_token, spec, dir })
+}
+
+/// What the sandbox shows of the host's filesystem (docs/architecture.md, "The sandbox").
+fn fs_policy(ctx: &Context, sandboxed: &SandboxSettings) -> FsPolicy {
+    let uid = nix::unistd::getuid().as_raw();
+    let mut hide = authsome_netns::default_hidden_paths(&sandboxed.user_home, ctx.home.root(), uid);
+    if let Some(env_home) = &sandboxed.env_home {
+        for path in authsome_netns::default_hidden_paths(env_home, ctx.home.root(), uid) {
+            if !hide.contains(&path) {
+                hide.push(path);
+            }
+        }
+    }
+    hide.extend(sandboxed.hide.iter().cloned());
+    let home = match sandboxed.fs {
+        FsMode::Restricted => {
+            HomePolicy::Private { path: sandboxed.user_home.clone(), read_only: sandboxed.home_read_only.clone() }
+        }
+        FsMode::Home | FsMode::Open => HomePolicy::Host,
+    };
+    FsPolicy {
+        open: sandboxed.fs == FsMode::Open,
+        writable: sandboxed.writable.clone(),
+        read: sandboxed.read.clone(),
+        hide,
+        protect: sandboxed.protect.clone(),
+        home,
+    }
 }
 
 /// The allowlist, `LC_*`, and `--env NAME` / `--env NAME=VALUE`.

@@ -34,19 +34,42 @@ pub(crate) struct RunSettings {
 /// The `--sandbox` part of a run.
 #[derive(Debug)]
 pub(crate) struct SandboxSettings {
-    /// `--fs open`: the host filesystem as it is (hidden paths still hidden).
-    pub(crate) open: bool,
-    /// `--writable` paths, absolute.
+    pub(crate) fs: FsMode,
+    /// Writable host paths, absolute: the working directory when it may be writable, then
+    /// `--writable`.
     pub(crate) writable: Vec<PathBuf>,
+    /// `--read` paths, absolute.
+    pub(crate) read: Vec<PathBuf>,
     /// `--hide` paths, absolute.
     pub(crate) hide: Vec<PathBuf>,
+    /// Kept read-only wherever they are: the policy file, authsome's own binary.
+    pub(crate) protect: Vec<PathBuf>,
     /// `--env NAME` / `--env NAME=VALUE`.
     pub(crate) env: Vec<EnvItem>,
     /// The working directory the command runs in.
     pub(crate) cwd: PathBuf,
+    /// Why the working directory is not writable, to tell the user (it is their home, an
+    /// ancestor of it, or `/tmp`).
+    pub(crate) cwd_notice: Option<String>,
     /// The user's home directory from the password database (not `$HOME`, which the caller
     /// controls: a wrong `HOME` must not unhide `~/.ssh`).
     pub(crate) user_home: PathBuf,
+    /// `$HOME` when it names another directory: its secrets are hidden too.
+    pub(crate) env_home: Option<PathBuf>,
+    /// Directories under the home kept readable in a private home: toolchains and the one
+    /// holding the command.
+    pub(crate) home_read_only: Vec<PathBuf>,
+}
+
+/// How much of the host filesystem the sandbox shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FsMode {
+    /// Host read-only, a private empty home (toolchains readable), writable paths writable.
+    Restricted,
+    /// As restricted, but the real home readable (credential files hidden).
+    Home,
+    /// The host filesystem as it is; hidden and protected paths still apply.
+    Open,
 }
 
 /// One `--env` item.
