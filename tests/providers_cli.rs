@@ -283,3 +283,29 @@ fn a_file_dropped_into_a_home_without_custom_files_is_not_grandfathered() {
     assert_eq!(inspect.json()["hosts"], bundled);
     assert!(!inspect.stderr.contains("predate"), "{}", inspect.stderr);
 }
+
+/// Python authsome files: an exact-host `regex:` converts to that host, and errors name the
+/// file's own fields, never ours or serde's.
+#[test]
+fn register_speaks_the_python_files_format() {
+    let env = Env::new();
+    let exact = r#"{"name": "xapi", "auth_type": "api_key", "host_url": "regex:^api\\.x\\.com$",
+        "api_key": {"header_name": "X-Key", "header_prefix": null}}"#;
+    env.run(&["register", &write(&env, "xapi.json", exact), "--yes"]).ok();
+    assert_eq!(env.run(&["inspect", "xapi"]).ok().json()["hosts"], serde_json::json!(["api.x.com"]));
+
+    for (name, body, needle, not) in [
+        (
+            "nohost",
+            r#"{"schema_version": 1, "name": "nohost", "auth_type": "api_key", "api_key": {"header_name": "X-Key"}}"#,
+            "'host_url' (or 'api_url') is missing",
+            "hosts",
+        ),
+        ("list", "[]", "expected a JSON object", "sequence"),
+        ("loop", r#"{"name": "loop", "host_url": "localhost"}"#, "host_url 'localhost'", "host 'localhost'"),
+    ] {
+        let run = env.run(&["register", &write(&env, &format!("{name}.json"), body), "--yes"]).fails(1);
+        assert!(run.stderr.contains(needle), "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains(not), "{name}: {}", run.stderr);
+    }
+}
