@@ -309,3 +309,25 @@ fn register_speaks_the_python_files_format() {
         assert!(!run.stderr.contains(not), "{name}: {}", run.stderr);
     }
 }
+
+/// A dropped-in `github.json` keeping GitHub's hosts but pointing the token endpoint elsewhere
+/// would receive refresh tokens and the client secret.
+#[test]
+fn a_dropped_file_cannot_move_a_bundled_providers_token_endpoint() {
+    let env = Env::new();
+    let mut doc = env.run(&["inspect", "github"]).ok().json();
+    let bundled_token_url = doc["oauth"]["token_url"].clone();
+    for key in ["source", "connections"] {
+        doc.as_object_mut().unwrap().remove(key);
+    }
+    doc["oauth"]["token_url"] = serde_json::json!("https://tokens.evil.example.com/token");
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    let file = env.file("providers/github.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+
+    let inspect = env.run(&["inspect", "github"]).ok();
+    assert_eq!(inspect.json()["oauth"]["token_url"], bundled_token_url);
+    assert!(inspect.stderr.contains("OAuth settings"), "{}", inspect.stderr);
+    let asked = env.run(&["register", file.to_str().unwrap()]).fails(8);
+    assert!(asked.stderr.contains("tokens.evil.example.com"), "{}", asked.stderr);
+}

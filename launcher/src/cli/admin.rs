@@ -71,14 +71,15 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
         return Err(CliError::new(Kind::Generic, format!("provider '{}' is already registered", provider.name))
             .hint("pass --force to replace it"));
     }
-    let bundled = catalog.bundled(&provider.name).map(|e| e.provider.hosts.clone());
-    let extra = bundled.as_ref().map(|hosts| trust::extra_hosts(&provider.hosts, hosts)).unwrap_or_default();
-    ctx.out.note(&register_summary(&provider, legacy, bundled.as_deref(), &extra));
+    let bundled = catalog.bundled(&provider.name).map(|e| e.provider.clone());
+    let extra = bundled.as_ref().map(|b| trust::extra_hosts(&provider.hosts, &b.hosts)).unwrap_or_default();
+    let new_oauth = bundled.as_ref().is_some_and(|b| trust::routes_tokens_elsewhere(&provider, b));
+    ctx.out.note(&register_summary(&provider, legacy, bundled.as_ref(), &extra));
     if !args.yes {
-        let question = if extra.is_empty() {
-            format!("Register '{}'?", provider.name)
-        } else {
-            format!("Register '{}' and send its credentials to {} too?", provider.name, extra.join(", "))
+        let question = match (extra.is_empty(), new_oauth) {
+            (true, false) => format!("Register '{}'?", provider.name),
+            (false, _) => format!("Register '{}' and send its credentials to {} too?", provider.name, extra.join(", ")),
+            (true, true) => format!("Register '{}' with its own OAuth endpoints?", provider.name),
         };
         match confirm(&question) {
             Some(true) => {}
@@ -125,8 +126,9 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
     Ok(())
 }
 
-/// What `register` is about to do, hosts beyond a bundled provider's spelled out.
-fn register_summary(provider: &Provider, legacy: bool, bundled: Option<&[String]>, extra: &[String]) -> String {
+/// What `register` is about to do, with what a definition changes in a bundled provider's
+/// routing (extra hosts, other OAuth endpoints) spelled out.
+fn register_summary(provider: &Provider, legacy: bool, bundled: Option<&Provider>, extra: &[String]) -> String {
     let credential = match &provider.inject {
         Inject::Header { name, value } => format!("header {name}: {}", value.replace("{secret}", "<secret>")),
         Inject::Basic { .. } => "HTTP Basic".to_string(),
@@ -142,16 +144,21 @@ fn register_summary(provider: &Provider, legacy: bool, bundled: Option<&[String]
     if legacy {
         summary.push_str("Format:     converted from a Python authsome provider file\n");
     }
-    if let Some(bundled) = bundled {
-        summary.push_str("Note:       this replaces the bundled provider of the same name\n");
-        if !extra.is_empty() {
-            summary.push_str(&format!(
-                "Adds hosts: {} (beyond the bundled {}); {} credentials will be sent there too\n",
-                extra.join(", "),
-                bundled.join(", "),
-                provider.name
-            ));
-        }
+    let Some(bundled) = bundled else { return summary.trim_end().to_string() };
+    summary.push_str("Note:       this replaces the bundled provider of the same name\n");
+    if !extra.is_empty() {
+        summary.push_str(&format!(
+            "Adds hosts: {} (beyond the bundled {}); {} credentials will be sent there too\n",
+            extra.join(", "),
+            bundled.hosts.join(", "),
+            provider.name
+        ));
+    }
+    if trust::routes_tokens_elsewhere(provider, bundled) {
+        let token_url = provider.oauth.as_ref().map_or("none", |o| o.token_url.as_str());
+        summary.push_str(&format!(
+            "OAuth:      differs from the bundled provider's; codes, tokens and client secrets go to {token_url}\n"
+        ));
     }
     summary.trim_end().to_string()
 }

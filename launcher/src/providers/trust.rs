@@ -1,6 +1,8 @@
 //! Which hosts a custom definition may claim. A definition that shadows a bundled provider keeps
 //! the bundled provider's hosts, plus the hosts beyond them only when the user confirmed them
 //! with `authsome register` for the file's current bytes (the ledger, `ledger.rs`, says why).
+//! The same holds for its OAuth endpoints, which receive refresh tokens and client secrets:
+//! an unconfirmed file gets the bundled provider's.
 //! Definitions of new providers are left alone: a credential reaches them only after the user
 //! logs in to that provider by name.
 //!
@@ -10,6 +12,7 @@
 use authsome_vault::Home;
 
 use super::ledger::{self, Ledger};
+use super::schema::OAuthSpec;
 use super::{Entry, Problem, ProblemKind, Provider};
 
 /// A custom file as read: its definition and the hash of its bytes.
@@ -45,7 +48,8 @@ fn covers(pattern: &str, host: &str) -> bool {
 }
 
 /// Drop the hosts a definition shadowing `bundled` adds without a confirmation that matches the
-/// file's bytes; the returned problem says which, why, and what to run.
+/// file's bytes, and put back the bundled OAuth settings if such a file changes where tokens
+/// and client secrets are sent. The returned problem says what, why, and what to run.
 pub(crate) fn restrict(file: &mut Loaded, bundled: &Provider, ledger: &Ledger) -> Option<Problem> {
     let provider = &mut file.entry.provider;
     let confirmation = ledger.confirmed(&provider.name, &file.sha256);
@@ -53,12 +57,27 @@ pub(crate) fn restrict(file: &mut Loaded, bundled: &Provider, ledger: &Ledger) -
         .into_iter()
         .filter(|host| !confirmation.is_some_and(|c| c.hosts.contains(host)))
         .collect();
-    if dropped.is_empty() {
-        return None;
+    let mut changes = Vec::new();
+    if !dropped.is_empty() {
+        provider.hosts.retain(|host| !dropped.contains(host));
+        if provider.hosts.is_empty() {
+            provider.hosts = bundled.hosts.clone();
+        }
+        changes.push(format!(
+            "the hosts it adds to the bundled provider '{name}' ({}) are ignored and {name} credentials go only to {}",
+            dropped.join(", "),
+            provider.hosts.join(", "),
+            name = provider.name,
+        ));
     }
-    provider.hosts.retain(|host| !dropped.contains(host));
-    if provider.hosts.is_empty() {
-        provider.hosts = bundled.hosts.clone();
+    if confirmation.is_none() && routes_tokens_elsewhere(provider, bundled) {
+        provider.auth_type = bundled.auth_type;
+        provider.flow = bundled.flow;
+        provider.oauth = bundled.oauth.clone();
+        changes.push("its OAuth settings differ from the bundled provider's and are replaced by them".into());
+    }
+    if changes.is_empty() {
+        return None;
     }
     let why = if ledger.knows(&provider.name) {
         "the file changed after `authsome register` confirmed it"
@@ -69,15 +88,31 @@ pub(crate) fn restrict(file: &mut Loaded, bundled: &Provider, ledger: &Ledger) -
     Some(Problem {
         kind: ProblemKind::HostsDropped,
         message: format!(
-            "{why}, so the hosts it adds to the bundled provider '{name}' ({dropped}) are ignored and {name} \
-             credentials go only to {kept}; if you wrote it, confirm it with `authsome register {path}`",
-            name = provider.name,
-            dropped = dropped.join(", "),
-            kept = provider.hosts.join(", "),
-            path = path.display(),
+            "{why}, so {}; if you wrote it, confirm it with `authsome register {}`",
+            changes.join("; and "),
+            path.display()
         ),
         path,
     })
+}
+
+/// Whether `provider` would send tokens, codes or client secrets anywhere `bundled` does not:
+/// another auth type, or any OAuth endpoint (or `{base_url}` default) that differs.
+pub(crate) fn routes_tokens_elsewhere(provider: &Provider, bundled: &Provider) -> bool {
+    fn endpoints(oauth: Option<&OAuthSpec>) -> Option<[Option<&String>; 7]> {
+        oauth.map(|o| {
+            [
+                Some(&o.token_url),
+                o.authorization_url.as_ref(),
+                o.revocation_url.as_ref(),
+                o.device_authorization_url.as_ref(),
+                o.registration_endpoint.as_ref(),
+                o.refresh_url.as_ref(),
+                o.base_url.as_ref(),
+            ]
+        })
+    }
+    provider.auth_type != bundled.auth_type || endpoints(provider.oauth.as_ref()) != endpoints(bundled.oauth.as_ref())
 }
 
 /// Open the ledger, creating it on first use. `bundled_hosts` gives a bundled provider's hosts
@@ -246,6 +281,35 @@ mod tests {
         assert!(python.foreign_format().is_some());
         Catalog::load(&python);
         assert!(!ledger::path(&python).exists());
+    }
+
+    /// A dropped-in `github.json` with the bundled hosts but its own token endpoint would
+    /// receive refresh tokens and the client secret: unconfirmed, it gets the bundled OAuth.
+    #[test]
+    fn unconfirmed_oauth_endpoints_are_replaced_by_the_bundled_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::create_dir_all(home.providers_dir()).unwrap();
+        std::fs::write(ledger::path(&home), r#"{"v": 1, "files": {}}"#).unwrap();
+        let bundled = Catalog::bundled_only().get("github").unwrap().provider.clone();
+        let mut github = bundled.clone();
+        let oauth = github.oauth.as_mut().unwrap();
+        oauth.token_url = "https://evil.example.com/token".into();
+        oauth.scopes.push("extra".into());
+        let file = home.providers_dir().join("github.json");
+        std::fs::write(&file, serde_json::to_string(&github).unwrap()).unwrap();
+
+        let catalog = Catalog::load(&home);
+        let loaded = &catalog.get("github").unwrap().provider;
+        assert_eq!(loaded.oauth, bundled.oauth);
+        assert!(catalog.problems[0].message.contains("OAuth settings"), "{}", catalog.problems[0].message);
+
+        let mut ledger = Ledger::default();
+        ledger.confirm("github", ledger::sha256_hex(&std::fs::read(&file).unwrap()), bundled.hosts.clone());
+        ledger.write(&ledger::path(&home)).unwrap();
+        let catalog = Catalog::load(&home);
+        assert_eq!(catalog.get("github").unwrap().provider.oauth, github.oauth, "a confirmed file is used as written");
+        assert!(catalog.problems.is_empty());
     }
 
     #[test]
