@@ -170,3 +170,164 @@ fn scan_of_a_missing_path_and_text_output() {
     assert!(text.stdout.contains("groq") && text.stdout.contains("env_only"), "{}", text.stdout);
     assert!(text.stderr.contains("authsome scan --import"), "{}", text.stderr);
 }
+
+/// The bundled openai definition with `extra` hosts added, as a hostile process would write it.
+fn openai_with_hosts(env: &Env, extra: &[&str]) -> String {
+    let mut doc = env.run(&["inspect", "openai"]).ok().json();
+    for key in ["source", "connections", "path"] {
+        doc.as_object_mut().unwrap().remove(key);
+    }
+    let hosts = doc["hosts"].as_array_mut().unwrap();
+    hosts.extend(extra.iter().map(|h| serde_json::json!(h)));
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+fn bundled_openai_hosts(env: &Env) -> serde_json::Value {
+    env.run(&["inspect", "openai"]).ok().json()["hosts"].clone()
+}
+
+/// A process that can write `providers/` drops `openai.json` claiming `*.evil.com`: the real
+/// key must keep going only to OpenAI's hosts until the user confirms the file.
+#[test]
+fn a_shadowing_file_dropped_behind_authsomes_back_gets_no_extra_hosts() {
+    let env = Env::new();
+    let bundled = bundled_openai_hosts(&env);
+    let dropped = env.file("providers/openai.json");
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    std::fs::write(&dropped, openai_with_hosts(&env, &["*.evil.com"])).unwrap();
+
+    let inspect = env.run(&["inspect", "openai"]).ok();
+    assert_eq!(inspect.json()["source"], "custom");
+    assert_eq!(inspect.json()["hosts"], bundled, "an unconfirmed file must not add hosts");
+    assert!(inspect.stderr.contains("*.evil.com"), "{}", inspect.stderr);
+    assert!(inspect.stderr.contains("not added with `authsome register`"), "{}", inspect.stderr);
+    assert!(inspect.stderr.contains(&format!("authsome register {}", dropped.display())), "{}", inspect.stderr);
+    let doctor = env.run(&["doctor", "--json"]).fails(1).json();
+    assert_eq!(doctor["checks"]["providers"], "error");
+
+    // The user confirms it (no --force needed for the file already in place).
+    let confirmed = env.run(&["register", dropped.to_str().unwrap(), "--yes"]).ok();
+    assert!(confirmed.stderr.contains("Adds hosts: *.evil.com"), "{}", confirmed.stderr);
+    let inspect = env.run(&["inspect", "openai"]).ok();
+    assert!(inspect.json()["hosts"].as_array().unwrap().contains(&serde_json::json!("*.evil.com")));
+    assert!(!inspect.stderr.contains("warning"), "{}", inspect.stderr);
+
+    // Changed behind authsome's back: the confirmation no longer holds.
+    std::fs::write(&dropped, openai_with_hosts(&env, &["*.evil.com", "*.worse.com"])).unwrap();
+    let inspect = env.run(&["inspect", "openai"]).ok();
+    assert_eq!(inspect.json()["hosts"], bundled);
+    assert!(inspect.stderr.contains("changed after `authsome register` confirmed it"), "{}", inspect.stderr);
+}
+
+#[test]
+fn register_shows_and_asks_about_hosts_beyond_the_bundled_ones() {
+    let env = Env::new();
+    let file = write(&env, "openai.json", &openai_with_hosts(&env, &["api.my-gateway.dev"]));
+    let refused = env.run(&["register", &file]).fails(8);
+    assert!(refused.stderr.contains("Adds hosts: api.my-gateway.dev (beyond the bundled"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    assert!(!env.file("providers/openai.json").exists(), "nothing written without a confirmation");
+    env.run(&["register", &file, "--yes"]).ok();
+    let hosts = bundled_openai_hosts(&env);
+    assert!(hosts.as_array().unwrap().contains(&serde_json::json!("api.my-gateway.dev")), "{hosts}");
+    use std::os::unix::fs::PermissionsExt;
+    let ledger = std::fs::metadata(env.file("provider-ledger.json")).unwrap();
+    assert_eq!(ledger.permissions().mode() & 0o777, 0o600);
+    let log = env.run(&["log", "--json"]).ok().json();
+    let event = log.as_array().unwrap().iter().find(|e| e["event"] == "register").unwrap().clone();
+    assert_eq!(event["extra_hosts"], serde_json::json!(["api.my-gateway.dev"]));
+}
+
+/// Files from before the ledger existed are recorded once, with a notice of what they add.
+#[test]
+fn files_that_predate_the_ledger_are_recorded_once_with_a_notice() {
+    // Read the bundled definition in another home: any command creates the ledger.
+    let shadow = openai_with_hosts(&Env::new(), &["api.my-gateway.dev"]);
+    let env = Env::new();
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    std::fs::write(env.file("providers/openai.json"), &shadow).unwrap();
+    std::fs::write(env.file("providers/lab.json"), LEGACY_LAB).unwrap();
+    assert!(!env.file("provider-ledger.json").exists());
+
+    let first = env.run(&["list"]).ok();
+    assert!(first.stderr.contains("openai.json: adds api.my-gateway.dev"), "{}", first.stderr);
+    assert!(first.stderr.contains("lab.json: new provider, hosts api.lab.example.com"), "{}", first.stderr);
+    let second = env.run(&["inspect", "openai"]).ok();
+    assert!(second.stderr.is_empty(), "the notice is said once: {}", second.stderr);
+    assert!(second.json()["hosts"].as_array().unwrap().contains(&serde_json::json!("api.my-gateway.dev")));
+
+    // A file dropped after that first load is not one of them.
+    std::fs::write(env.file("providers/github.json"), {
+        let mut doc = env.run(&["inspect", "github"]).ok().json();
+        for key in ["source", "connections"] {
+            doc.as_object_mut().unwrap().remove(key);
+        }
+        doc["hosts"].as_array_mut().unwrap().push(serde_json::json!("*.evil.com"));
+        doc.to_string()
+    })
+    .unwrap();
+    let inspect = env.run(&["inspect", "github"]).ok();
+    assert!(!inspect.json()["hosts"].as_array().unwrap().contains(&serde_json::json!("*.evil.com")));
+    assert!(inspect.stderr.contains("not added with `authsome register`"), "{}", inspect.stderr);
+}
+
+/// A home that existed without custom files gets an empty ledger, so a file dropped later is
+/// not taken for one that predates it.
+#[test]
+fn a_file_dropped_into_a_home_without_custom_files_is_not_grandfathered() {
+    let env = Env::new();
+    let bundled = bundled_openai_hosts(&env);
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    std::fs::write(env.file("providers/openai.json"), openai_with_hosts(&env, &["*.evil.com"])).unwrap();
+    let inspect = env.run(&["inspect", "openai"]).ok();
+    assert_eq!(inspect.json()["hosts"], bundled);
+    assert!(!inspect.stderr.contains("predate"), "{}", inspect.stderr);
+}
+
+/// Python authsome files: an exact-host `regex:` converts to that host, and errors name the
+/// file's own fields, never ours or serde's.
+#[test]
+fn register_speaks_the_python_files_format() {
+    let env = Env::new();
+    let exact = r#"{"name": "xapi", "auth_type": "api_key", "host_url": "regex:^api\\.x\\.com$",
+        "api_key": {"header_name": "X-Key", "header_prefix": null}}"#;
+    env.run(&["register", &write(&env, "xapi.json", exact), "--yes"]).ok();
+    assert_eq!(env.run(&["inspect", "xapi"]).ok().json()["hosts"], serde_json::json!(["api.x.com"]));
+
+    for (name, body, needle, not) in [
+        (
+            "nohost",
+            r#"{"schema_version": 1, "name": "nohost", "auth_type": "api_key", "api_key": {"header_name": "X-Key"}}"#,
+            "'host_url' (or 'api_url') is missing",
+            "hosts",
+        ),
+        ("list", "[]", "expected a JSON object", "sequence"),
+        ("loop", r#"{"name": "loop", "host_url": "localhost"}"#, "host_url 'localhost'", "host 'localhost'"),
+    ] {
+        let run = env.run(&["register", &write(&env, &format!("{name}.json"), body), "--yes"]).fails(1);
+        assert!(run.stderr.contains(needle), "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains(not), "{name}: {}", run.stderr);
+    }
+}
+
+/// A dropped-in `github.json` keeping GitHub's hosts but pointing the token endpoint elsewhere
+/// would receive refresh tokens and the client secret.
+#[test]
+fn a_dropped_file_cannot_move_a_bundled_providers_token_endpoint() {
+    let env = Env::new();
+    let mut doc = env.run(&["inspect", "github"]).ok().json();
+    let bundled_token_url = doc["oauth"]["token_url"].clone();
+    for key in ["source", "connections"] {
+        doc.as_object_mut().unwrap().remove(key);
+    }
+    doc["oauth"]["token_url"] = serde_json::json!("https://tokens.evil.example.com/token");
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    let file = env.file("providers/github.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+
+    let inspect = env.run(&["inspect", "github"]).ok();
+    assert_eq!(inspect.json()["oauth"]["token_url"], bundled_token_url);
+    assert!(inspect.stderr.contains("OAuth settings"), "{}", inspect.stderr);
+    let asked = env.run(&["register", file.to_str().unwrap()]).fails(8);
+    assert!(asked.stderr.contains("tokens.evil.example.com"), "{}", asked.stderr);
+}

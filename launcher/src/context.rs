@@ -80,7 +80,10 @@ impl Context {
         self.catalog.get_or_init(|| {
             let catalog = Catalog::load(&self.home);
             for problem in &catalog.problems {
-                self.out.warn(&format!("skipping custom provider {}: {}", problem.path.display(), problem.message));
+                self.out.warn(&problem.to_string());
+            }
+            for notice in &catalog.notices {
+                self.out.warn(notice);
             }
             catalog
         })

@@ -1,5 +1,7 @@
 //! Housekeeping commands: `log`, `set-default`, `register`, `profile`, `doctor`, `completions`.
 
+use std::path::{Path, PathBuf};
+
 use authsome_vault::{AuditEvent, CreateOptions, DEFAULT_KEY_CACHE_SECONDS, KeyBackend, profiles};
 use serde_json::{Value, json};
 
@@ -10,7 +12,8 @@ use super::args::{
 use super::show::vault_status;
 use crate::context::{Context, confirm};
 use crate::error::{CliError, CliResult, Kind, usage};
-use crate::providers::{Inject, Source, parse_definition};
+use crate::providers::ledger::{self, Ledger};
+use crate::providers::{Inject, Provider, Source, parse_definition, trust};
 
 pub(crate) fn log(ctx: &Context, args: &LogArgs) -> CliResult {
     let lines = ctx.audit_log.tail(args.lines)?;
@@ -55,35 +58,30 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
         CliError::new(Kind::Generic, format!("{}: {message}", args.file.display()))
             .hint("see `authsome inspect openai` for a complete example of the format")
     })?;
-    let existing = ctx.catalog().get(&provider.name);
+    let catalog = ctx.catalog();
+    let existing = catalog.get(&provider.name);
+    // Registering the file that is already in place confirms it (after a warning that its extra
+    // hosts are ignored); that replaces nothing, so it needs no --force.
+    let in_place = existing.and_then(|e| e.path.as_deref()).is_some_and(|path| same_file(path, &args.file));
     if let Some(entry) = existing
         && entry.source == Source::Custom
         && !args.force
+        && !in_place
     {
         return Err(CliError::new(Kind::Generic, format!("provider '{}' is already registered", provider.name))
             .hint("pass --force to replace it"));
     }
-    let credential = match &provider.inject {
-        Inject::Header { name, value } => format!("header {name}: {}", value.replace("{secret}", "<secret>")),
-        Inject::Basic { .. } => "HTTP Basic".to_string(),
-        Inject::Query { name } => format!("query parameter {name}"),
-    };
-    let mut summary = format!(
-        "Provider:   {} ({})\nHosts:      {}{}\nCredential: {credential}\n",
-        provider.name,
-        provider.display_name,
-        provider.hosts.join(", "),
-        provider.path_prefix.as_deref().map(|p| format!(" (paths under {p})")).unwrap_or_default(),
-    );
-    if legacy {
-        summary.push_str("Format:     converted from a Python authsome provider file\n");
-    }
-    if existing.is_some_and(|e| e.source == Source::Bundled) {
-        summary.push_str("Note:       this replaces the bundled provider of the same name\n");
-    }
-    ctx.out.note(summary.trim_end());
+    let bundled = catalog.bundled(&provider.name).map(|e| e.provider.clone());
+    let extra = bundled.as_ref().map(|b| trust::extra_hosts(&provider.hosts, &b.hosts)).unwrap_or_default();
+    let new_oauth = bundled.as_ref().is_some_and(|b| trust::routes_tokens_elsewhere(&provider, b));
+    ctx.out.note(&register_summary(&provider, legacy, bundled.as_ref(), &extra));
     if !args.yes {
-        match confirm(&format!("Register '{}'?", provider.name)) {
+        let question = match (extra.is_empty(), new_oauth) {
+            (true, false) => format!("Register '{}'?", provider.name),
+            (false, _) => format!("Register '{}' and send its credentials to {} too?", provider.name, extra.join(", ")),
+            (true, true) => format!("Register '{}' with its own OAuth endpoints?", provider.name),
+        };
+        match confirm(&question) {
             Some(true) => {}
             Some(false) => {
                 ctx.out.note("Registration aborted.");
@@ -98,15 +96,7 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
             }
         }
     }
-    ctx.home.ensure()?;
-    let dir = ctx.home.providers_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| CliError::new(Kind::Generic, format!("{}: {e}", dir.display())))?;
-    let path = dir.join(format!("{}.json", provider.name));
-    let body = serde_json::to_string_pretty(&provider).map_err(|e| CliError::new(Kind::Generic, e.to_string()))? + "\n";
-    let tmp = dir.join(format!(".{}.json.tmp", provider.name));
-    std::fs::write(&tmp, body)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| CliError::new(Kind::Generic, format!("cannot write {}: {e}", path.display())))?;
+    let path = write_definition(ctx, &provider)?;
     let endpoints: Vec<String> = provider
         .oauth
         .iter()
@@ -125,6 +115,7 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
         AuditEvent::new("register")
             .provider(&provider.name)
             .field("hosts", provider.hosts.clone())
+            .field("extra_hosts", extra.clone())
             .field("endpoints", endpoints),
     );
     if ctx.out.json {
@@ -133,6 +124,79 @@ pub(crate) fn register(ctx: &Context, args: &RegisterArgs) -> CliResult {
         ctx.out.note(&format!("Registered {} ({}).", provider.name, path.display()));
     }
     Ok(())
+}
+
+/// What `register` is about to do, with what a definition changes in a bundled provider's
+/// routing (extra hosts, other OAuth endpoints) spelled out.
+fn register_summary(provider: &Provider, legacy: bool, bundled: Option<&Provider>, extra: &[String]) -> String {
+    let credential = match &provider.inject {
+        Inject::Header { name, value } => format!("header {name}: {}", value.replace("{secret}", "<secret>")),
+        Inject::Basic { .. } => "HTTP Basic".to_string(),
+        Inject::Query { name } => format!("query parameter {name}"),
+    };
+    let mut summary = format!(
+        "Provider:   {} ({})\nHosts:      {}{}\nCredential: {credential}\n",
+        provider.name,
+        provider.display_name,
+        provider.hosts.join(", "),
+        provider.path_prefix.as_deref().map(|p| format!(" (paths under {p})")).unwrap_or_default(),
+    );
+    if legacy {
+        summary.push_str("Format:     converted from a Python authsome provider file\n");
+    }
+    let Some(bundled) = bundled else { return summary.trim_end().to_string() };
+    summary.push_str("Note:       this replaces the bundled provider of the same name\n");
+    if !extra.is_empty() {
+        summary.push_str(&format!(
+            "Adds hosts: {} (beyond the bundled {}); {} credentials will be sent there too\n",
+            extra.join(", "),
+            bundled.hosts.join(", "),
+            provider.name
+        ));
+    }
+    if trust::routes_tokens_elsewhere(provider, bundled) {
+        let token_url = provider.oauth.as_ref().map_or("none", |o| o.token_url.as_str());
+        summary.push_str(&format!(
+            "OAuth:      differs from the bundled provider's; codes, tokens and client secrets go to {token_url}\n"
+        ));
+    }
+    summary.trim_end().to_string()
+}
+
+/// Write the definition to `providers/<name>.json` and record its hash and hosts in the ledger
+/// of confirmed files, so the catalog grants the hosts the user just saw.
+fn write_definition(ctx: &Context, provider: &Provider) -> CliResult<PathBuf> {
+    ctx.home.ensure()?;
+    let dir = ctx.home.providers_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CliError::new(Kind::Generic, format!("{}: {e}", dir.display())))?;
+    let path = dir.join(format!("{}.json", provider.name));
+    let body = serde_json::to_string_pretty(provider).map_err(|e| CliError::new(Kind::Generic, e.to_string()))? + "\n";
+    let tmp = dir.join(format!(".{}.json.tmp", provider.name));
+    std::fs::write(&tmp, &body)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| CliError::new(Kind::Generic, format!("cannot write {}: {e}", path.display())))?;
+    let ledger_path = ledger::path(&ctx.home);
+    // A damaged ledger is started afresh: that forgets confirmations, it never invents one.
+    let mut ledger = Ledger::read(&ledger_path).ok().flatten().unwrap_or_default();
+    ledger.confirm(&provider.name, ledger::sha256_hex(body.as_bytes()), provider.hosts.clone());
+    ledger.forget_missing(&dir);
+    ledger.write(&ledger_path).map_err(|e| {
+        CliError::new(Kind::Generic, format!("cannot record the confirmation in {}: {e}", ledger_path.display())).hint(
+            format!(
+                "{} is written, but hosts it adds to a bundled provider stay ignored until this works",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(path)
+}
+
+/// Whether two paths name the same file (a missing file is nobody's).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 pub(crate) fn profile(ctx: &Context, command: &ProfileCommand) -> CliResult {

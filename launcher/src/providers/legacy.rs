@@ -2,9 +2,10 @@
 //! `docs_url`, `api_key.env_var`, `authorization_params`, `authorization_method`,
 //! `registration`), converted to our schema so users' custom providers keep working.
 //!
-//! Upstream's `regex:` hosts are converted only when they are an anchored suffix
-//! (`.*\.linear\.app`); an unanchored pattern such as `.*googleapis.*` is refused, because it
-//! would also match `googleapis.evil.com`.
+//! Upstream's `regex:` hosts, which it matched against the whole host, are converted when they
+//! name one host (`^api\.x\.com$`) or a domain suffix (`.*\.linear\.app`); a pattern such as
+//! `.*googleapis.*` is refused, because it would also match `googleapis.evil.com`. Errors name
+//! the fields as the Python authsome's files spell them.
 
 use std::collections::BTreeMap;
 
@@ -14,109 +15,94 @@ use super::schema::{
     ApiKeySpec, AuthType, DeviceTokenRequest, EnvNames, Flow, Inject, OAuthSpec, Provider, SCHEMA_VERSION,
     TokenAuthMethod,
 };
+use super::validate::Spelling;
 
-/// Whether a JSON document looks like an upstream provider file rather than ours.
+/// Keys only our schema has: a document with none of them is read as an upstream file.
+const OUR_KEYS: [&str; 6] = ["hosts", "inject", "env", "path_prefix", "placeholder_prefix", "default_headers"];
+/// Keys only upstream files have.
+const UPSTREAM_KEYS: [&str; 6] = ["host_url", "api_url", "export", "docs", "metadata", "registration"];
+
+/// Keys only upstream's `api_key` object has (ours has `pattern` and `hint`).
+const UPSTREAM_API_KEY_KEYS: [&str; 5] = ["header_name", "header_prefix", "key_pattern", "key_pattern_hint", "env_var"];
+
+/// Whether a document without our keys shows a sign of the upstream format, so that an error
+/// can speak that format alone.
+fn looks_upstream(obj: &Map<String, Value>) -> bool {
+    UPSTREAM_KEYS.iter().any(|key| obj.contains_key(*key))
+        || obj
+            .get("api_key")
+            .and_then(Value::as_object)
+            .is_some_and(|a| UPSTREAM_API_KEY_KEYS.iter().any(|key| a.contains_key(*key)))
+}
+
+/// Whether a JSON object looks like an upstream provider file rather than ours.
 pub(crate) fn is_legacy(doc: &Value) -> bool {
-    doc.get("hosts").is_none()
-        && (doc.get("host_url").is_some() || doc.get("api_url").is_some() || doc.get("export").is_some())
+    doc.as_object().is_some_and(|obj| !OUR_KEYS.iter().any(|key| obj.contains_key(*key)))
+}
+
+/// How an upstream file names the fields validation may complain about.
+pub(crate) fn spelling(doc: &Value) -> Spelling {
+    let has = |key: &str| doc.get(key).is_some();
+    Spelling {
+        hosts: if !has("host_url") && has("api_url") { "api_url" } else { "host_url" },
+        header_name: "api_key.header_name",
+        header_value: "api_key.header_prefix",
+        env: "export",
+        key_pattern: "api_key.key_pattern",
+        docs_url: if has("docs_url") { "docs_url" } else { "docs" },
+    }
 }
 
 /// Convert an upstream provider document. Errors name the field and what to write instead.
 pub(crate) fn convert(doc: &Value) -> Result<Provider, String> {
-    let obj = doc.as_object().ok_or("a provider file must hold a JSON object")?;
-    let name = str_field(obj, "name").ok_or("'name' is missing")?.to_string();
-    let display_name = str_field(obj, "display_name").unwrap_or(&name).to_string();
-    let auth_type = match str_field(obj, "auth_type").unwrap_or("api_key") {
+    let obj = doc.as_object().ok_or("expected a JSON object")?;
+    let name = string(obj, "name")?.ok_or("'name' is missing")?.to_string();
+    let display_name = string(obj, "display_name")?.unwrap_or(&name).to_string();
+    let auth_type = match string(obj, "auth_type")?.unwrap_or("api_key") {
         "api_key" => AuthType::ApiKey,
         "oauth2" => AuthType::OAuth2,
         other => return Err(format!("auth_type '{other}' is not supported (api_key or oauth2)")),
     };
-    let flow = match (auth_type, str_field(obj, "flow")) {
+    let flow = match (auth_type, string(obj, "flow")?) {
         (AuthType::ApiKey, _) => Flow::ApiKey,
         (AuthType::OAuth2, Some("device_code")) => Flow::DeviceCode,
         (AuthType::OAuth2, Some("dcr_pkce")) => Flow::DcrPkce,
         (AuthType::OAuth2, Some("pkce") | None) => Flow::Pkce,
         (AuthType::OAuth2, Some(other)) => return Err(format!("flow '{other}' is not supported")),
     };
-
-    // Hosts: 0.2.4 `host_url` (one value), 0.3+ `api_url` (string or list).
-    let mut raw_hosts: Vec<String> = Vec::new();
-    for field in ["host_url", "api_url"] {
-        match obj.get(field) {
-            Some(Value::String(s)) => raw_hosts.push(s.clone()),
-            Some(Value::Array(items)) => raw_hosts.extend(items.iter().filter_map(|v| v.as_str().map(str::to_string))),
-            _ => {}
-        }
-    }
-    if raw_hosts.is_empty() {
-        return Err("'host_url' (or 'api_url') is missing: authsome needs the API host to inject credentials".into());
-    }
-    let mut hosts = Vec::new();
-    let mut prefixes = Vec::new();
-    for raw in &raw_hosts {
-        let (host, prefix) = convert_host(raw)?;
-        if !hosts.contains(&host) {
-            hosts.push(host);
-        }
-        prefixes.push(prefix);
-    }
-    prefixes.dedup();
-    let path_prefix = match prefixes.as_slice() {
-        [single] => single.clone(),
-        _ if prefixes.iter().all(Option::is_none) => None,
-        _ => return Err("the API URLs carry different path prefixes; split them into separate providers".into()),
+    let (hosts, path_prefix) = convert_hosts(obj)?;
+    let api_key_obj = match obj.get("api_key") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(a)) => Some(a),
+        Some(_) => return Err("'api_key' must be an object".into()),
     };
-
-    let api_key_obj = obj.get("api_key").and_then(Value::as_object);
-    let inject = match auth_type {
-        AuthType::OAuth2 => Inject::Header { name: "Authorization".into(), value: "Bearer {secret}".into() },
-        AuthType::ApiKey => {
-            let header = api_key_obj.and_then(|a| str_field(a, "header_name")).unwrap_or("Authorization");
-            // Upstream bug 5: an explicit null prefix means "no prefix"; only a missing key means Bearer.
-            let prefix = match api_key_obj.and_then(|a| a.get("header_prefix")) {
-                None => Some("Bearer".to_string()),
-                Some(Value::Null) => None,
-                Some(Value::String(s)) if s.trim().is_empty() => None,
-                Some(Value::String(s)) => Some(s.trim().to_string()),
-                Some(_) => return Err("api_key.header_prefix must be a string or null".into()),
-            };
-            if header.eq_ignore_ascii_case("authorization")
-                && prefix.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("basic"))
-            {
-                // Upstream sent `Basic <raw key>`; real Basic wants base64("user:pass"). Assume the
-                // key is the user name with an empty password (Ashby's and most APIs' convention).
-                Inject::Basic { username: "{secret}".into(), password: String::new() }
-            } else {
-                let value = match prefix {
-                    Some(prefix) => format!("{prefix} {{secret}}"),
-                    None => "{secret}".into(),
-                };
-                Inject::Header { name: header.to_string(), value }
-            }
+    let inject = convert_inject(auth_type, api_key_obj)?;
+    let api_key = match api_key_obj {
+        Some(a) => {
+            let pattern = string(a, "key_pattern")?.map(str::to_string);
+            let hint = string(a, "key_pattern_hint")?.map(str::to_string);
+            (pattern.is_some() || hint.is_some()).then_some(ApiKeySpec { pattern, hint })
         }
+        None => None,
     };
-
-    let api_key = api_key_obj.and_then(|a| {
-        let pattern = str_field(a, "key_pattern").map(str::to_string);
-        let hint = str_field(a, "key_pattern_hint").map(str::to_string);
-        (pattern.is_some() || hint.is_some()).then_some(ApiKeySpec { pattern, hint })
-    });
-
     let env = convert_env(obj, &name, auth_type);
-
-    let oauth = match (auth_type, obj.get("oauth").and_then(Value::as_object)) {
-        (AuthType::OAuth2, Some(o)) => Some(convert_oauth(o, obj)?),
-        (AuthType::OAuth2, None) => return Err("'oauth' is required for an oauth2 provider".into()),
+    let oauth = match (auth_type, obj.get("oauth")) {
+        (AuthType::OAuth2, Some(Value::Object(o))) => Some(convert_oauth(o, obj)?),
+        (AuthType::OAuth2, None | Some(Value::Null)) => return Err("'oauth' is required for an oauth2 provider".into()),
+        (AuthType::OAuth2, Some(_)) => return Err("'oauth' must be an object".into()),
         (AuthType::ApiKey, _) => None,
     };
-
     let description = obj
         .get("metadata")
         .and_then(|m| m.get("description"))
         .and_then(Value::as_str)
         .or_else(|| str_field(obj, "description"))
         .map(str::to_string);
-    let docs_url = str_field(obj, "docs_url").or_else(|| str_field(obj, "docs")).map(str::to_string);
+    let docs_url = match string(obj, "docs_url")? {
+        Some(url) => Some(url),
+        None => string(obj, "docs")?,
+    }
+    .map(str::to_string);
 
     Ok(Provider {
         schema_version: SCHEMA_VERSION,
@@ -137,14 +123,92 @@ pub(crate) fn convert(doc: &Value) -> Result<Provider, String> {
     })
 }
 
-/// `host`, `host/path`, `https://host/path` or an anchored-suffix `regex:` → (pattern, prefix).
+/// 0.2.4 `host_url` (one value) and 0.3+ `api_url` (a string or a list) → hosts and the one
+/// path prefix they share.
+fn convert_hosts(obj: &Map<String, Value>) -> Result<(Vec<String>, Option<String>), String> {
+    let mut raw_hosts: Vec<&str> = Vec::new();
+    for field in ["host_url", "api_url"] {
+        match obj.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => raw_hosts.push(s),
+            Some(Value::Array(items)) if field == "api_url" => {
+                for item in items {
+                    raw_hosts.push(item.as_str().ok_or("'api_url' must hold strings")?);
+                }
+            }
+            Some(_) if field == "api_url" => return Err("'api_url' must be a string or a list of strings".into()),
+            Some(_) => return Err("'host_url' must be a string".into()),
+        }
+    }
+    if raw_hosts.is_empty() {
+        return Err(if !looks_upstream(obj) {
+            "no API host: write \"host_url\" (the Python authsome's format) or \"hosts\" and \"inject\" \
+             (see `authsome inspect openai`)"
+                .into()
+        } else {
+            "'host_url' (or 'api_url') is missing: authsome needs the API host to inject credentials".into()
+        });
+    }
+    let mut hosts = Vec::new();
+    let mut prefixes = Vec::new();
+    for raw in raw_hosts {
+        let (host, prefix) = convert_host(raw)?;
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+        prefixes.push(prefix);
+    }
+    prefixes.dedup();
+    let path_prefix = match prefixes.as_slice() {
+        [single] => single.clone(),
+        _ if prefixes.iter().all(Option::is_none) => None,
+        _ => return Err("the API URLs carry different path prefixes; split them into separate providers".into()),
+    };
+    Ok((hosts, path_prefix))
+}
+
+/// OAuth: a bearer token. API keys: `header_name: header_prefix key`, where only a missing
+/// prefix means `Bearer` (upstream bug 5: an explicit null means "no prefix").
+fn convert_inject(auth_type: AuthType, api_key: Option<&Map<String, Value>>) -> Result<Inject, String> {
+    if auth_type == AuthType::OAuth2 {
+        return Ok(Inject::Header { name: "Authorization".into(), value: "Bearer {secret}".into() });
+    }
+    let header = match api_key {
+        Some(a) => string(a, "header_name").map_err(|e| format!("api_key.{e}"))?,
+        None => None,
+    }
+    .unwrap_or("Authorization");
+    let prefix = match api_key.and_then(|a| a.get("header_prefix")) {
+        None => Some("Bearer".to_string()),
+        Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(s.trim().to_string()),
+        Some(_) => return Err("api_key.header_prefix must be a string or null".into()),
+    };
+    if header.eq_ignore_ascii_case("authorization")
+        && prefix.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("basic"))
+    {
+        // Upstream sent `Basic <raw key>`; real Basic wants base64("user:pass"). Assume the
+        // key is the user name with an empty password (Ashby's and most APIs' convention).
+        return Ok(Inject::Basic { username: "{secret}".into(), password: String::new() });
+    }
+    let value = match prefix {
+        Some(prefix) => format!("{prefix} {{secret}}"),
+        None => "{secret}".into(),
+    };
+    Ok(Inject::Header { name: header.to_string(), value })
+}
+
+/// `host`, `host/path`, `https://host/path` or a `regex:` naming one host or an anchored
+/// suffix → (pattern, prefix).
 fn convert_host(raw: &str) -> Result<(String, Option<String>), String> {
     let raw = raw.trim();
     if let Some(pattern) = raw.strip_prefix("regex:") {
-        return regex_to_suffix(pattern).map(|host| (host, None)).ok_or_else(|| {
+        return regex_to_host(pattern).map(|host| (host, None)).ok_or_else(|| {
             format!(
-                "host pattern 'regex:{pattern}' is not an anchored domain suffix; write \"hosts\": [\"*.example.com\"] instead \
-                 (an unanchored pattern would also match look-alike domains)"
+                "host pattern 'regex:{pattern}' names neither one host (regex:^api\\.example\\.com$) nor an \
+                 anchored domain suffix (regex:.*\\.example\\.com); an unanchored pattern would also match \
+                 look-alike domains"
             )
         });
     }
@@ -161,15 +225,31 @@ fn convert_host(raw: &str) -> Result<(String, Option<String>), String> {
     Ok((host, (!path.is_empty()).then(|| path.to_string())))
 }
 
-/// `.*\.linear\.app`, `^(.*\.)?linear\.app$`, `([a-z0-9-]+\.)*linear\.app` → `*.linear.app`.
-fn regex_to_suffix(pattern: &str) -> Option<String> {
+/// `^api\.x\.com$` or `api\.x\.com` → `api.x.com`; `.*\.linear\.app`, `^(.*\.)?linear\.app$`,
+/// `([a-z0-9-]+\.)*linear\.app` → `*.linear.app`. Anything else → `None`.
+fn regex_to_host(pattern: &str) -> Option<String> {
     let p = pattern.strip_prefix('^').unwrap_or(pattern);
     let p = p.strip_suffix('$').unwrap_or(p);
-    let rest = ["(.*\\.)?", ".*\\.", "(.+\\.)?", ".+\\.", "([a-z0-9-]+\\.)*", "([a-z0-9-]+\\.)+"]
+    let lead = ["(.*\\.)?", ".*\\.", "(.+\\.)?", ".+\\.", "([a-z0-9-]+\\.)*", "([a-z0-9-]+\\.)+"]
         .iter()
-        .find_map(|lead| p.strip_prefix(lead))?;
+        .find_map(|lead| p.strip_prefix(lead));
+    // Upstream matched a `regex:` route against the whole host, so `api\.x\.com` means the
+    // same host with or without `^` and `$`.
+    let (rest, wildcard) = match lead {
+        Some(rest) => (rest, true),
+        None => (p, false),
+    };
+    let domain = unescape_domain(rest)?;
+    if !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return None;
+    }
+    Some(if wildcard { format!("*.{domain}") } else { domain })
+}
+
+/// `linear\.app` → `linear.app`; `None` for anything but escaped dots, letters, digits and `-`.
+fn unescape_domain(escaped: &str) -> Option<String> {
     let mut domain = String::new();
-    let mut chars = rest.chars();
+    let mut chars = escaped.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => match chars.next()? {
@@ -181,7 +261,7 @@ fn regex_to_suffix(pattern: &str) -> Option<String> {
             _ => return None,
         }
     }
-    (domain.contains('.') && !domain.starts_with('.')).then(|| format!("*.{domain}"))
+    Some(domain)
 }
 
 fn convert_env(obj: &Map<String, Value>, name: &str, auth_type: AuthType) -> EnvNames {
@@ -278,6 +358,15 @@ fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     obj.get(key).and_then(Value::as_str)
 }
 
+/// A field that must be a string when present (`null` counts as absent).
+fn string<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("'{key}' must be a string")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,9 +431,16 @@ mod tests {
             ("^(.*\\.)?example\\.com$", Some("*.example.com")),
             (".*googleapis.*", None),
             (".*\\.googleapis\\..*", None),
-            ("api\\.example\\.com", None),
+            // Upstream matched the whole host: anchors or not, these name one host.
+            ("^api\\.x\\.com$", Some("api.x.com")),
+            ("api\\.example\\.com", Some("api.example.com")),
+            ("^API\\.X\\.com$", Some("api.x.com")),
+            ("^api.x\\.com$", None),
+            ("^api\\.x\\.com|evil\\.com$", None),
+            ("^com$", None),
+            ("^(api|www)\\.x\\.com$", None),
         ] {
-            assert_eq!(regex_to_suffix(re).as_deref(), want, "{re}");
+            assert_eq!(regex_to_host(re).as_deref(), want, "{re}");
         }
         assert!(convert(&json!({"name": "g", "host_url": "regex:.*googleapis.*"})).unwrap_err().contains("anchored"));
     }

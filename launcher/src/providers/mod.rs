@@ -1,9 +1,13 @@
 //! Providers: the schema, the bundled catalog embedded in the binary, and custom definitions in
-//! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name).
+//! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name, with only the
+//! extra hosts the user confirmed: see `trust.rs`).
 
 pub(crate) mod env_names;
+pub(crate) mod ledger;
 pub(crate) mod legacy;
+mod parse;
 pub(crate) mod schema;
+pub(crate) mod trust;
 pub(crate) mod validate;
 
 use std::cell::OnceCell;
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use authsome_vault::Home;
 
 use crate::error::{CliError, Kind};
+pub(crate) use parse::parse_definition;
 pub(crate) use schema::{AuthType, Flow, Inject, Provider};
 
 mod bundled {
@@ -42,11 +47,33 @@ pub(crate) struct Entry {
     pub(crate) path: Option<PathBuf>,
 }
 
-/// A custom file that could not be used (reported, never fatal for other commands).
+/// Something wrong with the custom providers (reported, never fatal for other commands).
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
+    pub(crate) kind: ProblemKind,
     pub(crate) path: PathBuf,
     pub(crate) message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProblemKind {
+    /// The file could not be used at all.
+    Skipped,
+    /// The definition is used without the hosts it adds to a bundled provider.
+    HostsDropped,
+    /// The ledger of confirmed files (`path`) could not be read or written.
+    Ledger,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match self.kind {
+            ProblemKind::Skipped => write!(f, "skipping custom provider {path}: {}", self.message),
+            ProblemKind::HostsDropped => write!(f, "custom provider {path}: {}", self.message),
+            ProblemKind::Ledger => write!(f, "{path}: {}", self.message),
+        }
+    }
 }
 
 /// Bundled providers (sorted by name) followed by custom ones (sorted); a custom provider
@@ -61,14 +88,25 @@ pub(crate) struct Catalog {
     bundled: Vec<OnceCell<Option<Entry>>>,
     all: OnceCell<Vec<Entry>>,
     pub(crate) problems: Vec<Problem>,
+    /// One-time information for the user (files recorded when the ledger was created).
+    pub(crate) notices: Vec<String>,
 }
 
 impl Catalog {
     pub(crate) fn load(home: &Home) -> Self {
         let mut catalog = Self::bundled_only();
-        let (custom, problems) = load_custom(&home.providers_dir());
-        catalog.custom = custom;
+        let (mut files, mut problems) = load_custom(&home.providers_dir());
+        let bundled_hosts = |name: &str| catalog.bundled(name).map(|e| e.provider.hosts.clone());
+        let opened = trust::open(home, &files, &bundled_hosts);
+        problems.extend(opened.problem);
+        for file in &mut files {
+            if let Some(bundled) = catalog.bundled(&file.entry.provider.name) {
+                problems.extend(trust::restrict(file, &bundled.provider, &opened.ledger));
+            }
+        }
+        catalog.custom = files.into_iter().map(|file| file.entry).collect();
         catalog.problems = problems;
+        catalog.notices = opened.notices;
         catalog
     }
 
@@ -103,6 +141,11 @@ impl Catalog {
         if let Some(custom) = self.custom.iter().find(|e| e.provider.name == name) {
             return Some(custom);
         }
+        self.bundled(name)
+    }
+
+    /// The bundled definition of `name`, even when a custom one shadows it.
+    pub(crate) fn bundled(&self, name: &str) -> Option<&Entry> {
         let index = bundled::BUNDLED.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
         self.bundled_at(index)
     }
@@ -135,44 +178,39 @@ fn bundled_providers() -> Vec<Provider> {
     bundled::BUNDLED.iter().filter_map(|(_, json)| serde_json::from_str(json).ok()).collect()
 }
 
-/// Parse one provider document, ours or the Python authsome's, and validate it.
-pub(crate) fn parse_definition(text: &str) -> Result<(Provider, bool), String> {
-    let doc: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let legacy = legacy::is_legacy(&doc);
-    let provider = if legacy {
-        legacy::convert(&doc)?
-    } else {
-        serde_json::from_value(doc).map_err(|e| format!("does not match the provider schema: {e}"))?
-    };
-    validate::validate(&provider).map_err(|e| e.to_string())?;
-    Ok((provider, legacy))
-}
-
-fn load_custom(dir: &Path) -> (Vec<Entry>, Vec<Problem>) {
-    let mut entries = Vec::new();
+fn load_custom(dir: &Path) -> (Vec<trust::Loaded>, Vec<Problem>) {
+    let mut files = Vec::new();
     let mut problems = Vec::new();
-    let Ok(read) = std::fs::read_dir(dir) else { return (entries, problems) };
+    let Ok(read) = std::fs::read_dir(dir) else { return (files, problems) };
     let mut paths: Vec<PathBuf> =
         read.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
     paths.sort();
     for path in paths {
-        let result = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|text| parse_definition(&text));
-        match result {
+        let skipped = |path: PathBuf, message: String| Problem { kind: ProblemKind::Skipped, path, message };
+        // Hash the very bytes that are parsed, so a confirmation covers what is used.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.push(skipped(path, e.to_string()));
+                continue;
+            }
+        };
+        let parsed = std::str::from_utf8(&bytes).map_err(|_| "not UTF-8 text".to_string()).and_then(parse_definition);
+        match parsed {
             Ok((provider, _)) => {
                 let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
                 if stem != provider.name {
-                    problems.push(Problem {
-                        path: path.clone(),
-                        message: format!("the file name does not match the provider name '{}'", provider.name),
-                    });
+                    let message = format!("the file name does not match the provider name '{}'", provider.name);
+                    problems.push(skipped(path, message));
                     continue;
                 }
-                entries.push(Entry { provider, source: Source::Custom, path: Some(path) });
+                let entry = Entry { provider, source: Source::Custom, path: Some(path) };
+                files.push(trust::Loaded { entry, sha256: ledger::sha256_hex(&bytes) });
             }
-            Err(message) => problems.push(Problem { path, message }),
+            Err(message) => problems.push(skipped(path, message)),
         }
     }
-    (entries, problems)
+    (files, problems)
 }
 
 /// A cheap "did you mean": shared prefix of 3+, containment, or one edit apart.
@@ -213,7 +251,7 @@ mod tests {
         for (name, json) in bundled::BUNDLED {
             let provider: Provider = serde_json::from_str(json).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&provider.name, name, "file name and provider name differ");
-            validate::validate(&provider).unwrap_or_else(|e| panic!("{e}"));
+            validate::validate_as(&provider, &validate::Spelling::OURS).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 

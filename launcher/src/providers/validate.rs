@@ -1,7 +1,7 @@
 //! Validation of provider definitions: the same rules for bundled (checked by a test over the
 //! whole catalog) and custom providers (checked by `register`).
 
-use super::schema::{AuthType, Flow, Inject, Provider, SCHEMA_VERSION};
+use super::schema::{AuthType, Flow, Inject, OAuthSpec, Provider, SCHEMA_VERSION};
 
 /// Everything wrong with a definition, so a user fixes a file in one pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,134 +11,176 @@ pub(crate) struct Invalid {
     pub(crate) problems: Vec<String>,
 }
 
-pub(crate) fn validate(p: &Provider) -> Result<(), Invalid> {
-    let mut problems = Vec::new();
-    let mut fail = |msg: String| problems.push(msg);
+/// How the file the user wrote spells the fields a message may name, so that a converted
+/// Python authsome file is told about `host_url`, not about our `hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spelling {
+    pub(crate) hosts: &'static str,
+    pub(crate) header_name: &'static str,
+    pub(crate) header_value: &'static str,
+    pub(crate) env: &'static str,
+    pub(crate) key_pattern: &'static str,
+    pub(crate) docs_url: &'static str,
+}
 
+impl Spelling {
+    /// Our own schema.
+    pub(crate) const OURS: Self = Self {
+        hosts: "hosts",
+        header_name: "inject.name",
+        header_value: "inject.value",
+        env: "env",
+        key_pattern: "api_key.pattern",
+        docs_url: "docs_url",
+    };
+}
+
+/// Validate `p`, naming fields as `spelling` writes them.
+pub(crate) fn validate_as(p: &Provider, spelling: &Spelling) -> Result<(), Invalid> {
+    let mut problems = Vec::new();
+    check_identity(p, &mut problems);
+    check_hosts(p, spelling, &mut problems);
+    check_inject(&p.inject, spelling, &mut problems);
+    check_env_and_key(p, spelling, &mut problems);
+    match (&p.oauth, p.auth_type) {
+        (None, AuthType::OAuth2) => problems.push("oauth is required for auth_type oauth2".into()),
+        (Some(_), AuthType::ApiKey) => problems.push("oauth is only for auth_type oauth2".into()),
+        (Some(oauth), AuthType::OAuth2) => check_oauth(p, oauth, &mut problems),
+        (None, AuthType::ApiKey) => {}
+    }
+    for url in p.docs_url.iter() {
+        if !url.starts_with("https://") {
+            problems.push(format!("{} '{url}' must be https", spelling.docs_url));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(Invalid { name: p.name.clone(), problems }) }
+}
+
+fn check_identity(p: &Provider, problems: &mut Vec<String>) {
     if p.schema_version != SCHEMA_VERSION {
-        fail(format!("schema_version must be {SCHEMA_VERSION}"));
+        problems.push(format!("schema_version must be {SCHEMA_VERSION}"));
     }
     if let Err(e) = authsome_vault::validate_name("provider", &p.name) {
-        fail(e.to_string());
+        problems.push(e.to_string());
     }
     if p.display_name.trim().is_empty() {
-        fail("display_name is empty".into());
+        problems.push("display_name is empty".into());
     }
     match (p.auth_type, p.flow) {
         (AuthType::ApiKey, Flow::ApiKey) => {}
         (AuthType::OAuth2, Flow::Pkce | Flow::DeviceCode | Flow::DcrPkce) => {}
-        (auth, flow) => fail(format!("flow '{}' does not fit auth_type '{}'", flow.as_str(), auth.as_str())),
+        (auth, flow) => problems.push(format!("flow '{}' does not fit auth_type '{}'", flow.as_str(), auth.as_str())),
     }
+}
+
+fn check_hosts(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
     if p.hosts.is_empty() {
-        fail("hosts is empty: name at least one API host".into());
+        problems.push(format!("{} is empty: name at least one API host", spelling.hosts));
     }
     for host in &p.hosts {
         if let Err(why) = check_host_pattern(host) {
-            fail(format!("host '{host}': {why}"));
+            problems.push(format!("{} '{host}': {why}", spelling.hosts));
         }
     }
     if let Some(prefix) = &p.path_prefix
         && (!prefix.starts_with('/') || prefix.contains(['?', '#']) || prefix.len() < 2)
     {
-        fail(format!("path_prefix '{prefix}' must start with '/' and hold a path only"));
+        problems.push(format!("path_prefix '{prefix}' must start with '/' and hold a path only"));
     }
-    match &p.inject {
+    for (name, value) in &p.default_headers {
+        if !is_header_name(name) || value.contains(['\r', '\n']) {
+            problems.push(format!("default header '{name}' is not a valid header"));
+        }
+    }
+}
+
+fn check_inject(inject: &Inject, spelling: &Spelling, problems: &mut Vec<String>) {
+    match inject {
         Inject::Header { name, value } => {
             if !is_header_name(name) {
-                fail(format!("inject.name '{name}' is not a valid header name"));
+                problems.push(format!("{} '{name}' is not a valid header name", spelling.header_name));
             }
             if value.matches("{secret}").count() != 1 {
-                fail("inject.value must contain {secret} exactly once".into());
+                problems.push(format!("{} must contain {{secret}} exactly once", spelling.header_value));
             }
             if value.contains(['\r', '\n']) {
-                fail("inject.value must be one line".into());
+                problems.push(format!("{} must be one line", spelling.header_value));
             }
         }
         Inject::Basic { username, password } => {
             if username.matches("{secret}").count() + password.matches("{secret}").count() != 1 {
-                fail("inject: {secret} must appear exactly once in username or password".into());
+                problems.push("inject: {secret} must appear exactly once in username or password".into());
             }
             if username.contains(':') {
-                fail("inject.username must not contain ':'".into());
+                problems.push("inject.username must not contain ':'".into());
             }
         }
         Inject::Query { name } => {
             if name.is_empty() || name.contains(['&', '=', '#', ' ']) {
-                fail(format!("inject.name '{name}' is not a usable query parameter"));
+                problems.push(format!("inject.name '{name}' is not a usable query parameter"));
             }
         }
     }
-    for (name, value) in &p.default_headers {
-        if !is_header_name(name) || value.contains(['\r', '\n']) {
-            fail(format!("default header '{name}' is not a valid header"));
-        }
-    }
+}
+
+fn check_env_and_key(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
     for name in p.env.api_key.iter().chain(&p.env.access_token).chain(&p.env.refresh_token) {
         if !is_env_name(name) {
-            fail(format!("env name '{name}' must be upper case letters, digits and '_'"));
+            problems.push(format!("{} name '{name}' must be upper case letters, digits and '_'", spelling.env));
         }
     }
-    let primary = p.env_names(p.primary_field());
-    if primary.is_empty() {
-        fail(format!("env.{} is empty: name the variable tools read", p.primary_field()));
+    if p.env_names(p.primary_field()).is_empty() {
+        problems.push(format!("{}.{} is empty: name the variable tools read", spelling.env, p.primary_field()));
     }
     if p.auth_type == AuthType::ApiKey && !p.env.access_token.is_empty() {
-        fail("an api_key provider exports api_key, not access_token".into());
+        problems.push("an api_key provider exports api_key, not access_token".into());
     }
     if let Some(spec) = &p.api_key
         && let Some(pattern) = &spec.pattern
         && let Err(e) = regex::Regex::new(pattern)
     {
-        fail(format!("api_key.pattern does not compile: {e}"));
+        problems.push(format!("{} does not compile: {e}", spelling.key_pattern));
     }
     if let Some(prefix) = &p.placeholder_prefix
         && (prefix.len() > 16 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        fail(format!("placeholder_prefix '{prefix}' must be at most 16 characters of [A-Za-z0-9._-]"));
+        problems.push(format!("placeholder_prefix '{prefix}' must be at most 16 characters of [A-Za-z0-9._-]"));
     }
-    match (&p.oauth, p.auth_type) {
-        (None, AuthType::OAuth2) => fail("oauth is required for auth_type oauth2".into()),
-        (Some(_), AuthType::ApiKey) => fail("oauth is only for auth_type oauth2".into()),
-        (Some(oauth), AuthType::OAuth2) => {
-            let mut urls = vec![("token_url", Some(&oauth.token_url))];
-            urls.push(("authorization_url", oauth.authorization_url.as_ref()));
-            urls.push(("revocation_url", oauth.revocation_url.as_ref()));
-            urls.push(("device_authorization_url", oauth.device_authorization_url.as_ref()));
-            urls.push(("registration_endpoint", oauth.registration_endpoint.as_ref()));
-            urls.push(("refresh_url", oauth.refresh_url.as_ref()));
-            for (field, url) in urls {
-                let Some(url) = url else { continue };
-                if url.contains("{base_url}") && oauth.base_url.is_none() {
-                    fail(format!("oauth.{field} uses {{base_url}} but oauth.base_url has no default"));
-                    continue;
-                }
-                if let Err(why) = check_endpoint(&p.oauth_url(url, None)) {
-                    fail(format!("oauth.{field} '{url}': {why}"));
-                }
-            }
-            if let Some(base) = &oauth.base_url
-                && let Err(why) = check_endpoint(base)
-            {
-                fail(format!("oauth.base_url '{base}': {why}"));
-            }
-            if matches!(p.flow, Flow::Pkce | Flow::DcrPkce) && oauth.authorization_url.is_none() {
-                fail(format!("flow '{}' needs oauth.authorization_url", p.flow.as_str()));
-            }
-            if p.flow == Flow::DeviceCode && oauth.device_authorization_url.is_none() {
-                fail("flow 'device_code' needs oauth.device_authorization_url".into());
-            }
-            if oauth.scope_separator.is_empty() {
-                fail("oauth.scope_separator is empty".into());
-            }
+}
+
+fn check_oauth(p: &Provider, oauth: &OAuthSpec, problems: &mut Vec<String>) {
+    let urls = [
+        ("token_url", Some(&oauth.token_url)),
+        ("authorization_url", oauth.authorization_url.as_ref()),
+        ("revocation_url", oauth.revocation_url.as_ref()),
+        ("device_authorization_url", oauth.device_authorization_url.as_ref()),
+        ("registration_endpoint", oauth.registration_endpoint.as_ref()),
+        ("refresh_url", oauth.refresh_url.as_ref()),
+    ];
+    for (field, url) in urls {
+        let Some(url) = url else { continue };
+        if url.contains("{base_url}") && oauth.base_url.is_none() {
+            problems.push(format!("oauth.{field} uses {{base_url}} but oauth.base_url has no default"));
+            continue;
         }
-        (None, AuthType::ApiKey) => {}
-    }
-    for url in p.docs_url.iter() {
-        if !url.starts_with("https://") {
-            fail(format!("docs_url '{url}' must be https"));
+        if let Err(why) = check_endpoint(&p.oauth_url(url, None)) {
+            problems.push(format!("oauth.{field} '{url}': {why}"));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(Invalid { name: p.name.clone(), problems }) }
+    if let Some(base) = &oauth.base_url
+        && let Err(why) = check_endpoint(base)
+    {
+        problems.push(format!("oauth.base_url '{base}': {why}"));
+    }
+    if matches!(p.flow, Flow::Pkce | Flow::DcrPkce) && oauth.authorization_url.is_none() {
+        problems.push(format!("flow '{}' needs oauth.authorization_url", p.flow.as_str()));
+    }
+    if p.flow == Flow::DeviceCode && oauth.device_authorization_url.is_none() {
+        problems.push("flow 'device_code' needs oauth.device_authorization_url".into());
+    }
+    if oauth.scope_separator.is_empty() {
+        problems.push("oauth.scope_separator is empty".into());
+    }
 }
 
 /// `api.example.com` or `*.example.com`: lower-case DNS labels, no IP literal, no port, no
