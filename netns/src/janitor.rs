@@ -88,8 +88,8 @@ mod tests {
 
     #[test]
     fn records_parse_and_a_torn_tail_is_dropped() {
-        let a = Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new() };
-        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new() };
+        let a = Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new(), dev: 8, ino: 9 };
+        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new(), dev: 8, ino: 10 };
         let mut stream = Vec::new();
         for p in [&a, &b] {
             let body = FromHelper::Placeholders(vec![p.clone()]).encode();

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -75,6 +75,8 @@ const NONE: Option<&str> = None;
 pub struct Placeholders {
     pub leases: Vec<Lease>,
     pub janitor: Option<crate::janitor::Janitor>,
+    /// Placeholders not made because the host path is read-only (nothing to mount there).
+    skipped: Vec<PathBuf>,
 }
 
 impl Placeholders {
@@ -115,43 +117,56 @@ pub fn is_placeholder(path: &Path) -> bool {
     crate::sys::has_xattr(path, MARKER)
 }
 
-fn lease(path: &Path) -> io::Result<Lease> {
-    let file = File::open(path)?;
-    Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| e.into())
-}
-
 /// Create placeholder `path` (see `MountOp::Placeholder`), mark it, lease it, record it.
 fn make_placeholder(path: &Path, kind: PathKind, contents: &str, held: &mut Placeholders) -> io::Result<()> {
     let made = match kind {
-        PathKind::Dir => DirBuilder::new().mode(0o755).create(path),
+        PathKind::Dir => DirBuilder::new().mode(0o755).create(path).and_then(|()| File::open(path)),
+        // Reopened read-only for the lease: a file open for writing would keep its mount from
+        // becoming read-only (EBUSY). No other run's janitor touches it meanwhile: each removes
+        // only the inode it recorded.
         PathKind::File => OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(path)
-            .and_then(|mut f| f.write_all(contents.as_bytes())),
+            .and_then(|mut f| f.write_all(contents.as_bytes()))
+            .and_then(|()| File::open(path)),
     };
     match made {
-        Ok(()) => {
-            let made = Created { path: path.to_path_buf(), dir: kind == PathKind::Dir, contents: contents.to_owned() };
+        Ok(file) => {
             // best effort: without the marker a concurrent sandbox just does not share it
             let _ = crate::sys::set_xattr(path, MARKER, b"1");
-            let lease = lease(path)?;
+            let meta = file.metadata()?;
+            let lease = Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| io::Error::from(e))?;
+            let made = Created {
+                path: path.to_path_buf(),
+                dir: kind == PathKind::Dir,
+                contents: contents.to_owned(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            };
             held.hold(made, lease)
         }
         // someone made it meanwhile: share it if it is a placeholder
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held),
         // the host path is read-only: nobody in the sandbox can create it either
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            held.skipped.push(path.to_path_buf());
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }
 
-/// Remove placeholder `c` if no other sandbox holds a lease on it and it is still as made (an
-/// empty directory, a file with our contents): the host may have put something there meanwhile.
-/// Best effort.
+/// Remove placeholder `c` if the path still names the one recorded, no other sandbox holds a
+/// lease on it, and it is still as made (an empty directory, a file with our contents): the
+/// host may have put something there meanwhile. Best effort.
 pub fn remove_if_untouched(c: &Created) {
     let Ok(file) = File::open(&c.path) else { return };
+    let Ok(meta) = file.metadata() else { return };
+    if (meta.dev(), meta.ino()) != (c.dev, c.ino) {
+        return; // a newer run's placeholder: theirs to remove
+    }
     let Ok(_exclusive) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
     if c.dir {
         let _ = fs::remove_dir(&c.path); // fails unless empty
@@ -166,7 +181,8 @@ fn adopt(path: &Path, held: &mut Placeholders) -> io::Result<()> {
     if held.janitor.is_none() || !is_placeholder(path) {
         return Ok(());
     }
-    let Ok(meta) = fs::symlink_metadata(path) else { return Ok(()) };
+    let Ok(file) = File::open(path) else { return Ok(()) };
+    let Ok(meta) = file.metadata() else { return Ok(()) };
     let contents = if meta.is_dir() {
         String::new()
     } else {
@@ -175,10 +191,9 @@ fn adopt(path: &Path, held: &mut Placeholders) -> io::Result<()> {
             _ => return Ok(()),
         }
     };
-    match lease(path) {
-        Ok(l) => held.hold(Created { path: path.to_path_buf(), dir: meta.is_dir(), contents }, l),
-        Err(_) => Ok(()),
-    }
+    let Ok(lease) = Flock::lock(file, FlockArg::LockShared) else { return Ok(()) };
+    let shared = Created { path: path.to_path_buf(), dir: meta.is_dir(), contents, dev: meta.dev(), ino: meta.ino() };
+    held.hold(shared, lease)
 }
 
 fn describe(op: &MountOp) -> String {
@@ -219,7 +234,7 @@ fn run(
             let bind =
                 || mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE);
             match bind() {
-                Err(Errno::ENOENT) if *placeholder => return Ok(()),
+                Err(Errno::ENOENT) if *placeholder && held.skipped.contains(target) => return Ok(()),
                 // gone since the plan (a concurrent sandbox's janitor removed its placeholder):
                 // hold the name with a placeholder of our own
                 Err(Errno::ENOENT) if *read_only && held.janitor.is_some() => {
