@@ -88,8 +88,9 @@ mod tests {
 
     #[test]
     fn records_parse_and_a_torn_tail_is_dropped() {
-        let a = Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new(), dev: 8, ino: 9 };
-        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new(), dev: 8, ino: 10 };
+        let a =
+            Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new(), dev: 8, ino: 9, changed: 1 };
+        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new(), dev: 8, ino: 10, changed: 2 };
         let mut stream = Vec::new();
         for p in [&a, &b] {
             let body = FromHelper::Placeholders(vec![p.clone()]).encode();

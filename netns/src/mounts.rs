@@ -144,6 +144,7 @@ fn make_placeholder(path: &Path, kind: PathKind, contents: &str, held: &mut Plac
                 contents: contents.to_owned(),
                 dev: meta.dev(),
                 ino: meta.ino(),
+                changed: changed(&meta),
             };
             held.hold(made, lease)
         }
@@ -158,13 +159,19 @@ fn make_placeholder(path: &Path, kind: PathKind, contents: &str, held: &mut Plac
     }
 }
 
+/// The status-change time in ns: with device and inode, tells a placeholder from a newer one
+/// that reused its inode number.
+fn changed(meta: &fs::Metadata) -> u64 {
+    (meta.ctime() as u64).wrapping_mul(1_000_000_000).wrapping_add(meta.ctime_nsec() as u64)
+}
+
 /// Remove placeholder `c` if the path still names the one recorded, no other sandbox holds a
 /// lease on it, and it is still as made (an empty directory, a file with our contents): the
 /// host may have put something there meanwhile. Best effort.
 pub fn remove_if_untouched(c: &Created) {
     let Ok(file) = File::open(&c.path) else { return };
     let Ok(meta) = file.metadata() else { return };
-    if (meta.dev(), meta.ino()) != (c.dev, c.ino) {
+    if (meta.dev(), meta.ino(), changed(&meta)) != (c.dev, c.ino, c.changed) {
         return; // a newer run's placeholder: theirs to remove
     }
     let Ok(_exclusive) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
@@ -192,7 +199,14 @@ fn adopt(path: &Path, held: &mut Placeholders) -> io::Result<()> {
         }
     };
     let Ok(lease) = Flock::lock(file, FlockArg::LockShared) else { return Ok(()) };
-    let shared = Created { path: path.to_path_buf(), dir: meta.is_dir(), contents, dev: meta.dev(), ino: meta.ino() };
+    let shared = Created {
+        path: path.to_path_buf(),
+        dir: meta.is_dir(),
+        contents,
+        dev: meta.dev(),
+        ino: meta.ino(),
+        changed: changed(&meta),
+    };
     held.hold(shared, lease)
 }
 

@@ -57,10 +57,12 @@ pub struct Placeholder {
     pub dir: bool,
     /// A file's contents as made (empty, or `.` for `commondir`).
     pub contents: String,
-    /// Device and inode of the placeholder this sandbox holds: whoever removes it checks that
-    /// the path still names that very one (another run may have made a new one there since).
+    /// Device, inode and status-change time (ns) of the placeholder this sandbox holds: whoever
+    /// removes it checks that the path still names that very one (another run may have made a
+    /// new one there since, possibly reusing the inode number).
     pub dev: u64,
     pub ino: u64,
+    pub changed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +133,8 @@ impl FromHelper {
                         .bool(p.dir)
                         .str(&p.contents)
                         .bytes(&p.dev.to_le_bytes())
-                        .bytes(&p.ino.to_le_bytes());
+                        .bytes(&p.ino.to_le_bytes())
+                        .bytes(&p.changed.to_le_bytes());
                 }
             }
             FromHelper::Exit(status) => {
@@ -175,8 +178,8 @@ impl FromHelper {
                         let b: [u8; 8] = r.bytes()?.try_into().map_err(|_| DecodeError("bad inode number"))?;
                         Ok(u64::from_le_bytes(b))
                     };
-                    let (dev, ino) = (number()?, number()?);
-                    list.push(Placeholder { path, dir, contents, dev, ino });
+                    let (dev, ino, changed) = (number()?, number()?, number()?);
+                    list.push(Placeholder { path, dir, contents, dev, ino, changed });
                 }
                 FromHelper::Placeholders(list)
             }
@@ -210,9 +213,30 @@ mod tests {
             FromHelper::Failed { step: Step::LocalRouteV6, errno: 1, detail: "lo".into() },
             FromHelper::Started,
             FromHelper::Placeholders(vec![
-                Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new(), dev: 1, ino: u64::MAX },
-                Placeholder { path: "/p/.git/commondir".into(), dir: false, contents: ".".into(), dev: 2, ino: 3 },
-                Placeholder { path: "/p/.vscode".into(), dir: true, contents: String::new(), dev: 0, ino: 0 },
+                Placeholder {
+                    path: "/p/.envrc".into(),
+                    dir: false,
+                    contents: String::new(),
+                    dev: 1,
+                    ino: u64::MAX,
+                    changed: 5,
+                },
+                Placeholder {
+                    path: "/p/.git/commondir".into(),
+                    dir: false,
+                    contents: ".".into(),
+                    dev: 2,
+                    ino: 3,
+                    changed: 4,
+                },
+                Placeholder {
+                    path: "/p/.vscode".into(),
+                    dir: true,
+                    contents: String::new(),
+                    dev: 0,
+                    ino: 0,
+                    changed: 0,
+                },
             ]),
             FromHelper::Exit(CommandStatus::Exited(7)),
             FromHelper::Exit(CommandStatus::Signaled(15)),
