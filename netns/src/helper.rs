@@ -113,7 +113,7 @@ pub fn run(sock: RawFd) -> i32 {
     };
     // placeholders made (or shared) on the host for the run: leased while it lasts, removed
     // by the janitor after it, however it ends
-    let mut held = crate::mounts::Placeholders::default();
+    let mut held = crate::placeholders::Placeholders::default();
     let prepared = match setup(&spec, &mut held) {
         Ok(p) => p,
         Err(f) => {
@@ -124,7 +124,12 @@ pub fn run(sock: RawFd) -> i32 {
     run_prepared(&chan, &spec, prepared, &mut held.leases)
 }
 
-fn run_prepared(chan: &Channel, spec: &SandboxSpec, prepared: Prepared, leases: &mut Vec<crate::mounts::Lease>) -> i32 {
+fn run_prepared(
+    chan: &Channel,
+    spec: &SandboxSpec,
+    prepared: Prepared,
+    leases: &mut Vec<crate::placeholders::Lease>,
+) -> i32 {
     let infos = prepared.sockets.iter().map(|(info, _)| *info).collect();
     let raw: Vec<RawFd> = prepared.sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
@@ -207,7 +212,7 @@ struct Prepared {
     command: PreparedCommand,
 }
 
-fn setup(spec: &SandboxSpec, held: &mut crate::mounts::Placeholders) -> Result<Prepared, Failure> {
+fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Result<Prepared, Failure> {
     spec.validate().map_err(|e| Failure::new(Step::ReadSpec, io::Error::new(io::ErrorKind::InvalidInput, e), ""))?;
     let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
     let last_cap = read_last_cap();
@@ -229,7 +234,9 @@ fn setup(spec: &SandboxSpec, held: &mut crate::mounts::Placeholders) -> Result<P
     // a janitor when we make placeholders, or share another sandbox's (marked ones)
     let needs_janitor = plan.iter().any(|op| match op {
         crate::plan::MountOp::Placeholder { .. } => true,
-        crate::plan::MountOp::BindInPlace { target, read_only: true, .. } => crate::mounts::is_placeholder(target),
+        crate::plan::MountOp::BindInPlace { target, read_only: true, .. } => {
+            crate::placeholders::is_placeholder(target)
+        }
         _ => false,
     });
     if needs_janitor {

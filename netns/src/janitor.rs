@@ -8,7 +8,7 @@
 //! namespaces, learns each placeholder as it is made (one record per placeholder on a pipe),
 //! waits for end-of-file (the helper and the sandbox's init, which hold the write end, are both
 //! gone, whatever killed them), then removes what is untouched and not leased by a concurrent
-//! sandbox (`mounts::remove_if_untouched`). Killing the janitor itself (or the host going down)
+//! sandbox (`placeholders::remove_if_untouched`). Killing the janitor itself (or the host going down)
 //! is what leaves placeholders behind.
 
 use std::fs::File;
@@ -62,7 +62,7 @@ fn run(read: OwnedFd) -> ! {
     let mut bytes = Vec::new();
     let _ = File::from(read).read_to_end(&mut bytes); // returns when every writer is gone
     for p in parse(&bytes).iter().rev() {
-        crate::mounts::remove_if_untouched(p);
+        crate::placeholders::remove_if_untouched(p);
     }
     sys::exit_now(0)
 }
@@ -88,8 +88,9 @@ mod tests {
 
     #[test]
     fn records_parse_and_a_torn_tail_is_dropped() {
-        let a = Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new() };
-        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new() };
+        let a =
+            Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new(), dev: 8, ino: 9, changed: 1 };
+        let b = Placeholder { path: "/p/.git".into(), dir: true, contents: String::new(), dev: 8, ino: 10, changed: 2 };
         let mut stream = Vec::new();
         for p in [&a, &b] {
             let body = FromHelper::Placeholders(vec![p.clone()]).encode();

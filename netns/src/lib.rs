@@ -4,6 +4,7 @@
 //! See `API.md` for the contract with the launcher and DESIGN sections 4 and 9 for the why.
 
 mod codec;
+mod defaults;
 mod error;
 mod plan;
 mod proto;
@@ -29,6 +30,8 @@ mod janitor;
 mod mounts;
 #[cfg(target_os = "linux")]
 mod net;
+#[cfg(target_os = "linux")]
+mod placeholders;
 #[cfg(target_os = "linux")]
 mod probe;
 #[cfg(target_os = "linux")]

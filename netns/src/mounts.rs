@@ -1,5 +1,5 @@
-//! Executes a [`plan::mount_plan`](crate::plan::mount_plan) in the helper's new mount namespace,
-//! and removes the placeholders it created on the host once the sandbox is gone.
+//! Executes a [`plan::mount_plan`](crate::plan::mount_plan) in the helper's new mount namespace
+//! (the placeholders' lifecycle is `placeholders`).
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -9,12 +9,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag, open};
+use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use crate::helper::Failure;
+use crate::placeholders::{self, Placeholders};
 use crate::plan::{HostView, MountOp, PathKind, Source, Staged, staged_name, staging_dir};
 use crate::spec::SandboxSpec;
 
@@ -65,28 +66,7 @@ impl HostView for HostFs {
     }
 }
 
-pub use crate::proto::Placeholder as Created;
-
 const NONE: Option<&str> = None;
-
-/// The placeholders of one run: the leases held on them while it lasts, and the janitor that
-/// removes them afterwards (each one is recorded with it as soon as it exists).
-#[derive(Debug, Default)]
-pub struct Placeholders {
-    pub leases: Vec<Lease>,
-    pub janitor: Option<crate::janitor::Janitor>,
-}
-
-impl Placeholders {
-    fn hold(&mut self, p: Created, lease: Lease) -> io::Result<()> {
-        self.leases.push(lease);
-        match &mut self.janitor {
-            Some(j) => j.record(&p),
-            // the plan had no placeholder, so no janitor: only adoption gets here
-            None => Ok(()),
-        }
-    }
-}
 
 /// Run `plan`. The placeholders it creates or adopts are recorded in `held` as they come, so
 /// the caller can remove them even when a later step fails.
@@ -97,88 +77,6 @@ pub fn execute(plan: &[MountOp], spec: &SandboxSpec, held: &mut Placeholders) ->
         run(op, spec, &staging, &mut sources, held).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
     }
     Ok(())
-}
-
-/// Extended attribute marking a placeholder as ours, so a concurrent sandbox in the same
-/// directory can tell it from a user's file and share it (see [`Lease`]).
-const MARKER: &str = "user.authsome.placeholder";
-
-/// A shared `flock` on a placeholder, held by the helper for the whole run. Whoever removes a
-/// placeholder first takes an exclusive lock without waiting: while another sandbox still holds
-/// its shared lease (it found our placeholder and mounted over it), the placeholder stays, and
-/// that sandbox's launcher removes it later. Removing it under a running sandbox would detach
-/// that sandbox's read-only mount there and let its command create the path.
-pub type Lease = Flock<File>;
-
-/// Whether `path` is a placeholder some sandbox made (it carries our marker).
-pub fn is_placeholder(path: &Path) -> bool {
-    crate::sys::has_xattr(path, MARKER)
-}
-
-fn lease(path: &Path) -> io::Result<Lease> {
-    let file = File::open(path)?;
-    Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| e.into())
-}
-
-/// Create placeholder `path` (see `MountOp::Placeholder`), mark it, lease it, record it.
-fn make_placeholder(path: &Path, kind: PathKind, contents: &str, held: &mut Placeholders) -> io::Result<()> {
-    let made = match kind {
-        PathKind::Dir => DirBuilder::new().mode(0o755).create(path),
-        PathKind::File => OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(path)
-            .and_then(|mut f| f.write_all(contents.as_bytes())),
-    };
-    match made {
-        Ok(()) => {
-            let made = Created { path: path.to_path_buf(), dir: kind == PathKind::Dir, contents: contents.to_owned() };
-            // best effort: without the marker a concurrent sandbox just does not share it
-            let _ = crate::sys::set_xattr(path, MARKER, b"1");
-            let lease = lease(path)?;
-            held.hold(made, lease)
-        }
-        // someone made it meanwhile: share it if it is a placeholder
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held),
-        // the host path is read-only: nobody in the sandbox can create it either
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Remove placeholder `c` if no other sandbox holds a lease on it and it is still as made (an
-/// empty directory, a file with our contents): the host may have put something there meanwhile.
-/// Best effort.
-pub fn remove_if_untouched(c: &Created) {
-    let Ok(file) = File::open(&c.path) else { return };
-    let Ok(_exclusive) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else { return };
-    if c.dir {
-        let _ = fs::remove_dir(&c.path); // fails unless empty
-    } else if fs::read(&c.path).is_ok_and(|b| b == c.contents.as_bytes()) {
-        let _ = fs::remove_file(&c.path);
-    }
-}
-
-/// An existing protected path that another sandbox made as a placeholder and that is still
-/// untouched: share it (lease) and have our janitor remove it too, if we end last.
-fn adopt(path: &Path, held: &mut Placeholders) -> io::Result<()> {
-    if held.janitor.is_none() || !is_placeholder(path) {
-        return Ok(());
-    }
-    let Ok(meta) = fs::symlink_metadata(path) else { return Ok(()) };
-    let contents = if meta.is_dir() {
-        String::new()
-    } else {
-        match fs::read_to_string(path) {
-            Ok(text) if text.is_empty() || text == "." => text,
-            _ => return Ok(()),
-        }
-    };
-    match lease(path) {
-        Ok(l) => held.hold(Created { path: path.to_path_buf(), dir: meta.is_dir(), contents }, l),
-        Err(_) => Ok(()),
-    }
 }
 
 fn describe(op: &MountOp) -> String {
@@ -211,21 +109,21 @@ fn run(
     held: &mut Placeholders,
 ) -> io::Result<()> {
     match op {
-        MountOp::Placeholder { path, kind, contents } => make_placeholder(path, *kind, contents, held)?,
+        MountOp::Placeholder { path, kind, contents } => placeholders::make(path, *kind, contents, held)?,
         MountOp::BindInPlace { target, read_only, placeholder } => {
             if !*placeholder && *read_only {
-                adopt(target, held)?;
+                placeholders::adopt(target, held)?;
             }
             let bind =
                 || mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE);
             match bind() {
-                Err(Errno::ENOENT) if *placeholder => return Ok(()),
+                Err(Errno::ENOENT) if *placeholder && held.skipped(target) => return Ok(()),
                 // gone since the plan (a concurrent sandbox's janitor removed its placeholder):
                 // hold the name with a placeholder of our own
                 Err(Errno::ENOENT) if *read_only && held.janitor.is_some() => {
                     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
                     let kind = if matches!(name, ".git" | "hooks" | "info") { PathKind::Dir } else { PathKind::File };
-                    make_placeholder(target, kind, if name == "commondir" { "." } else { "" }, held)?;
+                    placeholders::make(target, kind, if name == "commondir" { "." } else { "" }, held)?;
                     bind()?;
                 }
                 other => other?,

@@ -154,8 +154,8 @@ pub enum MountOp {
         path: PathBuf,
     },
     /// Create `path` on the host (before anything is mounted) if it does not exist: an empty
-    /// directory, or a file holding `contents`. The helper removes the ones it created after the
-    /// run, if they are still as it made them.
+    /// directory, or a file holding `contents`. The helper's janitor removes the ones it made
+    /// after the run, if they are still as made (`janitor`).
     Placeholder {
         path: PathBuf,
         kind: PathKind,

@@ -57,6 +57,12 @@ pub struct Placeholder {
     pub dir: bool,
     /// A file's contents as made (empty, or `.` for `commondir`).
     pub contents: String,
+    /// Device, inode and status-change time (ns) of the placeholder this sandbox holds: whoever
+    /// removes it checks that the path still names that very one (another run may have made a
+    /// new one there since, possibly reusing the inode number).
+    pub dev: u64,
+    pub ino: u64,
+    pub changed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +129,12 @@ impl FromHelper {
             FromHelper::Placeholders(list) => {
                 w.u8(14).len(list.len());
                 for p in list {
-                    w.path(&p.path).bool(p.dir).str(&p.contents);
+                    w.path(&p.path)
+                        .bool(p.dir)
+                        .str(&p.contents)
+                        .bytes(&p.dev.to_le_bytes())
+                        .bytes(&p.ino.to_le_bytes())
+                        .bytes(&p.changed.to_le_bytes());
                 }
             }
             FromHelper::Exit(status) => {
@@ -162,7 +173,13 @@ impl FromHelper {
                 let n = r.len()?;
                 let mut list = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
-                    list.push(Placeholder { path: r.path()?, dir: r.bool()?, contents: r.string()? });
+                    let (path, dir, contents) = (r.path()?, r.bool()?, r.string()?);
+                    let mut number = || -> Result<u64, DecodeError> {
+                        let b: [u8; 8] = r.bytes()?.try_into().map_err(|_| DecodeError("bad inode number"))?;
+                        Ok(u64::from_le_bytes(b))
+                    };
+                    let (dev, ino, changed) = (number()?, number()?, number()?);
+                    list.push(Placeholder { path, dir, contents, dev, ino, changed });
                 }
                 FromHelper::Placeholders(list)
             }
@@ -196,9 +213,30 @@ mod tests {
             FromHelper::Failed { step: Step::LocalRouteV6, errno: 1, detail: "lo".into() },
             FromHelper::Started,
             FromHelper::Placeholders(vec![
-                Placeholder { path: "/p/.envrc".into(), dir: false, contents: String::new() },
-                Placeholder { path: "/p/.git/commondir".into(), dir: false, contents: ".".into() },
-                Placeholder { path: "/p/.vscode".into(), dir: true, contents: String::new() },
+                Placeholder {
+                    path: "/p/.envrc".into(),
+                    dir: false,
+                    contents: String::new(),
+                    dev: 1,
+                    ino: u64::MAX,
+                    changed: 5,
+                },
+                Placeholder {
+                    path: "/p/.git/commondir".into(),
+                    dir: false,
+                    contents: ".".into(),
+                    dev: 2,
+                    ino: 3,
+                    changed: 4,
+                },
+                Placeholder {
+                    path: "/p/.vscode".into(),
+                    dir: true,
+                    contents: String::new(),
+                    dev: 0,
+                    ino: 0,
+                    changed: 0,
+                },
             ]),
             FromHelper::Exit(CommandStatus::Exited(7)),
             FromHelper::Exit(CommandStatus::Signaled(15)),

@@ -55,7 +55,8 @@ pub enum Protection {
     /// Bind onto itself read-only (and thereby pinned).
     ReadOnly(PathBuf),
     /// Create `path` on the host (a directory, or a file with `contents`) before anything is
-    /// mounted, then bind it read-only; the helper removes it after the run if still untouched.
+    /// mounted, then bind it read-only; the helper's janitor removes it after the run if still
+    /// untouched.
     Placeholder { path: PathBuf, kind: PathKind, contents: &'static str },
 }
 
