@@ -77,6 +77,8 @@ pub struct Store {
     db: Connection,
     path: PathBuf,
     profile: String,
+    /// Opened read-only (read-only file system or file): every write is refused up front.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,7 +108,16 @@ impl Store {
         Self::open_inner(path, profile)
     }
 
+    /// Open read-write; when the file system or the file refuses writes, open read-only so
+    /// reads still work (writes then fail with `StoreReadOnly`).
     fn open_inner(path: &Path, profile: &str) -> Result<Self> {
+        match Self::open_read_write(path, profile) {
+            Err(Error::StoreReadOnly { .. }) => Self::open_read_only(path, profile),
+            other => other,
+        }
+    }
+
+    fn open_read_write(path: &Path, profile: &str) -> Result<Self> {
         let corrupt = |e: rusqlite::Error| classify(path, e);
         let db = Connection::open(path).map_err(corrupt)?;
         db.busy_timeout(std::time::Duration::from_secs(10)).map_err(corrupt)?;
@@ -115,7 +126,7 @@ impl Store {
         let _: i64 = db.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(corrupt)?;
         db.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
         db.pragma_update(None, "synchronous", "NORMAL").map_err(corrupt)?;
-        let mut store = Self { db, path: path.to_path_buf(), profile: profile.to_string() };
+        let mut store = Self { db, path: path.to_path_buf(), profile: profile.to_string(), read_only: false };
         store.migrate()?;
         for suffix in ["-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
@@ -125,8 +136,51 @@ impl Store {
         Ok(store)
     }
 
+    /// A store on a read-only file system (or a read-only file): SQLite's `mode=ro`, and when a
+    /// WAL database cannot get its shared-memory file, `immutable=1`, which is only correct
+    /// when no write-ahead log holds pages that are not in the main file yet.
+    fn open_read_only(path: &Path, profile: &str) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let uri = |extra: &str| -> Result<String> {
+            let text = path.to_str().ok_or_else(|| Error::StoreReadOnly { path: path.to_path_buf() })?;
+            let escaped = text.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+            Ok(format!("file:{escaped}?mode=ro{extra}"))
+        };
+        let probe = |db: &Connection| db.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+        let db = match Connection::open_with_flags(uri("")?, flags).and_then(|db| probe(&db).map(|_| db)) {
+            Ok(db) => db,
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) && !has_pending_wal(path) => {
+                let db = Connection::open_with_flags(uri("&immutable=1")?, flags).map_err(|e| classify(path, e))?;
+                probe(&db).map_err(|e| classify(path, e))?;
+                db
+            }
+            Err(e) => return Err(classify(path, e)),
+        };
+        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| classify(path, e))?;
+        let store = Self { db, path: path.to_path_buf(), profile: profile.to_string(), read_only: true };
+        let format = store.format()?;
+        if format > STORE_FORMAT {
+            return Err(Error::StoreTooNew { path: path.to_path_buf(), found: format, supported: STORE_FORMAT });
+        }
+        if format < STORE_FORMAT {
+            // Its schema needs an upgrade, which is a write.
+            return Err(Error::StoreReadOnly { path: path.to_path_buf() });
+        }
+        Ok(store)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store could only be opened for reading.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only { Err(Error::StoreReadOnly { path: self.path.clone() }) } else { Ok(()) }
     }
 
     /// The store's format version.
@@ -167,6 +221,7 @@ impl Store {
         let existing: Option<String> =
             self.db.query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| r.get(0)).optional()?;
         if existing.is_none() {
+            self.writable()?;
             let sealed = crypto::seal(key, self.row(KIND_KEY_CHECK, "", ""), KEY_CHECK)?;
             // A concurrent creator may win this insert: the check below reads whatever is stored.
             self.db.execute(
@@ -249,7 +304,19 @@ impl Store {
         meta: &ConnectionMeta,
         secrets: &Secrets,
     ) -> Result<ConnectionMeta> {
-        self.write_connection(key, meta, secrets, None)
+        self.write_connection(key, meta, secrets, Write::Upsert)
+    }
+
+    /// Store a connection unless a usable one (connected, not expired) is already there: `login`
+    /// without `--force`. The check and the write are one transaction, so of two concurrent
+    /// logins exactly one succeeds and the other gets `ConnectionExists`.
+    pub fn create_connection(
+        &mut self,
+        key: &MasterKey,
+        meta: &ConnectionMeta,
+        secrets: &Secrets,
+    ) -> Result<ConnectionMeta> {
+        self.write_connection(key, meta, secrets, Write::New)
     }
 
     /// Replace a connection only if its row version is still `expected_version` (the refresh
@@ -261,7 +328,7 @@ impl Store {
         secrets: &Secrets,
         expected_version: i64,
     ) -> Result<ConnectionMeta> {
-        self.write_connection(key, meta, secrets, Some(expected_version))
+        self.write_connection(key, meta, secrets, Write::IfVersion(expected_version))
     }
 
     fn write_connection(
@@ -269,8 +336,9 @@ impl Store {
         key: &MasterKey,
         meta: &ConnectionMeta,
         secrets: &Secrets,
-        expected_version: Option<i64>,
+        mode: Write,
     ) -> Result<ConnectionMeta> {
+        self.writable()?;
         let plain = Zeroizing::new(serde_json::to_vec(secrets).map_err(|_| Error::Crypto("could not encode secrets"))?);
         let sealed = crypto::seal(key, self.row(KIND_SECRETS, &meta.provider, &meta.name), &plain)?;
         let fields = secrets.present_fields().join(",");
@@ -279,17 +347,29 @@ impl Store {
         let now = crate::time::now_micros();
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
-        let current: Option<i64> = tx
+        let existing: Option<(i64, String, Option<i64>)> = tx
             .query_row(
-                "SELECT version FROM connections WHERE provider = ?1 AND connection = ?2",
+                "SELECT version, status, expires_at FROM connections WHERE provider = ?1 AND connection = ?2",
                 params![meta.provider, meta.name],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some(expected) = expected_version
-            && current != Some(expected)
-        {
-            return Err(Error::Conflict { provider: meta.provider.clone(), connection: meta.name.clone() });
+        let current = existing.as_ref().map(|(version, _, _)| *version);
+        let usable = existing.as_ref().is_some_and(|(_, status, expires_at)| {
+            status == Status::Connected.as_str() && expires_at.is_none_or(|at| at > now / 1_000_000)
+        });
+        match mode {
+            Write::IfVersion(expected) if current != Some(expected) => {
+                return Err(Error::Conflict { provider: meta.provider.clone(), connection: meta.name.clone() });
+            }
+            Write::New if usable => {
+                return Err(Error::ConnectionExists {
+                    profile: self.profile.clone(),
+                    provider: meta.provider.clone(),
+                    connection: meta.name.clone(),
+                });
+            }
+            _ => {}
         }
         let version = current.unwrap_or(0) + 1;
         tx.execute(
@@ -352,6 +432,7 @@ impl Store {
         status: Status,
         refresh_error: Option<&str>,
     ) -> Result<()> {
+        self.writable()?;
         let now = crate::time::now_micros();
         self.db.execute(
             "UPDATE connections SET status = ?3, last_refresh_error = ?4, last_refresh_at = ?5, updated_at = ?5,
@@ -365,6 +446,7 @@ impl Store {
     /// Delete a connection. If it was the default, the alphabetically first remaining
     /// connection becomes the default. Returns whether a row was deleted.
     pub fn delete_connection(&mut self, provider: &str, name: &str) -> Result<bool> {
+        self.writable()?;
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
         let deleted =
@@ -394,6 +476,7 @@ impl Store {
     /// Delete every connection, the default and the client record of a provider.
     /// Returns the names of the deleted connections.
     pub fn delete_provider(&mut self, provider: &str) -> Result<Vec<String>> {
+        self.writable()?;
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
         let names = {
@@ -427,6 +510,7 @@ impl Store {
 
     /// Make `name` the provider's default connection; it must exist.
     pub fn set_default(&mut self, provider: &str, name: &str) -> Result<()> {
+        self.writable()?;
         if self.get_connection(provider, name)?.is_none() {
             return Err(Error::ConnectionNotFound {
                 profile: self.profile.clone(),
@@ -445,6 +529,7 @@ impl Store {
     // ---- OAuth clients -----------------------------------------------------------------
 
     pub fn put_client(&mut self, key: &MasterKey, provider: &str, client: &ClientRecord) -> Result<()> {
+        self.writable()?;
         let sealed = match &client.client_secret {
             Some(secret) => {
                 use secrecy::ExposeSecret;
@@ -508,8 +593,17 @@ impl Store {
     }
 
     pub fn delete_client(&mut self, provider: &str) -> Result<bool> {
+        self.writable()?;
         Ok(self.db.execute("DELETE FROM provider_clients WHERE provider = ?1", params![provider])? > 0)
     }
+}
+
+/// How `write_connection` treats an existing row.
+#[derive(Clone, Copy)]
+enum Write {
+    Upsert,
+    IfVersion(i64),
+    New,
 }
 
 const META_COLUMNS: &str = "provider, connection, auth_type, source, status, scopes, base_url, host_url, token_type,
@@ -583,10 +677,17 @@ fn classify(path: &Path, e: rusqlite::Error) -> Error {
         },
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
         Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            Error::StoreCorrupt { path: path.to_path_buf(), reason: format!("it cannot be opened for writing ({e})") }
+            Error::StoreReadOnly { path: path.to_path_buf() }
         }
         _ => Error::Sqlite(e),
     }
+}
+
+/// Whether `<store>-wal` holds frames (then `immutable=1` would read stale data).
+fn has_pending_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(Path::new(&wal)).is_ok_and(|m| m.len() > 0)
 }
 
 fn encode_sealed(sealed: &Sealed) -> String {

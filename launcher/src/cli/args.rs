@@ -109,6 +109,25 @@ pub enum Command {
     /// The local daemon that serves browser logins (started on demand).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Import a home written by the Python authsome 0.2.4 (its files move to a backup first).
+    Migrate(MigrateArgs),
+    /// Forget cached passphrase keys: the next command asks for the passphrase again.
+    Lock,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The Python files are moved, not copied, into AUTHSOME_HOME/python-backup-<time>/ (0700), which
+the Python authsome can still use with AUTHSOME_HOME pointing at it; then the home is written in
+this authsome's format. Safe to interrupt: run it again and it finishes. The backup holds the
+Python authsome's plaintext master.key: delete it with --delete-backup once you have checked.")]
+pub struct MigrateArgs {
+    /// List what would move and be imported; change nothing.
+    #[arg(long, conflicts_with = "delete_backup")]
+    pub dry_run: bool,
+    /// Delete the backup of the Python files left by an earlier migration.
+    #[arg(long)]
+    pub delete_backup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -7,8 +7,10 @@ pub mod ca;
 pub mod context;
 pub mod daemon;
 pub mod export;
+pub mod lock;
 pub mod login;
 pub mod login_flows;
+pub mod migrate;
 pub mod scan;
 pub mod show;
 pub mod spinner;
@@ -42,6 +44,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
         Command::Daemon(command) => daemon::daemon(ctx, command),
+        Command::Migrate(args) => migrate::migrate(ctx, args),
+        Command::Lock => lock::lock(ctx),
     };
     done.map(|()| 0)
 }
