@@ -296,3 +296,25 @@ fn failures_leave_the_python_home_as_it_was_and_say_what_to_do() {
     assert!(run.stderr.contains("holds no Python authsome home"), "{}", run.stderr);
     assert!(!home.exists());
 }
+
+#[test]
+fn a_read_only_python_home_is_refused_with_a_hint_and_left_alone() {
+    let env = python_env();
+    let before = snapshot(env.home());
+    let template = env.command(&[]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$AUTHSOME_HOME" "$AUTHSOME_HOME" && mount -o remount,bind,ro "$AUTHSOME_HOME" && exec "$BIN" migrate"#)
+        .env("BIN", common::BIN);
+    for (name, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("Read-only file system") && stderr.contains("hint: fix the cause above"), "{stderr}");
+    assert_eq!(snapshot(env.home()), before);
+}

@@ -104,8 +104,8 @@ struct KeyFile {
 enum KeyBody {
     /// The key itself, base64.
     File { key: String },
-    /// The key sealed under an argon2id-derived key (`nonce`, `wrapped`: base64).
-    Passphrase { kdf: Kdf, nonce: String, wrapped: String },
+    /// The key sealed under an argon2id-derived key.
+    Passphrase(WrappedKey),
     /// The id of the keychain item that holds the key.
     Keyring { keychain_id: String },
 }
@@ -114,10 +114,20 @@ impl KeyBody {
     fn backend(&self) -> KeyBackend {
         match self {
             KeyBody::File { .. } => KeyBackend::File,
-            KeyBody::Passphrase { .. } => KeyBackend::Passphrase,
+            KeyBody::Passphrase(_) => KeyBackend::Passphrase,
             KeyBody::Keyring { .. } => KeyBackend::Keyring,
         }
     }
+}
+
+/// A passphrase profile's key, sealed under the key the KDF derives from the passphrase.
+#[derive(Serialize, Deserialize)]
+struct WrappedKey {
+    kdf: Kdf,
+    /// base64
+    nonce: String,
+    /// base64 of the ciphertext and its tag
+    wrapped: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -144,7 +154,7 @@ pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &
             crypto::random_bytes(&mut salt)?;
             let kek = derive(&passphrase, &salt, ARGON2_M_KIB, ARGON2_T, ARGON2_P)?;
             let sealed = crypto::seal(&kek, wrap_row(profile), key.as_bytes())?;
-            KeyBody::Passphrase {
+            KeyBody::Passphrase(WrappedKey {
                 kdf: Kdf {
                     alg: "argon2id".into(),
                     m_kib: ARGON2_M_KIB,
@@ -154,7 +164,7 @@ pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &
                 },
                 nonce: B64.encode(&sealed.nonce),
                 wrapped: B64.encode(&sealed.ciphertext),
-            }
+            })
         }
         KeyBackend::Keyring => {
             let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
@@ -238,8 +248,8 @@ pub fn load_key(
     let damaged = Damaged { profile, backend, path: &path };
     match &file.body {
         KeyBody::File { key } => load_file_key(key, &damaged),
-        KeyBody::Passphrase { kdf, nonce, wrapped } => {
-            load_passphrase_key(home, profile, kdf, nonce, wrapped, cache_seconds, key_source, &damaged)
+        KeyBody::Passphrase(wrapped) => {
+            load_passphrase_key(home, profile, wrapped, cache_seconds, key_source, &damaged)
         }
         KeyBody::Keyring { keychain_id } => load_keyring_key(home, profile, keychain_id, key_source, &damaged),
     }
@@ -269,13 +279,10 @@ fn load_file_key(encoded: &str, damaged: &Damaged<'_>) -> Result<MasterKey> {
 
 /// A passphrase given without asking (`AUTHSOME_PASSPHRASE`) is always checked against the key
 /// file, so a wrong one never reads through the cache; the cache only spares the prompt.
-#[allow(clippy::too_many_arguments)]
 fn load_passphrase_key(
     home: &Home,
     profile: &str,
-    kdf: &Kdf,
-    nonce: &str,
-    wrapped: &str,
+    WrappedKey { kdf, nonce, wrapped }: &WrappedKey,
     cache_seconds: u32,
     key_source: &dyn KeySource,
     damaged: &Damaged<'_>,
@@ -461,6 +468,27 @@ pub(crate) mod tests {
             load_key(&home, "p", KeyBackend::File, 0, &NoPassphrase),
             Err(Error::KeyBackendUnavailable { .. })
         ));
+    }
+
+    #[test]
+    fn key_files_of_the_earlier_layout_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::create_dir_all(home.keys_dir()).unwrap();
+        let key = B64.encode([7u8; 32]);
+        std::fs::write(
+            home.key_path("old"),
+            format!("{{\n  \"v\": 1,\n  \"backend\": \"file\",\n  \"key\": \"{key}\"\n}}"),
+        )
+        .unwrap();
+        assert_eq!(load_key(&home, "old", KeyBackend::File, 0, &NoPassphrase).unwrap().as_bytes(), &[7u8; 32]);
+        assert_eq!(recorded_backend(&home, "old").unwrap(), Some(KeyBackend::File));
+        // A passphrase key file keeps its flat shape: kdf, nonce and wrapped beside the tag.
+        create_key(&home, "p", KeyBackend::Passphrase, &Fixed("pw")).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(home.key_path("p")).unwrap()).unwrap();
+        let mut fields: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(fields, vec!["backend", "kdf", "nonce", "v", "wrapped"]);
     }
 
     #[test]

@@ -140,7 +140,12 @@ fn hint(e: MigrateError) -> CliError {
     let again = "then run `authsome migrate` again (a migration that was interrupted resumes where it stopped)";
     let message = e.to_string();
     let (kind, hint) = match e {
-        MigrateError::Vault(inner) => return CliError::from(inner),
+        MigrateError::Vault(inner) => {
+            let err = CliError::from(inner);
+            // Moving or writing failed (permissions, a read-only mount, a full disk): the
+            // journal lets a rerun continue once the cause is fixed.
+            return if err.hint.is_some() { err } else { err.hint(format!("fix the cause above; {again}")) };
+        }
         MigrateError::PythonKeyUnavailable { keyring: true, .. } => (
             Kind::StoreUnavailable,
             format!(

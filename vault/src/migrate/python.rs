@@ -258,9 +258,8 @@ fn read_profile(
 }
 
 fn kv_rows(store: &Path) -> Result<Vec<(String, String)>, MigrateError> {
-    use rusqlite::OpenFlags;
     let fail = |e: rusqlite::Error| MigrateError::PythonFile { path: store.to_path_buf(), reason: e.to_string() };
-    let db = rusqlite::Connection::open_with_flags(store, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(fail)?;
+    let db = crate::store::connect_read_only(store).map_err(fail)?;
     let mut stmt = db.prepare("SELECT key, value FROM kv ORDER BY key").map_err(fail)?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(fail)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(fail)

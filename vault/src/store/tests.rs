@@ -1,5 +1,6 @@
 use secrecy::{ExposeSecret, SecretString};
 
+use super::open::MIGRATIONS;
 use super::*;
 
 fn fresh() -> (tempfile::TempDir, Store, MasterKey) {
