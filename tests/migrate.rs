@@ -59,6 +59,17 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// Assert two trees hold the same files with the same bytes (naming the first difference).
+#[track_caller]
+fn assert_same_tree(actual: &Path, expected: &Path, context: &str) {
+    let (actual, expected) = (snapshot(actual), snapshot(expected));
+    let names = |tree: &[(String, Vec<u8>)]| tree.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&actual), names(&expected), "{context}: different files");
+    for ((name, a), (_, b)) in actual.iter().zip(&expected) {
+        assert!(a == b, "{context}: {name} differs");
+    }
+}
+
 fn python_env() -> Env {
     let env = Env::new();
     copy_tree(&fixture(), env.home());
@@ -192,7 +203,7 @@ fn a_migration_killed_at_any_step_finishes_on_rerun() {
         assert_eq!(resumed["status"], "migrated", "step {step}");
         assert_eq!(resumed["resumed"], true, "step {step}");
         assert_eq!(observe(&env), expected, "step {step}");
-        assert_eq!(snapshot(&backup_of(&env)), snapshot(&fixture()), "step {step}: the backup lost or changed a file");
+        assert_same_tree(&backup_of(&env), &fixture(), &format!("step {step}"));
         assert!(!env.file(".migrate.json").exists() && !env.file(".migrate-staging").exists(), "step {step}");
     }
 }
@@ -317,4 +328,40 @@ fn a_read_only_python_home_is_refused_with_a_hint_and_left_alone() {
     assert_eq!(out.status.code(), Some(7), "{stderr}");
     assert!(stderr.contains("Read-only file system") && stderr.contains("hint: fix the cause above"), "{stderr}");
     assert_eq!(snapshot(env.home()), before);
+}
+
+#[test]
+fn a_migration_killed_at_random_moments_converges() {
+    let clean = python_env();
+    clean.run(&["migrate"]).ok();
+    let expected = observe(&clean);
+    // SIGKILL after 0, 20, 40, … ms (a migration takes about 300 ms here): wherever it lands, a
+    // rerun finishes and yields the same home, and the backup is the Python home.
+    for delay in (0..400).step_by(20) {
+        let env = python_env();
+        let mut child = env
+            .command(&["migrate"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        env.run(&["migrate"]).ok();
+        assert_eq!(observe(&env), expected, "killed after {delay} ms");
+        assert_same_tree(&backup_of(&env), &fixture(), &format!("killed after {delay} ms"));
+    }
+}
+
+#[test]
+fn the_migrated_profile_can_use_a_passphrase() {
+    let env = python_env();
+    let with = [("AUTHSOME_KEY_BACKEND", "passphrase"), ("AUTHSOME_PASSPHRASE", "correct horse")];
+    env.run_with(&["migrate"], None, &with).ok();
+    let key_file = std::fs::read_to_string(env.file("keys/default.key")).unwrap();
+    assert!(key_file.contains("argon2id"), "{key_file}");
+    let right = env.run_with(&["export", "lab"], None, &[("AUTHSOME_PASSPHRASE", "correct horse")]).ok();
+    assert_eq!(right.stdout, "LAB_API_KEY=LABKEY-lab-123\n");
+    env.run_with(&["export", "lab"], None, &[("AUTHSOME_PASSPHRASE", "wrong")]).fails(4);
 }

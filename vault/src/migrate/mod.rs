@@ -204,6 +204,7 @@ pub fn migrate(
             if options.dry_run {
                 return Ok(Outcome::DryRun(report));
             }
+            remove_journal_temps(root)?;
             let journal = Journal { v: 1, backup, step: Step::Moving, moved };
             write_journal(root, &journal)?;
             checkpoint(1);
@@ -216,6 +217,7 @@ pub fn migrate(
         let python = python::read_layout(&layout, python_keyring)?;
         return Ok(Outcome::DryRun(report(home, &journal.backup, journal.moved.clone(), &python, true)));
     }
+    remove_journal_temps(root)?;
     if journal.step == Step::Moving {
         fsutil::ensure_private_dir(&backup_dir)?;
         for (index, name) in python_entries(root)?.into_iter().enumerate() {
@@ -295,10 +297,27 @@ fn python_entries(root: &Path) -> Result<Vec<String>, MigrateError> {
         .map_err(|e| Error::io(root, e))?
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n != JOURNAL && n != STAGING && !n.starts_with(BACKUP_PREFIX))
+        .filter(|n| n != JOURNAL && n != STAGING && !n.starts_with(BACKUP_PREFIX) && !is_journal_temp(n))
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// A journal being written when the process died (`fsutil::write_private_atomic`'s temp name).
+fn is_journal_temp(name: &str) -> bool {
+    name.strip_prefix('.').is_some_and(|rest| rest.starts_with(&format!("{JOURNAL}.tmp.")))
+}
+
+/// Remove journals a killed run left half-written; the journal itself is only ever replaced
+/// whole (rename), so these were never in effect.
+fn remove_journal_temps(root: &Path) -> Result<(), MigrateError> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Ok(()) };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str().is_some_and(is_journal_temp) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    Ok(())
 }
 
 fn new_backup_name(root: &Path) -> String {

@@ -223,3 +223,13 @@ fn nothing_to_do_on_our_own_or_an_empty_home() {
     std::fs::write(home.root().join("server/config.json"), "{}").unwrap();
     assert!(matches!(run(&home).unwrap_err(), MigrateError::Unsupported { .. }));
 }
+
+#[test]
+fn a_half_written_journal_is_not_taken_for_a_python_file() {
+    let (_dir, home) = python_home();
+    // What a kill while writing the first journal leaves (fsutil's temp name).
+    std::fs::write(home.root().join("..migrate.json.tmp.4242"), b"{\"v\": 1, \"backup\"").unwrap();
+    let Outcome::Migrated(report) = run(&home).unwrap() else { panic!() };
+    assert_eq!(snapshot(&report.backup), snapshot(&fixture()));
+    assert!(!home.root().join("..migrate.json.tmp.4242").exists());
+}
