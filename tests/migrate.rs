@@ -365,3 +365,25 @@ fn the_migrated_profile_can_use_a_passphrase() {
     assert_eq!(right.stdout, "LAB_API_KEY=LABKEY-lab-123\n");
     env.run_with(&["export", "lab"], None, &[("AUTHSOME_PASSPHRASE", "wrong")]).fails(4);
 }
+
+#[test]
+fn a_running_python_daemon_stops_the_migration_until_it_is_gone() {
+    let env = python_env();
+    // A process that looks like the Python daemon (its command line names authsome).
+    let mut daemon = std::process::Command::new("python3")
+        .args(["-c", "import time; time.sleep(60)", "authsome.server.daemon"])
+        .spawn()
+        .unwrap();
+    std::fs::create_dir_all(env.file("daemon")).unwrap();
+    std::fs::write(env.file("daemon/daemon.pid"), daemon.id().to_string()).unwrap();
+    let before = snapshot(env.home());
+    let refused = env.run(&["migrate"]).fails(7);
+    assert!(refused.stderr.contains(&format!("daemon (pid {}) is running", daemon.id())), "{}", refused.stderr);
+    assert!(refused.stderr.contains("hint: stop it first"), "{}", refused.stderr);
+    assert_eq!(snapshot(env.home()), before);
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    // A stale pid file does not block.
+    env.run(&["migrate"]).ok();
+    assert!(backup_of(&env).join("daemon/daemon.pid").is_file());
+}

@@ -171,6 +171,13 @@ fn hint(e: MigrateError) -> CliError {
         MigrateError::InPlace { path } => {
             (Kind::StoreUnavailable, format!("move {} out of the home; {again}", path.display()))
         }
+        MigrateError::PythonDaemonRunning { pid } => (
+            Kind::StoreUnavailable,
+            format!(
+                "stop it first (`authsome daemon stop` with the Python installation, or `kill {pid}`), so nothing \
+                 writes to the files being moved; {again}"
+            ),
+        ),
         MigrateError::Unfinished { .. } => {
             (Kind::Generic, "run `authsome migrate` to finish it, then delete the backup".to_string())
         }
@@ -192,6 +199,7 @@ mod tests {
             MigrateError::Unsupported { path: "p".into(), layout: "l".into() },
             MigrateError::InPlace { path: "p".into() },
             MigrateError::Unfinished { path: "p".into() },
+            MigrateError::PythonDaemonRunning { pid: 1 },
         ];
         for e in errors {
             let err = hint(e);

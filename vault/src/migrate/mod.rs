@@ -16,6 +16,10 @@
 //! | `staging` | discards any partial staging directory and stages again from the backup |
 //! | `installing` | renames what is left of the staging directory into the home |
 //!
+//! Before anything moves, the Python home is read and decrypted in full (a wrong key stops
+//! there) and a running Python daemon on the home stops the migration (it would keep writing to
+//! the files being moved).
+//!
 //! Nothing Python is ever deleted here; `delete_backups` does that on the user's request.
 //! Secrets never appear in the report or in errors: only profile, provider and connection names.
 
@@ -91,6 +95,11 @@ pub enum MigrateError {
     /// Installing the new home found a file already in its place.
     #[error("{path} already exists, so the migrated home cannot be put in place")]
     InPlace { path: PathBuf },
+
+    /// The Python authsome's daemon is running on this home: it would keep writing to the files
+    /// being moved.
+    #[error("the Python authsome's daemon (pid {pid}) is running on this home")]
+    PythonDaemonRunning { pid: u32 },
 
     /// `--delete-backup` while a migration is unfinished.
     #[error("a migration of {path} is unfinished")]
@@ -194,6 +203,9 @@ pub fn migrate(
             };
             if format.contains("0.3+") {
                 return Err(MigrateError::Unsupported { path: root.to_path_buf(), layout: format });
+            }
+            if let Some(pid) = python_daemon(root) {
+                return Err(MigrateError::PythonDaemonRunning { pid });
             }
             // Everything is read and decrypted before anything moves: a wrong key or an
             // unreadable store stops here with the home untouched.
@@ -301,6 +313,15 @@ fn python_entries(root: &Path) -> Result<Vec<String>, MigrateError> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// The pid in the Python home's `daemon/daemon.pid` if that process runs and is an authsome
+/// (a stale pid file, or a pid reused by another program, does not count). Linux only: where
+/// `/proc` is missing the check is skipped.
+fn python_daemon(root: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(root.join("daemon").join("daemon.pid")).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    cmdline.windows(8).any(|w| w == b"authsome").then_some(pid)
 }
 
 /// A journal being written when the process died (`fsutil::write_private_atomic`'s temp name).
