@@ -272,6 +272,18 @@ fn failures_leave_the_python_home_as_it_was_and_say_what_to_do() {
     let missing = env.run(&["migrate"]).fails(7);
     assert!(missing.stderr.contains("hint: put back the master.key"), "{}", missing.stderr);
 
+    // A damaged Python file: named, with what to do, and nothing moves.
+    let damaged = python_env();
+    std::fs::write(damaged.file("config.json"), "{ not json").unwrap();
+    let before = snapshot(damaged.home());
+    let bad = damaged.run(&["migrate"]).fails(7);
+    assert!(
+        bad.stderr.contains("config.json: invalid JSON") && bad.stderr.contains("hint: repair or restore"),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(snapshot(damaged.home()), before);
+
     // A 0.3+ home is not ours to import.
     let newer = Env::new();
     std::fs::create_dir_all(newer.file("server")).unwrap();
