@@ -399,3 +399,33 @@ fn a_running_python_daemon_stops_the_migration_until_it_is_gone() {
     env.run(&["migrate"]).ok();
     assert!(backup_of(&env).join("daemon/daemon.pid").is_file());
 }
+
+#[test]
+fn concurrent_migrations_take_turns() {
+    let clean = python_env();
+    clean.run(&["migrate"]).ok();
+    let expected = observe(&clean);
+    let env = python_env();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.command(&["migrate", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut statuses: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            doc["status"].as_str().unwrap().to_string()
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses, vec!["migrated", "nothing_to_do", "nothing_to_do", "nothing_to_do"]);
+    assert_eq!(observe(&env), expected);
+    assert_same_tree(&backup_of(&env), &fixture(), "concurrent");
+}

@@ -193,6 +193,17 @@ pub fn migrate(
     python_keyring: &dyn PythonKeyring,
 ) -> Result<Outcome, MigrateError> {
     let root = home.root();
+    // Two migrations at once would each write a journal: they take turns, the later one then
+    // finding nothing to do. The lock is on the home directory itself (flock), so no lock file
+    // joins the Python files; it is released when the process ends, however it ends.
+    let _turn = match std::fs::File::open(root) {
+        Ok(dir) => {
+            dir.lock().map_err(|e| Error::io(root, e))?;
+            Some(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(root, e).into()),
+    };
     let journal = read_journal(root)?;
     let resumed = journal.is_some();
     let mut journal = match journal {
