@@ -272,6 +272,13 @@ fn failures_leave_the_python_home_as_it_was_and_say_what_to_do() {
     let missing = env.run(&["migrate"]).fails(7);
     assert!(missing.stderr.contains("hint: put back the master.key"), "{}", missing.stderr);
 
+    // The new home's key cannot be made (a passphrase profile, no passphrase): nothing moves.
+    let no_pass = python_env();
+    let before = snapshot(no_pass.home());
+    let refused = no_pass.run_with(&["migrate"], None, &[("AUTHSOME_KEY_BACKEND", "passphrase")]).fails(8);
+    assert!(refused.stderr.contains("hint:") && refused.stderr.contains("AUTHSOME_PASSPHRASE"), "{}", refused.stderr);
+    assert_eq!(snapshot(no_pass.home()), before);
+
     // A damaged Python file: named, with what to do, and nothing moves.
     let damaged = python_env();
     std::fs::write(damaged.file("config.json"), "{ not json").unwrap();

@@ -117,10 +117,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-The Python files are moved, not copied, into AUTHSOME_HOME/python-backup-<time>/ (0700), which
-the Python authsome can still use with AUTHSOME_HOME pointing at it; then the home is written in
-this authsome's format. Safe to interrupt: run it again and it finishes. The backup holds the
-Python authsome's plaintext master.key: delete it with --delete-backup once you have checked.")]
+The new home is written first; then the Python files are moved, not copied, into
+AUTHSOME_HOME/python-backup-<time>/ (0700), which the Python authsome can still use with
+AUTHSOME_HOME pointing at it, and the new files take their place. Safe to interrupt: run it again
+and it finishes. The backup holds the Python authsome's plaintext master.key: delete it with
+--delete-backup once you have checked.")]
 pub struct MigrateArgs {
     /// List what would move and be imported; change nothing.
     #[arg(long, conflicts_with = "delete_backup")]

@@ -1,9 +1,11 @@
 //! `authsome migrate`: import a home written by the Python authsome 0.2.4 in place.
 //!
-//! The Python files are first **moved** (one `rename` each) into a dated backup directory inside
-//! the home, `python-backup-<UTC time>/`, which stays a complete Python home (the Python
-//! authsome can be pointed at it with `AUTHSOME_HOME`); then the new home is written in our
-//! format in a staging directory (`.migrate-staging/`), made durable, and renamed into place.
+//! The new home is first written in our format in a staging directory (`.migrate-staging/`)
+//! and made durable, so a failure there (a passphrase not given, a keychain away) leaves the
+//! Python home as it was. Then the Python files are **moved** (one `rename` each) into a dated
+//! backup directory inside the home, `python-backup-<UTC time>/`, which stays a complete Python
+//! home (the Python authsome can be pointed at it with `AUTHSOME_HOME`), and the staged files
+//! are renamed into place.
 //!
 //! A journal, `.migrate.json`, records the backup's name and the step reached. It is written
 //! before the first move and removed after the last rename, and while it exists every other
@@ -12,9 +14,12 @@
 //!
 //! | journal step | what a rerun does |
 //! |---|---|
-//! | `moving` | moves what is left of the Python files into the same backup, then stages |
-//! | `staging` | discards any partial staging directory and stages again from the backup |
+//! | `staging` | discards any partial staging directory and stages again |
+//! | `moving` | moves what is left of the Python files into the same backup |
 //! | `installing` | renames what is left of the staging directory into the home |
+//!
+//! The Python files are read wherever they are at that point (the home, the backup, or split
+//! between them after a crash while moving).
 //!
 //! Before anything moves, the Python home is read and decrypted in full (a wrong key stops
 //! there) and a running Python daemon on the home stops the migration (it would keep writing to
@@ -48,8 +53,8 @@ pub const STAGING: &str = ".migrate-staging";
 pub const BACKUP_PREFIX: &str = "python-backup-";
 
 /// Test-only: `AUTHSOME_TEST_MIGRATE_ABORT_AFTER=N` aborts the process right after checkpoint
-/// N (1 journal written, 2 first file moved, 3 all moved, 4 a staged profile has its key,
-/// 5 staging complete, 6 first entry installed, 7 all installed), as a kill would. The end-to-
+/// N (1 journal written, 2 a staged profile has its key, 3 staging complete, 4 first file
+/// moved, 5 all moved, 6 first entry installed, 7 all installed), as a kill would. The end-to-
 /// end tests use it to crash a migration at each point; unset (always, outside tests) it does
 /// nothing.
 pub const ABORT_HOOK_ENV: &str = "AUTHSOME_TEST_MIGRATE_ABORT_AFTER";
@@ -169,8 +174,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Step {
-    Moving,
     Staging,
+    Moving,
     Installing,
 }
 
@@ -228,19 +233,31 @@ pub fn migrate(
                 return Ok(Outcome::DryRun(report));
             }
             remove_journal_temps(root)?;
-            let journal = Journal { v: 1, backup, step: Step::Moving, moved };
+            let journal = Journal { v: 1, backup, step: Step::Staging, moved };
             write_journal(root, &journal)?;
             checkpoint(1);
             journal
         }
     };
     let backup_dir = root.join(&journal.backup);
+    let layout = python::Layout { dirs: &[&backup_dir, root] };
+    let python = python::read_layout(&layout, python_keyring)?;
     if options.dry_run {
-        let layout = python::Layout { dirs: &[&backup_dir, root] };
-        let python = python::read_layout(&layout, python_keyring)?;
         return Ok(Outcome::DryRun(report(home, &journal.backup, journal.moved.clone(), &python, true)));
     }
     remove_journal_temps(root)?;
+    if journal.step == Step::Staging {
+        if let Err(e) = stage(home, &python, options.create, key_source) {
+            // Nothing has moved yet: leave the Python home exactly as it was.
+            discard_staging(home, &python, key_source)?;
+            std::fs::remove_file(root.join(JOURNAL)).map_err(|e| Error::io(root.join(JOURNAL), e))?;
+            fsutil::sync_dir(root);
+            return Err(e);
+        }
+        journal.step = Step::Moving;
+        write_journal(root, &journal)?;
+        checkpoint(3);
+    }
     if journal.step == Step::Moving {
         fsutil::ensure_private_dir(&backup_dir)?;
         for (index, name) in python_entries(root)?.into_iter().enumerate() {
@@ -254,18 +271,11 @@ pub fn migrate(
             }
             if index == 0 {
                 fsutil::sync_dir(root);
-                checkpoint(2);
+                checkpoint(4);
             }
         }
         fsutil::sync_dir(&backup_dir);
         fsutil::sync_dir(root);
-        journal.step = Step::Staging;
-        write_journal(root, &journal)?;
-        checkpoint(3);
-    }
-    let python = python::read(&backup_dir, python_keyring)?;
-    if journal.step == Step::Staging {
-        stage(home, &python, options.create, key_source)?;
         journal.step = Step::Installing;
         write_journal(root, &journal)?;
         checkpoint(5);
@@ -399,18 +409,13 @@ fn stage(
 ) -> Result<(), MigrateError> {
     let dir = home.root().join(STAGING);
     let staging = Home::at(&dir);
-    if dir.exists() {
-        // A crash while staging: start over, removing the keychain items it may have made.
-        for profile in &python.profiles {
-            let _ = keys::delete_key(&staging, &profile.name, key_source);
-        }
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
+    // A crash while staging: start over.
+    discard_staging(home, python, key_source)?;
     fsutil::ensure_private_dir(&dir)?;
     for (index, profile) in python.profiles.iter().enumerate() {
         let (_, key) = create_profile_files(&staging, &profile.name, create, key_source, Exclusive::Yes)?;
         if index == 0 {
-            checkpoint(4);
+            checkpoint(2);
         }
         let mut store = Store::open_or_create(&staging.store_path(&profile.name), &profile.name)?;
         for (meta, secrets) in &profile.connections {
@@ -434,6 +439,20 @@ fn stage(
     }
     sync_tree(&dir)?;
     Ok(())
+}
+
+/// Remove the staging directory and the keychain items its profiles may have made.
+fn discard_staging(home: &Home, python: &python::PythonHome, key_source: &dyn KeySource) -> Result<(), MigrateError> {
+    let dir = home.root().join(STAGING);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let staging = Home::at(&dir);
+    for profile in &python.profiles {
+        // Best effort: an unreachable keychain leaves an unused item, never a used one.
+        let _ = keys::delete_key(&staging, &profile.name, key_source);
+    }
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e).into())
 }
 
 /// fsync every file and directory under `dir`.

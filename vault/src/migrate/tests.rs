@@ -192,14 +192,11 @@ fn keyring_mode_reads_the_key_from_the_keyring() {
 #[test]
 fn a_half_written_staging_directory_is_rebuilt() {
     let (_dir, home) = python_home();
-    // What a crash while staging leaves: files moved, a journal at `staging`, partial output.
+    let original = snapshot(home.root());
+    // What a crash while staging leaves: the Python files in place, a journal at `staging`,
+    // partial output.
     let backup = "python-backup-20260101T000000Z";
-    std::fs::create_dir(home.root().join(backup)).unwrap();
-    let mut moved = Vec::new();
-    for name in python_entries(home.root()).unwrap() {
-        std::fs::rename(home.root().join(&name), home.root().join(backup).join(&name)).unwrap();
-        moved.push(name);
-    }
+    let moved = python_entries(home.root()).unwrap();
     write_journal(home.root(), &Journal { v: 1, backup: backup.into(), step: Step::Staging, moved }).unwrap();
     std::fs::create_dir_all(home.root().join(STAGING).join("keys")).unwrap();
     std::fs::write(home.root().join(STAGING).join("keys/default.key"), b"{\"v\":1,\"backend\":\"file\",\"key\":\"x\"}")
@@ -210,7 +207,25 @@ fn a_half_written_staging_directory_is_rebuilt() {
     assert_eq!(report.backup, home.root().join(backup));
     let vault = Vault::open(&home, "default").unwrap();
     assert_eq!(api_key(&vault, "openai", "default"), "sk-TESTKEY00000000000000000001");
-    assert_eq!(snapshot(&home.root().join(backup)), snapshot(&fixture()));
+    assert_eq!(snapshot(&home.root().join(backup)), original);
+}
+
+#[test]
+fn a_key_backend_that_fails_leaves_the_python_home_in_place() {
+    let (_dir, home) = python_home();
+    let before = snapshot(home.root());
+    // A passphrase profile with no passphrase to be had: staging fails before anything moves.
+    let options = MigrateOptions {
+        create: CreateOptions { backend: Some(crate::KeyBackend::Passphrase), key_cache_seconds: 0 },
+        dry_run: false,
+    };
+    let err = migrate(&home, &options, &NoPassphrase, &NoPythonKeyring).unwrap_err();
+    assert!(matches!(err, MigrateError::Vault(Error::PassphraseUnavailable(_))), "{err:?}");
+    assert_eq!(snapshot(home.root()), before, "the Python home is exactly as it was");
+    assert!(!home.root().join(JOURNAL).exists() && !home.root().join(STAGING).exists());
+    // With a usable backend the next run migrates.
+    let Outcome::Migrated(report) = run(&home).unwrap() else { panic!() };
+    assert_eq!(snapshot(&report.backup), before);
 }
 
 #[test]
