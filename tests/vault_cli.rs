@@ -595,3 +595,162 @@ fn json_usage_errors_are_json_on_stdout() {
     // Help is not an error, with or without --json.
     assert!(env.run(&["--json", "login", "--help"]).ok().stdout.contains("Usage:"));
 }
+
+/// Run `script` (sh) under `wrapper` (e.g. `keyctl session -`), with the test environment of
+/// `env` and `$BIN` naming the authsome binary. Its files land in the working directory.
+fn sh_under(env: &Env, wrapper: &[&str], script: &str) -> common::Run {
+    let template = env.command(&[]);
+    let mut cmd = std::process::Command::new(wrapper[0]);
+    cmd.args(&wrapper[1..]).args(["sh", "-c", script]).current_dir(env.cwd.path());
+    for (name, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    cmd.env("BIN", common::BIN);
+    let out = cmd.output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn cwd_file(env: &Env, name: &str) -> String {
+    std::fs::read_to_string(env.cwd.path().join(name)).unwrap_or_default()
+}
+
+#[test]
+fn a_cached_passphrase_key_never_lets_a_wrong_passphrase_read() {
+    let env = Env::new();
+    let with = |pass: &'static str| [("AUTHSOME_PASSPHRASE", pass)];
+    env.run_with(&["profile", "create", "vault", "--key-backend", "passphrase"], None, &with("correct horse")).ok();
+    env.run_with(&["--profile", "vault", "login", "openai", "--stdin"], Some(OPENAI_KEY), &with("correct horse")).ok();
+    // One login session with its own session keyring (what pam_keyinit gives a real login).
+    let script = r#"
+        AUTHSOME_PASSPHRASE='correct horse' "$BIN" --profile vault export openai > unlocked.out || exit 10
+        "$BIN" --profile vault export openai > cached.out 2> cached.err || exit 11
+        AUTHSOME_PASSPHRASE=wrong "$BIN" --profile vault export openai > wrong.out 2> wrong.err; echo $? > wrong.code
+        "$BIN" lock 2> lock.err || exit 12
+        "$BIN" --profile vault export openai > locked.out 2> locked.err; echo $? > locked.code
+    "#;
+    let run = sh_under(&env, &["keyctl", "session", "-"], script);
+    assert_eq!(run.code, 0, "{run:?}\ncached: {}", cwd_file(&env, "cached.err"));
+    // The cache spares the prompt: no passphrase needed right after an unlock.
+    assert!(cwd_file(&env, "cached.out").contains(OPENAI_KEY), "the cache did not serve the key");
+    // A supplied passphrase is checked all the same: a wrong one reads nothing.
+    assert_eq!(cwd_file(&env, "wrong.code").trim(), "4", "{}", cwd_file(&env, "wrong.err"));
+    assert!(cwd_file(&env, "wrong.err").contains("wrong passphrase"), "{}", cwd_file(&env, "wrong.err"));
+    assert!(!cwd_file(&env, "wrong.out").contains(OPENAI_KEY));
+    // `authsome lock` drops the cache.
+    assert!(cwd_file(&env, "lock.err").contains("'vault'"), "{}", cwd_file(&env, "lock.err"));
+    assert_eq!(cwd_file(&env, "locked.code").trim(), "8", "{}", cwd_file(&env, "locked.err"));
+    assert!(cwd_file(&env, "locked.err").contains("AUTHSOME_PASSPHRASE"));
+    assert_eq!(
+        env.run(&["lock", "--json"]).ok().json(),
+        serde_json::json!({"v": 1, "status": "locked", "profiles": ["vault"]})
+    );
+}
+
+#[test]
+fn a_read_only_home_still_serves_reads() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    env.run(&["run", "--", "true"]).ok(); // the profile's CA exists from an earlier run
+    // A read-only bind mount of the home in a private mount namespace (root ignores file modes).
+    let script = r#"
+        mount --bind "$AUTHSOME_HOME" "$AUTHSOME_HOME" && mount -o remount,bind,ro "$AUTHSOME_HOME" || exit 20
+        touch "$AUTHSOME_HOME/probe" 2>/dev/null && exit 21
+        "$BIN" export openai > export.out 2> export.err; echo $? > export.code
+        "$BIN" get openai --json > get.out 2> get.err; echo $? > get.code
+        "$BIN" list > list.out 2> list.err; echo $? > list.code
+        "$BIN" run -- sh -c 'test -n "$OPENAI_API_KEY"' > run.out 2> run.err; echo $? > run.code
+        printf sk-TESTKEY0000000000000000009 | "$BIN" login openai --connection other --stdin > login.out 2> login.err
+        echo $? > login.code
+    "#;
+    let run = sh_under(&env, &["unshare", "--mount", "--propagation", "private"], script);
+    assert_eq!(run.code, 0, "{run:?}");
+    for command in ["export", "get", "list", "run"] {
+        assert_eq!(
+            cwd_file(&env, &format!("{command}.code")).trim(),
+            "0",
+            "{command}: {}",
+            cwd_file(&env, &format!("{command}.err"))
+        );
+    }
+    assert_eq!(cwd_file(&env, "export.out"), format!("OPENAI_API_KEY={OPENAI_KEY}\n"));
+    // A write says what is wrong, and the hint is true: nothing to move aside.
+    let login = cwd_file(&env, "login.err");
+    assert_eq!(cwd_file(&env, "login.code").trim(), "7", "{login}");
+    assert!(login.contains("is read-only") && login.contains("hint: reading works"), "{login}");
+    assert!(!login.contains("move"), "{login}");
+    env.run(&["export", "openai"]).ok();
+}
+
+#[test]
+fn concurrent_first_logins_all_succeed_with_one_key() {
+    let env = Env::new();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let mut cmd = env.command(&["login", "openai", "--connection", &format!("c{i}"), "--stdin"]);
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(format!("sk-TESTKEY000000000000000000{i:02}").as_bytes()).unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for i in 0..8 {
+        let out = env.run(&["export", "openai", "--connection", &format!("c{i}")]).ok();
+        assert!(out.stdout.contains(&format!("sk-TESTKEY000000000000000000{i:02}")), "{}", out.stdout);
+    }
+    let keys: Vec<_> = std::fs::read_dir(env.file("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(keys, vec![std::ffi::OsString::from("default.key")]);
+}
+
+#[test]
+fn an_emptied_store_is_reported_not_read_as_empty() {
+    let env = Env::new();
+    env.login("openai", "default", OPENAI_KEY);
+    for side in ["store.db-wal", "store.db-shm"] {
+        let _ = std::fs::remove_file(env.file(&format!("profiles/default/{side}")));
+    }
+    std::fs::write(env.file("profiles/default/store.db"), b"").unwrap();
+    for args in [&["list"][..], &["export"]] {
+        let run = env.run(args).fails(7);
+        assert!(run.stderr.contains("0 bytes"), "{}", run.stderr);
+        assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    }
+    env.run_stdin(&["login", "openai", "--connection", "x", "--stdin"], OPENAI_KEY).fails(7);
+    assert_eq!(std::fs::metadata(env.file("profiles/default/store.db")).unwrap().len(), 0);
+}
+
+/// Concurrent logins to one connection without --force: exactly one stores its key, the others
+/// are told the connection exists (before, all said "Logged in" and the last write won).
+#[test]
+fn concurrent_logins_without_force_store_exactly_one() {
+    let env = Env::new();
+    env.login("openai", "seed", OPENAI_KEY); // the profile and its key exist: only the race remains
+    let outputs: Vec<common::Run> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let env = &env;
+                scope.spawn(move || {
+                    env.run_stdin(&["login", "openai", "--stdin"], &format!("sk-RACE{i:02}0000000000000000000"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stored = outputs.iter().filter(|r| r.stderr.contains("Logged in to")).count();
+    let told = outputs.iter().filter(|r| r.stderr.contains("Already logged in")).count();
+    assert!(outputs.iter().all(|r| r.code == 0), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
+    assert_eq!((stored, told), (1, 7), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
+}

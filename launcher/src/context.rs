@@ -102,11 +102,19 @@ impl Context {
     }
 
     /// Append an audit event or fail: secrets are only revealed once the reveal is recorded.
+    /// A home on a read-only mount is the exception: nothing can be recorded there (nor
+    /// changed), permissions cannot cause it, and reads must keep working; the user is told.
     pub(crate) fn audit_required(&self, event: AuditEvent) -> CliResult<()> {
-        self.audit_log.append(&event.profile(&self.profile)).map_err(|e| {
-            CliError::from(e)
-                .hint("secrets are only revealed once the audit log records it; fix the log file's permissions")
-        })
+        match self.audit_log.append(&event.profile(&self.profile)) {
+            Err(e) if e.is_read_only_file_system() => {
+                self.out.warn(&format!("not recorded in the audit log (read-only file system): {e}"));
+                Ok(())
+            }
+            result => result.map_err(|e| {
+                CliError::from(e)
+                    .hint("secrets are only revealed once the audit log records it; fix the log file's permissions")
+            }),
+        }
     }
 }
 
@@ -135,6 +143,10 @@ pub(crate) struct Prompter;
 impl KeySource for Prompter {
     fn keychain(&self) -> Option<&dyn Keychain> {
         crate::os_keychain()
+    }
+
+    fn supplied_passphrase(&self, profile: &str) -> authsome_vault::Result<Option<SecretString>> {
+        NoPrompt.supplied_passphrase(profile)
     }
 
     fn passphrase(&self, request: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {
@@ -177,6 +189,11 @@ pub(crate) struct NoPrompt;
 impl KeySource for NoPrompt {
     fn keychain(&self) -> Option<&dyn Keychain> {
         crate::os_keychain()
+    }
+
+    /// `AUTHSOME_PASSPHRASE` is checked even when the key is cached (a wrong one never reads).
+    fn supplied_passphrase(&self, profile: &str) -> authsome_vault::Result<Option<SecretString>> {
+        self.passphrase(PassphraseRequest::Unlock { profile })
     }
 
     fn passphrase(&self, _: PassphraseRequest<'_>) -> authsome_vault::Result<Option<SecretString>> {

@@ -115,8 +115,9 @@ pub(crate) fn classify(e: &VaultError) -> (Kind, Option<String>) {
         VaultError::ForeignHome { path, .. } => (
             Kind::StoreUnavailable,
             Some(format!(
-                "this authsome keeps its own format and never modifies the Python authsome's files; to use both, point \
-                     AUTHSOME_HOME at another directory (e.g. AUTHSOME_HOME={}-rs); importing is planned",
+                "run `authsome migrate` to import it (its files move to a backup the Python authsome can still use; \
+                 `authsome migrate --dry-run` lists what would move), or point AUTHSOME_HOME at another directory \
+                 (e.g. AUTHSOME_HOME={}-rs)",
                 path.display()
             )),
         ),
@@ -176,6 +177,20 @@ pub(crate) fn classify(e: &VaultError) -> (Kind, Option<String>) {
             Some(format!(
                 "authsome will not write to it; move {} aside (keep it as a backup) and log in again",
                 path.display()
+            )),
+        ),
+        VaultError::StoreReadOnly { .. } => (
+            Kind::StoreUnavailable,
+            Some(
+                "reading works (list, get, export, run); to change anything, make AUTHSOME_HOME writable or point \
+                 AUTHSOME_HOME at a writable copy of it"
+                    .into(),
+            ),
+        ),
+        VaultError::ConnectionExists { provider, connection, .. } => (
+            Kind::Generic,
+            Some(format!(
+                "another login stored it first; replace it with `authsome login {provider} --connection {connection} --force`"
             )),
         ),
         VaultError::StoreTooNew { .. } => (Kind::StoreUnavailable, Some("upgrade authsome to open this store".into())),

@@ -133,19 +133,7 @@ impl Keychain for SecretService {
     }
 
     fn load(&self, item: &KeychainItem<'_>) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-        block_on(OPERATION_TIMEOUT, async {
-            let conn = connect().await?;
-            let Some(path) = find(&conn, item.id).await? else { return Ok(None) };
-            let session = Session::open(&conn).await?;
-            let result = async {
-                let secret: SecretStruct =
-                    call(&conn, SERVICE, path.as_str(), ITEM_IFACE, "GetSecret", &(session.path.as_ref(),)).await?;
-                Ok(Some(Zeroizing::new(secret.2)))
-            }
-            .await;
-            session.close(&conn).await;
-            result
-        })
+        load_where(attributes(item.id))
     }
 
     fn delete(&self, item: &KeychainItem<'_>) -> Result<(), String> {
@@ -154,7 +142,7 @@ impl Keychain for SecretService {
             // Normally one item; a second copy (a store retried by hand) is removed too, within
             // a bound, so a keychain that ignores Delete cannot keep us looping.
             for _ in 0..8 {
-                let Some(path) = find(&conn, item.id).await? else { return Ok(()) };
+                let Some(path) = find(&conn, attributes(item.id)).await? else { return Ok(()) };
                 let prompt_path: OwnedObjectPath =
                     call(&conn, SERVICE, path.as_str(), ITEM_IFACE, "Delete", &()).await?;
                 prompt(&conn, &prompt_path, "delete the key").await?;
@@ -162,6 +150,36 @@ impl Keychain for SecretService {
             Err("the keychain kept the item after deleting it".into())
         })
     }
+}
+
+/// The Python authsome's master key in `keyring` mode: Python `keyring` keeps it in the Secret
+/// Service under the attributes `service=authsome`, `username=master_key` (base64 text).
+/// Only read, for `authsome migrate`; the item is left for the Python authsome's backup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PythonMasterKey;
+
+impl authsome_vault::migrate::PythonKeyring for PythonMasterKey {
+    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+        bus_address()?;
+        load_where(HashMap::from([("service", "authsome".to_string()), ("username", "master_key".to_string())]))
+    }
+}
+
+/// The secret of the first item with these attributes (unlocking it if needed), or `None`.
+fn load_where(attributes: HashMap<&'static str, String>) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    block_on(OPERATION_TIMEOUT, async {
+        let conn = connect().await?;
+        let Some(path) = find(&conn, attributes).await? else { return Ok(None) };
+        let session = Session::open(&conn).await?;
+        let result = async {
+            let secret: SecretStruct =
+                call(&conn, SERVICE, path.as_str(), ITEM_IFACE, "GetSecret", &(session.path.as_ref(),)).await?;
+            Ok(Some(Zeroizing::new(secret.2)))
+        }
+        .await;
+        session.close(&conn).await;
+        result
+    })
 }
 
 fn label(item: &KeychainItem<'_>) -> String {
@@ -291,10 +309,10 @@ async fn unlock(conn: &Connection, objects: Vec<OwnedObjectPath>) -> Result<(), 
     prompt(conn, &prompt_path, "unlock it").await.map(|_| ())
 }
 
-/// The item with this key id (unlocked, unlocking it if needed), or `None`.
-async fn find(conn: &Connection, id: &str) -> Result<Option<OwnedObjectPath>, String> {
+/// The item with these attributes (unlocked, unlocking it if needed), or `None`.
+async fn find(conn: &Connection, attributes: HashMap<&'static str, String>) -> Result<Option<OwnedObjectPath>, String> {
     let (unlocked, locked): (Vec<OwnedObjectPath>, Vec<OwnedObjectPath>) =
-        call(conn, SERVICE, SERVICE_PATH, SERVICE_IFACE, "SearchItems", &(attributes(id),)).await?;
+        call(conn, SERVICE, SERVICE_PATH, SERVICE_IFACE, "SearchItems", &(attributes,)).await?;
     if let Some(path) = unlocked.into_iter().next() {
         return Ok(Some(path));
     }

@@ -94,6 +94,23 @@ impl Config {
         serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.to_path_buf(), source })
     }
 
+    /// Read, change and write `config.json` under an exclusive lock (`config.json.lock`), so
+    /// two processes creating profiles at once do not lose each other's entry.
+    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Config) -> T) -> Result<T> {
+        let mut lock_name = path.as_os_str().to_owned();
+        lock_name.push(".lock");
+        let lock_path = std::path::PathBuf::from(lock_name);
+        if let Some(dir) = lock_path.parent() {
+            fsutil::ensure_private_dir(dir)?;
+        }
+        let lock = fsutil::open_append_private(&lock_path)?;
+        lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+        let mut config = Self::load(path)?;
+        let out = change(&mut config);
+        config.save(path)?;
+        Ok(out)
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut bytes =
             serde_json::to_vec_pretty(self).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;

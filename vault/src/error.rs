@@ -6,8 +6,11 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The home directory was written by the Python authsome: we never touch it.
-    #[error("{path} was written by the Python authsome (format {format}); authsome will not modify it")]
+    /// The home directory was written by the Python authsome (or its import is unfinished):
+    /// nothing but `authsome migrate` touches it.
+    #[error(
+        "{path} was written by the Python authsome ({format}); import it with `authsome migrate` (authsome will not modify it otherwise)"
+    )]
     ForeignHome { path: PathBuf, format: String },
 
     #[error("profile '{0}' does not exist")]
@@ -27,6 +30,9 @@ pub enum Error {
         "the master key of profile '{profile}' is kept in the '{backend}' backend, which is not available: {reason}"
     )]
     KeyBackendUnavailable { profile: String, backend: String, reason: String },
+
+    #[error("connection '{connection}' of provider '{provider}' already exists in profile '{profile}'")]
+    ConnectionExists { profile: String, provider: String, connection: String },
 
     #[error("the master key of profile '{profile}' is missing ({path})")]
     KeyMissing { profile: String, path: PathBuf },
@@ -48,6 +54,11 @@ pub enum Error {
 
     #[error("{path} is not a usable authsome store: {reason}")]
     StoreCorrupt { path: PathBuf, reason: String },
+
+    /// The store (or its directory) cannot be written: a read-only file system or file.
+    /// Reads still work; only writes report this.
+    #[error("{path} is read-only: authsome can read it but not change it")]
+    StoreReadOnly { path: PathBuf },
 
     #[error("{path} was written by a newer authsome (store format {found}, this build reads up to {supported})")]
     StoreTooNew { path: PathBuf, found: i64, supported: i64 },
@@ -72,6 +83,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// A write refused because the file system is mounted read-only (`EROFS`): a read-only
+    /// home, which file permissions alone cannot produce.
+    pub fn is_read_only_file_system(&self) -> bool {
+        matches!(self, Error::StoreReadOnly { .. })
+            || matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

@@ -71,6 +71,41 @@ pub fn create_private_exclusive(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| Error::io(path, e))
 }
 
+/// Create `path` with `bytes` (0600) only if it does not exist, and never visible half-written:
+/// the content goes to a temporary file first (fsync), which is then hard-linked to `path`.
+/// The link fails with `AlreadyExists` if `path` exists, so the existence check and the write
+/// are one atomic step; a reader sees either no file or the whole content.
+pub fn publish_private_exclusive(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    ensure_private_dir(dir)?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut tag = [0u8; 8];
+    crate::crypto::random_bytes(&mut tag)?;
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{file_name}.new.{tag}"));
+    let written = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    let result = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    result.map_err(|e| Error::io(path, e))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Make renames and links in `dir` durable. Best effort: not every file system supports it.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
 /// Set 0600 on an existing file (SQLite creates its files with the process umask).
 pub fn tighten_file(path: &Path) -> Result<()> {
     #[cfg(unix)]

@@ -9,7 +9,7 @@
 //! audit.log                   JSON lines, never a secret
 //! ```
 //! Nothing is created until something is written. A home written by the Python authsome is
-//! detected and never modified.
+//! detected and never modified, except by `authsome migrate` (see `migrate`).
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +92,9 @@ impl Home {
 
     /// Which Python authsome layout, if any, this directory holds. Cheap: a few `stat`s.
     pub fn foreign_format(&self) -> Option<String> {
+        if self.root.join(crate::migrate::JOURNAL).exists() {
+            return Some("an unfinished import: run `authsome migrate` again to finish it".into());
+        }
         let version = self.root.join("version");
         if let Ok(text) = std::fs::read_to_string(&version) {
             return Some(format!("version file '{}'", text.trim()));

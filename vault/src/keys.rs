@@ -44,6 +44,14 @@ pub trait KeySource {
     /// `PassphraseUnavailable`.
     fn passphrase(&self, request: PassphraseRequest<'_>) -> Result<Option<SecretString>>;
 
+    /// A passphrase for `profile` that is at hand without asking anyone (`AUTHSOME_PASSPHRASE`).
+    /// When there is one it is always checked, even if the key is cached: a wrong passphrase
+    /// must never read secrets. `None` (the default): only [`KeySource::passphrase`] is asked,
+    /// after the cache.
+    fn supplied_passphrase(&self, _profile: &str) -> Result<Option<SecretString>> {
+        Ok(None)
+    }
+
     /// The OS keychain that keeps `keyring` profiles' keys; `None` when this program has none.
     fn keychain(&self) -> Option<&dyn Keychain> {
         None
@@ -83,27 +91,43 @@ impl KeySource for NoPassphrase {
     }
 }
 
+/// `keys/<profile>.key`: a format version and, tagged by `backend`, what that backend keeps.
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
     v: u32,
-    backend: KeyBackend,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kdf: Option<Kdf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nonce: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    wrapped: Option<String>,
-    /// `keyring`: the id of the keychain item holding the key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    keychain_id: Option<String>,
+    #[serde(flatten)]
+    body: KeyBody,
 }
 
-impl KeyFile {
-    fn new(backend: KeyBackend) -> Self {
-        Self { v: 1, backend, key: None, kdf: None, nonce: None, wrapped: None, keychain_id: None }
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "lowercase")]
+enum KeyBody {
+    /// The key itself, base64.
+    File { key: String },
+    /// The key sealed under an argon2id-derived key.
+    Passphrase(WrappedKey),
+    /// The id of the keychain item that holds the key.
+    Keyring { keychain_id: String },
+}
+
+impl KeyBody {
+    fn backend(&self) -> KeyBackend {
+        match self {
+            KeyBody::File { .. } => KeyBackend::File,
+            KeyBody::Passphrase(_) => KeyBackend::Passphrase,
+            KeyBody::Keyring { .. } => KeyBackend::Keyring,
+        }
     }
+}
+
+/// A passphrase profile's key, sealed under the key the KDF derives from the passphrase.
+#[derive(Serialize, Deserialize)]
+struct WrappedKey {
+    kdf: Kdf,
+    /// base64
+    nonce: String,
+    /// base64 of the ciphertext and its tag
+    wrapped: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,32 +139,32 @@ struct Kdf {
     salt: String,
 }
 
-/// Create the master key of a new profile in `backend`. Fails if a key file already exists.
+/// Create the master key of a new profile in `backend`. Fails with an `AlreadyExists` I/O error
+/// if a key file already exists (see [`is_already_exists`]); the existing key is never touched.
 pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &dyn KeySource) -> Result<MasterKey> {
     let key = MasterKey::generate()?;
     let path = home.key_path(profile);
-    let file = match backend {
-        KeyBackend::File => KeyFile { key: Some(B64.encode(key.as_bytes())), ..KeyFile::new(backend) },
+    let body = match backend {
+        KeyBackend::File => KeyBody::File { key: B64.encode(key.as_bytes()) },
         KeyBackend::Passphrase => {
             let passphrase = key_source
                 .passphrase(PassphraseRequest::Create { profile })?
                 .ok_or_else(|| Error::PassphraseUnavailable(profile.to_string()))?;
             let mut salt = [0u8; 16];
             crypto::random_bytes(&mut salt)?;
-            let kek = derive(passphrase.expose_secret(), &salt, ARGON2_M_KIB, ARGON2_T, ARGON2_P)?;
+            let kek = derive(&passphrase, &salt, ARGON2_M_KIB, ARGON2_T, ARGON2_P)?;
             let sealed = crypto::seal(&kek, wrap_row(profile), key.as_bytes())?;
-            KeyFile {
-                kdf: Some(Kdf {
+            KeyBody::Passphrase(WrappedKey {
+                kdf: Kdf {
                     alg: "argon2id".into(),
                     m_kib: ARGON2_M_KIB,
                     t: ARGON2_T,
                     p: ARGON2_P,
                     salt: B64.encode(salt),
-                }),
-                nonce: Some(B64.encode(&sealed.nonce)),
-                wrapped: Some(B64.encode(&sealed.ciphertext)),
-                ..KeyFile::new(backend)
-            }
+                },
+                nonce: B64.encode(&sealed.nonce),
+                wrapped: B64.encode(&sealed.ciphertext),
+            })
         }
         KeyBackend::Keyring => {
             let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
@@ -149,8 +173,7 @@ pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &
             let id: String = raw_id.iter().map(|b| format!("{b:02x}")).collect();
             // The key file (holding only the id) is created first and exclusively, so a second
             // creator fails before touching the keychain; it is removed if the keychain refuses.
-            let file = KeyFile { keychain_id: Some(id.clone()), ..KeyFile::new(backend) };
-            write_key_file(&path, &file)?;
+            write_key_file(&path, KeyBody::Keyring { keychain_id: id.clone() })?;
             let item = KeychainItem { id: &id, profile, home: home.root() };
             let stored = Zeroizing::new(B64.encode(key.as_bytes()));
             let result = keychain.store(&item, stored.as_bytes()).and_then(|()| match keychain.load(&item)? {
@@ -165,15 +188,37 @@ pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &
             return Ok(key);
         }
     };
-    write_key_file(&path, &file)?;
+    write_key_file(&path, body)?;
     Ok(key)
 }
 
-fn write_key_file(path: &std::path::Path, file: &KeyFile) -> Result<()> {
+/// Whether `error` is `create_key` finding a key file already there (another process created
+/// the profile first).
+pub fn is_already_exists(error: &Error) -> bool {
+    matches!(error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists)
+}
+
+/// The backend recorded in a profile's key file, `None` if there is no key file.
+pub fn recorded_backend(home: &Home, profile: &str) -> Result<Option<KeyBackend>> {
+    let path = home.key_path(profile);
+    match read_key_file(&path) {
+        Ok(file) => Ok(Some(file.body.backend())),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_key_file(path: &std::path::Path, body: KeyBody) -> Result<()> {
+    let file = KeyFile { v: 1, body };
     let json = Zeroizing::new(
-        serde_json::to_vec_pretty(file).map_err(|source| Error::Json { path: path.to_path_buf(), source })?,
+        serde_json::to_vec_pretty(&file).map_err(|source| Error::Json { path: path.to_path_buf(), source })?,
     );
-    fsutil::create_private_exclusive(path, &json)
+    fsutil::publish_private_exclusive(path, &json)
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<KeyFile> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.to_path_buf(), source })
 }
 
 /// Load the master key of an existing profile from its recorded backend.
@@ -185,94 +230,152 @@ pub fn load_key(
     key_source: &dyn KeySource,
 ) -> Result<MasterKey> {
     let path = home.key_path(profile);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => Zeroizing::new(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let file = match read_key_file(&path) {
+        Ok(file) => file,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::KeyMissing { profile: profile.to_string(), path });
         }
-        Err(e) => return Err(Error::io(&path, e)),
+        Err(e) => return Err(e),
     };
-    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
-    if file.backend != backend {
+    if file.body.backend() != backend {
         // config.json and the key file disagree: someone edited one of them. Never guess.
         return Err(Error::KeyBackendUnavailable {
             profile: profile.to_string(),
             backend: backend.as_str().to_string(),
-            reason: format!("{} holds a '{}' key", path.display(), file.backend.as_str()),
+            reason: format!("{} holds a '{}' key", path.display(), file.body.backend().as_str()),
         });
     }
-    let corrupt = |what: &str| Error::KeyBackendUnavailable {
-        profile: profile.to_string(),
-        backend: backend.as_str().to_string(),
-        reason: format!("{} is damaged ({what})", path.display()),
-    };
-    match backend {
-        KeyBackend::File => {
-            let encoded = file.key.as_deref().ok_or_else(|| corrupt("no key"))?;
-            let raw = Zeroizing::new(B64.decode(encoded).map_err(|_| corrupt("bad base64"))?);
-            MasterKey::from_slice(&raw).map_err(|_| corrupt("wrong key length"))
+    let damaged = Damaged { profile, backend, path: &path };
+    match &file.body {
+        KeyBody::File { key } => load_file_key(key, &damaged),
+        KeyBody::Passphrase(wrapped) => {
+            load_passphrase_key(home, profile, wrapped, cache_seconds, key_source, &damaged)
         }
-        KeyBackend::Passphrase => {
-            let cache_id = keycache::description(home.root(), profile);
-            if cache_seconds > 0
-                && let Some(key) = keycache::get(&cache_id)
-            {
-                return Ok(key);
-            }
-            let kdf = file.kdf.as_ref().ok_or_else(|| corrupt("no kdf"))?;
-            if kdf.alg != "argon2id" {
-                return Err(corrupt("unknown kdf"));
-            }
-            let salt = B64.decode(&kdf.salt).map_err(|_| corrupt("bad salt"))?;
-            let sealed = Sealed {
-                nonce: B64
-                    .decode(file.nonce.as_deref().ok_or_else(|| corrupt("no nonce"))?)
-                    .map_err(|_| corrupt("bad nonce"))?,
-                ciphertext: B64
-                    .decode(file.wrapped.as_deref().ok_or_else(|| corrupt("no wrapped key"))?)
-                    .map_err(|_| corrupt("bad wrapped key"))?,
-            };
-            let passphrase = key_source
-                .passphrase(PassphraseRequest::Unlock { profile })?
-                .ok_or_else(|| Error::PassphraseUnavailable(profile.to_string()))?;
-            let kek = derive(passphrase.expose_secret(), &salt, kdf.m_kib, kdf.t, kdf.p)?;
-            let raw = crypto::open(&kek, wrap_row(profile), &sealed)
-                .map_err(|_| Error::WrongPassphrase(profile.to_string()))?;
-            let key = MasterKey::from_slice(&raw).map_err(|_| corrupt("wrong key length"))?;
-            if cache_seconds > 0 {
-                keycache::put(&cache_id, &key, cache_seconds);
-            }
-            Ok(key)
-        }
-        KeyBackend::Keyring => {
-            let id = file.keychain_id.as_deref().ok_or_else(|| corrupt("no keychain id"))?;
-            let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
-            let item = KeychainItem { id, profile, home: home.root() };
-            let stored = keychain.load(&item).map_err(|reason| keyring_error(profile, reason))?.ok_or_else(|| {
-                keyring_error(
-                    profile,
-                    format!("the keychain holds no authsome key with id {id} (deleted outside authsome?)"),
-                )
-            })?;
-            let raw =
-                Zeroizing::new(B64.decode(stored.as_slice()).map_err(|_| corrupt("keychain item is not base64"))?);
-            MasterKey::from_slice(&raw).map_err(|_| corrupt("wrong key length in the keychain"))
+        KeyBody::Keyring { keychain_id } => load_keyring_key(home, profile, keychain_id, key_source, &damaged),
+    }
+}
+
+/// Builds the "key file is damaged" error for one profile.
+struct Damaged<'a> {
+    profile: &'a str,
+    backend: KeyBackend,
+    path: &'a std::path::Path,
+}
+
+impl Damaged<'_> {
+    fn because(&self, what: &str) -> Error {
+        Error::KeyBackendUnavailable {
+            profile: self.profile.to_string(),
+            backend: self.backend.as_str().to_string(),
+            reason: format!("{} is damaged ({what})", self.path.display()),
         }
     }
+}
+
+fn load_file_key(encoded: &str, damaged: &Damaged<'_>) -> Result<MasterKey> {
+    let raw = Zeroizing::new(B64.decode(encoded).map_err(|_| damaged.because("bad base64"))?);
+    MasterKey::from_slice(&raw).map_err(|_| damaged.because("wrong key length"))
+}
+
+/// A passphrase given without asking (`AUTHSOME_PASSPHRASE`) is always checked against the key
+/// file, so a wrong one never reads through the cache; the cache only spares the prompt.
+fn load_passphrase_key(
+    home: &Home,
+    profile: &str,
+    WrappedKey { kdf, nonce, wrapped }: &WrappedKey,
+    cache_seconds: u32,
+    key_source: &dyn KeySource,
+    damaged: &Damaged<'_>,
+) -> Result<MasterKey> {
+    let cache_id = keycache::description(home.root(), profile);
+    let supplied = key_source.supplied_passphrase(profile)?;
+    if supplied.is_none()
+        && cache_seconds > 0
+        && let Some(key) = keycache::get(&cache_id)
+    {
+        return Ok(key);
+    }
+    if kdf.alg != "argon2id" {
+        return Err(damaged.because("unknown kdf"));
+    }
+    let salt = B64.decode(&kdf.salt).map_err(|_| damaged.because("bad salt"))?;
+    let sealed = Sealed {
+        nonce: B64.decode(nonce).map_err(|_| damaged.because("bad nonce"))?,
+        ciphertext: B64.decode(wrapped).map_err(|_| damaged.because("bad wrapped key"))?,
+    };
+    let passphrase = match supplied {
+        Some(passphrase) => passphrase,
+        None => key_source
+            .passphrase(PassphraseRequest::Unlock { profile })?
+            .ok_or_else(|| Error::PassphraseUnavailable(profile.to_string()))?,
+    };
+    let kek = derive(&passphrase, &salt, kdf.m_kib, kdf.t, kdf.p)?;
+    let raw =
+        crypto::open(&kek, wrap_row(profile), &sealed).map_err(|_| Error::WrongPassphrase(profile.to_string()))?;
+    let key = MasterKey::from_slice(&raw).map_err(|_| damaged.because("wrong key length"))?;
+    if cache_seconds > 0 {
+        keycache::put(&cache_id, &key, cache_seconds);
+    }
+    Ok(key)
+}
+
+/// How long a process that lost the race to create a `keyring` profile waits for the winner to
+/// put the key in the keychain.
+const KEYCHAIN_RACE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn load_keyring_key(
+    home: &Home,
+    profile: &str,
+    id: &str,
+    key_source: &dyn KeySource,
+    damaged: &Damaged<'_>,
+) -> Result<MasterKey> {
+    let keychain = key_source.keychain().ok_or_else(|| no_keychain(profile))?;
+    let item = KeychainItem { id, profile, home: home.root() };
+    let started = std::time::Instant::now();
+    let stored = loop {
+        match keychain.load(&item).map_err(|reason| keyring_error(profile, reason))? {
+            Some(stored) => break stored,
+            // A key file younger than the wait may belong to a creator still storing the key.
+            None if started.elapsed() < KEYCHAIN_RACE_WAIT && key_file_is_fresh(damaged.path) => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            None => {
+                return Err(keyring_error(
+                    profile,
+                    format!("the keychain holds no authsome key with id {id} (deleted outside authsome?)"),
+                ));
+            }
+        }
+    };
+    let raw =
+        Zeroizing::new(B64.decode(stored.as_slice()).map_err(|_| damaged.because("keychain item is not base64"))?);
+    MasterKey::from_slice(&raw).map_err(|_| damaged.because("wrong key length in the keychain"))
+}
+
+fn key_file_is_fresh(path: &std::path::Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age < KEYCHAIN_RACE_WAIT)
+}
+
+/// Drop a profile's unwrapped key from the kernel-keyring cache (`authsome lock`). Nothing
+/// cached is not an error.
+pub fn forget_cached_key(home: &Home, profile: &str) {
+    keycache::forget(&keycache::description(home.root(), profile));
 }
 
 /// Remove a profile's key material: the key file, its kernel-keyring cache and, for `keyring`
 /// profiles, the keychain item. Missing files are fine. The files are removed even when the
 /// keychain cannot be reached; the returned note then says which keychain item was left behind.
 pub fn delete_key(home: &Home, profile: &str, key_source: &dyn KeySource) -> Result<Option<String>> {
-    keycache::forget(&keycache::description(home.root(), profile));
+    forget_cached_key(home, profile);
     let path = home.key_path(profile);
     let mut leftover = None;
-    if let Ok(bytes) = std::fs::read(&path)
-        && let Ok(file) = serde_json::from_slice::<KeyFile>(&bytes)
-        && let Some(id) = file.keychain_id.as_deref()
-    {
-        let item = KeychainItem { id, profile, home: home.root() };
+    if let Ok(KeyFile { body: KeyBody::Keyring { keychain_id: id }, .. }) = read_key_file(&path) {
+        let item = KeychainItem { id: &id, profile, home: home.root() };
         let result = match key_source.keychain() {
             Some(keychain) => keychain.delete(&item),
             None => Err("this build of authsome has no OS keychain support".to_string()),
@@ -294,13 +397,13 @@ fn wrap_row(profile: &str) -> RowId<'_> {
     RowId { profile, provider: "", connection: "", kind: "master-key" }
 }
 
-fn derive(passphrase: &str, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<MasterKey> {
+fn derive(passphrase: &SecretString, salt: &[u8], m_kib: u32, t: u32, p: u32) -> Result<MasterKey> {
     let params =
         argon2::Params::new(m_kib, t, p, Some(KEY_LEN)).map_err(|_| Error::Crypto("invalid argon2 parameters"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     argon
-        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
+        .hash_password_into(passphrase.expose_secret().as_bytes(), salt, out.as_mut())
         .map_err(|_| Error::Crypto("argon2 key derivation failed"))?;
     Ok(MasterKey::from_bytes(*out))
 }
@@ -365,6 +468,27 @@ pub(crate) mod tests {
             load_key(&home, "p", KeyBackend::File, 0, &NoPassphrase),
             Err(Error::KeyBackendUnavailable { .. })
         ));
+    }
+
+    #[test]
+    fn key_files_of_the_earlier_layout_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::create_dir_all(home.keys_dir()).unwrap();
+        let key = B64.encode([7u8; 32]);
+        std::fs::write(
+            home.key_path("old"),
+            format!("{{\n  \"v\": 1,\n  \"backend\": \"file\",\n  \"key\": \"{key}\"\n}}"),
+        )
+        .unwrap();
+        assert_eq!(load_key(&home, "old", KeyBackend::File, 0, &NoPassphrase).unwrap().as_bytes(), &[7u8; 32]);
+        assert_eq!(recorded_backend(&home, "old").unwrap(), Some(KeyBackend::File));
+        // A passphrase key file keeps its flat shape: kdf, nonce and wrapped beside the tag.
+        create_key(&home, "p", KeyBackend::Passphrase, &Fixed("pw")).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(home.key_path("p")).unwrap()).unwrap();
+        let mut fields: Vec<&str> = doc.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort();
+        assert_eq!(fields, vec!["backend", "kdf", "nonce", "v", "wrapped"]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod fsutil;
 pub mod home;
 mod keycache;
 pub mod keys;
+pub mod migrate;
 pub mod profiles;
 pub mod record;
 pub mod store;

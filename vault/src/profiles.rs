@@ -5,7 +5,7 @@ use crate::config::{Config, DEFAULT_PROFILE, KeyBackend};
 use crate::error::{Error, Result};
 use crate::home::{Home, validate_name};
 use crate::keys::{self, KeySource};
-use crate::vault::{CreateOptions, create_profile_files};
+use crate::vault::{CreateOptions, Exclusive, create_profile_files};
 
 /// One profile as `profile list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,12 @@ pub struct ProfileInfo {
 }
 
 /// The profile commands use when none is named: `config.json`'s default, else `default`.
+/// A Python authsome home has no profile of ours yet: `default` (so commands that need no
+/// vault, `migrate` first of all, still run; opening the vault reports the Python home).
 pub fn default_profile(home: &Home) -> Result<String> {
-    home.check_not_foreign()?;
+    if home.foreign_format().is_some() {
+        return Ok(DEFAULT_PROFILE.to_string());
+    }
     Ok(Config::load(&home.config_path())?.default_profile)
 }
 
@@ -57,7 +61,23 @@ pub fn create(home: &Home, name: &str, options: CreateOptions, key_source: &dyn 
     if config.profiles.contains_key(name) {
         return Err(Error::ProfileExists(name.to_string()));
     }
-    create_profile_files(home, name, options, key_source).map(|(entry, _)| entry.key_backend)
+    create_profile_files(home, name, options, key_source, Exclusive::Yes).map(|(entry, _)| entry.key_backend)
+}
+
+/// `authsome lock`: drop every profile's unwrapped key from the kernel-keyring cache, so the
+/// next command must present the passphrase again. Returns the passphrase profiles (the only
+/// ones whose keys are ever cached).
+pub fn lock(home: &Home) -> Result<Vec<String>> {
+    home.check_not_foreign()?;
+    let config = Config::load(&home.config_path())?;
+    let mut locked = Vec::new();
+    for (name, entry) in &config.profiles {
+        keys::forget_cached_key(home, name);
+        if entry.key_backend == KeyBackend::Passphrase {
+            locked.push(name.clone());
+        }
+    }
+    Ok(locked)
 }
 
 /// Make `name` the default profile. It must exist (the `default` profile always may be chosen).

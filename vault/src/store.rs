@@ -14,58 +14,11 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{self, MasterKey, RowId, Sealed};
 use crate::error::{Error, Result};
-use crate::fsutil;
 use crate::record::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
 
-/// Schema steps; the store's format version is the number of steps applied.
-const MIGRATIONS: &[&str] = &[
-    // format 1
-    r#"
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    CREATE TABLE connections (
-        provider           TEXT NOT NULL,
-        connection         TEXT NOT NULL,
-        auth_type          TEXT NOT NULL,
-        source             TEXT NOT NULL,
-        status             TEXT NOT NULL,
-        scopes             TEXT,
-        base_url           TEXT,
-        host_url           TEXT,
-        token_type         TEXT,
-        expires_at         INTEGER,
-        obtained_at        INTEGER NOT NULL,
-        updated_at         INTEGER NOT NULL,
-        account_id         TEXT,
-        account_label      TEXT,
-        metadata           TEXT NOT NULL DEFAULT '{}',
-        version            INTEGER NOT NULL DEFAULT 1,
-        last_refresh_at    INTEGER,
-        last_refresh_error TEXT,
-        secret_fields      TEXT NOT NULL DEFAULT '',
-        nonce              BLOB NOT NULL,
-        sealed             BLOB NOT NULL,
-        PRIMARY KEY (provider, connection)
-    ) WITHOUT ROWID;
-    CREATE TABLE provider_state (
-        provider           TEXT PRIMARY KEY,
-        default_connection TEXT,
-        updated_at         INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE provider_clients (
-        provider      TEXT PRIMARY KEY,
-        client_id     TEXT,
-        base_url      TEXT,
-        scopes        TEXT,
-        registration  TEXT,
-        nonce         BLOB,
-        sealed        BLOB,
-        updated_at    INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    "#,
-];
-
-/// The newest store format this build writes and reads.
-pub const STORE_FORMAT: i64 = MIGRATIONS.len() as i64;
+pub use open::STORE_FORMAT;
+pub(crate) use open::connect_read_only;
+use open::{classify, format_of};
 
 const KEY_CHECK: &[u8] = b"authsome key check v1";
 const KIND_SECRETS: &str = "secrets";
@@ -77,6 +30,8 @@ pub struct Store {
     db: Connection,
     path: PathBuf,
     profile: String,
+    /// Opened read-only (read-only file system or file): every write is refused up front.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -86,47 +41,17 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Open an existing store (`None` if there is none). Runs pending migrations.
-    pub fn open_existing(path: &Path, profile: &str) -> Result<Option<Self>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        Self::open_inner(path, profile).map(Some)
-    }
-
-    /// Open the store, creating it (0600, in a 0700 directory) if missing.
-    pub fn open_or_create(path: &Path, profile: &str) -> Result<Self> {
-        if !path.exists() {
-            if let Some(dir) = path.parent() {
-                fsutil::ensure_private_dir(dir)?;
-            }
-            // Create the file 0600 ourselves: SQLite gives -wal and -shm the main file's mode.
-            fsutil::create_private_exclusive(path, b"").or_else(|e| if path.exists() { Ok(()) } else { Err(e) })?;
-        }
-        Self::open_inner(path, profile)
-    }
-
-    fn open_inner(path: &Path, profile: &str) -> Result<Self> {
-        let corrupt = |e: rusqlite::Error| classify(path, e);
-        let db = Connection::open(path).map_err(corrupt)?;
-        db.busy_timeout(std::time::Duration::from_secs(10)).map_err(corrupt)?;
-        // The first statement that reads the file tells a database from garbage; nothing is
-        // written before it succeeds.
-        let _: i64 = db.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).map_err(corrupt)?;
-        db.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
-        db.pragma_update(None, "synchronous", "NORMAL").map_err(corrupt)?;
-        let mut store = Self { db, path: path.to_path_buf(), profile: profile.to_string() };
-        store.migrate()?;
-        for suffix in ["-wal", "-shm"] {
-            let mut side = path.as_os_str().to_owned();
-            side.push(suffix);
-            fsutil::tighten_file(Path::new(&side))?;
-        }
-        Ok(store)
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store could only be opened for reading.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only { Err(Error::StoreReadOnly { path: self.path.clone() }) } else { Ok(()) }
     }
 
     /// The store's format version.
@@ -134,39 +59,12 @@ impl Store {
         format_of(&self.db, &self.path)
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let current = format_of(&self.db, &self.path)?;
-        if current > STORE_FORMAT {
-            return Err(Error::StoreTooNew { path: self.path.clone(), found: current, supported: STORE_FORMAT });
-        }
-        if current == STORE_FORMAT {
-            return Ok(());
-        }
-        let path = self.path.clone();
-        let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
-        // Re-read inside the write lock: another process may have migrated meanwhile.
-        let current = format_of(&tx, &path)?;
-        for (step, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            tx.execute_batch(sql).map_err(|e| classify(&path, e))?;
-            let format = step as i64 + 1;
-            tx.execute(
-                "INSERT INTO meta(key, value) VALUES ('format', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![format.to_string()],
-            )?;
-        }
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES ('profile', ?1) ON CONFLICT(key) DO NOTHING",
-            params![self.profile],
-        )?;
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Check that `key` is this store's key; the first key used on a new store is recorded.
     pub fn verify_key(&self, key: &MasterKey) -> Result<()> {
         let existing: Option<String> =
             self.db.query_row("SELECT value FROM meta WHERE key = 'key_check'", [], |r| r.get(0)).optional()?;
         if existing.is_none() {
+            self.writable()?;
             let sealed = crypto::seal(key, self.row(KIND_KEY_CHECK, "", ""), KEY_CHECK)?;
             // A concurrent creator may win this insert: the check below reads whatever is stored.
             self.db.execute(
@@ -249,7 +147,19 @@ impl Store {
         meta: &ConnectionMeta,
         secrets: &Secrets,
     ) -> Result<ConnectionMeta> {
-        self.write_connection(key, meta, secrets, None)
+        self.write_connection(key, meta, secrets, Write::Upsert)
+    }
+
+    /// Store a connection unless a usable one (connected, not expired) is already there: `login`
+    /// without `--force`. The check and the write are one transaction, so of two concurrent
+    /// logins exactly one succeeds and the other gets `ConnectionExists`.
+    pub fn create_connection(
+        &mut self,
+        key: &MasterKey,
+        meta: &ConnectionMeta,
+        secrets: &Secrets,
+    ) -> Result<ConnectionMeta> {
+        self.write_connection(key, meta, secrets, Write::New)
     }
 
     /// Replace a connection only if its row version is still `expected_version` (the refresh
@@ -261,7 +171,7 @@ impl Store {
         secrets: &Secrets,
         expected_version: i64,
     ) -> Result<ConnectionMeta> {
-        self.write_connection(key, meta, secrets, Some(expected_version))
+        self.write_connection(key, meta, secrets, Write::IfVersion(expected_version))
     }
 
     fn write_connection(
@@ -269,8 +179,9 @@ impl Store {
         key: &MasterKey,
         meta: &ConnectionMeta,
         secrets: &Secrets,
-        expected_version: Option<i64>,
+        mode: Write,
     ) -> Result<ConnectionMeta> {
+        self.writable()?;
         let plain = Zeroizing::new(serde_json::to_vec(secrets).map_err(|_| Error::Crypto("could not encode secrets"))?);
         let sealed = crypto::seal(key, self.row(KIND_SECRETS, &meta.provider, &meta.name), &plain)?;
         let fields = secrets.present_fields().join(",");
@@ -279,17 +190,29 @@ impl Store {
         let now = crate::time::now_micros();
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
-        let current: Option<i64> = tx
+        let existing: Option<(i64, String, Option<i64>)> = tx
             .query_row(
-                "SELECT version FROM connections WHERE provider = ?1 AND connection = ?2",
+                "SELECT version, status, expires_at FROM connections WHERE provider = ?1 AND connection = ?2",
                 params![meta.provider, meta.name],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        if let Some(expected) = expected_version
-            && current != Some(expected)
-        {
-            return Err(Error::Conflict { provider: meta.provider.clone(), connection: meta.name.clone() });
+        let current = existing.as_ref().map(|(version, _, _)| *version);
+        let usable = existing.as_ref().is_some_and(|(_, status, expires_at)| {
+            status == Status::Connected.as_str() && expires_at.is_none_or(|at| at > now / 1_000_000)
+        });
+        match mode {
+            Write::IfVersion(expected) if current != Some(expected) => {
+                return Err(Error::Conflict { provider: meta.provider.clone(), connection: meta.name.clone() });
+            }
+            Write::New if usable => {
+                return Err(Error::ConnectionExists {
+                    profile: self.profile.clone(),
+                    provider: meta.provider.clone(),
+                    connection: meta.name.clone(),
+                });
+            }
+            _ => {}
         }
         let version = current.unwrap_or(0) + 1;
         tx.execute(
@@ -352,6 +275,7 @@ impl Store {
         status: Status,
         refresh_error: Option<&str>,
     ) -> Result<()> {
+        self.writable()?;
         let now = crate::time::now_micros();
         self.db.execute(
             "UPDATE connections SET status = ?3, last_refresh_error = ?4, last_refresh_at = ?5, updated_at = ?5,
@@ -365,6 +289,7 @@ impl Store {
     /// Delete a connection. If it was the default, the alphabetically first remaining
     /// connection becomes the default. Returns whether a row was deleted.
     pub fn delete_connection(&mut self, provider: &str, name: &str) -> Result<bool> {
+        self.writable()?;
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
         let deleted =
@@ -394,6 +319,7 @@ impl Store {
     /// Delete every connection, the default and the client record of a provider.
     /// Returns the names of the deleted connections.
     pub fn delete_provider(&mut self, provider: &str) -> Result<Vec<String>> {
+        self.writable()?;
         let path = self.path.clone();
         let tx = self.db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&path, e))?;
         let names = {
@@ -427,6 +353,7 @@ impl Store {
 
     /// Make `name` the provider's default connection; it must exist.
     pub fn set_default(&mut self, provider: &str, name: &str) -> Result<()> {
+        self.writable()?;
         if self.get_connection(provider, name)?.is_none() {
             return Err(Error::ConnectionNotFound {
                 profile: self.profile.clone(),
@@ -445,6 +372,7 @@ impl Store {
     // ---- OAuth clients -----------------------------------------------------------------
 
     pub fn put_client(&mut self, key: &MasterKey, provider: &str, client: &ClientRecord) -> Result<()> {
+        self.writable()?;
         let sealed = match &client.client_secret {
             Some(secret) => {
                 use secrecy::ExposeSecret;
@@ -508,8 +436,17 @@ impl Store {
     }
 
     pub fn delete_client(&mut self, provider: &str) -> Result<bool> {
+        self.writable()?;
         Ok(self.db.execute("DELETE FROM provider_clients WHERE provider = ?1", params![provider])? > 0)
     }
+}
+
+/// How `write_connection` treats an existing row.
+#[derive(Clone, Copy)]
+enum Write {
+    Upsert,
+    IfVersion(i64),
+    New,
 }
 
 const META_COLUMNS: &str = "provider, connection, auth_type, source, status, scopes, base_url, host_url, token_type,
@@ -548,47 +485,6 @@ fn read_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConnectionMeta> {
     })
 }
 
-fn format_of(db: &Connection, path: &Path) -> Result<i64> {
-    let has_meta: bool = db
-        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |_| Ok(true))
-        .optional()
-        .map_err(|e| classify(path, e))?
-        .unwrap_or(false);
-    if !has_meta {
-        let tables: i64 = db
-            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-            .map_err(|e| classify(path, e))?;
-        if tables > 0 {
-            return Err(Error::StoreCorrupt {
-                path: path.to_path_buf(),
-                reason: "it is an SQLite database, but not one written by authsome".into(),
-            });
-        }
-        return Ok(0);
-    }
-    let value: Option<String> =
-        db.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).optional()?;
-    value.as_deref().unwrap_or("0").parse().map_err(|_| Error::StoreCorrupt {
-        path: path.to_path_buf(),
-        reason: "its format version is unreadable".into(),
-    })
-}
-
-fn classify(path: &Path, e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Error::StoreCorrupt {
-            path: path.to_path_buf(),
-            reason: "the file is not an SQLite database or is damaged".into(),
-        },
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
-        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
-            Error::StoreCorrupt { path: path.to_path_buf(), reason: format!("it cannot be opened for writing ({e})") }
-        }
-        _ => Error::Sqlite(e),
-    }
-}
-
 fn encode_sealed(sealed: &Sealed) -> String {
     use base64::Engine as _;
     let engine = base64::engine::general_purpose::STANDARD;
@@ -602,5 +498,6 @@ fn decode_sealed(text: &str) -> Option<Sealed> {
     Some(Sealed { nonce: engine.decode(nonce).ok()?, ciphertext: engine.decode(ciphertext).ok()? })
 }
 
+mod open;
 #[cfg(test)]
 mod tests;

@@ -44,14 +44,30 @@ impl Vault {
         validate_name("profile", profile)?;
         home.check_not_foreign()?;
         let config = Config::load(&home.config_path())?;
-        let entry = match config.profiles.get(profile) {
-            Some(entry) => Some(entry.clone()),
+        let recorded = config.profiles.get(profile).cloned();
+        let store_path = home.store_path(profile);
+        if let Some(entry) = &recorded
+            && std::fs::metadata(&store_path).is_ok_and(|m| m.len() == 0)
+        {
+            // A recorded profile's store always holds at least its schema: an empty file means
+            // the store was truncated or replaced, not that the profile has no connections.
+            return Err(Error::StoreCorrupt {
+                path: store_path,
+                reason: format!(
+                    "it is empty (0 bytes), but config.json records profile '{profile}' as created at {}; \
+                     its connections are not in this file",
+                    entry.created_at
+                ),
+            });
+        }
+        let entry = match recorded {
+            Some(entry) => Some(entry),
             None => recover_entry(home, profile)?,
         };
         if entry.is_none() && profile != DEFAULT_PROFILE {
             return Err(Error::ProfileNotFound(profile.to_string()));
         }
-        let store = Store::open_existing(&home.store_path(profile), profile)?;
+        let store = Store::open_existing(&store_path, profile)?;
         Ok(Self { home: home.clone(), profile: profile.to_string(), entry, store, key: OnceCell::new() })
     }
 
@@ -148,7 +164,7 @@ impl Vault {
             if self.profile != DEFAULT_PROFILE {
                 return Err(Error::ProfileNotFound(self.profile.clone()));
             }
-            let (entry, key) = create_profile_files(&self.home, &self.profile, create, key_source)?;
+            let (entry, key) = create_profile_files(&self.home, &self.profile, create, key_source, Exclusive::No)?;
             self.entry = Some(entry);
             let _ = self.key.set(key);
         }
@@ -194,39 +210,124 @@ fn recover_entry(home: &Home, profile: &str) -> Result<Option<ProfileEntry>> {
         key_cache_seconds: if head.backend == KeyBackend::Passphrase { DEFAULT_KEY_CACHE_SECONDS } else { 0 },
         extra: Default::default(),
     };
-    let mut config = Config::load(&home.config_path())?;
-    config.profiles.insert(profile.to_string(), entry.clone());
-    config.save(&home.config_path())?;
+    let entry = Config::update(&home.config_path(), |config| {
+        config.profiles.entry(profile.to_string()).or_insert(entry).clone()
+    })?;
     Ok(Some(entry))
 }
 
-/// Create a profile's key, store and config entry. Fails if the profile already has a key.
+/// Whether creating a profile that already has a key is an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exclusive {
+    /// `profile create`: another creator's key means the profile exists.
+    Yes,
+    /// The default profile's first write: whoever creates the key first wins and the others
+    /// open that key (create-or-open), so concurrent first logins all use one key.
+    No,
+}
+
+/// Create a profile's key, store and config entry.
 pub(crate) fn create_profile_files(
     home: &Home,
     profile: &str,
     create: CreateOptions,
     key_source: &dyn KeySource,
+    exclusive: Exclusive,
 ) -> Result<(ProfileEntry, MasterKey)> {
     validate_name("profile", profile)?;
     home.ensure()?;
-    if home.key_path(profile).exists() || home.store_path(profile).exists() {
+    if exclusive == Exclusive::Yes && (home.key_path(profile).exists() || home.store_path(profile).exists()) {
         return Err(Error::ProfileExists(profile.to_string()));
     }
-    let backend = create.backend.unwrap_or_else(|| match key_source.keychain() {
+    let chosen = create.backend.unwrap_or_else(|| match key_source.keychain() {
         Some(keychain) if keychain.available() => KeyBackend::Keyring,
         _ => KeyBackend::File,
     });
-    let key = keys::create_key(home, profile, backend, key_source)?;
+    let (backend, key) = match keys::create_key(home, profile, chosen, key_source) {
+        Ok(key) => (chosen, key),
+        Err(e) if keys::is_already_exists(&e) && exclusive == Exclusive::No => {
+            // Another process created the key between our checks: use its key, never a second one.
+            let backend = keys::recorded_backend(home, profile)?.ok_or(e)?;
+            (backend, keys::load_key(home, profile, backend, create.key_cache_seconds, key_source)?)
+        }
+        Err(e) if keys::is_already_exists(&e) => return Err(Error::ProfileExists(profile.to_string())),
+        Err(e) => return Err(e),
+    };
     let store = Store::open_or_create(&home.store_path(profile), profile)?;
     store.verify_key(&key)?;
-    let entry = ProfileEntry {
+    let fresh = ProfileEntry {
         key_backend: backend,
         created_at: crate::time::iso_offset_micros(crate::time::now_micros()),
         key_cache_seconds: create.key_cache_seconds,
         extra: Default::default(),
     };
-    let mut config = Config::load(&home.config_path())?;
-    config.profiles.insert(profile.to_string(), entry.clone());
-    config.save(&home.config_path())?;
+    // The first creator's entry stays (its created_at); a racing creator just reads it.
+    let entry = Config::update(&home.config_path(), |config| {
+        config.profiles.entry(profile.to_string()).or_insert(fresh).clone()
+    })?;
     Ok((entry, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::NoPassphrase;
+    use crate::record::{AuthType, ConnectionMeta, SecretSource};
+
+    #[test]
+    fn concurrent_first_writes_share_one_key() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let home = Home::at(dir.path());
+            let barrier = std::sync::Barrier::new(8);
+            let results: Vec<Result<()>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (home, barrier) = (&home, &barrier);
+                        scope.spawn(move || {
+                            let mut vault = Vault::open(home, "default")?;
+                            barrier.wait();
+                            let (store, key) = vault.writer(&NoPassphrase, CreateOptions::default())?;
+                            let secrets = Secrets { api_key: Some(format!("k{i}").into()), ..Default::default() };
+                            let meta =
+                                ConnectionMeta::new("openai", &format!("c{i}"), AuthType::ApiKey, SecretSource::ApiKey);
+                            store.put_connection(key, &meta, &secrets).map(|_| ())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for result in &results {
+                assert!(result.is_ok(), "{results:?}");
+            }
+            let vault = Vault::open(&home, "default").unwrap();
+            assert_eq!(vault.list_connections().unwrap().len(), 8);
+            for i in 0..8 {
+                vault.secrets(&NoPassphrase, "openai", &format!("c{i}")).unwrap();
+            }
+            let leftovers: Vec<_> =
+                std::fs::read_dir(home.keys_dir()).unwrap().flatten().map(|e| e.file_name()).collect();
+            assert_eq!(leftovers, vec![std::ffi::OsString::from("default.key")], "no temporary key files left");
+        }
+    }
+
+    #[test]
+    fn an_emptied_store_of_a_recorded_profile_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        let mut vault = Vault::open(&home, "default").unwrap();
+        let (store, key) = vault.writer(&NoPassphrase, CreateOptions::default()).unwrap();
+        let secrets = Secrets { api_key: Some("k".into()), ..Default::default() };
+        store
+            .put_connection(key, &ConnectionMeta::new("a", "default", AuthType::ApiKey, SecretSource::ApiKey), &secrets)
+            .unwrap();
+        drop(vault);
+        for side in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{side}", home.store_path("default").display()));
+        }
+        std::fs::write(home.store_path("default"), b"").unwrap();
+        let err = Vault::open(&home, "default").unwrap_err();
+        assert!(matches!(&err, Error::StoreCorrupt { reason, .. } if reason.contains("0 bytes")), "{err:?}");
+        assert_eq!(std::fs::metadata(home.store_path("default")).unwrap().len(), 0, "nothing written to it");
+    }
 }

@@ -24,6 +24,10 @@ pub(crate) struct StoreKey<'a> {
     pub(crate) connection: &'a str,
     pub(crate) kind: KeyKind,
     pub(crate) base_url: Option<String>,
+    /// Replace a usable connection of that name (`--force`); otherwise storing fails with
+    /// `ConnectionExists` when one exists, checked in the same transaction as the write (two
+    /// concurrent logins: one stores, the other is told).
+    pub(crate) replace: bool,
 }
 
 /// The provider's key pattern, as a full match. The error never repeats the value.
@@ -53,7 +57,7 @@ pub(crate) fn store(
     create: CreateOptions,
     target: &StoreKey<'_>,
     secret: SecretString,
-) -> CliResult {
+) -> authsome_vault::Result<()> {
     let provider = target.provider;
     let (auth_type, source) = match target.kind {
         KeyKind::ApiKey => (authsome_vault::AuthType::ApiKey, SecretSource::ApiKey),
@@ -70,6 +74,10 @@ pub(crate) fn store(
         }
     };
     let (store, key) = vault.writer(keys, create)?;
-    store.put_connection(key, &meta, &secrets)?;
+    if target.replace {
+        store.put_connection(key, &meta, &secrets)?;
+    } else {
+        store.create_connection(key, &meta, &secrets)?;
+    }
     Ok(())
 }

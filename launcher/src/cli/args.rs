@@ -109,6 +109,26 @@ pub(crate) enum Command {
     /// The local daemon that serves browser logins (started on demand).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Import a home written by the Python authsome 0.2.4 (its files move to a backup first).
+    Migrate(MigrateArgs),
+    /// Forget cached passphrase keys: the next command asks for the passphrase again.
+    Lock,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The new home is written first; then the Python files are moved, not copied, into
+AUTHSOME_HOME/python-backup-<time>/ (0700), which the Python authsome can still use with
+AUTHSOME_HOME pointing at it, and the new files take their place. Safe to interrupt: run it again
+and it finishes. The backup holds the Python authsome's plaintext master.key: delete it with
+--delete-backup once you have checked.")]
+pub(crate) struct MigrateArgs {
+    /// List what would move and be imported; change nothing.
+    #[arg(long, conflicts_with = "delete_backup")]
+    pub(crate) dry_run: bool,
+    /// Delete the backup of the Python files left by an earlier migration.
+    #[arg(long)]
+    pub(crate) delete_backup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

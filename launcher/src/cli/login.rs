@@ -40,23 +40,7 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         && let Some(existing) = vault.connection(&provider.name, &args.connection)?
         && existing.is_usable(authsome_vault::time::now_seconds())
     {
-        ctx.audit(
-            AuditEvent::new("login")
-                .provider(&provider.name)
-                .connection(&args.connection)
-                .field("flow", flow_word(pasted))
-                .field("status", "success"),
-        );
-        return report(
-            ctx,
-            provider,
-            &args.connection,
-            "already_connected",
-            &format!(
-                "Already logged in to {} ({}). Use the --force flag to overwrite.",
-                provider.name, args.connection
-            ),
-        );
+        return already_logged_in(ctx, provider, &args.connection, pasted);
     }
 
     // No terminal to type the key in: the daemon's browser form (when a browser can show it,
@@ -72,8 +56,15 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     api_key::check(provider, &secret)?;
 
     let kind = if pasted { KeyKind::PastedToken } else { KeyKind::ApiKey };
-    let stored = StoreKey { provider, connection: &args.connection, kind, base_url: args.base_url.clone() };
-    api_key::store(&mut vault, &ctx.key_source, ctx.create, &stored, secret)?;
+    let stored =
+        StoreKey { provider, connection: &args.connection, kind, base_url: args.base_url.clone(), replace: args.force };
+    match api_key::store(&mut vault, &ctx.key_source, ctx.create, &stored, secret) {
+        // Another login stored this connection between our check and our write.
+        Err(authsome_vault::Error::ConnectionExists { .. }) => {
+            return already_logged_in(ctx, provider, &args.connection, pasted);
+        }
+        result => result.map_err(CliError::from)?,
+    }
     ctx.audit(
         AuditEvent::new("login")
             .provider(&provider.name)
@@ -87,6 +78,23 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         &args.connection,
         "completed",
         &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
+    )
+}
+
+fn already_logged_in(ctx: &Context, provider: &Provider, connection: &str, pasted: bool) -> CliResult {
+    ctx.audit(
+        AuditEvent::new("login")
+            .provider(&provider.name)
+            .connection(connection)
+            .field("flow", flow_word(pasted))
+            .field("status", "success"),
+    );
+    report(
+        ctx,
+        provider,
+        connection,
+        "already_connected",
+        &format!("Already logged in to {} ({}). Use the --force flag to overwrite.", provider.name, connection),
     )
 }
 

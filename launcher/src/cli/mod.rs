@@ -7,8 +7,10 @@ pub(crate) mod args;
 pub(crate) mod ca;
 pub(crate) mod daemon;
 pub(crate) mod export;
+pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod login_flows;
+pub(crate) mod migrate;
 pub(crate) mod run;
 pub(crate) mod scan;
 pub(crate) mod show;
@@ -128,6 +130,8 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
         Command::Daemon(command) => daemon::daemon(ctx, command),
+        Command::Migrate(args) => migrate::migrate(ctx, args),
+        Command::Lock => lock::lock(ctx),
     };
     done.map(|()| 0)
 }

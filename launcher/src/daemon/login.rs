@@ -369,8 +369,9 @@ pub(super) async fn submit(
                     connection: &connection,
                     kind: auth::api_key::KeyKind::ApiKey,
                     base_url: None,
+                    replace: true,
                 };
-                auth::api_key::store(&mut vault, &Prompter, CreateOptions::default(), &target, secret)
+                Ok(auth::api_key::store(&mut vault, &Prompter, CreateOptions::default(), &target, secret)?)
             })();
             let ok = outcome.is_ok();
             finish(&state, &id, &profile, &provider, &connection, Flow::ApiKey, outcome);

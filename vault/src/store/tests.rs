@@ -1,5 +1,6 @@
 use secrecy::{ExposeSecret, SecretString};
 
+use super::open::MIGRATIONS;
 use super::*;
 
 fn fresh() -> (tempfile::TempDir, Store, MasterKey) {
@@ -216,4 +217,43 @@ fn client_records() {
     assert_eq!(with_key.scopes.unwrap(), vec!["repo"]);
     assert!(store.delete_client("github").unwrap());
     assert!(store.get_client(None, "github").unwrap().is_none());
+}
+
+#[test]
+fn concurrent_logins_without_force_store_exactly_one() {
+    let (dir, _store, key) = fresh();
+    let path = dir.path().join("p/store.db");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+    let results: Vec<Result<ConnectionMeta>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (barrier, path, key) = (barrier.clone(), path.clone(), key.clone());
+                scope.spawn(move || {
+                    let mut store = Store::open_existing(&path, "default").unwrap().unwrap();
+                    let meta = ConnectionMeta::new("openai", "default", AuthType::ApiKey, SecretSource::ApiKey);
+                    barrier.wait();
+                    store.create_connection(&key, &meta, &api_key(&format!("sk-{i}")))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(Error::ConnectionExists { .. }))));
+    let store = Store::open_existing(&path, "default").unwrap().unwrap();
+    assert_eq!(store.get_connection("openai", "default").unwrap().unwrap().version, 1, "written once");
+}
+
+#[test]
+fn create_connection_replaces_only_what_is_not_usable() {
+    let (_dir, mut store, key) = fresh();
+    let mut meta = ConnectionMeta::new("openai", "default", AuthType::ApiKey, SecretSource::ApiKey);
+    meta.expires_at = Some(1);
+    store.create_connection(&key, &meta, &api_key("old")).unwrap();
+    meta.expires_at = None;
+    store.create_connection(&key, &meta, &api_key("new")).unwrap();
+    assert!(matches!(store.create_connection(&key, &meta, &api_key("x")), Err(Error::ConnectionExists { .. })));
+    let secrets = store.read_secrets(&key, "openai", "default").unwrap();
+    assert_eq!(secrets.api_key.unwrap().expose_secret(), "new");
 }
