@@ -248,6 +248,20 @@ fn doctor_sandbox_reports_a_working_sandbox() {
     let doc = env.run(&["doctor", "--sandbox", "--json"]).ok().json();
     assert_eq!(doc["status"], "ready", "{doc}");
     assert_eq!(doc["live_probe"]["ok"], true);
+    // The defaults in force, for users upgrading from the old ones.
+    assert_eq!(doc["defaults"]["egress"], "providers");
+    assert_eq!(doc["defaults"]["home"], "private");
+    assert!(doc["defaults"]["protected_in_writable_paths"].as_array().unwrap().iter().any(|p| p == ".git/hooks"));
+    let text = env.run(&["doctor", "--sandbox"]).ok().stdout;
+    let starts: Vec<usize> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            l.find(':').unwrap() + 1 + l[l.find(':').unwrap() + 1..].len()
+                - l[l.find(':').unwrap() + 1..].trim_start().len()
+        })
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] == w[1]), "the values line up: {text}");
 }
 
 /// The sandbox without any privilege: as root (CI) the whole run is repeated as a throwaway

@@ -300,3 +300,22 @@ fn a_home_or_root_working_directory_gets_nothing_writable() {
     assert_eq!(refused.code, 125, "{}", refused.all());
     assert!(refused.stderr.contains("--fs open"), "{}", refused.stderr);
 }
+
+/// Users whose earlier sandboxed runs had the old defaults are told once; new users never.
+#[test]
+fn changed_defaults_are_announced_once_to_earlier_sandbox_users() {
+    let s = setup();
+    let first = s.sandboxed(&[], "true").ok();
+    assert!(!first.stderr.contains("safer defaults"), "a new user is not told: {}", first.stderr);
+
+    let s = setup();
+    let old_run = r#"{"timestamp":"2026-11-01T10:00:00.000000+00:00","event":"run","profile":"default","phase":"start","mode":"sandbox"}"#;
+    let log = s.env.home().join("audit.log");
+    let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+    text = format!("{old_run}\n{text}");
+    std::fs::write(&log, text).unwrap();
+    let first = s.sandboxed(&[], "true").ok();
+    assert!(first.stderr.contains("safer defaults") && first.stderr.contains("Upgrading"), "{}", first.stderr);
+    let second = s.sandboxed(&[], "true").ok();
+    assert!(!second.stderr.contains("safer defaults"), "told twice: {}", second.stderr);
+}

@@ -386,6 +386,11 @@ fn doctor_sandbox(ctx: &Context) -> CliResult {
         Ok(took) => json!({"ok": true, "millis": took.as_secs_f64() * 1e3}),
         Err(e) => json!({"ok": false, "error": e.to_string(), "hint": e.hint()}),
     };
+    let protected: Vec<String> = authsome_netns::PROTECTED_NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .chain(authsome_netns::GIT_DIR_PROTECTED.iter().map(|n| format!(".git/{n}")))
+        .collect();
     if ctx.out.json {
         ctx.out.json(&json!({
             "v": 1,
@@ -399,25 +404,43 @@ fn doctor_sandbox(ctx: &Context) -> CliResult {
             },
             "static_problem": report.static_problem.as_ref().map(|e| e.to_string()),
             "live_probe": live,
+            "defaults": {
+                "egress": "providers",
+                "home": "private",
+                "protected_in_writable_paths": protected,
+                "working_directory_not_writable": ["home", "ancestor of home", "/tmp"],
+                "placeholders": "declared credential locations only",
+            },
         }));
     } else {
         let show = |v: Option<u64>| v.map_or("not present".to_string(), |v| v.to_string());
-        let mut text = format!(
-            "user:                                  uid {}{}\nkernel.unprivileged_userns_clone:      {}\nuser.max_user_namespaces:              {}\nkernel.apparmor_restrict_unprivileged_userns: {}\ncontainer:                             {}\n",
+        let user = format!(
+            "uid {}{}",
             facts.euid,
-            if facts.euid == 0 { " (root: the command keeps uid 0 without capabilities)" } else { "" },
-            show(facts.unprivileged_userns_clone),
-            show(facts.max_user_namespaces),
-            show(facts.apparmor_restrict_userns),
-            facts.container.as_deref().unwrap_or("no"),
+            if facts.euid == 0 { " (root: the command keeps uid 0 without capabilities)" } else { "" }
         );
-        match &report.live {
-            Ok(took) => text.push_str(&format!(
-                "sandbox: OK (live probe started and ran `true` in {:.1} ms)\n",
-                took.as_secs_f64() * 1e3
-            )),
-            Err(e) => text.push_str(&format!("sandbox: NOT AVAILABLE: {e}\n  hint: {}\n", e.hint())),
-        }
+        let live = match &report.live {
+            Ok(took) => format!("OK (live probe started and ran `true` in {:.1} ms)", took.as_secs_f64() * 1e3),
+            Err(e) => format!("NOT AVAILABLE: {e}\n  hint: {}", e.hint()),
+        };
+        let rows = [
+            ("user", user),
+            ("kernel.unprivileged_userns_clone", show(facts.unprivileged_userns_clone)),
+            ("user.max_user_namespaces", show(facts.max_user_namespaces)),
+            ("kernel.apparmor_restrict_unprivileged_userns", show(facts.apparmor_restrict_userns)),
+            ("container", facts.container.clone().unwrap_or_else(|| "no".into())),
+            ("sandbox", live),
+            ("default egress", "hosts of the connected providers, plus --allow (--egress all: every host)".into()),
+            ("default home", "private and empty, toolchains read-only (--fs home: the real one)".into()),
+            ("read-only in writable paths", protected.join(" ")),
+            ("never writable as the cwd", "your home, its ancestors, /tmp (unless --fs open)".into()),
+            ("placeholders", "swapped only where the provider takes its credential".into()),
+        ];
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
+        let text: String = rows
+            .iter()
+            .map(|(name, value)| format!("{:<width$} {value}\n", format!("{name}:"), width = width))
+            .collect();
         ctx.out.data(&text);
     }
     if report.ok() { Ok(()) } else { Err(CliError::new(Kind::Generic, "sandboxes do not work here").reported()) }

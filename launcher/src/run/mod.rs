@@ -12,6 +12,8 @@ pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 mod dns;
 mod events;
+#[cfg(target_os = "linux")]
+mod notice;
 pub(crate) mod placeholders;
 #[cfg(target_os = "linux")]
 mod sandbox;

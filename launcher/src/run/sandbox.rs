@@ -60,6 +60,7 @@ pub(crate) fn run_sandboxed(
 ) -> CliResult<i32> {
     // The helper process needs a few milliseconds to build the namespaces: hand it its spec
     // first and build the proxy engine meanwhile.
+    super::notice::announce_changed_defaults(ctx);
     if let Some(notice) = &sandboxed.cwd_notice {
         ctx.out.note(&format!("authsome: {notice}"));
     }
