@@ -32,7 +32,7 @@ use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
 use crate::readahead::ReadAhead;
-use crate::scrub::{Decoder, Needles, ScrubbedBody};
+use crate::scrub::{Decoder, NeedleCache, ScrubbedBody};
 use crate::upstream::{
     DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream, find_dial_error,
 };
@@ -70,6 +70,7 @@ pub(crate) struct Engine<S, E> {
     pub source: Arc<S>,
     pub events: Arc<E>,
     pub upstream: Upstream,
+    pub needles: NeedleCache,
 }
 
 /// What a retry after 401 needs of the first attempt.
@@ -102,6 +103,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             run_token: config.run_token,
             source,
             events,
+            needles: NeedleCache::default(),
         })
     }
 
@@ -458,7 +460,10 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         fresh: Option<&Injection>,
         target: &Target,
     ) -> Response<ProxyBody> {
-        let needles = Arc::new(Needles::new(std::iter::once(&chosen.injection).chain(fresh)));
+        let needles = match fresh {
+            Some(fresh) => self.needles.get(&[&chosen.injection, fresh]),
+            None => self.needles.get(&[&chosen.injection]),
+        };
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
         if needles.is_empty() {

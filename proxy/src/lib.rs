@@ -6,6 +6,12 @@
 //!
 //! One engine (hyper 1 server and client, rustls, rcgen leaves) serves both ways in: whatever
 //! way a client stream arrives, it ends in the same request path.
+//!
+//! The real credential never comes back to the child: placeholders are swapped only in the
+//! provider's declared credential header or parameter (anywhere else the request is refused),
+//! and responses to injected requests are scrubbed of the secret (`scrub`). Every refusal is
+//! one typed [`Denial`] (rule + the flag that would allow it), reported as
+//! [`ProxyEvent::Denied`] and answered in one text or JSON format.
 #![forbid(unsafe_code)]
 
 mod body;

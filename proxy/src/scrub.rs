@@ -62,6 +62,9 @@ impl Needles {
             let encoded = encode_query_component(secret);
             forms.push(encoded.clone().into_bytes());
             forms.push(lower_hex_escapes(&encoded).into_bytes());
+            // Base64 only where the injection used Basic: the payload it put on the wire, and
+            // the bare `secret:` / `:secret` forms. Without Basic, those forms would cost one
+            // more pass over every body for a form the secret never took.
             for (_, value) in &injection.headers {
                 let bytes = value.as_bytes();
                 if bytes.len() > 6 && bytes[..6].eq_ignore_ascii_case(b"basic ") {
@@ -69,12 +72,11 @@ impl Needles {
                     if !payload.is_empty() {
                         forms.push(payload.to_vec());
                     }
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    forms.push(b64.encode(format!("{secret}:")).into_bytes());
+                    forms.push(b64.encode(format!(":{secret}")).into_bytes());
                 }
             }
-            // A secret on its own in Basic form: `secret:` and `:secret`.
-            let b64 = base64::engine::general_purpose::STANDARD;
-            forms.push(b64.encode(format!("{secret}:")).into_bytes());
-            forms.push(b64.encode(format!(":{secret}")).into_bytes());
         }
         forms.sort();
         forms.dedup();
@@ -145,6 +147,49 @@ impl Needles {
             }
         }
         count
+    }
+}
+
+/// Needles built once per distinct credential rather than per response: building the
+/// searchers costs more than a small response's scan. Entries are checked against the full
+/// credential material, not only its hash.
+#[derive(Default)]
+pub(crate) struct NeedleCache {
+    state: std::hash::RandomState,
+    map: std::sync::Mutex<std::collections::HashMap<u64, CachedNeedles>>,
+}
+
+/// The credential material the needles were built from, and the needles.
+type CachedNeedles = (Vec<u8>, Arc<Needles>);
+
+const NEEDLE_CACHE_ENTRIES: usize = 256;
+
+impl NeedleCache {
+    pub(crate) fn get(&self, injections: &[&Injection]) -> Arc<Needles> {
+        use std::hash::BuildHasher;
+        let mut material = Vec::with_capacity(128);
+        for injection in injections {
+            material.extend_from_slice(injection.secret.expose_secret().as_bytes());
+            material.push(0);
+            for (_, value) in &injection.headers {
+                material.extend_from_slice(value.as_bytes());
+                material.push(0);
+            }
+            material.push(1);
+        }
+        let key = self.state.hash_one(&material);
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, needles)) = map.get(&key)
+            && *cached == material
+        {
+            return needles.clone();
+        }
+        let needles = Arc::new(Needles::new(injections.iter().copied()));
+        if map.len() >= NEEDLE_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (material, needles.clone()));
+        needles
     }
 }
 
@@ -442,6 +487,19 @@ mod tests {
         assert_eq!(n.scrub_headers(&mut headers), 1);
         assert_eq!(headers["x-echo"], "Bearer **********");
         assert_eq!(headers["x-fine"], "ok");
+    }
+
+    #[test]
+    fn needles_are_cached_per_credential() {
+        let cache = NeedleCache::default();
+        let a = Injection::new(SecretString::from("secret-a".to_owned()));
+        let a2 = Injection::new(SecretString::from("secret-a".to_owned()));
+        let b = Injection::new(SecretString::from("secret-b".to_owned()));
+        let first = cache.get(&[&a]);
+        assert!(Arc::ptr_eq(&first, &cache.get(&[&a2])));
+        assert!(!Arc::ptr_eq(&first, &cache.get(&[&b])));
+        let mut s = StreamScrubber::new(cache.get(&[&b]));
+        assert_eq!(&s.push(Bytes::from_static(b"secret-a secret-b"))[..], b"secret-a ********");
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 return text_response(StatusCode::BAD_GATEWAY, "authsome: upstream handshake failed\n");
             }
         };
-        let needles = injected.map(|chosen| Arc::new(Needles::new([&chosen.injection])));
+        let needles = injected.map(|chosen| self.needles.get(&[&chosen.injection]));
         let mut header_count = 0;
         if let Some(needles) = &needles {
             header_count = needles.scrub_headers(response.headers_mut());
