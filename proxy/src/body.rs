@@ -1,5 +1,6 @@
-//! The one body type the engine moves around: a streamed hyper body, or a small buffered one
-//! (our own answers, and injected requests kept for a retry after 401). No boxing.
+//! The one body type the engine moves around: a streamed hyper body, a small buffered one
+//! (our own answers, and injected requests kept for a retry after 401), or a response body
+//! being scrubbed of the credential (boxed: only responses to injected requests pay for it).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -7,10 +8,22 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-#[derive(Debug)]
+use crate::scrub::ScrubbedBody;
+
 pub(crate) enum ProxyBody {
     Incoming(Incoming),
     Full(Option<Bytes>),
+    Scrubbed(Box<ScrubbedBody>),
+}
+
+impl std::fmt::Debug for ProxyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyBody::Incoming(body) => f.debug_tuple("Incoming").field(body).finish(),
+            ProxyBody::Full(bytes) => f.debug_tuple("Full").field(&bytes.as_ref().map(Bytes::len)).finish(),
+            ProxyBody::Scrubbed(_) => f.write_str("Scrubbed"),
+        }
+    }
 }
 
 impl ProxyBody {
@@ -38,6 +51,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Scrubbed(body) => body.poll_frame(cx),
         }
     }
 
@@ -45,6 +59,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Incoming(body) => body.is_end_stream(),
             ProxyBody::Full(bytes) => bytes.is_none(),
+            ProxyBody::Scrubbed(body) => body.is_end_stream(),
         }
     }
 
@@ -52,6 +67,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Incoming(body) => body.size_hint(),
             ProxyBody::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Scrubbed(body) => body.size_hint(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ca::CertificateAuthority;
+use crate::denial::{Denial, DenyRule};
 use crate::matching::{HostPattern, RouteTable, normalize_host};
 
 /// Everything one proxy instance needs besides its credential source and event sink.
@@ -19,6 +20,10 @@ pub struct ProxyConfig {
     /// Explicit listener: required `Proxy-Authorization` (else 407).
     pub run_token: Option<String>,
     pub egress: EgressPolicy,
+    /// Destination ports the child may reach, by every way in (CONNECT, absolute-form,
+    /// transparent). Empty = any port (plain `run`); a sandbox passes the ports it captures
+    /// (443, 80 and its `--port`s) so an allowed host's SSH or database port stays closed.
+    pub allowed_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,12 +110,14 @@ impl ConnectTo {
 /// Which destinations the child may reach at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EgressMode {
-    /// Everything not denied.
+    /// Everything not denied (plain `run`).
     #[default]
     All,
-    /// Only hosts a route owns.
+    /// Hosts a route owns, plus `allow` patterns (the sandbox's default: `--allow` adds hosts
+    /// on top of the connected providers').
     Providers,
-    /// Only `allow` patterns and hosts a route owns.
+    /// Only `allow` patterns and hosts a route owns. Same test as `Providers`; kept as its own
+    /// word so a refusal names the rule the user chose.
     Allowlist,
 }
 
@@ -123,18 +130,20 @@ pub struct EgressPolicy {
 }
 
 impl EgressPolicy {
-    /// `Err(reason)` when `host` may not be reached. `owned` = a route owns the host.
-    pub fn check(&self, host: &str, owned: bool) -> Result<(), String> {
+    /// May `host:port` be reached? `owned` = a route owns the host. The refusal names the
+    /// rule, so the launcher can print the flag that would allow it.
+    pub fn check(&self, host: &str, port: u16, owned: bool) -> Result<(), Denial> {
         let host = normalize_host(host);
+        let deny = |rule| Err(Denial::new(host.as_ref(), port, rule));
         if let Some(p) = self.deny.iter().find(|p| p.matches(&host)) {
-            return Err(format!("denied by pattern {p}"));
+            return deny(DenyRule::DenyPattern(p.clone()));
+        }
+        if self.mode == EgressMode::All || owned || self.allow.iter().any(|p| p.matches(&host)) {
+            return Ok(());
         }
         match self.mode {
-            EgressMode::All => Ok(()),
-            EgressMode::Providers if owned => Ok(()),
-            EgressMode::Providers => Err("egress=providers and no provider owns this host".into()),
-            EgressMode::Allowlist if owned || self.allow.iter().any(|p| p.matches(&host)) => Ok(()),
-            EgressMode::Allowlist => Err("egress=allowlist and the host is not allowed".into()),
+            EgressMode::Providers => deny(DenyRule::NotAProviderHost),
+            _ => deny(DenyRule::NotAllowlisted),
         }
     }
 }
@@ -177,17 +186,25 @@ mod tests {
             allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
             deny: deny.iter().map(|a| a.parse().unwrap()).collect(),
         };
+        let rule = |r: Result<(), Denial>| r.unwrap_err().rule;
         let all = p(EgressMode::All, &[], &["*.evil.com"]);
-        assert!(all.check("ok.com", false).is_ok());
-        assert!(all.check("x.evil.com", true).is_err());
+        assert!(all.check("ok.com", 443, false).is_ok());
+        assert_eq!(rule(all.check("x.evil.com", 443, true)), DenyRule::DenyPattern("*.evil.com".parse().unwrap()));
         let providers = p(EgressMode::Providers, &["ok.com"], &[]);
-        assert!(providers.check("api.x.com", true).is_ok());
-        assert!(providers.check("ok.com", false).is_err());
+        assert!(providers.check("api.x.com", 443, true).is_ok());
+        // `--allow` counts in providers mode too.
+        assert!(providers.check("ok.com", 443, false).is_ok());
+        let refused = providers.check("Other.COM", 8443, false).unwrap_err();
+        assert_eq!(
+            (refused.host.as_str(), refused.port, &refused.rule),
+            ("other.com", 8443, &DenyRule::NotAProviderHost)
+        );
+        assert_eq!(refused.hint(), "allow with --allow other.com");
         let allow = p(EgressMode::Allowlist, &["*.ok.com"], &["bad.ok.com"]);
-        assert!(allow.check("a.ok.com", false).is_ok());
-        assert!(allow.check("A.OK.COM", false).is_ok());
-        assert!(allow.check("owned.com", true).is_ok());
-        assert!(allow.check("other.com", false).is_err());
-        assert!(allow.check("bad.ok.com", true).is_err());
+        assert!(allow.check("a.ok.com", 443, false).is_ok());
+        assert!(allow.check("A.OK.COM", 443, false).is_ok());
+        assert!(allow.check("owned.com", 443, true).is_ok());
+        assert_eq!(rule(allow.check("other.com", 443, false)), DenyRule::NotAllowlisted);
+        assert!(allow.check("bad.ok.com", 443, true).is_err());
     }
 }

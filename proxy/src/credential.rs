@@ -10,15 +10,77 @@ use secrecy::SecretString;
 use crate::matching::Owner;
 
 /// What to put on the wire for one request.
+///
+/// The declared credential locations of the provider are the names in `headers` and `query`
+/// plus `client_headers` and `client_query`: a placeholder of the run is swapped for the
+/// secret only there, and a placeholder anywhere else in the request line or headers makes the
+/// proxy refuse the request (403), so an endpoint that echoes a parameter cannot hand the real
+/// key back. Build with [`Injection::new`] and the `with_*` methods.
 pub struct Injection {
     /// Set, replacing same-named client headers. Values should be marked sensitive
     /// (`HeaderValue::set_sensitive(true)`); the proxy marks them again anyway.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Set or replace query parameters (names and values unencoded; the proxy encodes them).
     pub query: Vec<(String, String)>,
-    /// The raw secret, swapped in wherever the bound placeholder appears in a header value
-    /// or the query string (so `Authorization: token <placeholder>` works too).
+    /// The raw secret: swapped in for a bound placeholder at a declared location, and masked
+    /// out of the responses to the request.
     pub secret: SecretString,
+    /// Headers the injection does not set but in which the client itself may carry the
+    /// placeholder (`Authorization: token <placeholder>` when the provider's header is set
+    /// by the client). The placeholder is swapped for the secret there.
+    pub client_headers: Vec<HeaderName>,
+    /// Query parameters (unencoded names) in which the client may carry the placeholder.
+    pub client_query: Vec<String>,
+}
+
+impl Injection {
+    /// An injection that sets nothing yet: add locations with the `with_*` methods.
+    pub fn new(secret: SecretString) -> Self {
+        Injection {
+            headers: Vec::new(),
+            query: Vec::new(),
+            secret,
+            client_headers: Vec::new(),
+            client_query: Vec::new(),
+        }
+    }
+
+    /// Headers to set (replacing the client's of the same name).
+    pub fn with_headers(mut self, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Query parameters to set (unencoded names and values).
+    pub fn with_query(mut self, query: Vec<(String, String)>) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// Headers where the client may carry the placeholder itself.
+    pub fn with_client_headers(mut self, names: Vec<HeaderName>) -> Self {
+        self.client_headers = names;
+        self
+    }
+
+    /// Query parameters where the client may carry the placeholder itself.
+    pub fn with_client_query(mut self, names: Vec<String>) -> Self {
+        self.client_query = names;
+        self
+    }
+
+    /// Is `name` a header where a placeholder may stand?
+    pub(crate) fn declares_header(&self, name: &HeaderName) -> bool {
+        self.headers.iter().any(|(n, _)| n == name) || self.client_headers.contains(name)
+    }
+
+    /// Is the raw (as sent, possibly percent-encoded) query parameter `name` one where a
+    /// placeholder may stand?
+    pub(crate) fn declares_query(&self, raw_name: &str) -> bool {
+        let same =
+            |declared: &String| declared == raw_name || crate::inject::encode_query_component(declared) == raw_name;
+        self.query.iter().any(|(n, _)| same(n)) || self.client_query.iter().any(same)
+    }
 }
 
 impl fmt::Debug for Injection {
@@ -27,6 +89,8 @@ impl fmt::Debug for Injection {
             .field("headers", &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("query", &self.query.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
             .field("secret", &"[redacted]")
+            .field("client_headers", &self.client_headers)
+            .field("client_query", &self.client_query)
             .finish()
     }
 }

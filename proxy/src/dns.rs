@@ -17,6 +17,7 @@ use hickory_proto::rr::{DNSClass, RData, Record, RecordType, rdata::A};
 use tokio::net::UdpSocket;
 
 use crate::config::EgressPolicy;
+use crate::denial::{Denial, DenyRule};
 use crate::matching::RouteTable;
 
 /// First address of the pool: 198.18.0.0/15 (RFC 2544 benchmarking range, never routed).
@@ -37,7 +38,16 @@ pub enum DeniedAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeniedName {
     pub name: String,
-    pub reason: String,
+    /// Why (a resolve has no port; the rule is the egress policy's).
+    pub rule: DenyRule,
+}
+
+impl DeniedName {
+    /// The refusal as the proxy reports every other one, for the port the caller names (the
+    /// DNS stub does not know which port the child meant to use).
+    pub fn denial(&self, port: u16) -> Denial {
+        Denial::new(self.name.as_str(), port, self.rule.clone())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -113,10 +123,10 @@ impl FakeDns {
         self.pool.lock().expect("dns pool").by_ip.get(&v4).cloned()
     }
 
-    fn denied(&self, name: &str) -> Option<(DeniedAnswer, String)> {
+    fn denied(&self, name: &str) -> Option<(DeniedAnswer, DenyRule)> {
         let policy = self.policy.as_ref()?;
         let owned = policy.routes.owns_host(name);
-        policy.egress.check(name, owned).err().map(|reason| (policy.denied, reason))
+        policy.egress.check(name, 0, owned).err().map(|denial| (policy.denied, denial.rule))
     }
 
     /// Answer one DNS packet; `None` = drop it (unparseable, or not a query).
@@ -158,12 +168,12 @@ impl FakeDns {
             response.set_response_code(ResponseCode::Refused);
             return response.to_vec().ok();
         }
-        if let Some((denied, reason)) = self.denied(&name) {
+        if let Some((denied, rule)) = self.denied(&name) {
             response.set_response_code(match denied {
                 DeniedAnswer::NxDomain => ResponseCode::NXDomain,
                 DeniedAnswer::Refused => ResponseCode::Refused,
             });
-            *denial = Some(DeniedName { name, reason });
+            *denial = Some(DeniedName { name, rule });
             return response.to_vec().ok();
         }
         response.set_authoritative(true);

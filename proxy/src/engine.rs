@@ -2,8 +2,10 @@
 //! known, is either MITM'd here ([`Engine::serve_tls`]), served as plain HTTP
 //! ([`Engine::forward`] with `tls = false`), or tunnelled opaquely ([`Engine::tunnel`]).
 //!
-//! Per request: hop-by-hop headers out, placeholders found, leak guard, route selection,
-//! credential resolution, injection, forward on the pooled client, one retry after a 401.
+//! Per request: TRACE/TRACK refused, hop-by-hop headers out, placeholders found, leak guard,
+//! route selection, credential resolution, placeholder-location check, injection, forward on
+//! the pooled client, one retry after a 401, and the response to an injected request scrubbed
+//! of the credential (`crate::scrub`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,11 +26,13 @@ use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
 use crate::config::{EgressPolicy, ProxyConfig};
 use crate::credential::{CredentialSource, Injection, ResolveRequest};
+use crate::denial::{Denial, DenyRule};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
 use crate::readahead::ReadAhead;
+use crate::scrub::{Decoder, NeedleCache, ScrubbedBody};
 use crate::upstream::{
     DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream, find_dial_error,
 };
@@ -60,11 +64,13 @@ pub(crate) struct Engine<S, E> {
     pub routes: Arc<RouteTable>,
     pub ca: Arc<CertificateAuthority>,
     pub egress: EgressPolicy,
+    pub allowed_ports: Vec<u16>,
     pub inspect_all: bool,
     pub run_token: Option<String>,
     pub source: Arc<S>,
     pub events: Arc<E>,
     pub upstream: Upstream,
+    pub needles: NeedleCache,
 }
 
 /// What a retry after 401 needs of the first attempt.
@@ -78,10 +84,10 @@ struct Replay<'a> {
     path: String,
 }
 
-struct Chosen {
-    owner: Owner,
+pub(crate) struct Chosen {
+    pub owner: Owner,
     connection: Option<String>,
-    injection: Injection,
+    pub injection: Injection,
     bound: Vec<String>,
 }
 
@@ -92,10 +98,12 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             routes: config.routes,
             ca: config.ca,
             egress: config.egress,
+            allowed_ports: config.allowed_ports,
             inspect_all: config.inspect_all,
             run_token: config.run_token,
             source,
             events,
+            needles: NeedleCache::default(),
         })
     }
 
@@ -104,15 +112,25 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         self.inspect_all || self.routes.owns_host(host)
     }
 
-    /// Egress policy for a destination; records `Denied` when refused.
-    pub fn egress_allows(&self, host: &str, port: u16) -> bool {
-        match self.egress.check(host, self.routes.owns_host(host)) {
-            Ok(()) => true,
-            Err(reason) => {
-                self.events.record(ProxyEvent::Denied { host: host.to_owned(), port, reason });
-                false
-            }
+    /// Port and egress policy for a destination; records `Denied` and returns the refusal.
+    pub fn admit(&self, host: &str, port: u16) -> Result<(), Denial> {
+        let result = if !self.allowed_ports.is_empty() && !self.allowed_ports.contains(&port) {
+            Err(Denial::new(crate::matching::normalize_host(host).into_owned(), port, DenyRule::Port))
+        } else {
+            self.egress.check(host, port, self.routes.owns_host(host))
+        };
+        if let Err(denial) = &result {
+            self.events.record(ProxyEvent::Denied { denial: denial.clone() });
         }
+        result
+    }
+
+    /// Record a refusal and build the client's answer (JSON when `headers` accept it).
+    pub fn refuse(&self, denial: Denial, headers: Option<&http::HeaderMap>) -> Response<ProxyBody> {
+        tracing::info!(%denial, "refused");
+        let response = denial.response(headers);
+        self.events.record(ProxyEvent::Denied { denial });
+        response
     }
 
     /// Terminate TLS with a leaf for `target.host` and serve HTTP/1.1 or h2 (by ALPN).
@@ -192,37 +210,27 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     }
 
     /// Record the refusal of a dial and build the answer for the client.
-    pub fn dial_failed(&self, host: &str, port: u16, error: &DialError) -> Response<ProxyBody> {
+    pub fn dial_failed(&self, host: &str, _port: u16, error: &DialError) -> Response<ProxyBody> {
+        if let Some(denial) = error.denial() {
+            return self.refuse(denial, None);
+        }
+        self.events.record(ProxyEvent::UpstreamFailed { host: host.to_owned(), error: error.to_string() });
         match error {
-            DialError::Forbidden { .. } => {
-                self.events.record(ProxyEvent::Denied { host: host.to_owned(), port, reason: error.to_string() });
-                text_response(
-                    StatusCode::FORBIDDEN,
-                    "authsome: destination refused: it resolves to a private or local address\n",
-                )
-            }
             DialError::Timeout { .. } => {
-                self.events.record(ProxyEvent::UpstreamFailed { host: host.to_owned(), error: error.to_string() });
                 text_response(StatusCode::GATEWAY_TIMEOUT, "authsome: upstream connect timed out\n")
             }
-            _ => {
-                self.events.record(ProxyEvent::UpstreamFailed { host: host.to_owned(), error: error.to_string() });
-                text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n")
-            }
+            _ => text_response(StatusCode::BAD_GATEWAY, "authsome: upstream unreachable\n"),
         }
     }
 
-    fn leak_check(&self, target: &Target, found: &[Found<'_>]) -> Option<Response<ProxyBody>> {
+    /// A placeholder sent to a host its owner does not own (leak guard).
+    fn leak_check(&self, target: &Target, found: &[Found<'_>]) -> Option<Denial> {
         let leak = found.iter().find(|f| !self.routes.owner_owns_host(&f.placeholder.owner, &target.host))?;
-        self.events.record(ProxyEvent::LeakBlocked {
-            owner: leak.placeholder.owner.clone(),
-            host: target.host.to_string(),
-            where_: leak.where_,
-        });
         tracing::warn!(owner = %leak.placeholder.owner, host = %target.host, "placeholder sent to a host its owner does not own: blocked");
-        Some(text_response(
-            StatusCode::FORBIDDEN,
-            "authsome: blocked: a credential placeholder was sent to a host its provider does not own\n",
+        Some(Denial::new(
+            target.host.as_ref(),
+            target.port,
+            DenyRule::PlaceholderForeignHost { owner: leak.placeholder.owner.clone(), location: leak.location.kind() },
         ))
     }
 
@@ -292,6 +300,11 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         if req.method() == Method::CONNECT {
             return text_response(StatusCode::METHOD_NOT_ALLOWED, "authsome: CONNECT inside a tunnel\n");
         }
+        if req.method() == Method::TRACE || req.method().as_str().eq_ignore_ascii_case("TRACK") {
+            // TRACE echoes the request, injected credential included.
+            return self
+                .refuse(Denial::new(target.host.as_ref(), target.port, DenyRule::TraceMethod), Some(req.headers()));
+        }
         let client = self.upstream.for_version(req.version());
         let websocket = is_websocket_upgrade(&req);
         let on_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
@@ -301,19 +314,30 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         parts.extensions = http::Extensions::new();
         parts.version = Version::HTTP_11;
 
-        let found = inject::find_placeholders(&self.routes, &parts.headers, parts.uri.query());
-        if let Some(blocked) = self.leak_check(target, &found) {
-            return blocked;
+        let found = inject::find_placeholders(&self.routes, &parts.headers, parts.uri.path(), parts.uri.query());
+        if let Some(denial) = self.leak_check(target, &found) {
+            return self.refuse(denial, Some(&parts.headers));
         }
         // Plain http is never injected.
         let chosen = if tls { self.choose(target, parts.uri.path(), &found).await } else { None };
+        if let Some(chosen) = &chosen
+            && let Some(wrong) = inject::misplaced(&found, &chosen.injection)
+        {
+            // Swapped anywhere but the provider's credential location, the secret could be
+            // echoed back; nothing goes upstream.
+            let rule = DenyRule::PlaceholderMisplaced {
+                owner: wrong.placeholder.owner.clone(),
+                location: wrong.location.describe(),
+            };
+            return self.refuse(Denial::new(target.host.as_ref(), target.port, rule), Some(&parts.headers));
+        }
         drop(found);
         let original_pq = parts.uri.path_and_query().cloned();
 
         let Some(chosen) = chosen else {
             parts.uri = Self::upstream_uri(target, tls, original_pq);
             if let Some(on_upgrade) = on_upgrade {
-                return Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
+                return Box::pin(self.forward_upgrade(target, parts, on_upgrade, None)).await;
             }
             let request = Request::from_parts(parts, ProxyBody::from(body));
             return match client.request(request).await {
@@ -321,6 +345,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 Err(error) => self.client_failed(target, &error),
             };
         };
+        // The response is searched for the secret: it must come back uncompressed (or in a
+        // coding the scrubber decodes).
+        parts.headers.insert(header::ACCEPT_ENCODING, http::HeaderValue::from_static("identity"));
 
         let bound: Vec<&str> = chosen.bound.iter().map(String::as_str).collect();
         let method = parts.method.clone();
@@ -329,7 +356,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         if let Some(on_upgrade) = on_upgrade {
             let pq = inject::apply(&mut parts.headers, original_pq.as_ref(), &chosen.injection, &bound);
             parts.uri = Self::upstream_uri(target, tls, pq.or(original_pq));
-            let response = Box::pin(self.forward_upgrade(target, parts, on_upgrade)).await;
+            // No permessage-deflate: frames from the server must stay searchable.
+            parts.headers.remove(header::SEC_WEBSOCKET_EXTENSIONS);
+            let response = Box::pin(self.forward_upgrade(target, parts, on_upgrade, Some(&chosen))).await;
             self.record_injected(&chosen, target, &method, path, response.status(), false);
             return response;
         }
@@ -360,11 +389,11 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         };
         if response.status() != StatusCode::UNAUTHORIZED {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
-            return Self::client_response(response);
+            return self.injected_response(response, &chosen, None, target);
         }
         let Some((method, headers, bytes)) = retry else {
             self.record_injected(&chosen, target, &method, path, response.status(), false);
-            return Self::client_response(response);
+            return self.injected_response(response, &chosen, None, target);
         };
         let replay = Replay { client, tls, method, headers, bytes, original_pq, path };
         // Boxed: the rare path should not grow every connection's in-flight future.
@@ -384,7 +413,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Replay { client, tls, method, mut headers, bytes, original_pq, path } = replay;
         let Some(fresh) = self.resolve(&chosen.owner, chosen.connection.clone(), target, &path, true).await else {
             self.record_injected(chosen, target, &method, path, response.status(), false);
-            return Self::client_response(response);
+            return self.injected_response(response, chosen, None, target);
         };
         drop(response);
         let pq = inject::apply(&mut headers, original_pq.as_ref(), &fresh, bound);
@@ -395,7 +424,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         match client.request(request).await {
             Ok(response) => {
                 self.record_injected(chosen, target, &method, path, response.status(), true);
-                Self::client_response(response)
+                self.injected_response(response, chosen, Some(&fresh), target)
             }
             Err(error) => self.client_failed(target, &error),
         }
@@ -419,6 +448,60 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             status: status.as_u16(),
             retried_after_refresh,
         });
+    }
+
+    /// The upstream's answer to an injected request, on its way to the child with every
+    /// occurrence of the credential masked (headers now, body as it streams). A body in a
+    /// coding the scrubber cannot see through is refused (502) rather than passed on unread.
+    fn injected_response(
+        &self,
+        response: Response<Incoming>,
+        chosen: &Chosen,
+        fresh: Option<&Injection>,
+        target: &Target,
+    ) -> Response<ProxyBody> {
+        let needles = match fresh {
+            Some(fresh) => self.needles.get(&[&chosen.injection, fresh]),
+            None => self.needles.get(&[&chosen.injection]),
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers, false);
+        if needles.is_empty() {
+            return Response::from_parts(parts, ProxyBody::from(body));
+        }
+        let header_count = needles.scrub_headers(&mut parts.headers);
+        let mut decoder = None;
+        let coding = parts.headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_owned());
+        if let Some(coding) = coding.filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity")) {
+            if body.is_end_stream() {
+                // Nothing to decode (HEAD, 204, 304): the header describes a body not sent.
+            } else if let Some(d) = Decoder::for_coding(&coding) {
+                decoder = Some(d);
+                parts.headers.remove(header::CONTENT_ENCODING);
+                parts.headers.remove(header::CONTENT_LENGTH);
+            } else {
+                tracing::warn!(host = %target.host, %coding, "injected request answered in a coding the scrubber cannot read");
+                self.events.record(ProxyEvent::UpstreamFailed {
+                    host: target.host.to_string(),
+                    error: format!(
+                        "response to an injected request in content-encoding {coding:?}, which cannot be scrubbed"
+                    ),
+                });
+                return text_response(
+                    StatusCode::BAD_GATEWAY,
+                    "authsome: the upstream answered in a compression the proxy cannot check for the credential\n",
+                );
+            }
+        }
+        let events = self.events.clone();
+        let (owner, host) = (chosen.owner.clone(), target.host.to_string());
+        let report = Box::new(move |occurrences: u64| {
+            if occurrences > 0 {
+                events.record(ProxyEvent::SecretScrubbed { owner, host, occurrences });
+            }
+        });
+        let body = ScrubbedBody::new(body, needles, decoder, header_count, report);
+        Response::from_parts(parts, ProxyBody::Scrubbed(Box::new(body)))
     }
 
     pub(crate) fn client_response(response: Response<Incoming>) -> Response<ProxyBody> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -149,7 +149,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     }
 
     async fn raw_connect(self: Arc<Self>, mut stream: TcpStream, buf: Vec<u8>, head_len: usize) {
-        let Some((authority, auth)) = parse_connect(&buf[..head_len]) else {
+        let Some((authority, headers)) = parse_connect(&buf[..head_len]) else {
             let _ = stream
                 .write_all(&render(&text_response(StatusCode::BAD_REQUEST, "authsome: malformed CONNECT\n")))
                 .await;
@@ -157,7 +157,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         };
         let leftover = Bytes::copy_from_slice(&buf[head_len..]);
         drop(buf);
-        let outcome = self.connect_decision(authority.as_ref(), auth.as_ref()).await;
+        let outcome = self.connect_decision(authority.as_ref(), &headers).await;
         match outcome {
             Connect::Reply(response) => {
                 let _ = stream.write_all(&render(&response)).await;
@@ -195,17 +195,17 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(target) = Target::new(host, port, false) else {
             return text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n");
         };
-        if !self.egress_allows(&target.host, port) {
-            return text_response(StatusCode::FORBIDDEN, "authsome: destination denied by egress policy\n");
+        if let Err(denial) = self.admit(&target.host, port) {
+            return denial.response(Some(req.headers()));
         }
         self.forward(&target, req, false).await
     }
 
     /// What to do with `CONNECT authority`: answer, MITM, or tunnel (already dialled, so a
     /// refusal can still be told to the client).
-    async fn connect_decision(&self, authority: Option<&http::uri::Authority>, auth: Option<&HeaderValue>) -> Connect {
+    async fn connect_decision(&self, authority: Option<&http::uri::Authority>, headers: &HeaderMap) -> Connect {
         if let Some(token) = &self.run_token
-            && !authorized(token, auth)
+            && !authorized(token, headers.get(header::PROXY_AUTHORIZATION))
         {
             return Connect::Reply(proxy_auth_required());
         }
@@ -216,11 +216,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(target) = Target::new(host, port, true) else {
             return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n"));
         };
-        if !self.egress_allows(&target.host, port) {
-            return Connect::Reply(text_response(
-                StatusCode::FORBIDDEN,
-                "authsome: destination denied by egress policy\n",
-            ));
+        if let Err(denial) = self.admit(&target.host, port) {
+            return Connect::Reply(denial.response(Some(headers)));
         }
         if self.intercepts(&target.host) {
             return Connect::Intercept(target);
@@ -230,15 +227,18 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
                 Connect::Tunnel(upstream)
             }
-            Err(error) => Connect::Reply(self.dial_failed(&target.host, port, &error)),
+            Err(error) => match error.denial() {
+                Some(denial) => Connect::Reply(self.refuse(denial, Some(headers))),
+                None => Connect::Reply(self.dial_failed(&target.host, port, &error)),
+            },
         }
     }
 
     /// CONNECT arriving after another request on a kept-alive proxy connection.
     async fn connect(self: Arc<Self>, mut req: Request<Incoming>) -> Response<ProxyBody> {
         let authority = req.uri().authority().cloned();
-        let auth = req.headers().get(header::PROXY_AUTHORIZATION).cloned();
-        match self.connect_decision(authority.as_ref(), auth.as_ref()).await {
+        let headers = req.headers().clone();
+        match self.connect_decision(authority.as_ref(), &headers).await {
             Connect::Reply(response) => response,
             Connect::Intercept(target) => {
                 let on_upgrade = hyper::upgrade::on(&mut req);
@@ -274,9 +274,10 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 const CONNECT_HEAD_LIMIT: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The authority and `Proxy-Authorization` of a complete CONNECT head. A plain function, so
-/// the header array never lives in a connection task's state.
-fn parse_connect(head: &[u8]) -> Option<(Option<http::uri::Authority>, Option<HeaderValue>)> {
+/// The authority and the headers that matter (`Proxy-Authorization`, `Accept`) of a complete
+/// CONNECT head. A plain function, so the header array never lives in a connection task's
+/// state.
+fn parse_connect(head: &[u8]) -> Option<(Option<http::uri::Authority>, HeaderMap)> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
@@ -284,12 +285,20 @@ fn parse_connect(head: &[u8]) -> Option<(Option<http::uri::Authority>, Option<He
         _ => return None,
     }
     let authority = request.path.and_then(|p| p.parse().ok());
-    let auth = request
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("proxy-authorization"))
-        .and_then(|h| HeaderValue::from_bytes(h.value).ok());
-    Some((authority, auth))
+    let mut kept = HeaderMap::new();
+    for h in request.headers.iter() {
+        let name = if h.name.eq_ignore_ascii_case("proxy-authorization") {
+            header::PROXY_AUTHORIZATION
+        } else if h.name.eq_ignore_ascii_case("accept") {
+            header::ACCEPT
+        } else {
+            continue;
+        };
+        if let Ok(value) = HeaderValue::from_bytes(h.value) {
+            kept.append(name, value);
+        }
+    }
+    Some((authority, kept))
 }
 
 fn head_length(buf: &[u8]) -> Option<usize> {

@@ -1,5 +1,10 @@
 //! Placeholder search and credential application on request heads. Pure functions over
 //! `http` types: no I/O, table-tested.
+//!
+//! Placeholders are looked for in every header value, the path and the query (never the
+//! body). Each one found records where it stood; [`misplaced`] refuses one that stands
+//! anywhere but a location the chosen injection declares (see `Injection`), and [`apply`]
+//! swaps placeholders only in declared locations.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -8,34 +13,100 @@ use secrecy::ExposeSecret;
 use crate::credential::Injection;
 use crate::matching::{Owner, Placeholder, RouteTable, find};
 
-/// A placeholder found in a request, and where.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Found<'a> {
-    pub placeholder: &'a Placeholder,
-    pub where_: &'static str,
+/// Where in a request a placeholder stood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    Header(HeaderName),
+    /// In the value of this query parameter (the raw name, as sent).
+    Query(String),
+    Path,
+    /// In the name of a query parameter.
+    QueryName,
 }
 
-/// Every placeholder in header values and the query string (bodies are never searched).
+impl Location {
+    /// For the leak guard's and the misplacement refusal's reason: `header x-echo`, …
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Location::Header(name) => format!("header {name}"),
+            Location::Query(name) => format!("query parameter {name}"),
+            Location::Path => "path".to_owned(),
+            Location::QueryName => "query".to_owned(),
+        }
+    }
+
+    /// A coarse word that never names a client-chosen header (audit field).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Location::Header(_) => "header",
+            Location::Query(_) | Location::QueryName => "query",
+            Location::Path => "path",
+        }
+    }
+}
+
+/// A placeholder found in a request, and where.
+#[derive(Debug, Clone)]
+pub(crate) struct Found<'a> {
+    pub placeholder: &'a Placeholder,
+    pub location: Location,
+}
+
+/// Every placeholder in header values, the path and the query string (bodies are never
+/// searched).
 pub(crate) fn find_placeholders<'a>(
     routes: &'a RouteTable,
     headers: &HeaderMap,
+    path: &str,
     query: Option<&str>,
 ) -> Vec<Found<'a>> {
     let mut found = Vec::new();
     if !routes.has_placeholders() {
         return found;
     }
-    for value in headers.values() {
+    for (name, value) in headers {
         for placeholder in routes.placeholders_in(value.as_bytes()) {
-            found.push(Found { placeholder, where_: "header" });
+            found.push(Found { placeholder, location: Location::Header(name.clone()) });
         }
     }
-    if let Some(query) = query {
-        for placeholder in routes.placeholders_in(query.as_bytes()) {
-            found.push(Found { placeholder, where_: "query" });
+    for placeholder in routes.placeholders_in(path.as_bytes()) {
+        found.push(Found { placeholder, location: Location::Path });
+    }
+    let Some(query) = query else {
+        return found;
+    };
+    for placeholder in routes.placeholders_in(query.as_bytes()) {
+        let mut any = false;
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if contains(name, &placeholder.value) {
+                found.push(Found { placeholder, location: Location::QueryName });
+                any = true;
+            }
+            if contains(value, &placeholder.value) {
+                found.push(Found { placeholder, location: Location::Query(name.to_owned()) });
+                any = true;
+            }
+        }
+        if !any {
+            // Spans a separator: it stands in no single parameter.
+            found.push(Found { placeholder, location: Location::QueryName });
         }
     }
     found
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
+/// The first placeholder standing outside the locations `injection` declares.
+pub(crate) fn misplaced<'f, 'a>(found: &'f [Found<'a>], injection: &Injection) -> Option<&'f Found<'a>> {
+    found.iter().find(|f| match &f.location {
+        Location::Header(name) => !injection.declares_header(name),
+        Location::Query(name) => !injection.declares_query(name),
+        Location::Path | Location::QueryName => true,
+    })
 }
 
 /// The owner that placeholders in the request name, when they all name the same one.
@@ -78,9 +149,10 @@ pub(crate) fn encode_query_component(s: &str) -> String {
     out
 }
 
-/// Put `injection` on a request head: swap the bound placeholders for the secret in header
-/// values and the query, then set the injection's headers (replacing same-named client
-/// headers) and query parameters. Returns the new path-and-query when it changed.
+/// Put `injection` on a request head: swap the bound placeholders for the secret in the
+/// declared client headers and query parameters, then set the injection's headers (replacing
+/// same-named client headers) and query parameters. Returns the new path-and-query when it
+/// changed. Placeholders elsewhere are left alone (the engine refuses such requests first).
 pub(crate) fn apply(
     headers: &mut HeaderMap,
     path_and_query: Option<&PathAndQuery>,
@@ -89,13 +161,12 @@ pub(crate) fn apply(
 ) -> Option<PathAndQuery> {
     let secret = injection.secret.expose_secret();
     if !bound.is_empty() {
-        let mut rewrites: Vec<(HeaderName, Vec<HeaderValue>)> = Vec::new();
-        for name in headers.keys() {
+        for name in &injection.client_headers {
             let values = headers.get_all(name);
             if !values.iter().any(|v| bound.iter().any(|p| find(v.as_bytes(), p.as_bytes()).is_some())) {
                 continue;
             }
-            let new_values = values
+            let new_values: Vec<HeaderValue> = values
                 .iter()
                 .map(|v| {
                     let mut bytes = v.as_bytes().to_vec();
@@ -111,11 +182,8 @@ pub(crate) fn apply(
                 })
                 .filter_map(Result::ok)
                 .collect();
-            rewrites.push((name.clone(), new_values));
-        }
-        for (name, values) in rewrites {
-            headers.remove(&name);
-            for v in values {
+            headers.remove(name);
+            for v in new_values {
                 headers.append(name.clone(), v);
             }
         }
@@ -135,11 +203,22 @@ pub(crate) fn apply(
     let mut query = query.unwrap_or("").to_owned();
     if needs_swap {
         let encoded = encode_query_component(secret);
-        for p in bound {
-            if let Some(swapped) = replace_all(query.as_bytes(), p.as_bytes(), encoded.as_bytes()) {
-                query = String::from_utf8(swapped).unwrap_or_default();
-            }
-        }
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) if injection.declares_query(name) => {
+                    let mut value = value.to_owned();
+                    for p in bound {
+                        if let Some(swapped) = replace_all(value.as_bytes(), p.as_bytes(), encoded.as_bytes()) {
+                            value = String::from_utf8(swapped).unwrap_or_default();
+                        }
+                    }
+                    format!("{name}={value}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        query = pairs.join("&");
     }
     let query = set_query_params(&query, &injection.query);
     let joined = if query.is_empty() { path.to_owned() } else { format!("{path}?{query}") };
@@ -180,11 +259,9 @@ mod tests {
     use secrecy::SecretString;
 
     fn injection(headers: &[(&str, &str)], query: &[(&str, &str)], secret: &str) -> Injection {
-        Injection {
-            headers: headers.iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect(),
-            query: query.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
-            secret: SecretString::from(secret.to_owned()),
-        }
+        Injection::new(SecretString::from(secret.to_owned()))
+            .with_headers(headers.iter().map(|(n, v)| (n.parse().unwrap(), v.parse().unwrap())).collect())
+            .with_query(query.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect())
     }
 
     fn table() -> RouteTable {
@@ -198,34 +275,66 @@ mod tests {
     }
 
     #[test]
-    fn finds_placeholders_in_headers_and_query_only() {
+    fn finds_placeholders_in_headers_path_and_query() {
         let table = table();
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "token ph_AAA".parse().unwrap());
         headers.insert("x-other", "nothing".parse().unwrap());
-        let found = find_placeholders(&table, &headers, Some("key=ph_BBB&x=1"));
-        let got: Vec<_> = found.iter().map(|f| (f.placeholder.owner.0.as_str(), f.where_)).collect();
-        assert_eq!(got, [("a", "header"), ("b", "query")]);
+        let found = find_placeholders(&table, &headers, "/v1/ph_AAA", Some("key=ph_BBB&x=1&ph_AAA=2"));
+        let mut got: Vec<_> = found.iter().map(|f| (f.placeholder.owner.0.as_str(), f.location.describe())).collect();
+        // Placeholders are kept in a map: the order among them is not fixed.
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a", "header authorization".to_owned()),
+                ("a", "path".to_owned()),
+                ("a", "query".to_owned()),
+                ("b", "query parameter key".to_owned())
+            ]
+        );
         assert!(single_owner(&found).is_none());
         assert_eq!(single_owner(&found[..1]).unwrap().0, "a");
     }
 
     #[test]
-    fn applies_headers_swaps_and_query() {
+    fn only_declared_locations_are_accepted() {
+        let table = table();
+        let inj = injection(&[("x-api-key", "S")], &[("api_key", "S")], "S")
+            .with_client_headers(vec!["authorization".parse().unwrap()])
+            .with_client_query(vec!["the key".into()]);
+        let check = |header: (&str, &str), path: &str, query: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header.0.parse::<HeaderName>().unwrap(), header.1.parse().unwrap());
+            let found = find_placeholders(&table, &headers, path, query);
+            misplaced(&found, &inj).map(|f| f.location.describe())
+        };
+        assert_eq!(check(("authorization", "token ph_AAA"), "/", None), None);
+        assert_eq!(check(("x-api-key", "ph_AAA"), "/", Some("api_key=ph_AAA&the%20key=ph_AAA")), None);
+        assert_eq!(check(("x-echo", "ph_AAA"), "/", None).as_deref(), Some("header x-echo"));
+        assert_eq!(check(("x-api-key", "ph_AAA"), "/echo/ph_AAA", None).as_deref(), Some("path"));
+        assert_eq!(check(("x-a", "b"), "/", Some("ref=ph_BBB")).as_deref(), Some("query parameter ref"));
+        assert_eq!(check(("x-a", "b"), "/", Some("ph_BBB=1")).as_deref(), Some("query"));
+    }
+
+    #[test]
+    fn applies_headers_swaps_and_query_in_declared_places_only() {
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "token ph_AAA".parse().unwrap());
         headers.insert("x-api-key", "client-value".parse().unwrap());
         headers.append("x-multi", "a ph_AAA b ph_AAA".parse().unwrap());
         headers.append("x-multi", "plain".parse().unwrap());
-        let pq: PathAndQuery = "/v1/x?key=ph_AAA&keep=1&api_key=old&api_key=dup".parse().unwrap();
-        let inj = injection(&[("x-api-key", "S3CRET")], &[("api_key", "s e/c"), ("new", "1")], "S3CRET");
+        let pq: PathAndQuery = "/v1/x?key=ph_AAA&keep=1&api_key=old&api_key=dup&other=ph_AAA".parse().unwrap();
+        let inj = injection(&[("x-api-key", "S3CRET")], &[("api_key", "s e/c"), ("new", "1")], "S3CRET")
+            .with_client_headers(vec!["authorization".parse().unwrap(), "x-multi".parse().unwrap()])
+            .with_client_query(vec!["key".into()]);
         let new_pq = apply(&mut headers, Some(&pq), &inj, &["ph_AAA"]).unwrap();
         assert_eq!(headers["authorization"], "token S3CRET");
         assert!(headers["authorization"].is_sensitive());
         assert_eq!(headers["x-api-key"], "S3CRET");
         let multi: Vec<_> = headers.get_all("x-multi").iter().collect();
         assert_eq!(multi, ["a S3CRET b S3CRET", "plain"]);
-        assert_eq!(new_pq.as_str(), "/v1/x?key=S3CRET&keep=1&api_key=s%20e%2Fc&new=1");
+        assert_eq!(new_pq.as_str(), "/v1/x?key=S3CRET&keep=1&api_key=s%20e%2Fc&other=ph_AAA&new=1");
     }
 
     #[test]

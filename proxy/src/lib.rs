@@ -6,20 +6,29 @@
 //!
 //! One engine (hyper 1 server and client, rustls, rcgen leaves) serves both ways in: whatever
 //! way a client stream arrives, it ends in the same request path.
+//!
+//! The real credential never comes back to the child: placeholders are swapped only in the
+//! provider's declared credential header or parameter (anywhere else the request is refused),
+//! and responses to injected requests are scrubbed of the secret (`scrub`). Every refusal is
+//! one typed [`Denial`] (rule + the flag that would allow it), reported as
+//! [`ProxyEvent::Denied`] and answered in one text or JSON format.
 #![forbid(unsafe_code)]
 
 mod body;
 mod ca;
 mod config;
 mod credential;
+mod denial;
 pub mod dns;
 mod engine;
 mod events;
 mod explicit;
 mod headers;
 mod inject;
+mod local_addrs;
 mod matching;
 mod readahead;
+mod scrub;
 mod ssrf;
 mod transparent;
 mod upstream;
@@ -36,9 +45,10 @@ use tokio::net::TcpListener;
 pub use ca::{CA_COMMON_NAME, CaError, CertificateAuthority, crypto_provider};
 pub use config::{ConfigError, ConnectTo, EgressMode, EgressPolicy, ProxyConfig, UpstreamConfig};
 pub use credential::{CredentialSource, Injection, ResolveError, ResolveRequest};
+pub use denial::{Denial, DenyRule};
 pub use engine::RETRY_BODY_LIMIT;
 pub use events::{EventSink, NoEvents, ProxyEvent, TracingEvents};
-pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection};
+pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection, normalize_path};
 pub use ssrf::is_forbidden;
 pub use upstream::{DialError, TlsError};
 

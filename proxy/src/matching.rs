@@ -199,6 +199,58 @@ fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
+/// The path route matching sees: percent-escapes of unreserved characters, `/` and `\\`
+/// decoded, `\\` read as `/`, `;parameters` dropped from each segment, empty and `.` segments
+/// dropped, `..` resolved (never above the root). Servers and frameworks differ in which of
+/// these they apply; matching on the most-normalised form means `/api/../admin`,
+/// `/api/%2e%2e/admin` or `/api;x/../admin` cannot pass for a path under `/api`, and
+/// `//oauth/token` or `/oauth;x/token` still hit an excluded OAuth endpoint. The request is
+/// forwarded with its path as sent.
+pub fn normalize_path(path: &str) -> String {
+    let path = strip_query(path);
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && let Some(v) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            && (v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~' | b'/' | b'\\'))
+        {
+            decoded.push(if v == b'\\' { b'/' } else { v });
+            i += 3;
+            continue;
+        }
+        decoded.push(if b == b'\\' { b'/' } else { b });
+        i += 1;
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = decoded.ends_with('/') && !segments.is_empty();
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    out
+}
+
 fn strip_query(path: &str) -> &str {
     path.split_once(['?', '#']).map_or(path, |(p, _)| p)
 }
@@ -247,8 +299,8 @@ impl RouteTable {
         if is_loopback_host(&host) {
             return Selection::None;
         }
-        let path = strip_query(path);
-        let path = if path.is_empty() { "/" } else { path };
+        let path = normalize_path(path);
+        let path = path.as_str();
         let mut best: Option<(usize, bool)> = None;
         let mut winners: Vec<&Owner> = Vec::new();
         for route in &self.routes {

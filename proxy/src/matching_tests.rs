@@ -180,3 +180,46 @@ fn find_is_a_substring_search() {
     assert_eq!(find(b"abc", b""), None);
     assert_eq!(find(b"xyz", b"z"), Some(2));
 }
+
+#[test]
+fn paths_are_normalised_before_matching() {
+    let cases = [
+        ("/", "/"),
+        ("", "/"),
+        ("/api/v1", "/api/v1"),
+        ("/api/v1/", "/api/v1/"),
+        ("/api/../admin", "/admin"),
+        ("/api/./v1", "/api/v1"),
+        ("//api//v1", "/api/v1"),
+        ("/api%2F..%2Fadmin", "/admin"),
+        ("/api%2f..%2fadmin", "/admin"),
+        ("/api/%2e%2e/admin", "/admin"),
+        ("/api/%2E%2E/admin", "/admin"),
+        ("/api;jsessionid=1/../admin", "/admin"),
+        ("/api;x/v1", "/api/v1"),
+        ("/oauth;x/token", "/oauth/token"),
+        ("/../../etc", "/etc"),
+        ("/api\\..\\admin", "/admin"),
+        ("/api%5C..%5Cadmin", "/admin"),
+        ("/%61pi/v1", "/api/v1"),
+        ("/api/x%20y", "/api/x%20y"),
+        ("/api/x%252F..", "/api/x%252F.."),
+        ("/api/v1?x=/../..", "/api/v1"),
+    ];
+    for (input, want) in cases {
+        assert_eq!(normalize_path(input), want, "{input:?}");
+    }
+}
+
+#[test]
+fn a_normalised_path_that_leaves_a_prefix_does_not_match_it() {
+    let table = RouteTable::new(vec![route("scoped", &["api.x.com"], Some("/api"), &["/oauth/token"])], vec![]);
+    assert_eq!(table.select("api.x.com", "/api/v1", None), inject("scoped"));
+    for escaping in ["/api/../admin", "/api%2F..%2Fadmin", "/api/%2e%2e/admin", "/api;x/../admin", "/api\\..\\x"] {
+        assert_eq!(table.select("api.x.com", escaping, None), Selection::None, "{escaping}");
+    }
+    let whole = RouteTable::new(vec![route("o", &["api.x.com"], None, &["/oauth/token"])], vec![]);
+    for excluded in ["//oauth/token", "/oauth//token", "/oauth;x/token", "/x/../oauth/token", "/oauth%2Ftoken"] {
+        assert_eq!(whole.select("api.x.com", excluded, None), Selection::None, "{excluded}");
+    }
+}

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 use crate::credential::CredentialSource;
+use crate::denial::{Denial, DenyRule};
 use crate::dns::FakeDns;
 use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
@@ -174,17 +175,14 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             }
         };
         let Some(host) = sni.or(mapped) else {
-            self.events.record(ProxyEvent::Denied {
-                host: original_dst.ip().to_string(),
-                port,
-                reason: "raw IP destination without SNI that did not come from our DNS".into(),
-            });
+            let denial = Denial::new(original_dst.ip().to_string(), port, DenyRule::UnnamedAddress);
+            self.events.record(ProxyEvent::Denied { denial });
             return;
         };
         let Some(target) = Target::new(&host, port, true) else {
             return;
         };
-        if !self.egress_allows(&target.host, port) {
+        if self.admit(&target.host, port).is_err() {
             // Closing is the TLS-level refusal: the client sees a handshake failure.
             return;
         }
@@ -232,11 +230,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                         "authsome: no Host header\n",
                     ));
                 };
-                if !engine.egress_allows(&target.host, port) {
-                    return Ok(text_response(
-                        http::StatusCode::FORBIDDEN,
-                        "authsome: destination denied by egress policy\n",
-                    ));
+                if let Err(denial) = engine.admit(&target.host, port) {
+                    return Ok(denial.response(Some(req.headers())));
                 }
                 Ok(engine.forward(&target, req, false).await)
             }

@@ -29,13 +29,17 @@ use tokio::net::TcpStream;
 use crate::body::ProxyBody;
 use crate::ca::crypto_provider;
 use crate::config::{ConnectTo, UpstreamConfig};
+use crate::local_addrs::LocalAddrs;
 use crate::readahead::ReadAhead;
 use crate::ssrf::is_forbidden;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    #[error("{host}:{port} resolves to {addr}, a non-public address; refused (SSRF guard)")]
-    Forbidden { host: String, port: u16, addr: IpAddr },
+    #[error("{host}:{port} resolves to {addr}, {}; refused (SSRF guard)",
+        if *local { "an address of this machine" } else { "a non-public address" })]
+    Forbidden { host: String, port: u16, addr: IpAddr, local: bool },
+    #[error("{host}:{port} is an IP address, not a host name; refused (SSRF guard)")]
+    IpLiteral { host: String, port: u16 },
     #[error("could not resolve {host}")]
     Resolve {
         host: String,
@@ -75,12 +79,30 @@ struct DialerInner {
     connect_to: Vec<ConnectTo>,
     allow_private: bool,
     timeout: Duration,
+    local: LocalAddrs,
 }
 
 /// Resolves and connects by host name, applying connect-to and the SSRF guard.
 #[derive(Debug, Clone)]
 pub struct Dialer {
     inner: Arc<DialerInner>,
+}
+
+impl DialError {
+    /// The refusal, when the SSRF guard (not the network) stopped the dial.
+    pub fn denial(&self) -> Option<crate::denial::Denial> {
+        use crate::denial::{Denial, DenyRule};
+        match self {
+            DialError::Forbidden { host, port, addr, local: false } => {
+                Some(Denial::new(host.as_str(), *port, DenyRule::PrivateAddress(*addr)))
+            }
+            DialError::Forbidden { host, port, addr, local: true } => {
+                Some(Denial::new(host.as_str(), *port, DenyRule::LocalAddress(*addr)))
+            }
+            DialError::IpLiteral { host, port } => Some(Denial::new(host.as_str(), *port, DenyRule::IpLiteral)),
+            _ => None,
+        }
+    }
 }
 
 impl Dialer {
@@ -90,14 +112,22 @@ impl Dialer {
                 connect_to: config.connect_to.clone(),
                 allow_private: config.allow_private,
                 timeout: config.connect_timeout,
+                local: LocalAddrs::default(),
             }),
         }
     }
 
+    /// Connect to `host:port` by name. Unless a connect-to entry names the destination or
+    /// `allow_private` is set, refuses an IP-literal host, and every resolved address that is
+    /// non-public or assigned to this machine (so a name pointing at the host's own public
+    /// address cannot reach services bound to all interfaces).
     pub async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
         let inner = &self.inner;
         let redirect = inner.connect_to.iter().find_map(|c| c.apply(host, port));
         let trusted = redirect.is_some() || inner.allow_private;
+        if !trusted && host.parse::<IpAddr>().is_ok() {
+            return Err(DialError::IpLiteral { host: host.to_owned(), port });
+        }
         let (dest_host, dest_port) = redirect.unwrap_or_else(|| (host.to_owned(), port));
         let timeout = inner.timeout;
         let attempt = async {
@@ -112,7 +142,11 @@ impl Dialer {
             let mut last_error = None;
             for addr in addrs {
                 if !trusted && is_forbidden(addr.ip()) {
-                    last_forbidden = Some(addr.ip());
+                    last_forbidden = Some((addr.ip(), false));
+                    continue;
+                }
+                if !trusted && inner.local.contains(addr.ip()) {
+                    last_forbidden = Some((addr.ip(), true));
                     continue;
                 }
                 match TcpStream::connect(addr).await {
@@ -125,7 +159,7 @@ impl Dialer {
             }
             Err(match (last_error, last_forbidden) {
                 (Some(source), _) => DialError::Connect { host: host.to_owned(), port, source },
-                (None, Some(addr)) => DialError::Forbidden { host: host.to_owned(), port, addr },
+                (None, Some((addr, local))) => DialError::Forbidden { host: host.to_owned(), port, addr, local },
                 (None, None) => DialError::Resolve {
                     host: dest_host.clone(),
                     source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),

@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use authsome_proxy::{EgressMode, EgressPolicy, Owner, ProxyEvent};
+use authsome_proxy::{Denial, DenyRule, EgressMode, EgressPolicy, Owner, ProxyEvent};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -43,18 +43,37 @@ async fn placeholder_selects_the_connection_and_is_swapped() {
             &ca(&h),
             "-H",
             &format!("Authorization: Bearer {PH_OPENAI_WORK}"),
-            "-H",
-            &format!("X-Other: token {PH_OPENAI_WORK}"),
-            &format!("https://api.example.test/v1?key={PH_OPENAI_WORK}"),
+            "https://api.example.test/v1?x=1",
         ])
         .await;
     assert_eq!(code, 0);
     assert_eq!(echoed(&body, "authorization"), ["Bearer real-openai-work-0"]);
-    assert_eq!(echoed(&body, "x-other"), ["token real-openai-work-0"]);
-    assert_eq!(echoed_field(&body, "uri"), "/v1?key=real-openai-work-0");
+    assert_eq!(echoed_field(&body, "uri"), "/v1?x=1");
     let requests = h.source.requests.lock().unwrap().clone();
     assert_eq!(requests[0].connection.as_deref(), Some("work"));
     assert_eq!(requests[0].path, "/v1");
+}
+
+#[tokio::test]
+async fn a_client_carried_placeholder_is_swapped_in_a_declared_header() {
+    // The query-parameter provider declares `authorization` as a header its client fills.
+    let h = harness(Options {
+        source: FakeSource { query_param: Some("api_key".into()), ..FakeSource::default() },
+        ..Options::default()
+    })
+    .await;
+    let (code, body) = h
+        .curl(&[
+            "--cacert",
+            &ca(&h),
+            "-H",
+            &format!("Authorization: token {PH_OPENAI_WORK}"),
+            "https://api.example.test/v1?api_key=x",
+        ])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(echoed(&body, "authorization"), ["token real-openai-work-0"]);
+    assert_eq!(echoed_field(&body, "uri"), "/v1?api_key=real-openai-work-0");
 }
 
 #[tokio::test]
@@ -148,7 +167,7 @@ async fn placeholder_to_the_wrong_host_is_blocked() {
     assert_eq!(h.upstream.hits.load(Ordering::SeqCst), hits_before);
     let events = h.events.all();
     assert!(events.iter().any(|e| matches!(e,
-        ProxyEvent::LeakBlocked { owner, host, where_: "header" }
+        ProxyEvent::Denied { denial: Denial { host, rule: DenyRule::PlaceholderForeignHost { owner, location: "header" }, .. } }
             if owner.0 == "github" && host == "api.example.test")));
     assert!(!format!("{events:?}").contains(PH_GITHUB));
     // in the query too
@@ -172,8 +191,11 @@ async fn ssrf_guard_refuses_loopback_without_connect_to() {
         h2.curl(&["-w", "\n%{http_code}", "--cacert", &ca(&h2), &format!("https://localhost:{port}/")]).await;
     assert_eq!(code, 0);
     assert!(body.ends_with("403"), "{body}");
-    assert!(h.events.all().iter().any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost")));
-    assert!(h2.events.all().iter().any(|e| matches!(e, ProxyEvent::Denied { host, .. } if host == "localhost")));
+    let denied = |events: Vec<ProxyEvent>| {
+        events.into_iter().any(|e| matches!(e, ProxyEvent::Denied { denial } if denial.host == "localhost"))
+    };
+    assert!(denied(h.events.all()));
+    assert!(denied(h2.events.all()));
 }
 
 #[tokio::test]
@@ -332,7 +354,8 @@ async fn egress_policy_denies_connect() {
     let (_, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(h.events.all().iter().any(|e| matches!(e,
-        ProxyEvent::Denied { host, port: 443, .. } if host == "other.example.test")));
+        ProxyEvent::Denied { denial: Denial { host, port: 443, rule: DenyRule::NotAProviderHost } }
+            if host == "other.example.test")));
 }
 
 #[tokio::test]
@@ -412,6 +435,7 @@ async fn serve_returns_on_shutdown() {
         inspect_all: false,
         run_token: None,
         egress: EgressPolicy::default(),
+        allowed_ports: Vec::new(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -109,7 +109,7 @@ async fn raw_ip_without_sni_is_denied() {
     let result = tls_get(addr, &h.proxy_ca_path, "api.example.test", false, "/t", &[]).await;
     assert!(result.is_err(), "{result:?}");
     assert!(h.events.all().iter().any(|e| matches!(e,
-        ProxyEvent::Denied { host, port: 443, .. } if host == "203.0.113.9")));
+        ProxyEvent::Denied { denial } if denial.host == "203.0.113.9" && denial.port == 443)));
 }
 
 #[tokio::test]
@@ -124,7 +124,7 @@ async fn egress_policy_closes_denied_tls() {
     let result = tls_get(addr, &h.upstream_ca_path, "other.example.test", true, "/t", &[]).await;
     assert!(result.is_err(), "{result:?}");
     assert!(h.events.all().iter().any(|e| matches!(e,
-        ProxyEvent::Denied { host, .. } if host == "other.example.test")));
+        ProxyEvent::Denied { denial } if denial.host == "other.example.test")));
     // an owned host still works
     let (status, _) = tls_get(addr, &h.proxy_ca_path, "api.example.test", true, "/t", &[]).await.unwrap();
     assert_eq!(status, 200);

@@ -78,11 +78,8 @@ struct StaticSource;
 
 impl CredentialSource for StaticSource {
     async fn resolve(&self, _req: &ResolveRequest) -> Result<Injection, ResolveError> {
-        Ok(Injection {
-            headers: vec![(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer bench-secret"))],
-            query: vec![],
-            secret: SecretString::from("bench-secret"),
-        })
+        Ok(Injection::new(SecretString::from("bench-secret"))
+            .with_headers(vec![(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer bench-secret"))]))
     }
 }
 
@@ -148,6 +145,7 @@ fn proxy_child(upstream_port: u16, upstream_ca: &Path, proxy_ca_out: &Path) {
             inspect_all: false,
             run_token: Some(TOKEN.into()),
             egress: EgressPolicy::default(),
+            allowed_ports: Vec::new(),
         };
         let proxy = Proxy::new(config, Arc::new(StaticSource), Arc::new(NoEvents)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

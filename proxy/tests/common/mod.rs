@@ -1,6 +1,11 @@
 //! Test fixtures: a test PKI (CA + CA:FALSE leaves, made with rcgen), a local HTTPS echo
 //! upstream (rustls, h2 + http/1.1) plus a plain-http one, a fake credential source that
 //! counts calls, an event recorder, and a proxy wired to all of them through connect-to.
+//!
+//! The echo endpoint answers with what it received as hex-encoded JSON (`echoed` decodes it):
+//! the proxy masks the real credential out of responses, so an echo in clear would only ever
+//! show the mask. The `/reflect/...` endpoints echo the credential in clear on purpose, to
+//! test that masking.
 #![allow(dead_code)]
 
 pub mod tls_client;
@@ -37,8 +42,15 @@ pub const TOKEN: &str = "runtoken123";
 pub const PH_OPENAI_WORK: &str = "sk-authsome_openaiWorkPlaceholder0001";
 pub const PH_GITHUB: &str = "ghp_authsome_githubPlaceholder000000001";
 pub const PH_TIE_B: &str = "tb-authsome_tieBPlaceholder0000000001";
-pub const HOSTS: &[&str] =
-    &["api.example.test", "gh.example.test", "tie.example.test", "other.example.test", "q.example.test", "10.9.8.7"];
+pub const HOSTS: &[&str] = &[
+    "api.example.test",
+    "gh.example.test",
+    "tie.example.test",
+    "other.example.test",
+    "q.example.test",
+    "10.9.8.7",
+    "scoped.example.test",
+];
 
 /// A test CA and a rustls server config with one CA:FALSE leaf for `names`.
 pub struct TestPki {
@@ -108,9 +120,64 @@ fn echo_json<B>(req: &Request<B>, body: &[u8]) -> serde_json::Value {
     })
 }
 
+pub fn hex(data: &[u8]) -> String {
+    data.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Answers that echo the credential in clear: `/reflect/<how>`; the echoed text is the
+/// request's `authorization` header, or its query string for `/reflect/query`.
+fn reflect(how: &str, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let authorization = req.headers().get("authorization").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    let echo = if how == "query" { req.uri().query().unwrap_or("").as_bytes().to_vec() } else { authorization };
+    let mut text = b"before ".to_vec();
+    text.extend_from_slice(&echo);
+    text.extend_from_slice(b" after");
+    Some(match how {
+        "header" => Response::builder()
+            .header("x-echo", http::HeaderValue::from_bytes(&echo).unwrap())
+            .body(full(Bytes::from_static(b"ok")))
+            .unwrap(),
+        "body" | "query" => Response::new(full(text)),
+        "split" => {
+            // One frame per piece, cut inside the credential, sent apart.
+            let cut = 7 + echo.len() / 2;
+            let pieces = [text[..cut - 3].to_vec(), text[cut - 3..cut].to_vec(), text[cut..].to_vec()];
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            tokio::spawn(async move {
+                for piece in pieces {
+                    if tx.send(Ok(Frame::data(Bytes::from(piece)))).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            let stream =
+                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+            Response::new(StreamBody::new(stream).boxed())
+        }
+        "gzip" => {
+            use std::io::Write;
+            // Compressed although the request may have asked for identity.
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(&text).unwrap();
+            Response::builder().header("content-encoding", "gzip").body(full(encoder.finish().unwrap())).unwrap()
+        }
+        "br" => Response::builder().header("content-encoding", "br").body(full(text)).unwrap(),
+        "accept-encoding" => {
+            Response::new(full(req.headers().get("accept-encoding").map(|v| v.as_bytes().to_vec()).unwrap_or_default()))
+        }
+        _ => return None,
+    })
+}
+
 async fn upstream_handler(mut req: Request<Incoming>, hits: Arc<AtomicUsize>) -> Result<Response<Body>, Infallible> {
     hits.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_owned();
+    if let Some(how) = path.strip_prefix("/reflect/")
+        && let Some(response) = reflect(how, &req)
+    {
+        return Ok(response);
+    }
     if let Some(n) = path.strip_prefix("/bytes/") {
         let n: usize = n.parse().unwrap_or(0);
         return Ok(Response::new(full(vec![b'x'; n])));
@@ -131,15 +198,27 @@ async fn upstream_handler(mut req: Request<Incoming>, hits: Arc<AtomicUsize>) ->
         let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
         return Ok(Response::new(StreamBody::new(stream).boxed()));
     }
-    if path == "/ws" {
-        let echo = echo_json(&req, b"");
+    if path == "/ws" || path == "/ws-reflect" {
+        let reflected = req.headers().get("authorization").map(|v| v.as_bytes().to_vec());
+        let reflect = path == "/ws-reflect";
+        let echo = hex(echo_json(&req, b"").to_string().as_bytes());
         let on_upgrade = hyper::upgrade::on(&mut req);
         tokio::spawn(async move {
             if let Ok(upgraded) = on_upgrade.await {
                 let mut io = TokioIo::new(upgraded);
-                let mut line = echo.to_string().into_bytes();
+                let mut line = echo.into_bytes();
                 line.push(b'\n');
                 let _ = io.write_all(&line).await;
+                if reflect {
+                    let mut clear = reflected.unwrap_or_default();
+                    clear.push(b'\n');
+                    // Two writes, cut inside the credential.
+                    let cut = clear.len() / 2;
+                    let _ = io.write_all(&clear[..cut]).await;
+                    let _ = io.flush().await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = io.write_all(&clear[cut..]).await;
+                }
                 let mut buf = [0u8; 1024];
                 while let Ok(n) = io.read(&mut buf).await {
                     if n == 0 || io.write_all(&buf[..n]).await.is_err() {
@@ -160,7 +239,7 @@ async fn upstream_handler(mut req: Request<Incoming>, hits: Arc<AtomicUsize>) ->
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let req = Request::from_parts(parts, ());
     let echo = echo_json(&req, &body);
-    let mut response = Response::new(full(echo.to_string()));
+    let mut response = Response::new(full(hex(echo.to_string().as_bytes())));
     if let Some(token) = path.strip_prefix("/unauthorized-unless/") {
         let want = format!("Bearer {token}");
         if authorization.as_deref() != Some(want.as_bytes()) {
@@ -238,6 +317,10 @@ pub struct FakeSource {
     /// Owners whose resolution fails.
     pub failing: Vec<String>,
     pub query_param: Option<String>,
+    /// Put the token in `Authorization: Basic base64(token:)` instead of Bearer.
+    pub basic: bool,
+    /// Appended to every token (characters that need percent-encoding in a query).
+    pub token_suffix: String,
 }
 
 impl FakeSource {
@@ -263,14 +346,20 @@ impl CredentialSource for FakeSource {
             }
             *g
         };
-        let token = Self::token(&req.owner.0, req.connection.as_deref(), generation);
-        let mut value: http::HeaderValue = format!("Bearer {token}").parse().unwrap();
+        let token = Self::token(&req.owner.0, req.connection.as_deref(), generation) + &self.token_suffix;
+        let rendered = if self.basic {
+            use base64::Engine;
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{token}:")))
+        } else {
+            format!("Bearer {token}")
+        };
+        let mut value: http::HeaderValue = rendered.parse().unwrap();
         value.set_sensitive(true);
-        Ok(Injection {
-            headers: if self.query_param.is_some() { vec![] } else { vec![(http::header::AUTHORIZATION, value)] },
-            query: self.query_param.iter().map(|q| (q.clone(), token.clone())).collect(),
-            secret: SecretString::from(token),
-        })
+        Ok(Injection::new(SecretString::from(token.clone()))
+            .with_headers(if self.query_param.is_some() { vec![] } else { vec![(http::header::AUTHORIZATION, value)] })
+            .with_query(self.query_param.iter().map(|q| (q.clone(), token.clone())).collect())
+            // Where the query-parameter provider's client may carry the placeholder itself.
+            .with_client_headers(if self.query_param.is_some() { vec![http::header::AUTHORIZATION] } else { vec![] }))
     }
 }
 
@@ -296,6 +385,10 @@ pub struct Options {
     pub inspect_all: bool,
     pub egress: EgressPolicy,
     pub source: FakeSource,
+    pub allowed_ports: Vec<u16>,
+    pub allow_private: bool,
+    /// Add the connect-to entries that send every test host to the local upstream.
+    pub connect_to: bool,
 }
 
 impl Default for Options {
@@ -305,6 +398,9 @@ impl Default for Options {
             inspect_all: false,
             egress: EgressPolicy::default(),
             source: FakeSource::default(),
+            allowed_ports: Vec::new(),
+            allow_private: false,
+            connect_to: true,
         }
     }
 }
@@ -316,6 +412,7 @@ pub fn routes() -> RouteTable {
         path_prefix: None,
         excluded_paths: excluded.iter().map(|e| (*e).to_owned()).collect(),
     };
+    let scoped = Route { path_prefix: Some("/api".into()), ..route("scoped", "scoped.example.test", &[]) };
     let ph = |value: &str, owner: &str, connection: &str| Placeholder {
         value: value.to_owned(),
         owner: Owner::from(owner),
@@ -330,6 +427,7 @@ pub fn routes() -> RouteTable {
             route("q", "q.example.test", &[]),
             route("ip", "10.9.8.7", &[]),
             route("unverified", "unverified.example.test", &[]),
+            scoped,
         ],
         vec![
             ph(PH_OPENAI_WORK, "openai", "work"),
@@ -374,14 +472,15 @@ pub async fn harness(options: Options) -> Harness {
         routes: Arc::new(routes()),
         upstream: UpstreamConfig {
             extra_roots_pem: Some(upstream_ca_path.clone()),
-            connect_to: connect_to_for(&upstream),
-            allow_private: false,
+            connect_to: if options.connect_to { connect_to_for(&upstream) } else { Vec::new() },
+            allow_private: options.allow_private,
             connect_timeout: Duration::from_secs(5),
             system_roots: false,
         },
         inspect_all: options.inspect_all,
         run_token: options.run_token,
         egress: options.egress,
+        allowed_ports: options.allowed_ports,
     };
     let source = Arc::new(options.source);
     let events = Arc::new(Recorder::default());
@@ -457,9 +556,21 @@ pub async fn read_head<R: tokio::io::AsyncRead + Unpin>(stream: &mut R) -> Strin
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// The echo's JSON: the body is hex (see the module doc).
+fn echo_value(body: &str) -> serde_json::Value {
+    let body = body.trim();
+    let bytes: Option<Vec<u8>> = body
+        .len()
+        .is_multiple_of(2)
+        .then(|| (0..body.len()).step_by(2).map(|i| u8::from_str_radix(body.get(i..i + 2)?, 16).ok()).collect())
+        .flatten();
+    let json = bytes.map(|b| String::from_utf8(b).unwrap()).unwrap_or_else(|| body.to_owned());
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"))
+}
+
 /// The header values the upstream echo saw under `name`.
 pub fn echoed(json: &str, name: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let v = echo_value(json);
     v["headers"]
         .as_array()
         .unwrap()
@@ -470,6 +581,6 @@ pub fn echoed(json: &str, name: &str) -> Vec<String> {
 }
 
 pub fn echoed_field(json: &str, field: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    let v = echo_value(json);
     v[field].as_str().unwrap_or_default().to_owned()
 }

@@ -1,0 +1,236 @@
+//! Refusals, each in the one denial format: placeholders outside their declared location,
+//! ports the run does not allow, TRACE, path traversal out of a route's prefix, IP literals
+//! and addresses of this machine, and the text / JSON bodies a refused client reads.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use authsome_proxy::{Denial, DenyRule, EgressMode, EgressPolicy, ProxyEvent};
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+fn ca(h: &Harness) -> String {
+    h.proxy_ca_path.to_str().unwrap().to_owned()
+}
+
+fn denials(h: &Harness) -> Vec<Denial> {
+    h.events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            ProxyEvent::Denied { denial } => Some(denial),
+            _ => None,
+        })
+        .collect()
+}
+
+/// curl through the proxy; returns (status, body).
+async fn status_of(h: &Harness, args: &[&str]) -> (String, String) {
+    let mut all = vec!["-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    let (_, out) = h.curl(&all).await;
+    let (body, status) = out.rsplit_once('\n').unwrap();
+    (status.to_owned(), body.to_owned())
+}
+
+#[tokio::test]
+async fn a_placeholder_outside_the_declared_header_is_refused_and_not_forwarded() {
+    let h = harness(Options::default()).await;
+    let ca = ca(&h);
+    let cases = [
+        (format!("X-Echo: {PH_OPENAI_WORK}"), "https://api.example.test/v1".to_owned(), "header x-echo"),
+        ("X-A: b".to_owned(), format!("https://api.example.test/v1?ref={PH_OPENAI_WORK}"), "query parameter ref"),
+        ("X-A: b".to_owned(), format!("https://api.example.test/echo/{PH_OPENAI_WORK}"), "path"),
+    ];
+    for (header, url, location) in cases {
+        let hits = h.upstream.hits.load(Ordering::SeqCst);
+        let auth = format!("Authorization: Bearer {PH_OPENAI_WORK}");
+        let (status, body) = status_of(&h, &["--cacert", &ca, "-H", &auth, "-H", &header, &url]).await;
+        assert_eq!(status, "403", "{url}: {body}");
+        assert!(body.contains(location), "{body}");
+        assert!(!body.contains(PH_OPENAI_WORK), "{body}");
+        assert_eq!(h.upstream.hits.load(Ordering::SeqCst), hits, "{location}: nothing may reach the upstream");
+        assert!(denials(&h).iter().any(|d| matches!(&d.rule,
+            DenyRule::PlaceholderMisplaced { owner, location: l } if owner.0 == "openai" && l == location)));
+    }
+    assert!(!format!("{:?}", h.events.all()).contains(PH_OPENAI_WORK));
+}
+
+#[tokio::test]
+async fn trace_and_track_are_refused() {
+    let h = harness(Options::default()).await;
+    let ca = ca(&h);
+    for method in ["TRACE", "TRACK"] {
+        let hits = h.upstream.hits.load(Ordering::SeqCst);
+        let (status, body) = status_of(&h, &["--cacert", &ca, "-X", method, "https://api.example.test/x"]).await;
+        assert_eq!(status, "405", "{method}: {body}");
+        assert!(body.starts_with("authsome: denied api.example.test:443"), "{body}");
+        assert_eq!(h.upstream.hits.load(Ordering::SeqCst), hits);
+    }
+    let (status, _) = status_of(&h, &["-X", "TRACE", "http://other.example.test/x"]).await;
+    assert_eq!(status, "405");
+    assert!(denials(&h).iter().all(|d| d.rule == DenyRule::TraceMethod));
+}
+
+#[tokio::test]
+async fn connect_to_a_port_not_allowed_is_refused_by_every_way_in() {
+    let h = harness(Options { allowed_ports: vec![443, 80], ..Options::default() }).await;
+    let (_, head) = h.raw_connect("api.example.test:22", Some(&basic_token())).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (_, head) = h.raw_connect("api.example.test:443", Some(&basic_token())).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (status, body) = status_of(&h, &["http://api.example.test:5432/x"]).await;
+    assert_eq!(status, "403", "{body}");
+    assert_eq!(body.trim(), "authsome: denied api.example.test:5432 (port not allowed); allow with --port 5432");
+    let ports: Vec<u16> = denials(&h).iter().filter(|d| d.rule == DenyRule::Port).map(|d| d.port).collect();
+    assert_eq!(ports, [22, 5432]);
+    // The transparent way in: a capture listener for a port the run does not allow.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = h.proxy.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        proxy.serve_transparent(stream, "203.0.113.7:8443".parse().unwrap(), None).await;
+    });
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /x HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert!(denials(&h).iter().any(|d| d.port == 8443 && d.rule == DenyRule::Port));
+}
+
+#[tokio::test]
+async fn a_path_that_escapes_the_route_prefix_gets_no_credential() {
+    let h = harness(Options::default()).await;
+    let ca = ca(&h);
+    let (_, body) = h.curl(&["--cacert", &ca, "https://scoped.example.test/api/v1"]).await;
+    assert_eq!(echoed(&body, "authorization"), ["Bearer real-scoped-default-0"]);
+    for path in ["/api/../admin", "/api/%2e%2e/admin", "/api%2F..%2Fadmin", "/api;x/../admin"] {
+        let url = format!("https://scoped.example.test{path}");
+        let (code, body) = h.curl(&["--path-as-is", "--cacert", &ca, &url]).await;
+        assert_eq!(code, 0, "{body}");
+        assert!(echoed(&body, "authorization").is_empty(), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn denial_bodies_are_text_or_json_as_the_client_accepts() {
+    let h = harness(Options {
+        egress: EgressPolicy { mode: EgressMode::Allowlist, ..EgressPolicy::default() },
+        ..Options::default()
+    })
+    .await;
+    let (status, text) = status_of(&h, &["http://other.example.test/x"]).await;
+    assert_eq!(status, "403");
+    assert_eq!(
+        text.trim(),
+        "authsome: denied other.example.test:80 (not in the allowlist); allow with --allow other.example.test"
+    );
+    let (status, json) = status_of(&h, &["-H", "Accept: application/json", "http://other.example.test/x"]).await;
+    assert_eq!(status, "403");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["host"], "other.example.test");
+    assert_eq!(v["port"], 80);
+    assert_eq!(v["rule"], "not_allowlisted");
+    assert_eq!(v["hint"], "allow with --allow other.example.test");
+    // CONNECT too.
+    let mut tcp = tokio::net::TcpStream::connect(h.proxy_addr).await.unwrap();
+    let auth = basic_token();
+    tcp.write_all(
+        format!(
+            "CONNECT other.example.test:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\nAccept: application/json\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut response = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+    assert!(response.contains(r#""rule":"not_allowlisted""#), "{response}");
+}
+
+#[tokio::test]
+async fn providers_mode_counts_allow_patterns() {
+    let h = harness(Options {
+        egress: EgressPolicy {
+            mode: EgressMode::Providers,
+            allow: vec!["other.example.test".parse().unwrap()],
+            ..EgressPolicy::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let (_, head) = h.raw_connect("other.example.test:443", Some(&basic_token())).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_, head) = h.raw_connect("unlisted.example.test:443", Some(&basic_token())).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert!(denials(&h).iter().any(|d| d.host == "unlisted.example.test" && d.rule == DenyRule::NotAProviderHost));
+}
+
+/// Inside a network namespace of its own (this test re-executes itself under `unshare`), an
+/// address that is neither loopback nor private is put on `lo` and a name resolves to it
+/// through a bind-mounted `/etc/hosts`: the proxy must refuse both the name (an address of
+/// this machine) and the IP literal, while a service listens there.
+#[test]
+fn addresses_of_this_machine_and_ip_literals_are_refused() {
+    const INNER: &str = "AUTHSOME_PROXY_TEST_IN_NETNS";
+    const ADDR: &str = "203.0.113.77";
+    if std::env::var_os(INNER).is_some() {
+        return in_netns(ADDR);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1 localhost\n{ADDR} self.example.test\n")).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "set -e; ip link set lo up; ip addr add {ADDR}/32 dev lo; mount --bind {} /etc/hosts; exec {} --exact addresses_of_this_machine_and_ip_literals_are_refused --nocapture --test-threads 1",
+        hosts.display(),
+        exe.display()
+    );
+    let output =
+        std::process::Command::new("unshare").args(["--net", "--mount", "sh", "-c", &script]).env(INNER, "1").output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => panic!("unshare is required for this test: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() && (stderr.contains("Operation not permitted") || stderr.contains("cannot open")) {
+        eprintln!("SKIPPED: the kernel refused a network namespace here: {stderr}");
+        return;
+    }
+    assert!(output.status.success(), "inner run failed:\n{}\n{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+fn in_netns(addr: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // A host service bound to all interfaces.
+        let service = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = service.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = service.accept().await {
+                let _ = s.write_all(b"SSH-2.0-host-service\r\n").await;
+            }
+        });
+        assert!(tokio::net::TcpStream::connect((addr, port)).await.is_ok(), "the service is reachable directly");
+        let h = harness(Options { connect_to: false, ..Options::default() }).await;
+        let (_, head) = h.raw_connect(&format!("self.example.test:{port}"), Some(&basic_token())).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "name of a local address: {head}");
+        let (_, head) = h.raw_connect(&format!("{addr}:{port}"), Some(&basic_token())).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "IP literal: {head}");
+        let rules: Vec<DenyRule> = denials(&h).into_iter().map(|d| d.rule).collect();
+        assert_eq!(rules, [DenyRule::LocalAddress(addr.parse().unwrap()), DenyRule::IpLiteral]);
+        // --allow-private is the escape hatch for both.
+        let open = harness(Options { connect_to: false, allow_private: true, ..Options::default() }).await;
+        let (_, head) = open.raw_connect(&format!("self.example.test:{port}"), Some(&basic_token())).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    });
+}
