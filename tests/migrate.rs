@@ -393,6 +393,14 @@ fn a_running_python_daemon_stops_the_migration_until_it_is_gone() {
         .args(["-c", "import time; time.sleep(60)", "authsome.server.daemon"])
         .spawn()
         .unwrap();
+    // The interpreter shows its final command line once it has started: wait for it.
+    let cmdline = format!("/proc/{}/cmdline", daemon.id());
+    for _ in 0..200 {
+        if std::fs::read(&cmdline).is_ok_and(|c| c.windows(8).any(|w| w == b"authsome")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     std::fs::create_dir_all(env.file("daemon")).unwrap();
     std::fs::write(env.file("daemon/daemon.pid"), daemon.id().to_string()).unwrap();
     let before = snapshot(env.home());

@@ -490,12 +490,9 @@ fn run_refreshes_before_injecting_and_once_after_a_401() {
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {} {}", out.stdout, out.stderr))
     };
     let bearer = |echo: &Value| -> String {
-        echo["headers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|h| h[0] == "authorization")
-            .map(|h| h[1].as_str().unwrap().trim_start_matches("Bearer ").to_string())
+        common::seen(echo, "authorization")
+            .first()
+            .map(|v| v.trim_start_matches("Bearer ").to_string())
             .unwrap_or_default()
     };
 

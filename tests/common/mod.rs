@@ -199,13 +199,25 @@ pub fn node_modules() -> PathBuf {
     test_deps().join("node/node_modules")
 }
 
-/// The values of header `name` in a test echo's JSON (`{"headers": [[name, value], …]}`).
+/// The values of header `name` that a test echo received, as it received them: read from its
+/// `headers_hex` (the plain `headers` come back through the proxy with the real credential
+/// masked).
 pub fn seen(echo: &serde_json::Value, name: &str) -> Vec<String> {
-    echo["headers"]
+    echo["headers_hex"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not an echo: {echo}"))
         .iter()
         .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
-        .map(|h| h[1].as_str().unwrap().to_string())
+        .map(|h| unhex(h[1].as_str().unwrap()))
         .collect()
+}
+
+/// The query string a test echo received (see [`seen`]).
+pub fn seen_query(echo: &serde_json::Value) -> String {
+    unhex(echo["query_hex"].as_str().unwrap_or_default())
+}
+
+fn unhex(hex: &str) -> String {
+    let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+    String::from_utf8(bytes).unwrap()
 }

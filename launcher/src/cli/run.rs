@@ -57,8 +57,9 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     let default = if args.sandbox { EgressArg::Providers } else { EgressArg::All };
     let mode = match args.egress.or(file.egress).unwrap_or(default) {
         EgressArg::All => EgressMode::All,
-        // Hosts a route owns plus the allow patterns: --allow adds to the default.
-        EgressArg::Providers | EgressArg::Allowlist => EgressMode::Allowlist,
+        // Both: hosts a route owns plus the allow patterns (--allow adds to the default).
+        EgressArg::Providers => EgressMode::Providers,
+        EgressArg::Allowlist => EgressMode::Allowlist,
     };
     let mut allow = patterns(&args.allow, "--allow")?;
     allow.extend(patterns(&file.allow, "policy file allow")?);

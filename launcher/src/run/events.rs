@@ -2,10 +2,10 @@
 //! ends, and an audit line at once for every denial and every blocked placeholder leak.
 //! Nothing here ever holds a secret or a placeholder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use authsome_proxy::{EventSink, ProxyEvent};
+use authsome_proxy::{Denial, DenyRule, EventSink, ProxyEvent};
 use authsome_vault::{AuditEvent, AuditLog};
 use serde::Serialize;
 
@@ -24,6 +24,9 @@ pub(crate) struct HostStats {
     pub(crate) denied: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) leaks_blocked: u64,
+    /// Occurrences of a real credential masked in responses.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) scrubbed: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) credential_errors: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -39,11 +42,33 @@ pub(crate) struct RunEvents {
     profile: String,
     run_id: String,
     hosts: Mutex<BTreeMap<String, HostStats>>,
+    /// Print one stderr line per denied destination (`--quiet` turns it off).
+    tell: bool,
+    told: Mutex<BTreeSet<String>>,
 }
 
 impl RunEvents {
-    pub(crate) fn new(audit: AuditLog, profile: &str, run_id: &str) -> Self {
-        Self { audit, profile: profile.to_string(), run_id: run_id.to_string(), hosts: Mutex::new(BTreeMap::new()) }
+    pub(crate) fn new(audit: AuditLog, profile: &str, run_id: &str, tell: bool) -> Self {
+        Self {
+            audit,
+            profile: profile.to_string(),
+            run_id: run_id.to_string(),
+            hosts: Mutex::new(BTreeMap::new()),
+            tell,
+            told: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// `authsome: denied api.example.com:443 (…); allow with --allow api.example.com`, once per
+    /// destination and rule: the user (and an agent reading stderr) learns what to allow.
+    fn tell_once(&self, denial: &Denial) {
+        if !self.tell {
+            return;
+        }
+        let key = format!("{}:{} {}", denial.host, denial.port, denial.rule.code());
+        if self.told.lock().expect("events lock").insert(key) {
+            eprintln!("authsome: {denial}");
+        }
     }
 
     pub(crate) fn summary(&self) -> BTreeMap<String, HostStats> {
@@ -71,22 +96,38 @@ impl EventSink for RunEvents {
                 tracing::debug!(%owner, %method, %path, status, "injected");
             }
             ProxyEvent::Tunnelled { host, .. } => hosts.entry(host).or_default().tunnelled += 1,
-            ProxyEvent::Denied { host, port, reason } => {
-                hosts.entry(host.clone()).or_default().denied += 1;
+            ProxyEvent::Denied { denial } => {
+                let stats = hosts.entry(denial.host.clone()).or_default();
+                let leak = matches!(
+                    denial.rule,
+                    DenyRule::PlaceholderForeignHost { .. } | DenyRule::PlaceholderMisplaced { .. }
+                );
+                if leak {
+                    stats.leaks_blocked += 1;
+                } else {
+                    stats.denied += 1;
+                }
                 drop(hosts);
+                self.tell_once(&denial);
+                let event = match &denial.rule {
+                    DenyRule::PlaceholderForeignHost { owner, location } => {
+                        AuditEvent::new("proxy_leak_blocked").provider(&owner.0).field("location", *location)
+                    }
+                    DenyRule::PlaceholderMisplaced { owner, location } => {
+                        AuditEvent::new("proxy_leak_blocked").provider(&owner.0).field("location", location.clone())
+                    }
+                    _ => AuditEvent::new("proxy_deny"),
+                };
                 self.audit(
-                    AuditEvent::new("proxy_deny").field("host", host).field("port", port).field("reason", reason),
+                    event
+                        .field("host", denial.host.clone())
+                        .field("port", denial.port)
+                        .field("rule", denial.rule.code())
+                        .field("reason", denial.rule.to_string()),
                 );
             }
-            ProxyEvent::LeakBlocked { owner, host, where_ } => {
-                hosts.entry(host.clone()).or_default().leaks_blocked += 1;
-                drop(hosts);
-                self.audit(
-                    AuditEvent::new("proxy_leak_blocked")
-                        .provider(&owner.0)
-                        .field("host", host)
-                        .field("location", where_),
-                );
+            ProxyEvent::SecretScrubbed { host, occurrences, .. } => {
+                hosts.entry(host).or_default().scrubbed += occurrences;
             }
             ProxyEvent::ResolveFailed { owner, host, error } => {
                 hosts.entry(host.clone()).or_default().credential_errors += 1;

@@ -268,7 +268,7 @@ fn engine(
                 .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
         })?;
     }
-    let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id));
+    let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id, !ctx.out.quiet));
     let routes = Arc::new(std::mem::replace(&mut plan.routes, RouteTable::new(Vec::new(), Vec::new())));
     let egress = settings.egress.clone();
     let ca_pem = ca.cert_pem().to_string();
@@ -279,10 +279,22 @@ fn engine(
         inspect_all: settings.inspect_all,
         run_token: Some(run_token.clone()),
         egress: egress.clone(),
+        allowed_ports: allowed_ports(settings),
     };
     let proxy = Proxy::new(config, source, events.clone())
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot set up upstream TLS: {e}")))?;
     Ok(Engine { proxy, events, routes, egress, run_token, run_id, ca_pem })
+}
+
+/// The destination ports a sandboxed command may reach through the proxy, by either way in:
+/// the captured ones. Plain `run` allows any (its child is not confined anyway).
+fn allowed_ports(settings: &RunSettings) -> Vec<u16> {
+    if settings.sandbox.is_none() {
+        return Vec::new();
+    }
+    let mut ports = authsome_netns::ALWAYS_CAPTURED_TCP.to_vec();
+    ports.extend(settings.ports.iter().filter(|p| !ports.contains(p)).copied().collect::<Vec<_>>());
+    ports
 }
 
 /// `http://authsome:TOKEN@127.0.0.1:PORT`. User "authsome", token as password: Python

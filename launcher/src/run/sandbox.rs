@@ -244,11 +244,9 @@ fn serve_socket(
             let events = events.clone();
             tasks.spawn(async move {
                 let audit = move |denied: authsome_proxy::dns::DeniedName| {
-                    events.record(authsome_proxy::ProxyEvent::Denied {
-                        host: denied.name,
-                        port: 53,
-                        reason: format!("{} (DNS)", denied.reason),
-                    })
+                    // The name was refused before any connection: report it as the HTTPS
+                    // destination it would have been.
+                    events.record(authsome_proxy::ProxyEvent::Denied { denial: denied.denial(443) })
                 };
                 if let Err(e) = super::dns::serve(socket, resolver, audit).await {
                     tracing::warn!(error = %e, "sandbox DNS stub stopped");

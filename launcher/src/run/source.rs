@@ -141,7 +141,15 @@ impl CredentialSource for VaultSource {
 }
 
 fn injection(ready: &Ready) -> Injection {
-    Injection { headers: ready.headers.clone(), query: ready.query.clone(), secret: ready.secret.clone() }
+    // The declared credential locations are the injection's own header and query names: a
+    // placeholder anywhere else is refused by the proxy.
+    Injection {
+        headers: ready.headers.clone(),
+        query: ready.query.clone(),
+        secret: ready.secret.clone(),
+        client_headers: Vec::new(),
+        client_query: Vec::new(),
+    }
 }
 
 /// The owner label the proxy uses for a provider.

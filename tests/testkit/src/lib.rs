@@ -156,6 +156,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         .iter()
         .map(|(name, value)| serde_json::json!([name.as_str(), String::from_utf8_lossy(value.as_bytes())]))
         .collect();
+    // The same values hex-encoded: what the upstream really received, which the proxy's
+    // response scrubbing (it masks the real credential on the way back) leaves alone.
+    let headers_hex: Vec<serde_json::Value> =
+        req.headers().iter().map(|(name, value)| serde_json::json!([name.as_str(), hex(value.as_bytes())])).collect();
     let method = req.method().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let version = format!("{:?}", req.version());
@@ -170,6 +174,8 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         "host": host,
         "version": version,
         "headers": headers,
+        "headers_hex": headers_hex,
+        "query_hex": hex(query.as_bytes()),
         "body_len": body.len(),
         "body": String::from_utf8_lossy(&body),
     });
@@ -177,6 +183,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     *response.status_mut() = status.unwrap_or(StatusCode::OK);
     response.headers_mut().insert("content-type", "application/json".parse().expect("header"));
     Ok(response)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Five chunks, 200 ms apart: a client through the proxy must see them spaced in time.
