@@ -109,6 +109,15 @@ pub(crate) enum Command {
     /// The local daemon that serves browser logins (started on demand).
     #[command(subcommand)]
     Daemon(DaemonCommand),
+    /// Open the daemon's page of providers and connections in the browser (starts the daemon).
+    Ui(UiArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    /// Print the one-time URL instead of opening a browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -204,6 +213,8 @@ pub(crate) enum DaemonCommand {
     Start(DaemonListenArgs),
     /// Stop this home's daemon.
     Stop,
+    /// Stop this home's daemon (if it runs), then start it again.
+    Restart(DaemonListenArgs),
     /// Whether this home's daemon runs (always JSON).
     Status,
     /// The daemon's log.

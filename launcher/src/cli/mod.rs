@@ -84,6 +84,7 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Profile(command) => admin::profile(ctx, command),
         Command::Completions(args) => admin::completions(args),
         Command::Daemon(command) => daemon::daemon(ctx, command),
+        Command::Ui(args) => daemon::ui(ctx, args),
     };
     done.map(|()| 0)
 }
