@@ -76,8 +76,12 @@ fn serve(ctx: &Context, args: &DaemonListenArgs) -> CliResult {
             settings.host,
             ctx.home.root().display()
         );
-        let config =
-            crate::daemon::Config { home: ctx.home.clone(), port, public_base: env::var(env::SERVER_BASE_URL), token };
+        let config = crate::daemon::Config {
+            home: ctx.home.clone(),
+            port,
+            public_base: env::var(env::SERVER_BASE_URL),
+            token: token.into(),
+        };
         let result = crate::daemon::serve(listener, config, stop_signal()).await;
         control::remove_files(&paths, &instance);
         eprintln!("authsome daemon stopped");

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authsome_vault::Home;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -124,7 +125,7 @@ fn local_http(timeout: Duration) -> Result<reqwest::Client, CliError> {
 pub(crate) struct Client {
     pub(crate) info: Info,
     pub(crate) base: String,
-    token: String,
+    token: SecretString,
     http: reqwest::Client,
 }
 
@@ -182,7 +183,7 @@ pub(crate) async fn probe(home: &Home, settings: &Settings) -> Probe {
             if let Some(token) = token.filter(|t| proves(&answer, t, &nonce, home)) {
                 let base = format!("http://{}:{}", connect_host(&info.host), info.port);
                 let api = local_http(Duration::from_secs(30)).unwrap_or(http);
-                return Probe::Ours(Client { info, base, token, http: api });
+                return Probe::Ours(Client { info, base, token: SecretString::from(token), http: api });
             }
             if info.port == settings.port {
                 return Probe::Foreign { port: info.port };
@@ -320,7 +321,7 @@ pub(crate) fn error_from_json(doc: &Value) -> CliError {
 
 impl Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+        let response = request.bearer_auth(self.token.expose_secret()).send().await.map_err(|e| {
             CliError::new(Kind::DaemonUnavailable, "the daemon stopped answering")
                 .cause(crate::auth::http::describe(&e))
         })?;

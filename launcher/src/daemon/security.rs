@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 
 use super::server::AppState;
 use crate::auth::pkce::constant_time_eq;
@@ -130,7 +131,7 @@ pub(crate) async fn host_and_origin(State(state): State<Arc<AppState>>, request:
 
 /// API routes: the bearer token from `daemon.token` (401 otherwise).
 pub(crate) async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if !bearer_ok(&state.token, header_str(request.headers(), header::AUTHORIZATION)) {
+    if !bearer_ok(state.token.expose_secret(), header_str(request.headers(), header::AUTHORIZATION)) {
         let body = serde_json::json!({
             "error": "unauthorized",
             "message": "this API needs the bearer token from AUTHSOME_HOME/daemon/daemon.token",

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -31,12 +32,12 @@ pub(crate) struct Config {
     pub(crate) public_base: Option<String>,
     /// The API's bearer token (the content of `daemon.token`); also the key of the identity
     /// proof `/health` gives.
-    pub(crate) token: String,
+    pub(crate) token: SecretString,
 }
 
 pub(crate) struct AppState {
     pub(crate) guard: Guard,
-    pub(crate) token: String,
+    pub(crate) token: SecretString,
     pub(super) home: Home,
     /// Base of the URLs the daemon hands out (`http://127.0.0.1:7998`).
     pub(super) base: String,
@@ -161,7 +162,7 @@ async fn health(State(state): State<Arc<AppState>>, Query(query): Query<HealthQu
         "pid": std::process::id(),
     });
     if let Some(nonce) = query.nonce.filter(|n| (16..=256).contains(&n.len())) {
-        doc["proof"] = security::health_proof(&state.token, &nonce, state.home.root()).into();
+        doc["proof"] = security::health_proof(state.token.expose_secret(), &nonce, state.home.root()).into();
     }
     Json(doc)
 }
