@@ -113,6 +113,15 @@ pub(crate) enum Command {
     Migrate(MigrateArgs),
     /// Forget cached passphrase keys: the next command asks for the passphrase again.
     Lock,
+    /// Open the daemon's page of providers and connections in the browser (starts the daemon).
+    Ui(UiArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    /// Print the one-time URL instead of opening a browser.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +249,8 @@ pub(crate) enum DaemonCommand {
     Start(DaemonListenArgs),
     /// Stop this home's daemon.
     Stop,
+    /// Stop this home's daemon (if it runs), then start it again.
+    Restart(DaemonListenArgs),
     /// Whether this home's daemon runs (always JSON).
     Status,
     /// The daemon's log.

@@ -1,9 +1,10 @@
-//! `daemon serve|start|stop|status|logs`. `status` always prints JSON in upstream's shape
-//! (`running`, `health`, `ready`, `pid_file`, `log_file`), plus `url` and `home`.
+//! `daemon serve|start|stop|restart|status|logs` and `ui`. `status` always prints JSON in
+//! upstream's shape (`running`, `health`, `ready`, `pid_file`, `log_file`), plus `url` and
+//! `home`.
 
 use serde_json::{Value, json};
 
-use super::args::{DaemonCommand, DaemonListenArgs, DaemonLogsArgs};
+use super::args::{DaemonCommand, DaemonListenArgs, DaemonLogsArgs, UiArgs};
 use crate::context::Context;
 use crate::daemon::control::{self, Info, Paths, Probe, Settings};
 use crate::env;
@@ -14,6 +15,7 @@ pub(crate) fn daemon(ctx: &Context, command: &DaemonCommand) -> CliResult {
         DaemonCommand::Serve(args) => serve(ctx, args),
         DaemonCommand::Start(args) => start(ctx, args),
         DaemonCommand::Stop => stop(ctx),
+        DaemonCommand::Restart(args) => restart(ctx, args),
         DaemonCommand::Status => status(ctx),
         DaemonCommand::Logs(args) => logs(ctx, args),
     }
@@ -78,8 +80,7 @@ fn serve(ctx: &Context, args: &DaemonListenArgs) -> CliResult {
             home: ctx.home.clone(),
             port,
             public_base: env::var(env::SERVER_BASE_URL),
-            token,
-            instance: instance.clone(),
+            token: token.into(),
         };
         let result = crate::daemon::serve(listener, config, stop_signal()).await;
         control::remove_files(&paths, &instance);
@@ -128,6 +129,56 @@ fn stop(ctx: &Context) -> CliResult {
         ctx.out.json(&json!({"v": 1, "stopped": stopped}));
     } else {
         ctx.out.note(text);
+    }
+    Ok(())
+}
+
+/// Stop this home's daemon if it runs, then start one with `args`.
+fn restart(ctx: &Context, args: &DaemonListenArgs) -> CliResult {
+    let settings = Settings::from_env(args.host.as_deref(), args.port)?;
+    let (stopped, client) = runtime()?.block_on(async {
+        let stopped = match control::probe(&ctx.home, &Settings::from_env(None, None)?).await {
+            Probe::Ours(client) => client.shutdown().await.map(|()| true)?,
+            _ => false,
+        };
+        control::ensure_running(&ctx.home, &settings).await.map(|client| (stopped, client))
+    })?;
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "v": 1, "stopped": stopped, "running": true, "url": client.base, "pid": client.info.pid,
+        }));
+    } else {
+        let verb = if stopped { "restarted" } else { "started" };
+        ctx.out.note(&format!("authsome daemon {verb} at {} (pid {})", client.base, client.info.pid));
+    }
+    Ok(())
+}
+
+/// `ui`: a one-time link to the daemon's overview (starting the daemon), opened in the
+/// browser unless `--no-browser`. The link is data: it goes to stdout.
+pub(crate) fn ui(ctx: &Context, args: &UiArgs) -> CliResult {
+    let settings = Settings::from_env(None, None)?;
+    let url = runtime()?.block_on(async {
+        let client = control::ensure_running(&ctx.home, &settings).await?;
+        let doc = client.post("/api/ui", &Value::Null).await?;
+        doc["url"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| CliError::new(Kind::DaemonUnavailable, "the daemon sent no overview link"))
+    })?;
+    let opened = !args.no_browser && super::login_flows::has_display();
+    if opened {
+        super::login_flows::open_browser(&url);
+    }
+    if ctx.out.json {
+        ctx.out.json(&json!({"v": 1, "url": url, "opened": opened}));
+    } else {
+        ctx.out.data(&url);
+        if opened {
+            ctx.out.note("Opened the overview in your browser (the link works once).");
+        } else {
+            ctx.out.note("Open this link in your browser; it works once, for the first browser that opens it.");
+        }
     }
     Ok(())
 }

@@ -29,7 +29,11 @@ pub(crate) fn has_display() -> bool {
 }
 
 /// Open `url` in the user's browser; failures are silent (the URL is printed anyway).
-fn open_browser(url: &str) {
+///
+/// The URL is in the opener's argv, which other local users can read in `/proc`. Only URLs
+/// that are worthless once opened go here: the daemon's login and overview links are one-time
+/// and bound to the first browser (`daemon::sessions`), device-flow pages are the provider's.
+pub(crate) fn open_browser(url: &str) {
     if !has_display() {
         return;
     }

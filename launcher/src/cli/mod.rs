@@ -132,6 +132,7 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Daemon(command) => daemon::daemon(ctx, command),
         Command::Migrate(args) => migrate::migrate(ctx, args),
         Command::Lock => lock::lock(ctx),
+        Command::Ui(args) => daemon::ui(ctx, args),
     };
     done.map(|()| 0)
 }

@@ -1,5 +1,6 @@
 //! The CLI's side of the daemon: its files under `AUTHSOME_HOME/daemon/`, finding this home's
-//! daemon (and only this home's: `/health` must echo the instance id in `daemon.json`),
+//! daemon (and only this home's: it must prove it holds `daemon.token` by answering a fresh
+//! nonce with the HMAC in `security::health_proof` before the CLI sends it the token),
 //! starting one on demand, stopping it, and calling its API with the bearer token.
 
 use std::io::Write;
@@ -8,9 +9,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authsome_vault::Home;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::pkce::{constant_time_eq, random_token};
 use crate::env;
 use crate::error::{CliError, Kind};
 
@@ -21,7 +24,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub(crate) struct Paths {
     pub(crate) dir: PathBuf,
-    /// `daemon.json`: pid, host, port, home, instance id.
+    /// `daemon.json`: pid, host, port, home, instance id (which daemon wrote the files; not a
+    /// proof of identity, that is the token).
     pub(crate) info: PathBuf,
     /// `daemon.token`: the API's bearer token (0600).
     pub(crate) token: PathBuf,
@@ -121,7 +125,7 @@ fn local_http(timeout: Duration) -> Result<reqwest::Client, CliError> {
 pub(crate) struct Client {
     pub(crate) info: Info,
     pub(crate) base: String,
-    token: String,
+    token: SecretString,
     http: reqwest::Client,
 }
 
@@ -144,8 +148,14 @@ fn connect_host(host: &str) -> &str {
     }
 }
 
-async fn health(http: &reqwest::Client, host: &str, port: u16) -> Option<Value> {
-    let url = format!("http://{}:{port}/health", connect_host(host));
+/// `GET /health`, with `?nonce=` when a proof is wanted. `None`: nothing answers; `Null`: an
+/// answer that is not a health document.
+async fn health(http: &reqwest::Client, host: &str, port: u16, nonce: Option<&str>) -> Option<Value> {
+    let mut url = format!("http://{}:{port}/health", connect_host(host));
+    if let Some(nonce) = nonce {
+        url.push_str("?nonce=");
+        url.push_str(nonce);
+    }
     let response = http.get(url).send().await.ok()?;
     if !response.status().is_success() {
         return Some(Value::Null);
@@ -153,25 +163,34 @@ async fn health(http: &reqwest::Client, host: &str, port: u16) -> Option<Value> 
     Some(response.json().await.unwrap_or(Value::Null))
 }
 
-/// Find this home's daemon: `daemon.json`, then `/health` echoing its instance id, then the
-/// token file.
+/// Whether `answer` proves knowledge of `token` for `nonce`, as `home`'s daemon.
+fn proves(answer: &Value, token: &str, nonce: &str, home: &Home) -> bool {
+    let expected = super::security::health_proof(token, nonce, home.root());
+    answer.get("proof").and_then(Value::as_str).is_some_and(|proof| constant_time_eq(proof, &expected))
+}
+
+/// Find this home's daemon: `daemon.json` says where, and whatever answers there must answer
+/// a fresh nonce with the HMAC under the token in `daemon.token`. Anything else (a replayed
+/// `/health`, another home's daemon, another program) never sees the token.
 pub(crate) async fn probe(home: &Home, settings: &Settings) -> Probe {
     let paths = Paths::new(home);
     let Ok(http) = local_http(Duration::from_secs(3)) else { return Probe::NotRunning };
-    if let Some(info) = read_info(&paths)
-        && let Some(answer) = health(&http, &info.host, info.port).await
-    {
-        let same = answer.get("instance").and_then(Value::as_str) == Some(info.instance.as_str());
-        if same && let Ok(token) = std::fs::read_to_string(&paths.token) {
-            let base = format!("http://{}:{}", connect_host(&info.host), info.port);
-            let api = local_http(Duration::from_secs(30)).unwrap_or(http);
-            return Probe::Ours(Client { info, base, token: token.trim().to_string(), http: api });
-        }
-        if info.port == settings.port {
-            return Probe::Foreign { port: info.port };
+    let token = std::fs::read_to_string(&paths.token).map(|t| t.trim().to_string()).ok();
+    if let Some(info) = read_info(&paths) {
+        let nonce = random_token(24);
+        let asked = token.as_ref().map(|_| nonce.as_str());
+        if let Some(answer) = health(&http, &info.host, info.port, asked).await {
+            if let Some(token) = token.filter(|t| proves(&answer, t, &nonce, home)) {
+                let base = format!("http://{}:{}", connect_host(&info.host), info.port);
+                let api = local_http(Duration::from_secs(30)).unwrap_or(http);
+                return Probe::Ours(Client { info, base, token: SecretString::from(token), http: api });
+            }
+            if info.port == settings.port {
+                return Probe::Foreign { port: info.port };
+            }
         }
     }
-    match health(&http, &settings.host, settings.port).await {
+    match health(&http, &settings.host, settings.port, None).await {
         Some(_) => Probe::Foreign { port: settings.port },
         None => Probe::NotRunning,
     }
@@ -302,7 +321,7 @@ pub(crate) fn error_from_json(doc: &Value) -> CliError {
 
 impl Client {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CliError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+        let response = request.bearer_auth(self.token.expose_secret()).send().await.map_err(|e| {
             CliError::new(Kind::DaemonUnavailable, "the daemon stopped answering")
                 .cause(crate::auth::http::describe(&e))
         })?;
@@ -324,7 +343,7 @@ impl Client {
         self.post("/api/shutdown", &Value::Null).await?;
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(5) {
-            if health(&self.http, &self.info.host, self.info.port).await.is_none() {
+            if health(&self.http, &self.info.host, self.info.port, None).await.is_none() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,5 +1,9 @@
 //! The login handlers: starting a session (API), the browser forms (API key, OAuth client),
 //! and the OAuth callback. Each flow starts exactly once per session (upstream bug 6).
+//!
+//! Every vault access runs through `server::blocking` (SQLite may wait seconds on a busy
+//! store) and takes keys from `NoPrompt`: the daemon never asks on a terminal, a passphrase
+//! profile needs `AUTHSOME_PASSPHRASE` in the daemon's environment (or its cached key).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,17 +11,17 @@ use std::sync::Arc;
 use authsome_vault::{AuditEvent, ClientRecord, CreateOptions, Home, Vault};
 use axum::Json;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::pages;
-use super::server::{ApiError, AppState};
+use super::server::{ApiError, AppState, blocking};
 use super::sessions::{DeviceInfo, Need, Session, Status};
+use super::{pages, security};
 use crate::auth::{self, ClientCredentials, Endpoints, code, dcr, device};
-use crate::context::Prompter;
+use crate::context::NoPrompt;
 use crate::error::{CliError, Kind};
 use crate::providers::{AuthType, Catalog, Flow, Provider};
 
@@ -60,7 +64,10 @@ pub(super) async fn start_session(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     authsome_vault::validate_name("profile", &request.profile)?;
     authsome_vault::validate_name("connection", &request.connection)?;
-    let provider = Catalog::load(&state.home).require(&request.provider)?.provider.clone();
+    let provider = {
+        let (home, name) = (state.home.clone(), request.provider.clone());
+        blocking(move || Ok(Catalog::load(&home).require(&name)?.provider.clone())).await?
+    };
     let flow = match request.flow.as_deref() {
         Some(word) => parse_flow(word)?,
         None => provider.flow,
@@ -80,7 +87,7 @@ pub(super) async fn start_session(
     session.base_url = request.base_url.as_deref().map(auth::check_base_url).transpose()?;
     match flow {
         Flow::ApiKey => session.need = Need::ApiKey,
-        Flow::Pkce => match stored_client(&state.home, &request.profile, &provider)? {
+        Flow::Pkce => match stored_client(&state.home, &request.profile, &provider).await? {
             Some(client) => begin_authorization(&state, &mut session, client)?,
             None => session.need = Need::ClientCredentials,
         },
@@ -114,9 +121,26 @@ pub(super) async fn get_session(
 }
 
 /// The provider's stored OAuth client, if any.
-fn stored_client(home: &Home, profile: &str, provider: &Provider) -> Result<Option<ClientCredentials>, CliError> {
-    let vault = Vault::open(home, profile)?;
-    Ok(vault.client_with_secret(&Prompter, &provider.name)?.and_then(|r| ClientCredentials::from_record(provider, &r)))
+async fn stored_client(home: &Home, profile: &str, provider: &Provider) -> Result<Option<ClientCredentials>, CliError> {
+    let (home, profile, provider) = (home.clone(), profile.to_string(), provider.clone());
+    blocking(move || {
+        let vault = Vault::open(&home, &profile)?;
+        let record = vault.client_with_secret(&NoPrompt, &provider.name)?;
+        Ok(record.and_then(|r| ClientCredentials::from_record(&provider, &r)))
+    })
+    .await
+}
+
+/// Store `record` as the provider's OAuth client in `profile`.
+async fn save_client(home: &Home, profile: &str, provider: &str, record: ClientRecord) -> Result<(), CliError> {
+    let (home, profile, provider) = (home.clone(), profile.to_string(), provider.to_string());
+    blocking(move || {
+        let mut vault = Vault::open(&home, &profile)?;
+        let (store, key) = vault.writer(&NoPrompt, CreateOptions::default())?;
+        store.put_client(key, &provider, &record)?;
+        Ok(())
+    })
+    .await
 }
 
 fn begin_authorization(state: &AppState, session: &mut Session, client: ClientCredentials) -> Result<(), CliError> {
@@ -134,7 +158,10 @@ fn begin_authorization(state: &AppState, session: &mut Session, client: ClientCr
 async fn dcr_client(state: &AppState, session: &Session) -> Result<ClientCredentials, CliError> {
     let provider = &session.provider;
     let redirect_uri = state.redirect_uri();
-    let stored = Vault::open(&state.home, &session.profile)?.client_with_secret(&Prompter, &provider.name)?;
+    let stored = {
+        let (home, profile, name) = (state.home.clone(), session.profile.clone(), provider.name.clone());
+        blocking(move || Ok(Vault::open(&home, &profile)?.client_with_secret(&NoPrompt, &name)?)).await?
+    };
     if let Some(record) = stored.filter(|r| dcr::registration_fits(r, &redirect_uri))
         && let Some(client) = ClientCredentials::from_record(provider, &record)
     {
@@ -152,16 +179,14 @@ async fn dcr_client(state: &AppState, session: &Session) -> Result<ClientCredent
     let method = auth::spec(provider)?.token_auth_method;
     let body = dcr::registration_body(provider, &redirect_uri, &auth::join_scopes(provider, &session.scopes), method);
     let record = dcr::register(&http, &endpoint, &body).await?;
-    let mut vault = Vault::open(&state.home, &session.profile)?;
-    let (store, key) = vault.writer(&Prompter, CreateOptions::default())?;
-    store.put_client(key, &provider.name, &record)?;
+    save_client(&state.home, &session.profile, &provider.name, record.clone()).await?;
     ClientCredentials::from_record(provider, &record)
         .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the registered client has no id"))
 }
 
 async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<(), CliError> {
     let provider = session.provider.clone();
-    let client = stored_client(&state.home, &session.profile, &provider)?.ok_or_else(|| {
+    let client = stored_client(&state.home, &session.profile, &provider).await?.ok_or_else(|| {
         CliError::new(Kind::AuthenticationFailed, format!("no OAuth client is stored for {}", provider.name)).hint(
             format!(
                 "pass --client-id for the first login: `authsome login {} --flow device_code --client-id ID`",
@@ -185,31 +210,41 @@ async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<()
     let (profile, connection, scopes, base_url) =
         (session.profile.clone(), session.connection.clone(), session.scopes.clone(), session.base_url.clone());
     tokio::spawn(async move {
-        let result = device::poll(&http, &endpoints, &client, body, &authorization).await;
-        let outcome = result.and_then(|token| {
-            store_token(&state.home, &profile, &provider, &connection, base_url.as_deref(), &scopes, token)
-        });
+        let outcome = match device::poll(&http, &endpoints, &client, body, &authorization).await {
+            Ok(token) => store_token(&state.home, &profile, &provider, &connection, base_url, scopes, token).await,
+            Err(e) => Err(e),
+        };
         finish(&state, &id, &profile, &provider, &connection, Flow::DeviceCode, outcome);
     });
     Ok(())
 }
 
 /// Write a login's token to the vault.
-fn store_token(
+async fn store_token(
     home: &Home,
     profile: &str,
     provider: &Provider,
     connection: &str,
-    base_url: Option<&str>,
-    scopes: &[String],
+    base_url: Option<String>,
+    scopes: Vec<String>,
     token: auth::token::TokenResponse,
 ) -> Result<(), CliError> {
-    let (meta, secrets) =
-        auth::record_from_token(provider, connection, base_url, scopes, token, authsome_vault::time::now_seconds());
-    let mut vault = Vault::open(home, profile)?;
-    let (store, key) = vault.writer(&Prompter, CreateOptions::default())?;
-    store.put_connection(key, &meta, &secrets)?;
-    Ok(())
+    let (meta, secrets) = auth::record_from_token(
+        provider,
+        connection,
+        base_url.as_deref(),
+        &scopes,
+        token,
+        authsome_vault::time::now_seconds(),
+    );
+    let (home, profile) = (home.clone(), profile.to_string());
+    blocking(move || {
+        let mut vault = Vault::open(&home, &profile)?;
+        let (store, key) = vault.writer(&NoPrompt, CreateOptions::default())?;
+        store.put_connection(key, &meta, &secrets)?;
+        Ok(())
+    })
+    .await
 }
 
 /// Record a login's end in the session and the audit log.
@@ -241,13 +276,59 @@ fn finish(
     });
 }
 
+/// The cookie that binds a browser to a login session (scoped to the session's path).
+const BINDING_COOKIE: &str = "authsome_login";
+
+/// `GET /auth/sessions/{id}/open/{capability}`: the URL a login opens. The first browser gets
+/// the binding cookie and is sent on to the form without the capability; anyone else later
+/// gets the page for an unknown link.
+pub(super) async fn open(
+    State(state): State<Arc<AppState>>,
+    Path((id, capability)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let cookie = security::cookie(&headers, BINDING_COOKIE);
+    let Some(Some(binding)) = state.sessions.with(&id, |s| s.open(&capability, cookie)) else {
+        return used_link();
+    };
+    let path = format!("/auth/sessions/{id}");
+    let set = security::binding_cookie(BINDING_COOKIE, &binding, &path, state.base.starts_with("https://"));
+    (StatusCode::SEE_OTHER, [(header::SET_COOKIE, set), (header::LOCATION, format!("{path}/input"))]).into_response()
+}
+
+fn used_link() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        pages::message(
+            "Unknown login",
+            "This login link is unknown, expired, or was already opened in another browser. \
+             Start the login again from the command line.",
+        ),
+    )
+        .into_response()
+}
+
+fn not_bound() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        pages::message(
+            "Refused",
+            "This login belongs to the browser that opened its link first. Start the login again from the command line.",
+        ),
+    )
+        .into_response()
+}
+
 /// `GET /auth/sessions/{id}/input`: the form the session still needs, or on to the provider.
-pub(super) async fn form(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+/// Only for the browser bound to the session (403 otherwise).
+pub(super) async fn form(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let action = format!("/auth/sessions/{id}/input");
     let redirect_uri = state.redirect_uri();
+    let cookie = security::cookie(&headers, BINDING_COOKIE);
     state
         .sessions
         .with(&id, |s| match (s.status, s.need, &s.authorization) {
+            _ if !s.is_bound_to(cookie) => not_bound(),
             (Status::WaitingForUser, Need::ClientCredentials, _) => {
                 pages::client_form(&s.provider, &s.connection, &action, &s.csrf, &redirect_uri, None).into_response()
             }
@@ -282,14 +363,18 @@ fn unknown_session() -> Response {
         .into_response()
 }
 
-/// `POST /auth/sessions/{id}/input`: the form's answer. The CSRF token must match (403).
+/// `POST /auth/sessions/{id}/input`: the form's answer. The browser must be the bound one
+/// and the CSRF token must match (403 otherwise).
 pub(super) async fn submit(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
+    let cookie = security::cookie(&headers, BINDING_COOKIE);
     let snapshot = state.sessions.with(&id, |s| {
-        let csrf_ok = fields.get("csrf").is_some_and(|t| auth::pkce::constant_time_eq(t, &s.csrf));
+        let csrf_ok =
+            s.is_bound_to(cookie) && fields.get("csrf").is_some_and(|t| auth::pkce::constant_time_eq(t, &s.csrf));
         (csrf_ok, s.status, s.need, s.profile.clone(), s.provider.clone(), s.connection.clone())
     });
     let Some((csrf_ok, status, need, profile, provider, connection)) = snapshot else { return unknown_session() };
@@ -322,13 +407,10 @@ pub(super) async fn submit(
                 client_secret: secret.map(SecretString::from),
                 ..ClientRecord::default()
             };
-            let saved = (|| -> Result<ClientCredentials, CliError> {
-                let mut vault = Vault::open(&state.home, &profile)?;
-                let (store, key) = vault.writer(&Prompter, CreateOptions::default())?;
-                store.put_client(key, &provider.name, &record)?;
+            let saved = save_client(&state.home, &profile, &provider.name, record.clone()).await.and_then(|()| {
                 ClientCredentials::from_record(&provider, &record)
                     .ok_or_else(|| CliError::new(Kind::Generic, "no client id"))
-            })();
+            });
             let result = saved.and_then(|client| {
                 state
                     .sessions
@@ -362,17 +444,22 @@ pub(super) async fn submit(
                 )
                     .into_response();
             }
-            let outcome = (|| -> Result<(), CliError> {
-                let mut vault = Vault::open(&state.home, &profile)?;
-                let target = auth::api_key::StoreKey {
-                    provider: &provider,
-                    connection: &connection,
-                    kind: auth::api_key::KeyKind::ApiKey,
-                    base_url: None,
-                    replace: true,
-                };
-                Ok(auth::api_key::store(&mut vault, &Prompter, CreateOptions::default(), &target, secret)?)
-            })();
+            let outcome = {
+                let (home, profile, provider, connection) =
+                    (state.home.clone(), profile.clone(), provider.clone(), connection.clone());
+                blocking(move || {
+                    let mut vault = Vault::open(&home, &profile)?;
+                    let target = auth::api_key::StoreKey {
+                        provider: &provider,
+                        connection: &connection,
+                        kind: auth::api_key::KeyKind::ApiKey,
+                        base_url: None,
+                        replace: true,
+                    };
+                    Ok(auth::api_key::store(&mut vault, &NoPrompt, CreateOptions::default(), &target, secret)?)
+                })
+                .await
+            };
             let ok = outcome.is_ok();
             finish(&state, &id, &profile, &provider, &connection, Flow::ApiKey, outcome);
             if ok {
@@ -444,7 +531,7 @@ pub(super) async fn callback(
         let token = code::exchange(&http, &endpoints, &client, code, &authorization).await.map_err(|e| {
             e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
         })?;
-        store_token(&state.home, &profile, &provider, &connection, base_url.as_deref(), &scopes, token)
+        store_token(&state.home, &profile, &provider, &connection, base_url.clone(), scopes, token).await
     }
     .await;
     let page = match &outcome {

@@ -1,7 +1,7 @@
 //! The local daemon (`authsome daemon serve`): an axum server on `127.0.0.1:7998` (port
 //! configurable) that serves what needs a browser: the login forms (API key, OAuth client id
 //! and secret), the OAuth callback `/auth/callback/oauth`, and a small JSON API the CLI uses
-//! to start and watch logins.
+//! to start and watch logins, and the overview page of `authsome ui` (`ui`).
 //!
 //! Owns login sessions and the daemon's files under `AUTHSOME_HOME/daemon/`; the OAuth
 //! protocol itself is `crate::auth`. Security beyond upstream (its bugs 1, 7, 19):
@@ -11,8 +11,10 @@
 //!   host of `AUTHSOME_SERVER_BASE_URL`), else 421 (DNS rebinding); a cross-origin `Origin`
 //!   gets 403;
 //! - no route returns a secret;
-//! - one daemon per home, identified by a random instance id in `daemon/daemon.json` that
-//!   `/health` must echo before the CLI trusts it (upstream bug 7).
+//! - one daemon per home: `daemon/daemon.json` says where it listens, and before the CLI sends
+//!   it anything it must answer a fresh nonce with an HMAC under `daemon.token`
+//!   (`security::health_proof`); the public `/health` holds nothing that identifies it, so a
+//!   program squatting the port cannot pass for it (upstream bug 7).
 
 pub(crate) mod control;
 mod login;
@@ -20,6 +22,7 @@ mod pages;
 mod security;
 mod server;
 mod sessions;
+mod ui;
 
 pub(crate) use server::{Config, serve};
 

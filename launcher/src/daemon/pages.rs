@@ -1,4 +1,5 @@
-//! The daemon's HTML: the API-key form, the OAuth client form, and result pages. Plain HTML,
+//! The daemon's HTML: the API-key form, the OAuth client form, result pages, and the frame of
+//! the overview (`ui`). Plain HTML,
 //! every value escaped, no script; forms carry the session's CSRF token.
 
 use axum::response::Html;
@@ -28,7 +29,8 @@ fn layout(title: &str, body: &str) -> Html<String> {
          <title>{title} · authsome</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5}}\
          label{{display:block;margin-top:1rem;font-weight:600}}input{{width:100%;padding:.4rem;font:inherit}}\
-         button{{margin-top:1.2rem;padding:.5rem 1.2rem;font:inherit}}.error{{color:#b00}}code{{background:#eee;padding:0 .2rem}}</style>\
+         button{{margin-top:1.2rem;padding:.5rem 1.2rem;font:inherit}}.error{{color:#b00}}code{{background:#eee;padding:0 .2rem}}\
+         table{{border-collapse:collapse}}td,th{{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #ddd}}</style>\
          </head><body><h1>{title}</h1>\n{body}\n</body></html>\n",
         title = escape(title),
     ))
@@ -108,6 +110,11 @@ pub(crate) fn api_key_form(
             csrf = escape(csrf),
         ),
     )
+}
+
+/// A page around `body`, which the caller has escaped.
+pub(crate) fn page(title: &str, body: &str) -> Html<String> {
+    layout(title, body)
 }
 
 /// A result page (success, failure, unknown session).

@@ -1,6 +1,11 @@
 //! Login sessions: one per `authsome login` that needs the browser (or a device flow handed to
 //! the daemon by `--no-wait`). In memory: a restarted daemon forgets them, and the CLI that was
 //! waiting says so (upstream bug 19 asks for "survive restarts or fail clearly").
+//!
+//! A session's browser URL carries a one-time capability: the first browser that opens it is
+//! bound to the session by a random cookie, and every later page of the session needs that
+//! cookie. The URL may be seen by other local users (it is in the browser opener's argv), but
+//! once opened it is worth nothing to them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -70,6 +75,10 @@ pub(crate) struct Session {
     pub(crate) created_at: i64,
     pub(crate) expires_at: i64,
     pub(crate) csrf: String,
+    /// The capability in the URL the login opens (`/auth/sessions/ID/open/CAPABILITY`).
+    pub(crate) capability: String,
+    /// The cookie value of the browser that opened the URL first (see the module doc).
+    pub(crate) binding: Option<String>,
     pub(crate) need: Need,
     pub(crate) authorization: Option<Authorization>,
     pub(crate) client: Option<ClientCredentials>,
@@ -93,11 +102,32 @@ impl Session {
             created_at: now,
             expires_at: now + SESSION_TTL,
             csrf: random_token(32),
+            capability: random_token(32),
+            binding: None,
             need: Need::Nothing,
             authorization: None,
             client: None,
             device: None,
         }
+    }
+
+    /// Bind the session to the browser opening `capability`: the binding cookie's value, the
+    /// first time only; the same browser (its cookie) may open the link again.
+    pub(crate) fn open(&mut self, capability: &str, cookie: Option<&str>) -> Option<String> {
+        match &self.binding {
+            None if constant_time_eq(capability, &self.capability) => {
+                let binding = random_token(32);
+                self.binding = Some(binding.clone());
+                Some(binding)
+            }
+            Some(binding) if self.is_bound_to(cookie) => Some(binding.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether `cookie` is the binding cookie of the browser that opened the session.
+    pub(crate) fn is_bound_to(&self, cookie: Option<&str>) -> bool {
+        matches!((&self.binding, cookie), (Some(binding), Some(cookie)) if constant_time_eq(binding, cookie))
     }
 
     pub(crate) fn fail(&mut self, error: CliError) {
@@ -110,7 +140,7 @@ impl Session {
     /// The session document of the API (upstream's shape plus `hint`, `causes`, `device`).
     pub(crate) fn to_json(&self, base: &str) -> Value {
         let next_action = if self.status == Status::WaitingForUser && self.device.is_none() {
-            json!({"type": "open_url", "url": format!("{base}/auth/sessions/{}/input", self.id)})
+            json!({"type": "open_url", "url": format!("{base}/auth/sessions/{}/open/{}", self.id, self.capability)})
         } else {
             json!({"type": "none"})
         };
@@ -184,5 +214,26 @@ impl Sessions {
         let authorization = session.authorization.take()?;
         session.status = Status::Processing;
         Some((session.id.clone(), authorization))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Catalog;
+
+    #[test]
+    fn the_first_opener_binds_the_session() {
+        let openai = Catalog::bundled_only().get("openai").unwrap().provider.clone();
+        let mut session = Session::new("default", openai, "default", Flow::ApiKey);
+        let capability = session.capability.clone();
+        assert!(!session.is_bound_to(None));
+        assert_eq!(session.open("wrong", None), None);
+        let binding = session.open(&capability, None).expect("the first opener is bound");
+        assert!(session.is_bound_to(Some(&binding)));
+        assert!(!session.is_bound_to(Some("other")) && !session.is_bound_to(None));
+        assert_eq!(session.open(&capability, None), None, "a second browser gets nothing");
+        assert_eq!(session.open(&capability, Some("other")), None);
+        assert_eq!(session.open(&capability, Some(&binding)), Some(binding), "the bound browser may reopen");
     }
 }
