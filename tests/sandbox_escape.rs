@@ -319,3 +319,45 @@ fn changed_defaults_are_announced_once_to_earlier_sandbox_users() {
     let second = s.sandboxed(&[], "true").ok();
     assert!(!second.stderr.contains("safer defaults"), "told twice: {}", second.stderr);
 }
+
+/// An endpoint on a provider host that echoes the request (headers, query) cannot hand the real
+/// key to the child: the response is scrubbed, and a placeholder outside the provider's
+/// credential header is refused before anything is sent. TRACE is never forwarded.
+#[test]
+fn the_real_key_never_comes_back_to_the_child() {
+    let s = setup();
+    let script = r#"curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" https://api.openai.com/v1/echo; echo
+curl -s -o /dev/null -w 'other-header %{http_code}\n' -H "X-Debug: $OPENAI_API_KEY" https://api.openai.com/v1/echo
+curl -s -o /dev/null -w 'query %{http_code}\n' "https://api.openai.com/v1/echo?ref=$OPENAI_API_KEY"
+curl -s -o /dev/null -w 'path %{http_code}\n' "https://api.openai.com/v1/$OPENAI_API_KEY"
+curl -s -o /dev/null -w 'trace %{http_code}\n' -X TRACE https://api.openai.com/v1/echo"#;
+    let run = s.sandboxed(&[], script).ok();
+    assert!(!run.stdout.contains(OPENAI_KEY) && !run.stderr.contains(OPENAI_KEY), "the key came back: {}", run.stdout);
+    let echoed = echoes(&run);
+    assert_eq!(echoed.len(), 1, "only the well-formed request reached the upstream: {}", run.stdout);
+    assert_eq!(seen(&echoed[0], "authorization"), vec![format!("Bearer {OPENAI_KEY}")], "the upstream got the key");
+    let masked = echoed[0]["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap()[1].clone();
+    assert_eq!(masked.as_str().unwrap().len(), format!("Bearer {OPENAI_KEY}").len(), "masked to the same length");
+    let codes: Vec<&str> = run.stdout.lines().skip(1).collect();
+    assert_eq!(codes, ["other-header 403", "query 403", "path 403", "trace 405"], "{}", run.stdout);
+}
+
+/// Through the listener for proxy-aware clients too, only the captured ports are reachable,
+/// and every refusal is explained once per destination on stderr.
+#[test]
+fn other_ports_are_refused_and_denials_are_explained_once() {
+    let s = setup();
+    let script = r#"curl -s -o /dev/null -w '%{http_connect}\n' https://api.openai.com:8443/ || true
+curl -s -o /dev/null https://blocked.example.org/ || true
+curl -s -o /dev/null https://blocked.example.org/again || true
+echo done"#;
+    let run = s.sandboxed(&[], script).ok();
+    assert_eq!(run.stdout.trim(), "403\ndone", "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("authsome: denied")).collect();
+    assert!(lines.iter().any(|l| l.contains("api.openai.com:8443") && l.contains("--port 8443")), "{lines:?}");
+    let blocked: Vec<&&str> = lines.iter().filter(|l| l.contains("blocked.example.org")).collect();
+    assert_eq!(blocked.len(), 1, "once per destination: {lines:?}");
+    assert!(blocked[0].contains("--allow blocked.example.org"), "{lines:?}");
+    let quiet = s.sandboxed(&["--quiet"], "curl -s -o /dev/null https://blocked.example.org/; echo done").ok();
+    assert!(!quiet.stderr.contains("denied"), "{}", quiet.stderr);
+}
