@@ -132,6 +132,14 @@ fn main() {
             }),
         ),
         (
+            "bwrap --ro-bind / / --unshare-all true",
+            Box::new(|| {
+                let mut c = Command::new("bwrap");
+                c.args(["--ro-bind", "/", "/", "--unshare-all", "true"]);
+                c
+            }),
+        ),
+        (
             "authsome run --sandbox -- true",
             Box::new(|| {
                 let mut c = Command::new(bin);
@@ -140,6 +148,16 @@ fn main() {
             }),
         ),
     ];
+    let bwrap_works = Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--unshare-all", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let cases: Vec<Case> = if bwrap_works {
+        cases
+    } else {
+        println!("bwrap is not installed or cannot run here: no bubblewrap baseline (apt-get install bubblewrap)");
+        cases.into_iter().filter(|(n, _)| !n.starts_with("bwrap")).collect()
+    };
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
     for _ in 0..5 {
         for (_, make) in &cases {
@@ -152,10 +170,23 @@ fn main() {
         }
     }
     let baseline = median(samples[0].clone());
+    let medians: Vec<Duration> = samples.into_iter().map(median).collect();
     println!("{:<40} {:>10} {:>12} {:>8}", "command", "median ms", "over true", "ratio");
-    for ((name, _), s) in cases.iter().zip(samples) {
-        let m = median(s);
+    for ((name, _), m) in cases.iter().zip(&medians) {
+        let m = *m;
         println!("{name:<40} {:>10.2} {:>+12.2} {:>8.1}", ms(m), ms(m) - ms(baseline), ms(m) / ms(baseline));
+    }
+    // Sandbox start against bubblewrap's, measured in the same rounds (DESIGN's targets: plain
+    // run <= bubblewrap, run --sandbox <= 2x bubblewrap).
+    let named = |prefix: &str| cases.iter().position(|(n, _)| n.starts_with(prefix)).map(|i| medians[i]);
+    if let (Some(bwrap), Some(run), Some(sandbox)) =
+        (named("bwrap"), named("authsome run -- true"), named("authsome run --sandbox"))
+    {
+        println!(
+            "ratio to bubblewrap: run -- true {:.2}x (target <= 1); run --sandbox -- true {:.2}x (target <= 2)",
+            ms(run) / ms(bwrap),
+            ms(sandbox) / ms(bwrap)
+        );
     }
     println!("bar: `authsome list --json` on an empty home < 10 ms (median, {ROUNDS} rounds)");
     println!("bar: an OAuth lookup without refresh <= 5 ms end to end");
