@@ -176,7 +176,7 @@ fn main() {
         let m = *m;
         println!("{name:<40} {:>10.2} {:>+12.2} {:>8.1}", ms(m), ms(m) - ms(baseline), ms(m) / ms(baseline));
     }
-    // Sandbox start against bubblewrap's, measured in the same rounds (DESIGN's targets: plain
+    // Sandbox start against bubblewrap's, measured in the same rounds (the targets: plain
     // run <= bubblewrap, run --sandbox <= 2x bubblewrap).
     let named = |prefix: &str| cases.iter().position(|(n, _)| n.starts_with(prefix)).map(|i| medians[i]);
     if let (Some(bwrap), Some(run), Some(sandbox)) =

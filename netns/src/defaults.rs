@@ -35,8 +35,8 @@ pub const HOST_SERVICE_SOCKETS: &[&str] = &[
     "/run/incus/unix.socket",
 ];
 
-/// Credential files and stores under the home directory hidden by default (on top of DESIGN
-/// section 9's list): what a command in `--fs home` mode must not read.
+/// Credential files and stores under the home directory hidden by default: what a command in
+/// `--fs home` mode must not read.
 pub const HOME_SECRETS: &[&str] = &[
     ".authsome",
     ".ssh",

@@ -1,7 +1,7 @@
 //! authsome-netns: the Linux sandbox mechanics (namespaces, capture sockets, mounts, capability
 //! drop). Knows nothing of HTTP, vaults or providers. All `unsafe` lives in `sys`.
 //!
-//! See `API.md` for the contract with the launcher and DESIGN sections 4 and 9 for the why.
+//! See `API.md` for the contract with the launcher and docs/architecture.md for the why.
 
 mod codec;
 mod defaults;

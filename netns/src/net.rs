@@ -1,5 +1,5 @@
 //! Inside the new network namespace: `lo` up, the `local` routes that make every destination
-//! "here" (sandbox-recipes technique B), and the capture listeners. Runs in the helper.
+//! "here" (local routes on lo, no netfilter), and the capture listeners. Runs in the helper.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};

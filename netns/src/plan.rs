@@ -3,7 +3,7 @@
 //! executes the plan (`helper::mounts`, `sys::exec_command`); unit tests check the order here
 //! without a kernel.
 //!
-//! Order rules (DESIGN section 9, sandbox-recipes sections 7 and 9):
+//! Order rules (docs/architecture.md, "The sandbox"):
 //! - the mount namespace is made private before anything is mounted, so nothing leaks to the host;
 //! - every host path we need later is opened (`O_PATH`) before anything can shadow it;
 //! - placeholders for missing protected names are created on the host before anything is mounted;

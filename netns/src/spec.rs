@@ -36,7 +36,7 @@ pub struct SandboxSpec {
     pub fs: FsPolicy,
 }
 
-/// The filesystem policy of DESIGN section 9 (and the hardening of `docs/architecture.md`).
+/// The filesystem policy (docs/architecture.md, "The sandbox").
 ///
 /// `open: false` (the default): host root read-only; `writable` paths writable, with the
 /// [`PROTECTED_NAMES`] inside them (and in the repositories found below them) kept read-only and
@@ -75,7 +75,7 @@ pub enum HomePolicy {
 /// Ports captured whatever the spec says.
 pub const ALWAYS_CAPTURED_TCP: [u16; 2] = [443, 80];
 
-/// Distro CA bundle paths (sandbox-recipes section 7); every one that exists gets `ca_bundle`.
+/// Distro CA bundle paths (Debian/Ubuntu, RHEL/Fedora, Alpine, others); every one that exists gets `ca_bundle`.
 pub const CA_BUNDLE_PATHS: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",

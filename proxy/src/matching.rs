@@ -1,7 +1,7 @@
 //! Which owner's credential, if any, a request gets: host patterns, routes and the per-run
 //! route table.
 //!
-//! Pure logic, no I/O. The semantics are upstream's (reference/upstream-cli.md section 12) with
+//! Pure logic, no I/O. The semantics are the Python authsome's with
 //! its bugs fixed: host patterns are exact names or `*.suffix` on a label boundary (never a
 //! regex), and a placeholder in the request settles a tie between owners.
 

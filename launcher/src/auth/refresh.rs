@@ -5,7 +5,7 @@
 //! refresh is due, so a plain lookup costs no runtime or HTTP client). Both return a [`Fresh`]:
 //! the connection's metadata and secrets after any refresh.
 //!
-//! Rules (DESIGN section 9, upstream-cli section 14):
+//! Rules (docs/architecture.md; the Python authsome's refresh, fixed where it raced):
 //! - A token is refreshed within `min(300 s, half its lifetime)` of `expires_at` (so a token
 //!   that lives 60 s is not refreshed on every use), or always with `force` (a 401 upstream).
 //!   Tokens without `expires_at` (pasted tokens) are never refreshed.

@@ -1,5 +1,5 @@
 //! The command line, as clap structures. Words, flags and exit codes follow the Python
-//! authsome 0.2.4 so users' scripts keep working; see `reference/upstream-cli.md`.
+//! authsome 0.2.4 so users' scripts keep working.
 
 use std::ffi::OsString;
 use std::path::PathBuf;

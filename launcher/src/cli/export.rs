@@ -1,6 +1,6 @@
 //! `export`: credentials as environment variables.
 //!
-//! Naming follows upstream (`reference/upstream-cli.md` section 10): the provider's env names,
+//! Naming follows the Python authsome: the provider's env names,
 //! else `<PROVIDER>_<FIELD>`; a later holder of a taken name gets `_<PROVIDER>_<CONNECTION>`,
 //! then `_2`, `_3`. Unlike upstream, a provider's default connection is exported first (so it
 //! gets the plain names), `export PROVIDER` uses the default connection, and values are quoted.

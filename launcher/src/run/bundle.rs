@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{CliError, CliResult, Kind};
 
-/// Distro bundle locations, most common first (reference/sandbox-recipes.md section 7).
+/// Distro bundle locations, most common first (Debian/Ubuntu, RHEL/Fedora, Alpine, macOS-style).
 pub(crate) const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",

@@ -10,7 +10,7 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Variables that *replace* a tool's trust store: pointed at the combined bundle (system roots,
-/// the user's own extra roots, our CA). See reference/sandbox-recipes.md section 15.
+/// the user's own extra roots, our CA). Each runtime reads its own variable: curl/OpenSSL, Python, Node, git, Deno…
 pub(crate) const BUNDLE_VARS: &[&str] = &[
     "SSL_CERT_FILE",
     "REQUESTS_CA_BUNDLE",

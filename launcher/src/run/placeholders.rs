@@ -1,6 +1,6 @@
 //! Per-run placeholders: what the child holds instead of a secret.
 //!
-//! Format (DESIGN section 9): the provider's key prefix where SDKs check a shape (`sk-`,
+//! Format (docs/architecture.md, "The proxy"): the provider's key prefix where SDKs check a shape (`sk-`,
 //! `ghp_`, …) + `authsome_` + 24 random base62 characters. Fresh every run; the proxy maps a
 //! placeholder to its provider and connection by exact lookup, never by parsing it.
 

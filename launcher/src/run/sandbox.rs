@@ -1,11 +1,11 @@
 //! `authsome run --sandbox -- CMD`: CMD runs in a Linux network namespace whose only way out is
-//! this process's proxy (DESIGN section 4).
+//! this process's proxy (docs/architecture.md, "The sandbox").
 //!
 //! The netns crate builds the namespaces in a fresh helper process and hands back capture
 //! sockets bound inside: every TCP connection to 443/80 (and `--port`s) lands in the proxy's
 //! transparent path, every DNS query in the fake-IP stub, and cooperating clients use the inner
 //! `HTTP(S)_PROXY` listener. The child trusts a CA made for this run only (its key never touches
-//! the disk), sees a scrubbed environment and the filesystem policy of DESIGN section 9. If any
+//! the disk), sees a scrubbed environment and the filesystem policy of docs/architecture.md. If any
 //! step fails, the command does not run.
 
 use std::ffi::OsString;

@@ -7,7 +7,7 @@
 //! and the reason is printed.
 //!
 //! Safety: every test that tries an escape or sends traffic first checks, inside the sandbox,
-//! that it is in a network namespace of its own holding only `lo` (sandbox-recipes "Guard for
+//! that it is in a network namespace of its own holding only `lo` ("Guard for
 //! destructive escape tests") and otherwise exits 99 without doing anything. All traffic stays
 //! inside the sandbox's namespace.
 
