@@ -754,3 +754,29 @@ fn concurrent_logins_without_force_store_exactly_one() {
     assert!(outputs.iter().all(|r| r.code == 0), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
     assert_eq!((stored, told), (1, 7), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
 }
+
+/// Help lists the global options apart from a command's own, every environment variable and
+/// the exit codes (`run --help`: its own).
+#[test]
+fn help_lists_global_options_environment_and_exit_codes() {
+    let env = Env::new();
+    let export = env.run(&["export", "--help"]).ok().stdout;
+    let global = export.find("Global options:").expect("a Global options heading");
+    assert!(export[global..].contains("--profile") && !export[..global].contains("--profile"), "{export}");
+    let top = env.run(&["--help"]).ok().stdout;
+    for name in [
+        "AUTHSOME_HOME",
+        "AUTHSOME_KEY_BACKEND",
+        "AUTHSOME_SERVER_BASE_URL",
+        "AUTHSOME_DAEMON_URL",
+        "AUTHSOME_LOG",
+        "AUTHSOME_CONNECT_TO",
+        "Exit codes",
+    ] {
+        assert!(top.contains(name), "{name} missing from --help");
+    }
+    let run = env.run(&["run", "--help"]).ok().stdout;
+    for code in ["125", "126", "127", "128+N"] {
+        assert!(run.contains(code), "{code} missing from run --help");
+    }
+}

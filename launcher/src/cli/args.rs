@@ -14,8 +14,23 @@ Examples:
   eval \"$(authsome export openai --format shell)\"
   authsome login github --flow device_code --client-id ID
 
-Environment: AUTHSOME_HOME (default ~/.authsome), AUTHSOME_PROFILE, AUTHSOME_PASSPHRASE,
-AUTHSOME_DAEMON_PORT, AUTHSOME_EXTRA_ROOTS, AUTHSOME_CONNECT_TO, NO_COLOR.";
+Environment:
+  AUTHSOME_HOME             where the vault lives (default ~/.authsome)
+  AUTHSOME_PROFILE          the profile when --profile is not given
+  AUTHSOME_PASSPHRASE       the passphrase of a passphrase profile (non-interactive use)
+  AUTHSOME_KEY_BACKEND      key backend of a profile created by its first write: file,
+                            passphrase or keyring
+  AUTHSOME_DAEMON_PORT      port of this home's daemon (default 7998)
+  AUTHSOME_DAEMON_URL       a daemon elsewhere (default http://127.0.0.1:7998)
+  AUTHSOME_SERVER_BASE_URL  public base URL for the OAuth callback and forms
+  AUTHSOME_EXTRA_ROOTS      PEM file of extra roots trusted for upstream TLS
+  AUTHSOME_CONNECT_TO       host:port:addr:port[,...]: dial a host elsewhere (curl's --connect-to)
+  AUTHSOME_LOG              log filter for --verbose (e.g. debug, authsome=trace)
+  NO_COLOR                  no colours
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 unknown provider, 4 authentication failed, 5 connection
+or credential missing, 6 refresh failed, 7 store unavailable, 8 input cancelled, 9 daemon
+unavailable; `run` returns its command's code (see `authsome run --help`).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,22 +57,22 @@ pub(crate) struct Cli {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
     /// Profile to use (hard isolation: its own store, key and CA) [env: AUTHSOME_PROFILE].
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "NAME")]
     pub(crate) profile: Option<String>,
     /// Machine-readable JSON on stdout (errors too).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) json: bool,
     /// Hide notes and warnings (data is still printed).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) quiet: bool,
     /// Debug logging on stderr.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) verbose: bool,
     /// No ANSI colours (also: NO_COLOR).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) no_color: bool,
     /// Also write the debug log to this file (an empty value disables it).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "PATH")]
     pub(crate) log_file: Option<PathBuf>,
 }
 
@@ -161,7 +176,11 @@ Examples:
 The child gets HTTP(S)_PROXY pointing at a per-run proxy on 127.0.0.1 (with a per-run token),
 CA variables pointing at a bundle that adds the profile's CA, and placeholders such as
 OPENAI_API_KEY=sk-authsome_… where your keys would be. stdin/stdout pass through untouched and
-the exit code is the child's (128+N if it died of signal N; 125 if run itself failed).")]
+the exit code is the child's.
+
+Exit codes: the command's own; 128+N if it died of signal N; 125 if run itself failed before
+the command started (a bad flag value included); 126 if the command cannot be executed; 127 if
+it is not found.")]
 pub(crate) struct RunArgs {
     /// Use connection NAME of PROVIDER for requests that carry no placeholder (repeatable).
     #[arg(long = "connection", value_name = "PROVIDER=NAME")]
