@@ -348,10 +348,15 @@ fn whoami_and_doctor() {
     insta::assert_snapshot!("whoami", redact(&text, &env));
 
     let doctor = env.run(&["doctor", "--json"]).ok().json();
-    assert_eq!(
-        doctor,
-        serde_json::json!({"status": "ready", "checks": {"config": "ok", "providers": "ok", "vault": "ok"}, "issues": []})
-    );
+    assert_eq!(doctor["status"], "ready");
+    assert_eq!(doctor["checks"], serde_json::json!({"config": "ok", "providers": "ok", "vault": "ok"}));
+    assert_eq!(doctor["issues"], serde_json::json!([]));
+    // Whether a keychain answers (the test environment has no session bus) and each profile's
+    // key backend.
+    assert_eq!(doctor["keychain"], "unavailable");
+    assert_eq!(doctor["profiles"], serde_json::json!([{"name": "default", "key_backend": "file"}]));
+    let text = env.run(&["doctor"]).ok().stdout;
+    assert!(text.contains("keychain: NOT AVAILABLE") && text.contains("profile default: key backend file"), "{text}");
     std::fs::create_dir_all(env.file("providers")).unwrap();
     std::fs::write(env.file("providers/broken.json"), "{").unwrap();
     let doctor = env.run(&["doctor", "--json"]).fails(1).json();

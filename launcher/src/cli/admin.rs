@@ -349,13 +349,37 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         }
     }
 
+    // Not a readiness check: the keychain is optional (profiles fall back to a key file).
+    let keychain = crate::os_keychain().is_some_and(|k| k.available());
+    let backends: Vec<(String, String)> = profiles::list(&ctx.home)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name, p.key_backend.unwrap_or_else(|| "not created yet".into())))
+        .collect();
+
     let ready = issues.is_empty();
     if ctx.out.json {
-        ctx.out.json(&json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks, "issues": issues}));
+        let profiles: Vec<Value> =
+            backends.iter().map(|(name, backend)| json!({"name": name, "key_backend": backend})).collect();
+        ctx.out.json(&json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "checks": checks,
+            "issues": issues,
+            "keychain": if keychain { "available" } else { "unavailable" },
+            "profiles": profiles,
+        }));
     } else {
         let mut text = String::new();
         for (name, value) in &checks {
             text.push_str(&format!("{name}: {}\n", value.as_str().unwrap_or("?").to_uppercase()));
+        }
+        text.push_str(if keychain {
+            "keychain: OK (the Secret Service answers, unlocked: new profiles keep their key there)\n"
+        } else {
+            "keychain: NOT AVAILABLE (new profiles keep their key in a 0600 file)\n"
+        });
+        for (name, backend) in &backends {
+            text.push_str(&format!("profile {name}: key backend {backend}\n"));
         }
         for issue in &issues {
             text.push_str(&format!("  - {issue}\n"));
