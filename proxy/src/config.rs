@@ -9,8 +9,9 @@ use crate::ca::CertificateAuthority;
 use crate::denial::{Denial, DenyRule};
 use crate::matching::{HostPattern, RouteTable, normalize_host};
 
-/// Everything one proxy instance needs besides its credential source and event sink.
-#[derive(Debug, Clone)]
+/// Everything one proxy instance needs besides its credential source and event sink. Its
+/// `Debug` never shows the run token.
+#[derive(Clone)]
 pub struct ProxyConfig {
     pub ca: Arc<CertificateAuthority>,
     pub routes: Arc<RouteTable>,
@@ -24,6 +25,20 @@ pub struct ProxyConfig {
     /// transparent). Empty = any port (plain `run`); a sandbox passes the ports it captures
     /// (443, 80 and its `--port`s) so an allowed host's SSH or database port stays closed.
     pub allowed_ports: Vec<u16>,
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("ca", &self.ca)
+            .field("routes", &self.routes)
+            .field("upstream", &self.upstream)
+            .field("inspect_all", &self.inspect_all)
+            .field("run_token", &self.run_token.as_ref().map(|_| "[redacted]"))
+            .field("egress", &self.egress)
+            .field("allowed_ports", &self.allowed_ports)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +166,21 @@ impl EgressPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_the_run_token() {
+        let config = ProxyConfig {
+            ca: Arc::new(CertificateAuthority::ephemeral().unwrap()),
+            routes: Arc::new(RouteTable::new(Vec::new(), Vec::new())),
+            upstream: UpstreamConfig::default(),
+            inspect_all: false,
+            run_token: Some("run-token-SECRET123".into()),
+            egress: EgressPolicy::default(),
+            allowed_ports: Vec::new(),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("SECRET123") && shown.contains("[redacted]"), "{shown}");
+    }
 
     #[test]
     fn connect_to_parses_like_curl() {
