@@ -407,3 +407,28 @@ echo done"#;
     assert_eq!(bad.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("hint:"));
 }
+
+#[test]
+fn a_file_without_the_exec_bit_gives_126_as_outside() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup();
+    let script = s.project.join("noexec");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = s.project.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(&script, bin.join("noexec-on-path")).unwrap();
+    std::fs::set_permissions(bin.join("noexec-on-path"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = format!("PATH={}:/usr/bin:/bin", bin.display());
+    for args in [
+        vec!["run", "--sandbox", "--", "./noexec"],
+        vec!["run", "--sandbox", "--env", &path, "--", "noexec-on-path"],
+        vec!["run", "--", "./noexec"],
+    ] {
+        let out = s.env.command(&args).current_dir(&s.project).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{args:?}: {stderr}");
+        assert!(stderr.contains("permission denied"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} ran it");
+    }
+}
