@@ -135,7 +135,7 @@ fn run_prepared(
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
         return 125;
     }
-    let Prepared { sockets, command } = prepared;
+    let Prepared { sockets, command, terminal: _terminal } = prepared;
     drop(sockets); // the launcher owns the listeners now
 
     // Build PID 1 and the command right away, while the launcher starts its proxy: the command
@@ -210,6 +210,9 @@ fn receive_spec(chan: &Channel) -> Result<Option<SandboxSpec>, Failure> {
 struct Prepared {
     sockets: Vec<(crate::proto::SocketInfo, OwnedFd)>,
     command: PreparedCommand,
+    /// The reserved pty under the user's terminal in the sandbox's `/dev/pts`: held (by the
+    /// helper, close-on-exec) until the run ends, or its mount point would vanish.
+    terminal: Vec<OwnedFd>,
 }
 
 fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Result<Prepared, Failure> {
@@ -267,7 +270,7 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
 
     let ipv6 = crate::net::configure_loopback()?;
     let sockets = crate::net::bind_capture(spec, ipv6)?;
-    crate::mounts::execute(&plan, spec, held)?;
+    let terminal = crate::mounts::execute(&plan, spec, held)?;
 
     let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {
         Failure::new(Step::ResolveCommand, io::Error::from_raw_os_error(libc::ENOENT), program_name(spec))
@@ -280,7 +283,7 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
     let new_session = !isatty(io::stdin()).unwrap_or(false);
     let command = PreparedCommand::new(&path, &argv, &env, last_cap, new_session, seccomp)
         .map_err(|e| Failure::new(Step::ResolveCommand, e, program_name(spec)))?;
-    Ok(Prepared { sockets, command })
+    Ok(Prepared { sockets, command, terminal })
 }
 
 fn program_name(spec: &SandboxSpec) -> String {

@@ -365,6 +365,14 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
     }
 }
 
+/// The number N of the pseudo-terminal whose master is `master` (its slave is `pts/N`).
+pub fn pty_number(master: &OwnedFd) -> io::Result<u32> {
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into the live stack variable we pass.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number as *mut libc::c_uint) })?;
+    Ok(number)
+}
+
 /// Take ownership of an fd the kernel just gave us (from `SCM_RIGHTS`, or inherited by number).
 pub fn adopt_fd(raw: RawFd) -> OwnedFd {
     // SAFETY: callers pass fds that are open and owned by nobody else in this process: freshly
