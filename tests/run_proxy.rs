@@ -324,3 +324,41 @@ fn ca_path_points_at_the_profiles_ca() {
     sh(&s.env, "true").ok();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), pem);
 }
+
+/// Whether `pid` is alive (a zombie waiting for its reaper counts as dead).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).map(|s| s != "Z"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn kill_9_of_run_takes_the_child_with_it() {
+    let s = setup();
+    // The shell prints its pid and becomes the sleep, so the pid is the sleep's.
+    let mut run = s
+        .env
+        .command(&["run", "--", "sh", "-c", "echo $$; exec sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let sleep: u32 = line.trim().parse().unwrap_or_else(|_| panic!("no pid: {line:?}"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(sleep), "the child should still run while authsome does");
+    run.kill().unwrap(); // SIGKILL: no handler of ours runs
+    run.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while alive(sleep) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = alive(sleep);
+    if survived {
+        let _ = std::process::Command::new("kill").args(["-KILL", &sleep.to_string()]).status();
+    }
+    assert!(!survived, "the child outlived `authsome run` by more than a second");
+}

@@ -407,3 +407,62 @@ echo done"#;
     assert_eq!(bad.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("hint:"));
 }
+
+#[test]
+fn a_file_without_the_exec_bit_gives_126_as_outside() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup();
+    let script = s.project.join("noexec");
+    std::fs::write(&script, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let bin = s.project.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(&script, bin.join("noexec-on-path")).unwrap();
+    std::fs::set_permissions(bin.join("noexec-on-path"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = format!("PATH={}:/usr/bin:/bin", bin.display());
+    for args in [
+        vec!["run", "--sandbox", "--", "./noexec"],
+        vec!["run", "--sandbox", "--env", &path, "--", "noexec-on-path"],
+        vec!["run", "--", "./noexec"],
+    ] {
+        let out = s.env.command(&args).current_dir(&s.project).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(126), "{args:?}: {stderr}");
+        assert!(stderr.contains("permission denied"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} ran it");
+    }
+}
+
+#[test]
+fn tty_inside_the_sandbox_names_the_users_terminal() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` (a pseudo-terminal for the run) is not installed");
+        return;
+    }
+    let s = setup();
+    // `script` runs authsome on a fresh pty, as a user's terminal would.
+    let inner = s.env.command(&[
+        "run",
+        "--sandbox",
+        "--",
+        "sh",
+        "-c",
+        "t=$(tty) && echo \"name=$t\" && echo written-to-tty > \"$t\"",
+    ]);
+    let quote = |a: &std::ffi::OsStr| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(inner.get_program()).chain(inner.get_args()).map(quote).collect();
+    let mut outer = std::process::Command::new("script");
+    outer.args(["-qec", &line.join(" "), "/dev/null"]).current_dir(&s.project).stdin(std::process::Stdio::null());
+    for (name, value) in inner.get_envs() {
+        match value {
+            Some(value) => outer.env(name, value),
+            None => outer.env_remove(name),
+        };
+    }
+    let out = outer.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let name = stdout.lines().find_map(|l| l.trim().strip_prefix("name=")).unwrap_or_default();
+    assert!(name.starts_with("/dev/pts/") && name[9..].parse::<u32>().is_ok(), "{stdout}");
+    assert!(stdout.contains("written-to-tty"), "{stdout}");
+}

@@ -266,6 +266,11 @@ pub struct HostFacts {
 pub fn classify(step: Step, errno: i32, detail: String, facts: &HostFacts) -> NamespaceError {
     let source = io::Error::from_raw_os_error(errno);
     let denied = matches!(errno, libc_errno::EPERM | libc_errno::EACCES);
+    // The command's own failure to execute (no exec bit, a directory, a bad interpreter) says
+    // nothing about the host's namespace support: never blame AppArmor or a container for it.
+    if step == Step::Exec {
+        return NamespaceError::Exec { program: detail.into(), source };
+    }
     if step == Step::Unshare && (denied || matches!(errno, libc_errno::ENOSPC | libc_errno::EUSERS)) {
         if facts.max_user_namespaces == Some(0) {
             return NamespaceError::UserNamespacesDisabled { setting: "user.max_user_namespaces = 0".into() };
@@ -371,6 +376,14 @@ mod tests {
         assert!(e.hint().contains("PATH"));
         let e = classify(Step::Exec, 8, "./script".into(), &facts());
         assert!(matches!(e, NamespaceError::Exec { .. }));
+        // a file without the exec bit, under AppArmor's userns restriction or in a container
+        for f in [
+            HostFacts { apparmor_restrict_userns: Some(1), euid: 1000, ..facts() },
+            HostFacts { container: Some("/.dockerenv exists".into()), ..facts() },
+        ] {
+            let e = classify(Step::Exec, 13, "./noexec".into(), &f);
+            assert!(matches!(e, NamespaceError::Exec { .. }), "{e:?}");
+        }
     }
 
     #[test]

@@ -135,7 +135,7 @@ fn run_prepared(
     if chan.send(&FromHelper::Ready(infos).encode(), &raw).is_err() {
         return 125;
     }
-    let Prepared { sockets, command } = prepared;
+    let Prepared { sockets, command, terminal: _terminal } = prepared;
     drop(sockets); // the launcher owns the listeners now
 
     // Build PID 1 and the command right away, while the launcher starts its proxy: the command
@@ -210,6 +210,9 @@ fn receive_spec(chan: &Channel) -> Result<Option<SandboxSpec>, Failure> {
 struct Prepared {
     sockets: Vec<(crate::proto::SocketInfo, OwnedFd)>,
     command: PreparedCommand,
+    /// The reserved pty under the user's terminal in the sandbox's `/dev/pts`: held (by the
+    /// helper, close-on-exec) until the run ends, or its mount point would vanish.
+    terminal: Vec<OwnedFd>,
 }
 
 fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Result<Prepared, Failure> {
@@ -267,7 +270,7 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
 
     let ipv6 = crate::net::configure_loopback()?;
     let sockets = crate::net::bind_capture(spec, ipv6)?;
-    crate::mounts::execute(&plan, spec, held)?;
+    let terminal = crate::mounts::execute(&plan, spec, held)?;
 
     let path = resolve_command(&spec.program, &spec.env).ok_or_else(|| {
         Failure::new(Step::ResolveCommand, io::Error::from_raw_os_error(libc::ENOENT), program_name(spec))
@@ -280,7 +283,7 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
     let new_session = !isatty(io::stdin()).unwrap_or(false);
     let command = PreparedCommand::new(&path, &argv, &env, last_cap, new_session, seccomp)
         .map_err(|e| Failure::new(Step::ResolveCommand, e, program_name(spec)))?;
-    Ok(Prepared { sockets, command })
+    Ok(Prepared { sockets, command, terminal })
 }
 
 fn program_name(spec: &SandboxSpec) -> String {
@@ -292,22 +295,33 @@ fn read_last_cap() -> u32 {
 }
 
 /// `execvp`-style lookup with the command's own `PATH`, in the sandbox's view of the filesystem.
+///
+/// A name with a slash is taken as is if it exists at all, and a `PATH` search settles for an
+/// existing file without the exec bit when no executable one is found: `execve` then reports
+/// why it cannot run (EACCES → 126), as outside the sandbox. Only a command that exists nowhere
+/// is "not found" (127).
 pub(crate) fn resolve_command(program: &OsStr, env: &[(OsString, OsString)]) -> Option<PathBuf> {
     let is_exec = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let is_file = |p: &Path| fs::metadata(p).is_ok_and(|m| m.is_file());
     if program.as_bytes().contains(&b'/') {
         let p = PathBuf::from(program);
-        return is_exec(&p).then_some(p);
+        return fs::metadata(&p).is_ok().then_some(p);
     }
     let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| OsString::from("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
-    path.as_bytes().split(|&b| b == b':').find_map(|dir| {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-        let candidate = dir.join(program);
-        is_exec(&candidate).then_some(candidate)
-    })
+    let candidates: Vec<PathBuf> = path
+        .as_bytes()
+        .split(|&b| b == b':')
+        .map(|dir| {
+            let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
+            dir.join(program)
+        })
+        .collect();
+    let found = candidates.iter().find(|c| is_exec(c)).or_else(|| candidates.iter().find(|c| is_file(c)));
+    found.cloned()
 }
 
 /// A runtime or library thread left behind would make `fork` unsafe: check before forking.
@@ -392,7 +406,29 @@ mod tests {
         let empty_path = vec![(OsString::from("PATH"), OsString::from("/nonexistent"))];
         assert_eq!(resolve_command(OsStr::new("sh"), &empty_path), None);
         assert_eq!(resolve_command(OsStr::new("/bin/sh"), &empty_path), Some(PathBuf::from("/bin/sh")));
-        assert_eq!(resolve_command(OsStr::new("/etc/passwd"), &empty_path), None, "not executable");
+        // exists but is not executable: execve says why (EACCES, 126), not "not found" (127)
+        assert_eq!(resolve_command(OsStr::new("/etc/passwd"), &empty_path), Some(PathBuf::from("/etc/passwd")));
+        assert_eq!(resolve_command(OsStr::new("/nonexistent/x"), &empty_path), None);
+    }
+
+    #[test]
+    fn resolve_prefers_an_executable_and_falls_back_to_a_non_executable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("authsome-resolve-{}", std::process::id()));
+        let (first, second) = (root.join("a"), root.join("b"));
+        fs::create_dir_all(&first).unwrap();
+        fs::create_dir_all(&second).unwrap();
+        let write = |p: &Path, mode: u32| {
+            fs::write(p, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(&first.join("tool"), 0o644);
+        let path = std::env::join_paths([&first, &second]).unwrap();
+        let env = vec![(OsString::from("PATH"), path)];
+        assert_eq!(resolve_command(OsStr::new("tool"), &env), Some(first.join("tool")));
+        write(&second.join("tool"), 0o755);
+        assert_eq!(resolve_command(OsStr::new("tool"), &env), Some(second.join("tool")));
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

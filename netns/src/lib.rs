@@ -46,6 +46,8 @@ mod sys;
 pub use probe::{ProbeReport, probe, probe_with};
 #[cfg(target_os = "linux")]
 pub use sandbox::{CaptureSocket, PendingSandbox, Sandbox, Signaller};
+#[cfg(target_os = "linux")]
+pub use sys::die_with_parent;
 
 /// `argv[1]` that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__authsome-sandbox-helper";

@@ -54,6 +54,19 @@ impl HostView for HostFs {
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         fs::read_link(path).ok()
     }
+    fn terminal(&self) -> Option<u32> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        (0..=2).find_map(|fd| {
+            let link = format!("/proc/self/fd/{fd}");
+            let name = fs::read_link(&link).ok()?;
+            let index: u32 = name.to_str()?.strip_prefix("/dev/pts/")?.parse().ok()?;
+            // the name must be that very terminal (not a namesake in another devpts instance)
+            let (ours, named) = (fs::metadata(&link).ok()?, fs::metadata(&name).ok()?);
+            let same = ours.file_type().is_char_device()
+                && (ours.dev(), ours.ino(), ours.rdev()) == (named.dev(), named.ino(), named.rdev());
+            same.then_some(index)
+        })
+    }
     fn read(&self, path: &Path) -> Option<String> {
         use std::io::Read;
         let mut text = String::new();
@@ -69,14 +82,39 @@ impl HostView for HostFs {
 const NONE: Option<&str> = None;
 
 /// Run `plan`. The placeholders it creates or adopts are recorded in `held` as they come, so
-/// the caller can remove them even when a later step fails.
-pub fn execute(plan: &[MountOp], spec: &SandboxSpec, held: &mut Placeholders) -> Result<(), Failure> {
+/// the caller can remove them even when a later step fails. Returns the fds that must stay open
+/// for the whole run (a reserved pty's master: closing it would remove the mount point).
+pub fn execute(plan: &[MountOp], spec: &SandboxSpec, held: &mut Placeholders) -> Result<Vec<OwnedFd>, Failure> {
     let staging = staging_dir(plan).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/tmp"));
     let mut sources: Vec<OwnedFd> = Vec::new();
+    let mut kept: Vec<OwnedFd> = Vec::new();
     for op in plan {
+        if let MountOp::ReservePty { devpts, index } = op {
+            let master = reserve_pty(devpts, *index).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
+            kept.push(master);
+            continue;
+        }
         run(op, spec, &staging, &mut sources, held).map_err(|e| Failure::new(op.step(), e, describe(op)))?;
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Open the instance's `ptmx` until pty `index` is allocated (the kernel hands out the lowest
+/// free number); keep that master, close the others.
+fn reserve_pty(devpts: &Path, index: u32) -> io::Result<OwnedFd> {
+    let ptmx = devpts.join("ptmx");
+    let mut opened = Vec::new();
+    loop {
+        let master = open(ptmx.as_path(), OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let number = crate::sys::pty_number(&master)?;
+        if number == index {
+            return Ok(master);
+        }
+        if number > index || opened.len() > index as usize {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        opened.push(master);
+    }
 }
 
 fn describe(op: &MountOp) -> String {
@@ -88,6 +126,7 @@ fn describe(op: &MountOp) -> String {
         | MountOp::CreateFile { path }
         | MountOp::Symlink { link: path, .. }
         | MountOp::Devpts { target: path }
+        | MountOp::ReservePty { devpts: path, .. }
         | MountOp::WriteStaged { path, .. }
         | MountOp::Bind { target: path, .. }
         | MountOp::MakeWritable { target: path }
@@ -198,6 +237,7 @@ fn run(
         MountOp::RemoveDir { path } => fs::remove_dir(path)?,
         MountOp::Unmount { target } => umount2(target.as_path(), MntFlags::MNT_DETACH)?,
         MountOp::Chdir { path } => std::env::set_current_dir(path)?,
+        MountOp::ReservePty { .. } => return Err(io::Error::other("a pty reservation is kept by `execute`")),
     }
     Ok(())
 }

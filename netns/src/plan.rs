@@ -56,6 +56,11 @@ pub trait HostView {
     fn read(&self, _path: &Path) -> Option<String> {
         None
     }
+    /// The index N of the host pseudo-terminal `/dev/pts/N` on the caller's stdin, stdout or
+    /// stderr (the terminal the user runs us from), if there is one.
+    fn terminal(&self) -> Option<u32> {
+        None
+    }
     /// Where symbolic link `path` points.
     fn read_link(&self, _path: &Path) -> Option<PathBuf> {
         None
@@ -121,6 +126,12 @@ pub enum MountOp {
     Devpts {
         target: PathBuf,
     },
+    /// Allocate pseudo-terminals in the devpts instance at `devpts` until `devpts/index` exists,
+    /// and keep that one allocated for the whole run (a mount point for the host's terminal).
+    ReservePty {
+        devpts: PathBuf,
+        index: u32,
+    },
     /// Write a staged file at `path` (mode 0444).
     WriteStaged {
         which: Staged,
@@ -184,6 +195,7 @@ impl MountOp {
             | MountOp::CreateFile { .. }
             | MountOp::Symlink { .. }
             | MountOp::Devpts { .. }
+            | MountOp::ReservePty { .. }
             | MountOp::MakeReadOnly { .. } => Step::MountDev,
             MountOp::WriteStaged { .. } | MountOp::Unlink { .. } | MountOp::RemoveDir { .. } => Step::WriteStaged,
             MountOp::Bind { source: Source::Staged(Staged::Empty), .. } => Step::HidePath,

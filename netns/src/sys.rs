@@ -114,6 +114,40 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
     check_long(ret).map(drop)
 }
 
+/// Make the command `command` will spawn die (SIGKILL) when this process dies, even by
+/// `kill -9`: a plain `run` child outliving its proxy would keep running with placeholders and
+/// nowhere to send them, unsupervised.
+///
+/// The kernel sends `PR_SET_PDEATHSIG` when the *thread* that forked exits, not the process: a
+/// spawn from a runtime worker or a short-lived thread would kill the child early. So this
+/// refuses to arm unless called on the main thread (which lives as long as the process), and the
+/// caller must spawn from that same thread. The hook also checks that the parent did not die
+/// between `fork` and `prctl` (then the signal would never come): the child then exits at once.
+pub fn die_with_parent(command: &mut std::process::Command) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let parent = nix::unistd::getpid().as_raw();
+    if nix::unistd::gettid().as_raw() != parent {
+        return Err(io::Error::other(
+            "a child that dies with its parent must be spawned from the main thread (the death signal follows the spawning thread)",
+        ));
+    }
+    let hook = move || {
+        // SAFETY: prctl with integer arguments and getppid take no pointers; both are
+        // async-signal-safe, and the closure allocates nothing (it runs between fork and exec).
+        let (armed, ppid) = unsafe { (libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0), libc::getppid()) };
+        if armed != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if ppid != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes the async-signal-safe calls above and touches no lock or heap.
+    unsafe { command.pre_exec(hook) };
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The command process
 
@@ -329,6 +363,14 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
         }
         _ => Ok(()),
     }
+}
+
+/// The number N of the pseudo-terminal whose master is `master` (its slave is `pts/N`).
+pub fn pty_number(master: &OwnedFd) -> io::Result<u32> {
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int into the live stack variable we pass.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number as *mut libc::c_uint) })?;
+    Ok(number)
 }
 
 /// Take ownership of an fd the kernel just gave us (from `SCM_RIGHTS`, or inherited by number).

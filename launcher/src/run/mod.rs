@@ -416,6 +416,14 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
     let program = settings.program();
     let mut command = tokio::process::Command::new(program);
     command.args(&settings.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
+    // Even a `kill -9` of this process takes the child with it: it must not run on without its
+    // proxy. `execute` is the future `run` blocks on, so it runs on the main thread, and the
+    // spawn below happens there (the death signal follows the spawning thread).
+    #[cfg(target_os = "linux")]
+    if let Err(e) = authsome_netns::die_with_parent(command.as_std_mut()) {
+        let _ = stop_tx.send(());
+        return Err(CliError::new(Kind::RunFailed, format!("cannot tie the command to this process: {e}")));
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

@@ -13,6 +13,9 @@ use crate::spec::{HomePolicy, SandboxSpec};
 /// every caller, with the `resolv.conf`/`hosts` the command needs recreated inside.
 pub const SOCKET_DIRS: &[&str] = &["/run", "/var/run"];
 
+/// Terminals numbered this high are not shown inside (reserving one allocates every pty below it).
+const MAX_RESERVED_PTY: u32 = 256;
+
 /// World-writable host directories replaced by a private tmpfs (unless named writable).
 const PRIVATE_TMP: &[&str] = &["/tmp", "/var/tmp"];
 
@@ -53,6 +56,12 @@ pub(super) fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result
             (kind.kind(&path) == Some(PathKind::File)).then(|| (*n, b.open_host(&path, PathKind::File)))
         })
         .collect();
+    // The user's terminal, shown at its own path in the sandbox's devpts: `tty`/`ttyname` find
+    // the command's stdin there. Only that one pty: the host's other terminals stay out of reach.
+    let terminal = kind
+        .terminal()
+        .filter(|n| *n < MAX_RESERVED_PTY)
+        .map(|n| (n, b.open_host(&Path::new("/dev/pts").join(n.to_string()), PathKind::File)));
 
     // The launcher's binds, in mount order: shallowest first, writable after read-only at one path.
     let mut wanted: Vec<(PathBuf, Option<PathKind>, bool)> = Vec::new();
@@ -109,7 +118,7 @@ pub(super) fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result
             fresh.push(PathBuf::from(tmp));
         }
     }
-    minimal_dev(&mut b, &dev);
+    minimal_dev(&mut b, &dev, terminal);
     b.stage(Path::new(RESTRICTED_STAGING), spec);
     if let Some(home) = &home {
         if fresh.iter().any(|f| home.starts_with(f)) {
@@ -195,7 +204,7 @@ fn covered(path: &Path, binds: &[HostBind]) -> bool {
 
 /// A tmpfs `/dev` with the usual nodes bound from the host, a new devpts, read-only; then a
 /// fresh `/dev/shm`.
-fn minimal_dev(b: &mut Builder<'_>, dev: &[(&str, usize)]) {
+fn minimal_dev(b: &mut Builder<'_>, dev: &[(&str, usize)], terminal: Option<(u32, usize)>) {
     b.ops.push(MountOp::Tmpfs { target: "/dev".into(), mode: 0o755, read_only: false });
     for (name, index) in dev {
         let target = Path::new("/dev").join(name);
@@ -205,6 +214,11 @@ fn minimal_dev(b: &mut Builder<'_>, dev: &[(&str, usize)]) {
     b.ops.push(MountOp::MkdirAll { path: "/dev/pts".into() });
     b.ops.push(MountOp::Devpts { target: "/dev/pts".into() });
     b.ops.push(MountOp::Symlink { link: "/dev/ptmx".into(), target: "pts/ptmx".into() });
+    if let Some((index, source)) = terminal {
+        let target = Path::new("/dev/pts").join(index.to_string());
+        b.ops.push(MountOp::ReservePty { devpts: "/dev/pts".into(), index });
+        b.ops.push(MountOp::Bind { source: Source::Host(source), target, recursive: false, read_only: false });
+    }
     b.ops.push(MountOp::MkdirAll { path: "/dev/shm".into() });
     for (link, target) in [
         ("fd", "/proc/self/fd"),

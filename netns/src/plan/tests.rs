@@ -343,3 +343,33 @@ fn command_drops_capabilities_last_bounding_set_first() {
     assert!(at(Step::Seccomp) < at(Step::WaitRelease), "everything is done before waiting for release");
     assert_eq!(COMMAND_STEPS.last(), Some(&Step::Exec));
 }
+
+/// The test host, run from a terminal: `/dev/pts/N` on its stdin.
+struct OnTerminal(u32);
+
+impl HostView for OnTerminal {
+    fn kind(&self, path: &Path) -> Option<PathKind> {
+        if path == Path::new(&format!("/dev/pts/{}", self.0)) { Some(PathKind::File) } else { host(path) }
+    }
+    fn terminal(&self) -> Option<u32> {
+        Some(self.0)
+    }
+}
+
+#[test]
+fn the_users_terminal_alone_is_bound_into_the_new_devpts() {
+    let plan = plan_of(&spec(), &OnTerminal(5));
+    let opened = position(&plan, |op| matches!(op, MountOp::OpenHost { path, .. } if path == Path::new("/dev/pts/5")));
+    let read_only_all = position(&plan, |op| matches!(op, MountOp::ReadOnlyAll));
+    let pts = position(&plan, |op| matches!(op, MountOp::Devpts { .. }));
+    let reserve = position(&plan, |op| matches!(op, MountOp::ReservePty { index: 5, .. }));
+    let bind = position(&plan, |op| is_bind_to(op, "/dev/pts/5"));
+    let ro = position(&plan, |op| matches!(op, MountOp::MakeReadOnly { target } if target == Path::new("/dev")));
+    assert!(opened < read_only_all, "the host's pty is opened before anything is mounted");
+    assert!(pts < reserve && reserve < bind && bind < ro);
+    // no terminal, or one numbered too high to reserve: the new devpts alone
+    for plan in [plan_of(&spec(), &host), plan_of(&spec(), &OnTerminal(100_000))] {
+        assert!(!plan.iter().any(|op| matches!(op, MountOp::ReservePty { .. })));
+        assert!(!plan.iter().any(|op| matches!(op, MountOp::OpenHost { path, .. } if path.starts_with("/dev/pts"))));
+    }
+}
