@@ -112,8 +112,9 @@ impl Denial {
             DenyRule::DenyPattern(p) => format!("remove --deny {p} (or its policy-file deny entry) to allow it"),
             DenyRule::NotAProviderHost | DenyRule::NotAllowlisted => format!("allow with --allow {host}"),
             DenyRule::Port => format!("allow with --port {}", self.port),
-            DenyRule::PrivateAddress(_) | DenyRule::LocalAddress(_) | DenyRule::IpLiteral => {
-                "allow with --allow-private".to_owned()
+            DenyRule::PrivateAddress(_) | DenyRule::IpLiteral => "allow with --allow-private".to_owned(),
+            DenyRule::LocalAddress(_) => {
+                "this machine's own addresses are never reachable through the proxy".to_owned()
             }
             DenyRule::UnnamedAddress => "connect by host name (the sandbox's DNS names every host)".to_owned(),
             DenyRule::PlaceholderForeignHost { owner, .. } => {

@@ -117,14 +117,18 @@ impl Dialer {
         }
     }
 
-    /// Connect to `host:port` by name. Unless a connect-to entry names the destination or
-    /// `allow_private` is set, refuses an IP-literal host, and every resolved address that is
-    /// non-public or assigned to this machine (so a name pointing at the host's own public
-    /// address cannot reach services bound to all interfaces).
+    /// Connect to `host:port` by name. Unless a connect-to entry names the destination, refuses
+    /// every resolved address assigned to this machine or on loopback (so a name pointing at
+    /// the host's own public address cannot reach services bound to all interfaces), and,
+    /// unless `allow_private` is set, an IP-literal host and every non-public address.
     pub async fn dial(&self, host: &str, port: u16) -> Result<TcpStream, DialError> {
         let inner = &self.inner;
         let redirect = inner.connect_to.iter().find_map(|c| c.apply(host, port));
-        let trusted = redirect.is_some() || inner.allow_private;
+        // `allow_private` opens private networks and IP literals, never this machine itself
+        // (its loopback and interface addresses reach host services a sandbox must not see);
+        // only a connect-to entry, which the user wrote for that destination, can go there.
+        let redirected = redirect.is_some();
+        let trusted = redirected || inner.allow_private;
         if !trusted && host.parse::<IpAddr>().is_ok() {
             return Err(DialError::IpLiteral { host: host.to_owned(), port });
         }
@@ -145,7 +149,7 @@ impl Dialer {
                     last_forbidden = Some((addr.ip(), false));
                     continue;
                 }
-                if !trusted && inner.local.contains(addr.ip()) {
+                if !redirected && (inner.local.contains(addr.ip()) || addr.ip().is_loopback()) {
                     last_forbidden = Some((addr.ip(), true));
                     continue;
                 }

@@ -228,9 +228,11 @@ fn in_netns(addr: &str) {
         assert!(head.starts_with("HTTP/1.1 403"), "IP literal: {head}");
         let rules: Vec<DenyRule> = denials(&h).into_iter().map(|d| d.rule).collect();
         assert_eq!(rules, [DenyRule::LocalAddress(addr.parse().unwrap()), DenyRule::IpLiteral]);
-        // --allow-private is the escape hatch for both.
+        // --allow-private opens private networks, never this machine's own addresses.
         let open = harness(Options { connect_to: false, allow_private: true, ..Options::default() }).await;
         let (_, head) = open.raw_connect(&format!("self.example.test:{port}"), Some(&basic_token())).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.starts_with("HTTP/1.1 403"), "--allow-private reached the host: {head}");
+        let (_, head) = open.raw_connect(&format!("127.0.0.1:{port}"), Some(&basic_token())).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "--allow-private reached loopback: {head}");
     });
 }
