@@ -202,7 +202,12 @@ mod tests {
     use super::*;
 
     fn client(method: TokenAuthMethod, secret: Option<&str>) -> ClientCredentials {
-        ClientCredentials { id: "my app:1".into(), secret: secret.map(SecretString::from), method }
+        ClientCredentials {
+            id: "my app:1".into(),
+            secret: secret.map(SecretString::from),
+            method,
+            origin: crate::auth::ClientOrigin::Static,
+        }
     }
 
     #[test]

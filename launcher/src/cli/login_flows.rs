@@ -223,6 +223,7 @@ fn device_login(
         base_url,
         scopes,
         token,
+        &client,
         authsome_vault::time::now_seconds(),
     );
     let mut vault = ctx.vault()?;
