@@ -622,3 +622,18 @@ fn client_list_and_forget_keep_connections() {
     let form = rt().block_on(s.idp.browser().get(&url));
     assert!(form.body.contains("name=\"client_id\""), "{}", form.body);
 }
+
+/// Issue #11: an unreachable provider is a network failure (exit 1 with the cause), not
+/// "authentication failed" (4); the failed login is audited.
+#[test]
+fn an_unreachable_provider_exits_1_with_the_cause_and_is_audited() {
+    let mut s = setup("idp", "device_code", json!({}), Options::default());
+    s.idp.stop();
+    let run = Login::with_client_secret(&s.env, CLIENT_SECRET).finish();
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("device authorization request failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("check the network"), "{}", run.stderr);
+    assert!(!run.all().contains(CLIENT_SECRET));
+    let log = s.env.run(&["log", "--json"]).ok().json();
+    assert!(log.as_array().unwrap().iter().any(|e| e["event"] == "login" && e["status"] == "failure"), "{log}");
+}
