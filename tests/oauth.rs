@@ -637,3 +637,14 @@ fn an_unreachable_provider_exits_1_with_the_cause_and_is_audited() {
     let log = s.env.run(&["log", "--json"]).ok().json();
     assert!(log.as_array().unwrap().iter().any(|e| e["event"] == "login" && e["status"] == "failure"), "{log}");
 }
+
+/// Issue #11: a device login without a client is a missing credential (exit 5) with a hint
+/// naming `--client-id`, not "authentication failed"; nothing reached the provider.
+#[test]
+fn a_device_login_without_a_client_exits_5_with_a_hint() {
+    let s = setup("idp", "device_code", json!({}), Options::default());
+    let run = s.env.run(&["login", "idp", "--no-browser"]);
+    assert_eq!(run.code, 5, "{}", run.all());
+    assert!(run.stderr.contains("--client-id"), "{}", run.stderr);
+    assert_eq!(s.idp.count("token_request"), 0);
+}

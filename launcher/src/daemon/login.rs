@@ -187,7 +187,7 @@ async fn dcr_client(state: &AppState, session: &Session) -> Result<ClientCredent
 async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<(), CliError> {
     let provider = session.provider.clone();
     let client = stored_client(&state.home, &session.profile, &provider).await?.ok_or_else(|| {
-        CliError::new(Kind::AuthenticationFailed, format!("no OAuth client is stored for {}", provider.name)).hint(
+        CliError::new(Kind::CredentialMissing, format!("no OAuth client is stored for {}", provider.name)).hint(
             format!(
                 "pass --client-id for the first login: `authsome login {} --flow device_code --client-id ID`",
                 provider.name
