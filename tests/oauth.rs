@@ -530,3 +530,121 @@ fn run_refreshes_before_injecting_and_once_after_a_401() {
     let log = s.env.run(&["log", "--json", "-n", "1"]).ok().json();
     assert_eq!(log[0]["hosts"]["api.example.test"]["refreshed_after_401"], 1, "{log}");
 }
+
+/// Log in connection `connection` of `idp` by dynamic registration (a confidential client of
+/// its own, `client_secret_basic`), through the browser.
+fn dcr_login(s: &Setup, connection: &str) {
+    let args = ["login", "idp", "--no-browser", "--connection", connection, "--flow", "dcr_pkce"];
+    let mut login = Login::spawn(&s.env, &args, None);
+    let url = login.url();
+    let page = rt().block_on(s.idp.browser().authorize(&url));
+    assert!(page.body.contains("Logged in"), "{}", page.body);
+    login.finish().ok();
+}
+
+fn export_connection(env: &Env, connection: &str) -> Value {
+    env.run(&["export", "idp", "--connection", connection, "--format", "json"]).ok().json()
+}
+
+/// Issue #11: the OAuth client is per connection. `a` is obtained with the static client,
+/// then `b` by dynamic registration (which replaces the provider's stored client). Refreshing
+/// and revoking `a` must still use the static client, `b` its registered one: the server
+/// refuses a token presented by another client.
+#[test]
+fn each_connection_refreshes_and_revokes_with_the_client_that_obtained_it() {
+    let s = setup("idp", "pkce", json!({}), Options { access_ttl: 8, ..Options::default() });
+    browser_login(&s, "idp", &["--connection", "a"]).ok();
+    dcr_login(&s, "b");
+    assert_eq!(s.idp.count("registration"), 1);
+    let (a1, b1) = (export_connection(&s.env, "a"), export_connection(&s.env, "b"));
+
+    // Inside the margin (4 s of 8): each refresh goes out with its own client and succeeds.
+    std::thread::sleep(Duration::from_millis(4_500));
+    let (a2, b2) = (export_connection(&s.env, "a"), export_connection(&s.env, "b"));
+    assert_ne!(a2["IDP_TOKEN"], a1["IDP_TOKEN"], "a refreshed: {:?}", s.idp.events());
+    assert_ne!(b2["IDP_TOKEN"], b1["IDP_TOKEN"], "b refreshed: {:?}", s.idp.events());
+    assert_eq!(s.idp.count_grant("refresh_token"), 2);
+    assert_eq!(s.idp.count("grant_error"), 0, "{:?}", s.idp.events());
+    let a_access = a2["IDP_TOKEN"].as_str().unwrap().to_string();
+    assert!(rt().block_on(s.idp.active(&a_access)));
+
+    // Revocation: each with its own client.
+    let out = s.env.run(&["logout", "idp", "--connection", "a", "--json"]).ok();
+    assert!(!out.all().contains(CLIENT_SECRET));
+    assert_eq!(out.json()["revocation"], "revoked", "{}", out.all());
+    assert!(!rt().block_on(s.idp.active(&a_access)), "a's token is dead at the provider");
+    let out = s.env.run(&["logout", "idp", "--connection", "b", "--json"]).ok().json();
+    assert_eq!(out["revocation"], "revoked");
+}
+
+/// `client list` shows the stored client and each connection's (ids and origin, no secret);
+/// `client forget` drops the stored one only: connections keep working and refreshing, and the
+/// next login asks for a client again instead of silently reusing the old id.
+#[test]
+fn client_list_and_forget_keep_connections() {
+    let s = setup("idp", "pkce", json!({}), Options { access_ttl: 8, ..Options::default() });
+    browser_login(&s, "idp", &["--connection", "a"]).ok();
+    dcr_login(&s, "b");
+    let run = s.env.run(&["client", "list", "--json"]).ok();
+    assert!(!run.all().contains(CLIENT_SECRET), "{}", run.all());
+    let doc = run.json();
+    let row = doc["clients"].as_array().unwrap().iter().find(|r| r["provider"] == "idp").cloned().unwrap();
+    assert_eq!(row["stored"]["source"], "dcr", "{row}");
+    let registered = row["stored"]["client_id"].as_str().unwrap().to_string();
+    assert_ne!(registered, CLIENT_ID);
+    assert_eq!(
+        row["connections"],
+        json!([
+            {"connection": "a", "client_id": CLIENT_ID, "source": "static"},
+            {"connection": "b", "client_id": registered, "source": "dcr"},
+        ])
+    );
+    let text = s.env.run(&["client", "list"]).ok();
+    assert!(text.stdout.contains(CLIENT_ID) && text.stdout.contains("(dcr)"), "{}", text.stdout);
+
+    let forgot = s.env.run(&["client", "forget", "idp", "--json"]).ok().json();
+    assert_eq!(forgot["client_id"], registered.as_str());
+    let row = s.env.run(&["client", "list", "--json"]).ok().json()["clients"][0].clone();
+    assert!(row["stored"].is_null(), "{row}");
+    assert_eq!(row["connections"].as_array().unwrap().len(), 2, "connections are kept");
+    let again = s.env.run(&["client", "forget", "idp"]);
+    assert_eq!(again.code, 3, "{}", again.all());
+
+    // The connections still refresh, each with its own client.
+    let a1 = export_connection(&s.env, "a");
+    std::thread::sleep(Duration::from_millis(4_500));
+    assert_ne!(export_connection(&s.env, "a")["IDP_TOKEN"], a1["IDP_TOKEN"]);
+    assert_eq!(s.idp.count("grant_error"), 0, "{:?}", s.idp.events());
+
+    // The next login has no client to reuse: the browser form asks for one.
+    let doc = s.env.run(&["login", "idp", "--connection", "c", "--no-wait", "--no-browser", "--json"]).ok().json();
+    let url = doc["url"].as_str().unwrap().to_string();
+    let form = rt().block_on(s.idp.browser().get(&url));
+    assert!(form.body.contains("name=\"client_id\""), "{}", form.body);
+}
+
+/// Issue #11: an unreachable provider is a network failure (exit 1 with the cause), not
+/// "authentication failed" (4); the failed login is audited.
+#[test]
+fn an_unreachable_provider_exits_1_with_the_cause_and_is_audited() {
+    let mut s = setup("idp", "device_code", json!({}), Options::default());
+    s.idp.stop();
+    let run = Login::with_client_secret(&s.env, CLIENT_SECRET).finish();
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("device authorization request failed"), "{}", run.stderr);
+    assert!(run.stderr.contains("check the network"), "{}", run.stderr);
+    assert!(!run.all().contains(CLIENT_SECRET));
+    let log = s.env.run(&["log", "--json"]).ok().json();
+    assert!(log.as_array().unwrap().iter().any(|e| e["event"] == "login" && e["status"] == "failure"), "{log}");
+}
+
+/// Issue #11: a device login without a client is a missing credential (exit 5) with a hint
+/// naming `--client-id`, not "authentication failed"; nothing reached the provider.
+#[test]
+fn a_device_login_without_a_client_exits_5_with_a_hint() {
+    let s = setup("idp", "device_code", json!({}), Options::default());
+    let run = s.env.run(&["login", "idp", "--no-browser"]);
+    assert_eq!(run.code, 5, "{}", run.all());
+    assert!(run.stderr.contains("--client-id"), "{}", run.stderr);
+    assert_eq!(s.idp.count("token_request"), 0);
+}

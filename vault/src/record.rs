@@ -105,10 +105,16 @@ pub struct Secrets {
     pub access_token: Option<SecretString>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
     pub refresh_token: Option<SecretString>,
+    /// The secret of the OAuth client that obtained this connection (refresh and revocation
+    /// authenticate with it). Not a credential to inject, so not among `present_fields`.
+    /// Absent in records written before clients were kept per connection.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
+    pub client_secret: Option<SecretString>,
 }
 
 impl Secrets {
-    /// Names of the fields that hold a value (stored in plain so metadata reads need no key).
+    /// Names of the credential fields that hold a value (stored in plain so metadata reads
+    /// need no key). The client secret is not one.
     pub fn present_fields(&self) -> Vec<&'static str> {
         let mut fields = Vec::new();
         if self.api_key.is_some() {
@@ -217,4 +223,21 @@ pub struct ClientRecord {
     pub scopes: Option<Vec<String>>,
     /// RFC 7591 registration response metadata (never secret fields).
     pub registration: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn client_secret_is_sealed_with_the_connection_and_old_documents_still_open() {
+        let old: Secrets = serde_json::from_str(r#"{"access_token":"at","refresh_token":"rt"}"#).unwrap();
+        assert!(old.client_secret.is_none());
+        let with = Secrets { access_token: Some("at".into()), client_secret: Some("cs".into()), ..Secrets::default() };
+        assert_eq!(with.present_fields(), vec!["access_token"]);
+        let back: Secrets = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back.client_secret.unwrap().expose_secret(), "cs");
+        assert!(!format!("{with:?}").contains("cs\""));
+    }
 }

@@ -10,6 +10,12 @@
 //!   secrets, refreshed first when the access token is near expiry (serialised across
 //!   processes). The `run` proxy, `export` and the library go through it.
 //! - [`revoke::revoke_connection`]: RFC 7009 revocation before a local delete.
+//!
+//! Clients: the provider's stored client (`provider_clients`) is only where the next login
+//! starts. Each connection records the client that obtained it (id, origin and method in its
+//! plain metadata under [`CLIENT_KEY`], the secret sealed with its tokens), and refresh and
+//! revocation use that one: a later login with another client (a registration, a new
+//! `--client-id`) must not change which client speaks for an older token.
 
 pub(crate) mod api_key;
 pub(crate) mod code;
@@ -23,6 +29,7 @@ pub(crate) mod token;
 
 use authsome_vault::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{CliError, Kind};
 use crate::providers::Provider;
@@ -64,12 +71,53 @@ pub(crate) fn spec(provider: &Provider) -> Result<&OAuthSpec, CliError> {
     })
 }
 
+/// The metadata key under which a connection records its OAuth client (never the secret).
+pub(crate) const CLIENT_KEY: &str = "oauth_client";
+
+/// Where an OAuth client came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ClientOrigin {
+    /// Entered by the user (`--client-id`, the browser form).
+    Static,
+    /// Obtained by dynamic client registration.
+    Dcr,
+}
+
+impl ClientOrigin {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ClientOrigin::Static => "static",
+            ClientOrigin::Dcr => "dcr",
+        }
+    }
+    /// A stored record's origin: a registration answer means DCR.
+    pub(crate) fn of_record(record: &ClientRecord) -> Self {
+        if record.registration.is_some() { ClientOrigin::Dcr } else { ClientOrigin::Static }
+    }
+}
+
 /// An OAuth client: id, optional secret, and how it authenticates at the token endpoint.
 #[derive(Clone)]
 pub(crate) struct ClientCredentials {
     pub(crate) id: String,
     pub(crate) secret: Option<SecretString>,
     pub(crate) method: TokenAuthMethod,
+    pub(crate) origin: ClientOrigin,
+}
+
+/// What a connection's metadata says about its client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecordedClient {
+    pub(crate) client_id: String,
+    pub(crate) origin: ClientOrigin,
+    pub(crate) token_endpoint_auth_method: TokenAuthMethod,
+}
+
+impl RecordedClient {
+    pub(crate) fn of(meta: &ConnectionMeta) -> Option<Self> {
+        meta.metadata.get(CLIENT_KEY).and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
 }
 
 impl std::fmt::Debug for ClientCredentials {
@@ -78,6 +126,7 @@ impl std::fmt::Debug for ClientCredentials {
             .field("id", &self.id)
             .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
             .field("method", &self.method)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -94,8 +143,46 @@ impl ClientCredentials {
             .and_then(|m| serde_json::from_value::<TokenAuthMethod>(m.clone()).ok());
         let method =
             registered.unwrap_or_else(|| provider.oauth.as_ref().map(|o| o.token_auth_method).unwrap_or_default());
-        Some(Self { id, secret: record.client_secret.clone(), method })
+        Some(Self { id, secret: record.client_secret.clone(), method, origin: ClientOrigin::of_record(record) })
     }
+
+    /// The client recorded in a connection (its secret from the connection's sealed secrets).
+    pub(crate) fn of_connection(meta: &ConnectionMeta, secrets: &Secrets) -> Option<Self> {
+        let recorded = RecordedClient::of(meta)?;
+        Some(Self {
+            id: recorded.client_id,
+            secret: secrets.client_secret.clone(),
+            method: recorded.token_endpoint_auth_method,
+            origin: recorded.origin,
+        })
+    }
+
+    /// Record this client in a connection about to be stored.
+    pub(crate) fn record_in(&self, meta: &mut ConnectionMeta, secrets: &mut Secrets) {
+        let recorded =
+            RecordedClient { client_id: self.id.clone(), origin: self.origin, token_endpoint_auth_method: self.method };
+        if let Ok(value) = serde_json::to_value(recorded) {
+            meta.metadata.insert(CLIENT_KEY.to_string(), value);
+        }
+        secrets.client_secret = self.secret.clone();
+    }
+}
+
+/// The client that speaks for a stored connection: the one recorded in it, else (a record
+/// written before clients were kept per connection) the provider's stored client.
+pub(crate) fn connection_client(
+    vault: &authsome_vault::Vault,
+    key_source: &dyn authsome_vault::KeySource,
+    provider: &Provider,
+    meta: &ConnectionMeta,
+    secrets: &Secrets,
+) -> Result<Option<ClientCredentials>, authsome_vault::Error> {
+    if let Some(client) = ClientCredentials::of_connection(meta, secrets) {
+        return Ok(Some(client));
+    }
+    Ok(vault
+        .client_with_secret(key_source, &provider.name)?
+        .and_then(|record| ClientCredentials::from_record(provider, &record)))
 }
 
 /// Join scopes with the provider's separator.
@@ -112,14 +199,16 @@ pub(crate) fn requested_scopes(provider: &Provider, asked: Option<&str>) -> Vec<
     }
 }
 
-/// What a login or refresh stores: the token response as a connection record. Scopes are the
-/// granted ones when the server said (upstream bug 17), else the requested ones.
+/// What a login stores: the token response as a connection record, with the client that
+/// obtained it. Scopes are the granted ones when the server said (upstream bug 17), else the
+/// requested ones.
 pub(crate) fn record_from_token(
     provider: &Provider,
     connection: &str,
     base_url: Option<&str>,
     requested: &[String],
     token: TokenResponse,
+    client: &ClientCredentials,
     now_seconds: i64,
 ) -> (ConnectionMeta, Secrets) {
     let mut meta = ConnectionMeta::new(&provider.name, connection, AuthType::OAuth2, SecretSource::OAuth);
@@ -134,8 +223,9 @@ pub(crate) fn record_from_token(
     };
     meta.scopes = (!scopes.is_empty()).then_some(scopes);
     meta.status = Status::Connected;
-    let secrets =
+    let mut secrets =
         Secrets { access_token: Some(token.access_token), refresh_token: token.refresh_token, ..Secrets::default() };
+    client.record_in(&mut meta, &mut secrets);
     (meta, secrets)
 }
 
@@ -176,7 +266,22 @@ mod tests {
             refresh_token: Some("rt".into()),
             scope: Some("openid email".into()),
         };
-        let (meta, secrets) = record_from_token(&google, "work", None, &["openid".into(), "x".into()], token, 1_000);
+        let client = ClientCredentials {
+            id: "cid".into(),
+            secret: Some("client-secret-value".into()),
+            method: TokenAuthMethod::ClientSecretPost,
+            origin: ClientOrigin::Dcr,
+        };
+        let requested = ["openid".into(), "x".into()];
+        let (meta, secrets) = record_from_token(&google, "work", None, &requested, token, &client, 1_000);
+        // The client is recorded: id, origin and method in plain, the secret sealed.
+        let back = ClientCredentials::of_connection(&meta, &secrets).unwrap();
+        assert_eq!(
+            (back.id.as_str(), back.method, back.origin),
+            ("cid", TokenAuthMethod::ClientSecretPost, ClientOrigin::Dcr)
+        );
+        assert_eq!(back.secret.unwrap().expose_secret(), "client-secret-value");
+        assert!(!serde_json::to_string(&meta.metadata).unwrap().contains("client-secret-value"));
         assert_eq!(meta.scopes, Some(vec!["openid".to_string(), "email".to_string()]));
         assert_eq!(meta.expires_at, Some(4_600));
         assert_eq!(meta.obtained_at, 1_000_000_000);

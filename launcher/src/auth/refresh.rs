@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use authsome_vault::{ConnectionMeta, CreateOptions, Home, KeySource, Secrets, Status, Vault};
 use secrecy::ExposeSecret;
 
+use super::Endpoints;
 use super::token::token_request;
-use super::{ClientCredentials, Endpoints};
 use crate::error::{CliError, Kind};
 use crate::providers::Provider;
 
@@ -162,11 +162,10 @@ pub(crate) async fn fresh_secrets(
             .ok_or_else(|| "no refresh token was issued for this connection".to_string())?
             .expose_secret()
             .to_string();
-        let client = vault
-            .client_with_secret(key_source, &provider.name)
+        // The client that obtained this connection, not whichever logged in last.
+        let client = super::connection_client(&vault, key_source, provider, &meta, &secrets)
             .map_err(|e| e.to_string())?
-            .and_then(|record| ClientCredentials::from_record(provider, &record))
-            .ok_or_else(|| "no OAuth client is stored for this provider".to_string())?;
+            .ok_or_else(|| "no OAuth client is stored for this connection".to_string())?;
         let endpoints = Endpoints::resolve(provider, meta.base_url.as_deref()).map_err(|e| e.message)?;
         let http = super::http::client().map_err(|e| e.message)?;
         let params =
@@ -219,6 +218,7 @@ pub(crate) async fn fresh_secrets(
         access_token: Some(token.access_token),
         refresh_token: token.refresh_token.or(secrets.refresh_token),
         api_key: secrets.api_key,
+        client_secret: secrets.client_secret,
     };
     let (store, key) = vault.writer(key_source, CreateOptions::default())?;
     match store.put_connection_if_version(key, &next, &next_secrets, meta.version) {

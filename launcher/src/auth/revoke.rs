@@ -1,12 +1,12 @@
 //! Token revocation (RFC 7009) before a connection is deleted: the access token, then the
-//! refresh token, with the provider's client authentication. The caller deletes the local
+//! refresh token, authenticated as the client that obtained the connection. The caller deletes the local
 //! record whatever happens here and audits the outcome.
 
 use authsome_vault::{KeySource, Vault};
 use secrecy::ExposeSecret;
 
+use super::Endpoints;
 use super::token::post_form;
-use super::{ClientCredentials, Endpoints};
 use crate::providers::Provider;
 
 /// What revocation did.
@@ -59,9 +59,9 @@ pub(crate) fn revoke_connection(
     if tokens.is_empty() {
         return Revocation::NotApplicable("the connection holds no token");
     }
-    let client = match vault.client_with_secret(key_source, &provider.name) {
-        Ok(Some(record)) => ClientCredentials::from_record(provider, &record),
-        Ok(None) => None,
+    // The client that obtained the tokens: a server refuses revocation by another client.
+    let client = match super::connection_client(vault, key_source, provider, &meta, &secrets) {
+        Ok(client) => client,
         Err(e) => return Revocation::Failed(e.to_string()),
     };
     let Some(client) = client else { return Revocation::NotApplicable("no OAuth client is stored (a pasted token)") };

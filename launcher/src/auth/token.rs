@@ -67,7 +67,10 @@ impl EndpointError {
     }
 
     /// A CLI error: `what` failed, caused by the provider's message.
+    /// An error for the user. No answer at all (network, TLS, timeout) is not an
+    /// authentication failure: it exits 1 with the cause, whatever `kind` the caller meant.
     pub(crate) fn into_cli(self, kind: Kind, what: impl Into<String>) -> CliError {
+        let kind = if matches!(self, EndpointError::Transport(_)) { Kind::Generic } else { kind };
         let hint = match &self {
             EndpointError::OAuth { error, .. } if error == "invalid_client" || error == "unauthorized_client" => {
                 Some("check the OAuth client id and secret (log in again with --force to enter them anew)")
@@ -202,7 +205,12 @@ mod tests {
     use super::*;
 
     fn client(method: TokenAuthMethod, secret: Option<&str>) -> ClientCredentials {
-        ClientCredentials { id: "my app:1".into(), secret: secret.map(SecretString::from), method }
+        ClientCredentials {
+            id: "my app:1".into(),
+            secret: secret.map(SecretString::from),
+            method,
+            origin: crate::auth::ClientOrigin::Static,
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub(crate) enum Command {
     /// Connection commands.
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// OAuth clients: list them, forget a provider's stored one.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Add a custom provider from a JSON file (ours or the Python authsome's format).
     Register(RegisterArgs),
     /// A provider's definition and connections, as JSON.
@@ -424,6 +427,15 @@ pub(crate) struct LogArgs {
 pub(crate) struct SetDefaultArgs {
     pub(crate) provider: String,
     pub(crate) connection: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// The stored OAuth client of each provider and the client each connection was obtained
+    /// with (ids and origin: static or dcr; never secrets).
+    List,
+    /// Forget a provider's stored OAuth client; its connections keep working.
+    Forget(ProviderArg),
 }
 
 #[derive(Debug, Subcommand)]

@@ -192,7 +192,7 @@ fn device_login(
         .client_with_secret(&ctx.key_source, &provider.name)?
         .and_then(|record| ClientCredentials::from_record(provider, &record))
         .ok_or_else(|| {
-            CliError::new(Kind::AuthenticationFailed, format!("no OAuth client is stored for {}", provider.name)).hint(
+            CliError::new(Kind::CredentialMissing, format!("no OAuth client is stored for {}", provider.name)).hint(
                 format!(
                     "pass your OAuth app's client id once: `authsome login {} --flow device_code --client-id ID`",
                     provider.name
@@ -223,6 +223,7 @@ fn device_login(
         base_url,
         scopes,
         token,
+        &client,
         authsome_vault::time::now_seconds(),
     );
     let mut vault = ctx.vault()?;

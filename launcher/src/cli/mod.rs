@@ -5,6 +5,7 @@
 pub(crate) mod admin;
 pub(crate) mod args;
 pub(crate) mod ca;
+pub(crate) mod client;
 pub(crate) mod daemon;
 pub(crate) mod export;
 pub(crate) mod lock;
@@ -111,6 +112,7 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
     let done = match command {
         Command::Run(args) => return run::run(ctx, args),
         Command::Ca(command) => ca::ca(ctx, command),
+        Command::Client(command) => client::client(ctx, command),
         Command::Login(args) => login::login(ctx, args),
         Command::Logout(args) => login::logout(ctx, args),
         Command::Revoke(args) => login::revoke(ctx, args),

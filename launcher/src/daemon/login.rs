@@ -187,7 +187,7 @@ async fn dcr_client(state: &AppState, session: &Session) -> Result<ClientCredent
 async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<(), CliError> {
     let provider = session.provider.clone();
     let client = stored_client(&state.home, &session.profile, &provider).await?.ok_or_else(|| {
-        CliError::new(Kind::AuthenticationFailed, format!("no OAuth client is stored for {}", provider.name)).hint(
+        CliError::new(Kind::CredentialMissing, format!("no OAuth client is stored for {}", provider.name)).hint(
             format!(
                 "pass --client-id for the first login: `authsome login {} --flow device_code --client-id ID`",
                 provider.name
@@ -211,7 +211,11 @@ async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<()
         (session.profile.clone(), session.connection.clone(), session.scopes.clone(), session.base_url.clone());
     tokio::spawn(async move {
         let outcome = match device::poll(&http, &endpoints, &client, body, &authorization).await {
-            Ok(token) => store_token(&state.home, &profile, &provider, &connection, base_url, scopes, token).await,
+            Ok(token) => {
+                let login =
+                    Obtained { provider: &provider, connection: &connection, base_url, scopes, client: &client };
+                store_token(&state.home, &profile, login, token).await
+            }
             Err(e) => Err(e),
         };
         finish(&state, &id, &profile, &provider, &connection, Flow::DeviceCode, outcome);
@@ -219,22 +223,29 @@ async fn start_device(state: &Arc<AppState>, session: &mut Session) -> Result<()
     Ok(())
 }
 
-/// Write a login's token to the vault.
+/// What a finished login obtained its token for, and with which client.
+struct Obtained<'a> {
+    provider: &'a Provider,
+    connection: &'a str,
+    base_url: Option<String>,
+    scopes: Vec<String>,
+    client: &'a ClientCredentials,
+}
+
+/// Write a login's token to the vault, recording the client that obtained it.
 async fn store_token(
     home: &Home,
     profile: &str,
-    provider: &Provider,
-    connection: &str,
-    base_url: Option<String>,
-    scopes: Vec<String>,
+    login: Obtained<'_>,
     token: auth::token::TokenResponse,
 ) -> Result<(), CliError> {
     let (meta, secrets) = auth::record_from_token(
-        provider,
-        connection,
-        base_url.as_deref(),
-        &scopes,
+        login.provider,
+        login.connection,
+        login.base_url.as_deref(),
+        &login.scopes,
         token,
+        login.client,
         authsome_vault::time::now_seconds(),
     );
     let (home, profile) = (home.clone(), profile.to_string());
@@ -531,7 +542,14 @@ pub(super) async fn callback(
         let token = code::exchange(&http, &endpoints, &client, code, &authorization).await.map_err(|e| {
             e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
         })?;
-        store_token(&state.home, &profile, &provider, &connection, base_url.clone(), scopes, token).await
+        let login = Obtained {
+            provider: &provider,
+            connection: &connection,
+            base_url: base_url.clone(),
+            scopes,
+            client: &client,
+        };
+        store_token(&state.home, &profile, login, token).await
     }
     .await;
     let page = match &outcome {

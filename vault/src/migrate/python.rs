@@ -307,6 +307,7 @@ fn connection_record(
         api_key: secret(doc, "api_key"),
         access_token: secret(doc, "access_token"),
         refresh_token: secret(doc, "refresh_token"),
+        client_secret: None,
     };
     if secrets.present_fields().is_empty() {
         return Ok(None);
