@@ -206,6 +206,15 @@ fn logout_revoke_remove() {
 
     env.login("anthropic", "a", "sk-ant-TESTKEY000000000000000000");
     env.login("anthropic", "b", "sk-ant-TESTKEY000000000000000001");
+    env.login("anthropic", "c", "sk-ant-TESTKEY000000000000000002");
+    let text = env.run(&["revoke", "anthropic"]).ok();
+    assert!(
+        text.stderr.contains("Revoked 3 connection(s) of anthropic."),
+        "an API-key provider has no OAuth client: {}",
+        text.stderr
+    );
+    env.login("anthropic", "a", "sk-ant-TESTKEY000000000000000000");
+    env.login("anthropic", "b", "sk-ant-TESTKEY000000000000000001");
     let revoked = env.run(&["--json", "revoke", "anthropic"]).ok().json();
     assert_eq!(revoked["connections"], serde_json::json!(["a", "b"]));
     let removed = env.run(&["remove", "anthropic"]).ok();

@@ -232,12 +232,15 @@ pub(crate) fn revoke(ctx: &Context, args: &ProviderArg) -> CliResult {
         && ctx.vault()?.list_connections()?.iter().any(|c| c.provider == args.provider);
     let provider =
         if orphaned { args.provider.clone() } else { ctx.catalog().require(&args.provider)?.provider.name.clone() };
+    let had_client = ctx.vault()?.client(&provider)?.is_some();
     let removed = revoke_all(ctx, &provider)?;
     ctx.audit(AuditEvent::new("revoke").provider(&provider).connection("all").field("connections", removed.len()));
     if ctx.out.json {
         ctx.out.json(&json!({"status": "revoked", "provider": provider, "connections": removed}));
     } else {
-        ctx.out.note(&format!("Revoked {} connection(s) of {provider} and its stored OAuth client.", removed.len()));
+        // Only an OAuth provider with a stored client has one to forget.
+        let client = if had_client { " and its stored OAuth client" } else { "" };
+        ctx.out.note(&format!("Revoked {} connection(s) of {provider}{client}.", removed.len()));
     }
     Ok(())
 }
