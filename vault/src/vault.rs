@@ -46,11 +46,18 @@ impl Vault {
         let config = Config::load(&home.config_path())?;
         let recorded = config.profiles.get(profile).cloned();
         let store_path = home.store_path(profile);
+        let mut wal = store_path.clone().into_os_string();
+        wal.push("-wal");
+        let empty = |path: &std::path::Path| std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        // Checked in turn with store creators: a store being created is empty for a moment.
+        let turn = Store::take_turn(&store_path);
         if let Some(entry) = &recorded
             && std::fs::metadata(&store_path).is_ok_and(|m| m.len() == 0)
+            && empty(std::path::Path::new(&wal))
         {
-            // A recorded profile's store always holds at least its schema: an empty file means
-            // the store was truncated or replaced, not that the profile has no connections.
+            // A recorded profile's store always holds at least its schema (in the file, or in its
+            // write-ahead log until the first checkpoint): both empty means the store was
+            // truncated or replaced, not that the profile has no connections.
             return Err(Error::StoreCorrupt {
                 path: store_path,
                 reason: format!(
@@ -60,6 +67,7 @@ impl Vault {
                 ),
             });
         }
+        drop(turn);
         let entry = match recorded {
             Some(entry) => Some(entry),
             None => recover_entry(home, profile)?,

@@ -63,18 +63,28 @@ pub const STORE_FORMAT: i64 = MIGRATIONS.len() as i64;
 impl Store {
     /// Open an existing store (`None` if there is none). Runs pending migrations.
     pub fn open_existing(path: &Path, profile: &str) -> Result<Option<Self>> {
+        let _turn = Self::take_turn(path);
         if !path.exists() {
             return Ok(None);
         }
         Self::open_inner(path, profile).map(Some)
     }
 
+    /// Processes opening or creating a store take turns: an exclusive flock on the store's
+    /// directory, held while the file is created and its schema written, released when the
+    /// returned handle is dropped (or the process ends). So nobody reads a store another process
+    /// is still creating. `None` when the directory does not exist yet or cannot be locked.
+    pub fn take_turn(path: &Path) -> Option<std::fs::File> {
+        path.parent().and_then(|dir| std::fs::File::open(dir).ok()).filter(|dir| dir.lock().is_ok())
+    }
+
     /// Open the store, creating it (0600, in a 0700 directory) if missing.
     pub fn open_or_create(path: &Path, profile: &str) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            fsutil::ensure_private_dir(dir)?;
+        }
+        let _turn = Self::take_turn(path);
         if !path.exists() {
-            if let Some(dir) = path.parent() {
-                fsutil::ensure_private_dir(dir)?;
-            }
             // Create the file 0600 ourselves: SQLite gives -wal and -shm the main file's mode.
             fsutil::create_private_exclusive(path, b"").or_else(|e| if path.exists() { Ok(()) } else { Err(e) })?;
         }
@@ -84,9 +94,20 @@ impl Store {
     /// Open read-write; when the file system or the file refuses writes, open read-only so
     /// reads still work (writes then fail with `StoreReadOnly`).
     fn open_inner(path: &Path, profile: &str) -> Result<Self> {
-        match Self::open_read_write(path, profile) {
-            Err(Error::StoreReadOnly { .. }) => Self::open_read_only(path, profile),
-            other => other,
+        // Switching a new store to WAL and creating its schema take locks for which SQLite may
+        // answer BUSY at once instead of waiting (several processes creating one store at the
+        // same moment, e.g. concurrent first logins): try again for a while before giving up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match Self::open_read_write(path, profile) {
+                Err(Error::StoreReadOnly { .. }) => return Self::open_read_only(path, profile),
+                Err(Error::Busy) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
         }
     }
 
