@@ -122,18 +122,22 @@ impl Context {
 /// another directory for every process started elsewhere (the daemon, a sandbox helper).
 pub(crate) fn home_from_env() -> CliResult<Home> {
     let home = Home::from_env()?;
-    if home.root().is_absolute() {
-        return Ok(home);
-    }
-    let cwd = std::env::current_dir().map_err(|e| {
+    absolute_home(home).map_err(|e| {
         CliError::new(
             Kind::StoreUnavailable,
             format!("{} is relative and the current directory is unreadable", env::HOME),
         )
         .cause(e)
         .hint(format!("set {} to an absolute path", env::HOME))
-    })?;
-    Ok(Home::at(cwd.join(home.root())))
+    })
+}
+
+/// `home` as an absolute path (the CLI and the library both resolve a relative one this way).
+pub(crate) fn absolute_home(home: Home) -> std::io::Result<Home> {
+    if home.root().is_absolute() {
+        return Ok(home);
+    }
+    Ok(Home::at(std::env::current_dir()?.join(home.root())))
 }
 
 /// Passphrases from `AUTHSOME_PASSPHRASE` (as [`NoPrompt`]), else a hidden prompt on the terminal.

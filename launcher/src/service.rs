@@ -126,12 +126,9 @@ impl std::fmt::Debug for AuthService {
 impl AuthService {
     /// Open `profile` (default: the configured default profile) in `AUTHSOME_HOME`.
     pub fn open(profile: Option<&str>) -> Result<Self, Error> {
-        let mut home = Home::from_env()?;
-        if home.root().is_relative()
-            && let Ok(cwd) = std::env::current_dir()
-        {
-            home = Home::at(cwd.join(home.root()));
-        }
+        let home = Home::from_env()?;
+        let home = crate::context::absolute_home(home)
+            .map_err(|e| Error::Vault(authsome_vault::Error::Io { path: crate::env::HOME.into(), source: e }))?;
         Self::open_in(&home, profile)
     }
 
