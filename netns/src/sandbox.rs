@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp, isatty, tcgetpgrp, tcsetpgrp};
 
 use crate::HELPER_ARG;
@@ -242,13 +242,42 @@ impl Sandbox {
                 Ok(None) | Err(_) => break,
             }
         }
-        let helper = self.shutdown();
+        let status = match status {
+            // End of file: every process of the sandbox is gone (init and the command exited
+            // before the helper closed its end). What the helper's exit still does is the
+            // kernel's teardown of the sandbox's mount namespace, which takes an RCU grace
+            // period (~20 ms on a loaded VM): reap it off the caller's path.
+            Some(status) => {
+                self.reap_in_background();
+                Ok(status)
+            }
+            None => {
+                let helper = self.shutdown();
+                Err(NamespaceError::Protocol(format!("the sandbox ended ({helper}) without the command's status")))
+            }
+        };
         if self.was_foreground {
             restore_terminal_foreground();
         }
-        status.ok_or_else(|| {
-            NamespaceError::Protocol(format!("the sandbox ended ({helper}) without the command's status"))
-        })
+        status
+    }
+
+    /// Reap the helper now if it is gone, else on a thread of its own (a zombie until then).
+    fn reap_in_background(&mut self) {
+        self.chan = None;
+        let Some(pid) = self.helper.take() else { return };
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {
+                let reaper = std::thread::Builder::new().name("authsome-sandbox-reaper".into()).spawn(move || {
+                    while matches!(waitpid(pid, None), Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)) {}
+                });
+                if reaper.is_err() {
+                    // no thread to spare: reap here rather than leave a zombie
+                    while matches!(waitpid(pid, None), Ok(WaitStatus::StillAlive) | Err(Errno::EINTR)) {}
+                }
+            }
+            _ => {}
+        }
     }
 }
 

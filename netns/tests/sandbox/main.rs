@@ -142,6 +142,7 @@ fn main() {
         ("stdio_passes_through_untouched", stdio_passes_through_untouched),
         ("fails_closed_before_the_command_runs", fails_closed_before_the_command_runs),
         ("launcher_death_kills_the_sandbox", launcher_death_kills_the_sandbox),
+        ("helper_is_reaped_after_wait", helper_is_reaped_after_wait),
         ("probe_inside_a_sandbox_explains_the_refusal", probe_inside_a_sandbox_explains_the_refusal),
         ("session_keyring_is_fresh", session_keyring_is_fresh),
         ("ctrl_c_on_a_terminal_reaches_the_command", ctrl_c_on_a_terminal_reaches_the_command),

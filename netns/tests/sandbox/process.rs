@@ -450,3 +450,27 @@ pub fn probe_inside_a_sandbox_explains_the_refusal(ctx: &Ctx) -> Result<(), Stri
     // (this machine has a /.dockerenv, which wins over the uid_map check)
     check(got.get("container").is_some_and(|c| !c.is_empty()), "nesting is detected", &out)
 }
+
+/// `wait` returns with the command's status while the helper may still be tearing the
+/// namespaces down; the helper is reaped anyway (by a thread), never left a zombie.
+pub fn helper_is_reaped_after_wait(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("reaped");
+    let spec = ctx.spec(&cwd, "exit 3");
+    let (mut sandbox, _sockets) = Sandbox::start(&ctx.exe, &spec).map_err(|e| format!("{e:?}"))?;
+    sandbox.release().map_err(|e| format!("{e:?}"))?;
+    let pid = sandbox.pid();
+    let status = sandbox.wait().map_err(|e| format!("{e:?}"))?;
+    if status.code() != 3 {
+        return Err(format!("expected exit 3, got {status:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // A reaped helper has no /proc entry; an unreaped one stays a zombie ("Z") for good.
+    while fs::metadata(format!("/proc/{pid}")).is_ok() {
+        if Instant::now() > deadline {
+            let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            return Err(format!("helper {pid} not reaped 5 s after wait: {state}"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
