@@ -34,7 +34,11 @@ pub(crate) fn main() -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     harden_process();
-    crate::logging::init(cli.global.verbose, cli.global.log_file.as_deref());
+    crate::logging::init(&crate::logging::LogSettings {
+        verbose: cli.global.verbose,
+        log_file: cli.global.log_file.as_deref(),
+        no_color: cli.global.no_color,
+    });
     let global = global_settings(&cli.global);
     let fallback = global.output();
     let result = Context::new(&global).and_then(|ctx| dispatch(&ctx, &cli.command));
