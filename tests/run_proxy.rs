@@ -362,3 +362,80 @@ fn kill_9_of_run_takes_the_child_with_it() {
     }
     assert!(!survived, "the child outlived `authsome run` by more than a second");
 }
+
+/// Issue #11: plain `run -- node` on a Node that ignores the proxy variables (before 24), with
+/// no npm package: the built-in `https.get` and the global `fetch` go through the proxy and get
+/// the credential; plain `http` is tunnelled and gets none; the user's own NODE_OPTIONS stay in
+/// force.
+#[test]
+fn node_builtin_https_and_fetch_use_the_proxy() {
+    let s = setup();
+    let user_preload = s.env.cwd.path().join("user-preload.js");
+    std::fs::write(&user_preload, "globalThis.userPreloadRan = true;\n").unwrap();
+    let script = r#"
+const http = require('http');
+const https = require('https');
+const get = (mod, url) => new Promise((resolve, reject) => {
+  mod.get(url, (res) => {
+    let body = '';
+    res.on('data', (c) => body += c);
+    res.on('end', () => resolve(JSON.parse(body)));
+  }).on('error', reject);
+});
+(async () => {
+  const out = { version: process.versions.node, user: globalThis.userPreloadRan === true };
+  out.https = await get(https, 'https://api.openai.com/v1/https');
+  out.fetch = await (await fetch('https://api.openai.com/v1/fetch')).json();
+  out.fetch2 = await (await fetch('https://api.openai.com/v1/fetch2', { method: 'POST', body: 'x' })).json();
+  out.http = await get(http, 'http://api.openai.com/v1/plain');
+  out.fetchHttp = await (await fetch('http://api.openai.com/v1/plain-fetch')).json();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let options = format!("--require {}", user_preload.display());
+    let run = s.env.run_with(&["run", "--", "node", "-e", script], None, &[("NODE_OPTIONS", &options)]).ok();
+    let out = echo_of(&run);
+    assert_eq!(out["user"], true, "the user's NODE_OPTIONS were dropped: {out}");
+    for client in ["https", "fetch", "fetch2"] {
+        assert_eq!(seen(&out[client], "authorization"), vec![format!("Bearer {OPENAI_KEY}")], "{client}: {out}");
+    }
+    assert_eq!(out["fetch2"]["method"], "POST", "{out}");
+    for client in ["http", "fetchHttp"] {
+        assert_eq!(out[client]["path"], format!("/v1/{}", if client == "http" { "plain" } else { "plain-fetch" }));
+        assert!(seen(&out[client], "authorization").is_empty(), "plain http never gets a credential: {out}");
+    }
+    assert!(!run.all().contains(OPENAI_KEY) || run.stdout.contains(OPENAI_KEY), "only the echo shows it");
+}
+
+/// Issue #11: `--verbose` into a pipe has no colour codes; `--log-file` writes the log to the
+/// file as well as to stderr (and alone, to the file only).
+#[test]
+fn verbose_log_has_no_colour_in_a_pipe_and_log_file_adds_a_copy() {
+    let s = setup();
+    let curl = ["run", "--", "curl", "-sS", "https://api.openai.com/v1/models"];
+    // Colour is what a terminal would get; the variable the tests set must not be what hides it.
+    let mut args = vec!["--verbose"];
+    args.extend(curl);
+    let verbose = s.env.run_with(&args, None, &[("NO_COLOR", "")]).ok();
+    assert!(verbose.stderr.contains("injected"), "no debug log: {}", verbose.stderr);
+    assert!(!verbose.stderr.contains('\x1b'), "colour codes in a pipe: {:?}", verbose.stderr);
+
+    let file = s.env.cwd.path().join("authsome.log");
+    let mut args = vec!["--verbose", "--log-file", file.to_str().unwrap()];
+    args.extend(curl);
+    let both = s.env.run(&args).ok();
+    let logged = std::fs::read_to_string(&file).unwrap();
+    assert!(both.stderr.contains("injected"), "stderr lost the log: {}", both.stderr);
+    assert!(logged.contains("injected"), "the file lost the log: {logged}");
+    assert!(!logged.contains('\x1b'), "{logged:?}");
+
+    std::fs::remove_file(&file).unwrap();
+    let mut args = vec!["--log-file", file.to_str().unwrap()];
+    args.extend(curl);
+    let file_only = s.env.run(&args).ok();
+    assert!(!file_only.stderr.contains("injected"), "{}", file_only.stderr);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("injected"));
+    for text in [verbose.stderr, both.stderr, logged, file_only.stderr] {
+        assert!(!text.contains(OPENAI_KEY), "a secret in the log");
+    }
+}

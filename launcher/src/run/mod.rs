@@ -12,6 +12,7 @@ pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 mod dns;
 mod events;
+mod node_preload;
 #[cfg(target_os = "linux")]
 mod notice;
 pub(crate) mod placeholders;
@@ -388,7 +389,7 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
             settings.upstream.extra_roots_pem.as_deref(),
             &engine.ca_pem,
         )?;
-        let child_env = child_env::build(
+        let mut child_env = child_env::build(
             settings.environment.clone(),
             &child_env::ChildEnvSpec {
                 placeholders: &plan.env_placeholders,
@@ -399,6 +400,7 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
                 provider_hosts: &plan.provider_hosts,
             },
         );
+        node_preload::add_to(&mut child_env, &node_preload::install(&ctx.home.ca_dir(&ctx.profile))?);
         Ok::<_, CliError>((engine, listener, child_env))
     };
     let (engine, listener, child_env) = setup.await.map_err(run_failed)?;
