@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use authsome_testkit::{Echo, Pki};
-use common::{Env, Run, seen};
+use common::{Env, Run, redact, seen};
 use serde_json::Value;
 
 const OPENAI_KEY: &str = "sk-REALOPENAI0000000000000000001";
@@ -470,4 +470,29 @@ fn kill_9_of_run_takes_the_grandchildren_with_it() {
         let _ = std::process::Command::new("kill").args(["-KILL", &sleep.to_string()]).status();
     }
     assert!(!survived, "the grandchild outlived `authsome run` by more than a second");
+}
+
+/// A command that cannot be started is reported by the supervisor as `run` reported it
+/// before (126/127, text on stderr, the JSON error on stdout with --json).
+#[test]
+fn a_command_that_cannot_start_is_reported_like_before() {
+    let s = setup();
+    let missing = s.env.run(&["run", "--", "/definitely/not/a/command"]);
+    assert_eq!(missing.code, 127, "{}", missing.all());
+    let script = s.env.cwd.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let denied = s.env.run(&["run", "--", script.to_str().unwrap()]);
+    assert_eq!(denied.code, 126, "{}", denied.all());
+    let json = s.env.run(&["--json", "run", "--", "/definitely/not/a/command"]);
+    assert_eq!(json.code, 127, "{}", json.all());
+    insta::assert_snapshot!(
+        "run_cannot_start",
+        redact(
+            &format!(
+                "$ authsome run -- /definitely/not/a/command\n{}\n$ authsome run -- ./not-executable.sh\n{}\n$ authsome --json run -- /definitely/not/a/command\n{}",
+                missing.stderr, denied.stderr, json.stdout
+            ),
+            &s.env
+        )
+    );
 }
