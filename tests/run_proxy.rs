@@ -496,3 +496,23 @@ fn a_command_that_cannot_start_is_reported_like_before() {
         )
     );
 }
+
+/// The preload of an outer plain `run` is not passed on next to an inner one's (nor into a
+/// sandbox, where its path is hidden): a nested `run` leaves exactly one, and the user's own
+/// options stay.
+#[test]
+fn a_nested_run_keeps_one_node_preload() {
+    let s = setup();
+    let script = "console.log(process.env.NODE_OPTIONS)";
+    let run = s
+        .env
+        .run_with(
+            &["run", "--", common::BIN, "run", "--", "node", "-e", script],
+            None,
+            &[("NODE_OPTIONS", "--trace-warnings")],
+        )
+        .ok();
+    let options = run.stdout.trim();
+    assert_eq!(options.matches("node-preload.cjs").count(), 1, "{options}");
+    assert!(options.starts_with("--trace-warnings --require "), "{options}");
+}
