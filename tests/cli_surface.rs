@@ -113,3 +113,55 @@ fn help_lists_global_options_environment_and_exit_codes() {
         assert!(run.contains(code), "{code} missing from run --help");
     }
 }
+
+/// The column (in characters) where a line's `n`-th whitespace-separated field starts.
+fn field_start(line: &str, n: usize) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    (0..chars.len()).filter(|&i| !chars[i].is_whitespace() && (i == 0 || chars[i - 1].is_whitespace())).nth(n)
+}
+
+/// Issue #11: `scan` and `profile list` line their columns up whatever the names' widths.
+#[test]
+fn scan_and_profile_list_columns_line_up() {
+    let env = Env::new();
+    env.login("openai", "default", "sk-stored-0000000000000000");
+    std::fs::write(
+        env.cwd.path().join(".env"),
+        "OPENAI_API_KEY=sk-different-000000000000\nMISTRAL_API_KEY=mistral-0000000000\n",
+    )
+    .unwrap();
+    let scan = env.run(&["scan", "--no-env"]).ok().stdout;
+    let rows: Vec<&str> = scan.lines().skip(1).collect();
+    assert!(rows.len() >= 2, "{scan}");
+    let statuses: Vec<&str> = rows.iter().map(|r| r.split_whitespace().nth(2).unwrap()).collect();
+    assert!(statuses.windows(2).any(|w| w[0].len() != w[1].len()), "statuses of different widths: {scan}");
+    for column in 1..4 {
+        let starts: Vec<Option<usize>> = rows.iter().map(|r| field_start(r, column)).collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "column {column} does not line up:\n{scan}");
+    }
+
+    env.run(&["profile", "create", "w"]).ok();
+    env.run(&["profile", "create", "a-much-longer-profile-name"]).ok();
+    let list = env.run(&["profile", "list"]).ok().stdout;
+    let starts: Vec<Option<usize>> = list.lines().map(|l| l.find('[')).collect();
+    assert_eq!(starts.len(), 3, "{list}");
+    assert!(starts.iter().all(|s| s.is_some() && *s == starts[0]), "the backend column does not line up:\n{list}");
+}
+
+/// Issue #11: `doctor --sandbox` puts every value in one column (continuation lines aside).
+#[test]
+fn doctor_sandbox_values_line_up() {
+    let env = Env::new();
+    let run = env.run(&["doctor", "--sandbox"]);
+    let starts: Vec<usize> = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            let colon = l.find(": ").unwrap_or_else(|| panic!("no name: {l:?}"));
+            colon + 1 + l[colon + 1..].chars().take_while(|c| *c == ' ').count()
+        })
+        .collect();
+    assert!(starts.len() > 5, "{}", run.stdout);
+    assert!(starts.iter().all(|s| *s == starts[0]), "values do not line up:\n{}", run.stdout);
+}

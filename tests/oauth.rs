@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Env, Run};
+use common::{Env, Run, redact};
 use idp::{CLIENT_ID, CLIENT_SECRET, Idp, Options, eventually, free_port, rt};
 use serde_json::{Value, json};
 
@@ -647,4 +647,67 @@ fn a_device_login_without_a_client_exits_5_with_a_hint() {
     assert_eq!(run.code, 5, "{}", run.all());
     assert!(run.stderr.contains("--client-id"), "{}", run.stderr);
     assert_eq!(s.idp.count("token_request"), 0);
+}
+
+/// Issue #11: dynamic registration and its metadata discovery that get no answer (the
+/// provider's port is closed) exit 1 with the cause and the network hint, not 4
+/// "authentication failed"; the failure is audited and nothing is stored.
+#[test]
+fn dcr_and_discovery_without_an_answer_exit_1_with_the_cause() {
+    // No registration_endpoint: the endpoint has to be discovered first.
+    let mut s = setup("dcr", "dcr_pkce", json!({"token_auth_method": "none"}), Options::default());
+    s.idp.stop();
+    let discovery = s.env.run(&["login", "dcr", "--no-browser"]);
+    assert_eq!(discovery.code, 1, "{}", discovery.all());
+    assert!(discovery.stderr.contains("check the network"), "{}", discovery.stderr);
+    assert!(discovery.stderr.contains("/.well-known/oauth-authorization-server"), "{}", discovery.stderr);
+
+    // A named registration endpoint that does not answer.
+    let mut s2 = setup(
+        "dcr",
+        "dcr_pkce",
+        json!({"token_auth_method": "none", "registration_endpoint": format!("{}/reg", idp::ISSUER)}),
+        Options::default(),
+    );
+    s2.idp.stop();
+    let registration = s2.env.run(&["login", "dcr", "--no-browser"]);
+    assert_eq!(registration.code, 1, "{}", registration.all());
+    assert!(registration.stderr.contains("client registration failed"), "{}", registration.stderr);
+    assert!(registration.stderr.contains("check the network"), "{}", registration.stderr);
+    let clients = s2.env.run(&["client", "list", "--json"]).ok().json();
+    assert_eq!(clients["clients"], json!([]), "nothing stored: {clients}");
+
+    insta::assert_snapshot!(
+        "dcr_unreachable",
+        format!(
+            "$ authsome login dcr   (discovery, provider down)\n{}\n$ authsome login dcr   (registration endpoint down)\n{}",
+            redact(&discovery.stderr, &s.env),
+            redact(&registration.stderr, &s2.env)
+        )
+    );
+}
+
+/// Issue #11: a client id from a failed login is not reused in silence. The next login without
+/// `--client-id` says which stored client it uses and how to forget it; after `client forget`
+/// the login asks for a client again.
+#[test]
+fn a_client_id_from_a_failed_login_is_announced_by_the_next_login() {
+    let s = setup("idp", "device_code", json!({}), Options::default());
+    let first = Login::spawn(
+        &s.env,
+        &["login", "idp", "--no-browser", "--client-id", "mistyped-client", "--client-secret-stdin"],
+        Some("secret-of-a-mistyped-client"),
+    )
+    .finish();
+    assert_ne!(first.code, 0, "{}", first.all());
+    let second = s.env.run(&["login", "idp", "--no-browser"]);
+    assert_ne!(second.code, 0, "{}", second.all());
+    assert!(second.stderr.contains("mistyped-client"), "the reused id is named: {}", second.stderr);
+    assert!(second.stderr.contains("authsome client forget idp"), "{}", second.stderr);
+    assert!(!second.all().contains("secret-of-a-mistyped-client"), "never the secret");
+    s.env.run(&["client", "forget", "idp"]).ok();
+    let third = s.env.run(&["login", "idp", "--no-browser"]);
+    assert_eq!(third.code, 5, "no client left: {}", third.all());
+    assert!(!third.stderr.contains("mistyped-client"), "{}", third.stderr);
+    insta::assert_snapshot!("reused_client", redact(&second.stderr, &s.env));
 }

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use authsome_testkit::{Echo, Pki};
-use common::{Env, Run, seen};
+use common::{Env, Run, redact, seen};
 use serde_json::Value;
 
 const OPENAI_KEY: &str = "sk-REALOPENAI0000000000000000001";
@@ -361,4 +361,158 @@ fn kill_9_of_run_takes_the_child_with_it() {
         let _ = std::process::Command::new("kill").args(["-KILL", &sleep.to_string()]).status();
     }
     assert!(!survived, "the child outlived `authsome run` by more than a second");
+}
+
+/// Issue #11: plain `run -- node` on a Node that ignores the proxy variables (before 24), with
+/// no npm package: the built-in `https.get` and the global `fetch` go through the proxy and get
+/// the credential; plain `http` is tunnelled and gets none; the user's own NODE_OPTIONS stay in
+/// force.
+#[test]
+fn node_builtin_https_and_fetch_use_the_proxy() {
+    let s = setup();
+    let user_preload = s.env.cwd.path().join("user-preload.js");
+    std::fs::write(&user_preload, "globalThis.userPreloadRan = true;\n").unwrap();
+    let script = r#"
+const http = require('http');
+const https = require('https');
+const get = (mod, url) => new Promise((resolve, reject) => {
+  mod.get(url, (res) => {
+    let body = '';
+    res.on('data', (c) => body += c);
+    res.on('end', () => resolve(JSON.parse(body)));
+  }).on('error', reject);
+});
+(async () => {
+  const out = { version: process.versions.node, user: globalThis.userPreloadRan === true };
+  out.https = await get(https, 'https://api.openai.com/v1/https');
+  out.fetch = await (await fetch('https://api.openai.com/v1/fetch')).json();
+  out.fetch2 = await (await fetch('https://api.openai.com/v1/fetch2', { method: 'POST', body: 'x' })).json();
+  out.http = await get(http, 'http://api.openai.com/v1/plain');
+  out.fetchHttp = await (await fetch('http://api.openai.com/v1/plain-fetch')).json();
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    let options = format!("--require {}", user_preload.display());
+    let run = s.env.run_with(&["run", "--", "node", "-e", script], None, &[("NODE_OPTIONS", &options)]).ok();
+    let out = echo_of(&run);
+    assert_eq!(out["user"], true, "the user's NODE_OPTIONS were dropped: {out}");
+    for client in ["https", "fetch", "fetch2"] {
+        assert_eq!(seen(&out[client], "authorization"), vec![format!("Bearer {OPENAI_KEY}")], "{client}: {out}");
+    }
+    assert_eq!(out["fetch2"]["method"], "POST", "{out}");
+    for client in ["http", "fetchHttp"] {
+        assert_eq!(out[client]["path"], format!("/v1/{}", if client == "http" { "plain" } else { "plain-fetch" }));
+        assert!(seen(&out[client], "authorization").is_empty(), "plain http never gets a credential: {out}");
+    }
+    assert!(!run.all().contains(OPENAI_KEY) || run.stdout.contains(OPENAI_KEY), "only the echo shows it");
+}
+
+/// Issue #11: `--verbose` into a pipe has no colour codes; `--log-file` writes the log to the
+/// file as well as to stderr (and alone, to the file only).
+#[test]
+fn verbose_log_has_no_colour_in_a_pipe_and_log_file_adds_a_copy() {
+    let s = setup();
+    let curl = ["run", "--", "curl", "-sS", "https://api.openai.com/v1/models"];
+    // Colour is what a terminal would get; the variable the tests set must not be what hides it.
+    let mut args = vec!["--verbose"];
+    args.extend(curl);
+    let verbose = s.env.run_with(&args, None, &[("NO_COLOR", "")]).ok();
+    assert!(verbose.stderr.contains("injected"), "no debug log: {}", verbose.stderr);
+    assert!(!verbose.stderr.contains('\x1b'), "colour codes in a pipe: {:?}", verbose.stderr);
+
+    let file = s.env.cwd.path().join("authsome.log");
+    let mut args = vec!["--verbose", "--log-file", file.to_str().unwrap()];
+    args.extend(curl);
+    let both = s.env.run(&args).ok();
+    let logged = std::fs::read_to_string(&file).unwrap();
+    assert!(both.stderr.contains("injected"), "stderr lost the log: {}", both.stderr);
+    assert!(logged.contains("injected"), "the file lost the log: {logged}");
+    assert!(!logged.contains('\x1b'), "{logged:?}");
+
+    std::fs::remove_file(&file).unwrap();
+    let mut args = vec!["--log-file", file.to_str().unwrap()];
+    args.extend(curl);
+    let file_only = s.env.run(&args).ok();
+    assert!(!file_only.stderr.contains("injected"), "{}", file_only.stderr);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("injected"));
+    for text in [verbose.stderr, both.stderr, logged, file_only.stderr] {
+        assert!(!text.contains(OPENAI_KEY), "a secret in the log");
+    }
+}
+
+/// Issue #11: what the command started dies with `run` too. A shell that backgrounds a
+/// `sleep` and waits: after `kill -9` of authsome, the sleep (a grandchild, which no death
+/// signal of its own reaches) is gone within a second.
+#[test]
+fn kill_9_of_run_takes_the_grandchildren_with_it() {
+    let s = setup();
+    let mut run = s
+        .env
+        .command(&["run", "--", "sh", "-c", "sleep 300 & echo $!; wait"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let sleep: u32 = line.trim().parse().unwrap_or_else(|_| panic!("no pid: {line:?}"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(alive(sleep), "the grandchild should run while authsome does");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while alive(sleep) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = alive(sleep);
+    if survived {
+        let _ = std::process::Command::new("kill").args(["-KILL", &sleep.to_string()]).status();
+    }
+    assert!(!survived, "the grandchild outlived `authsome run` by more than a second");
+}
+
+/// A command that cannot be started is reported by the supervisor as `run` reported it
+/// before (126/127, text on stderr, the JSON error on stdout with --json).
+#[test]
+fn a_command_that_cannot_start_is_reported_like_before() {
+    let s = setup();
+    let missing = s.env.run(&["run", "--", "/definitely/not/a/command"]);
+    assert_eq!(missing.code, 127, "{}", missing.all());
+    let script = s.env.cwd.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let denied = s.env.run(&["run", "--", script.to_str().unwrap()]);
+    assert_eq!(denied.code, 126, "{}", denied.all());
+    let json = s.env.run(&["--json", "run", "--", "/definitely/not/a/command"]);
+    assert_eq!(json.code, 127, "{}", json.all());
+    insta::assert_snapshot!(
+        "run_cannot_start",
+        redact(
+            &format!(
+                "$ authsome run -- /definitely/not/a/command\n{}\n$ authsome run -- ./not-executable.sh\n{}\n$ authsome --json run -- /definitely/not/a/command\n{}",
+                missing.stderr, denied.stderr, json.stdout
+            ),
+            &s.env
+        )
+    );
+}
+
+/// The preload of an outer plain `run` is not passed on next to an inner one's (nor into a
+/// sandbox, where its path is hidden): a nested `run` leaves exactly one, and the user's own
+/// options stay.
+#[test]
+fn a_nested_run_keeps_one_node_preload() {
+    let s = setup();
+    let script = "console.log(process.env.NODE_OPTIONS)";
+    let run = s
+        .env
+        .run_with(
+            &["run", "--", common::BIN, "run", "--", "node", "-e", script],
+            None,
+            &[("NODE_OPTIONS", "--trace-warnings")],
+        )
+        .ok();
+    let options = run.stdout.trim();
+    assert_eq!(options.matches("node-preload.cjs").count(), 1, "{options}");
+    assert!(options.starts_with("--trace-warnings --require "), "{options}");
 }

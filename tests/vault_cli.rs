@@ -685,3 +685,32 @@ fn concurrent_logins_without_force_store_exactly_one() {
     assert!(outputs.iter().all(|r| r.code == 0), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
     assert_eq!((stored, told), (1, 7), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
 }
+
+/// Issue #11: deleting the default profile says so: which profile commands use now, and how to
+/// choose another. Deleting any other profile stays a one-liner.
+#[test]
+fn deleting_the_default_profile_says_what_is_default_now() {
+    let env = Env::new();
+    env.run(&["profile", "create", "work"]).ok();
+    env.run(&["profile", "create", "home"]).ok();
+    env.run(&["profile", "use", "work"]).ok();
+    let deleted = env.run(&["profile", "delete", "work", "--yes"]).ok();
+    let other = env.run(&["profile", "delete", "home", "--yes"]).ok();
+    env.run(&["profile", "create", "x"]).ok();
+    env.run(&["profile", "use", "x"]).ok();
+    let doc = env.run(&["profile", "delete", "x", "--yes", "--json"]).ok().json();
+    assert_eq!(doc["was_default"], true, "{doc}");
+    assert_eq!(doc["default_profile"], "default", "{doc}");
+    let profiles = env.run(&["profile", "list", "--json"]).ok().json();
+    assert_eq!(profiles["profiles"][0]["default"], true, "{profiles}");
+    insta::assert_snapshot!(
+        "delete_default_profile",
+        redact(
+            &format!(
+                "$ authsome profile delete work --yes   (the default)\n{}\n$ authsome profile delete home --yes\n{}",
+                deleted.stderr, other.stderr
+            ),
+            &env
+        )
+    );
+}

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::http::describe;
-use super::token::interpret;
+use super::token::{EndpointError, interpret};
 use crate::error::{CliError, Kind};
 use crate::providers::Provider;
 use crate::providers::schema::TokenAuthMethod;
@@ -35,12 +35,18 @@ pub(crate) fn discovery_candidates(authorization_url: &str) -> Vec<String> {
 /// Find the registration endpoint by discovery.
 pub(crate) async fn discover_registration(http: &reqwest::Client, authorization_url: &str) -> Result<String, CliError> {
     let mut tried = Vec::new();
+    // Whether any candidate answered at all: when none did, the cause is the network, not the
+    // provider (exit 1 with the cause, as every other OAuth request that gets no answer).
+    let mut answered = false;
     for candidate in discovery_candidates(authorization_url) {
         let answer = match http.get(&candidate).header("accept", "application/json").send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 match response.bytes().await {
-                    Ok(body) => interpret(status, &body).map_err(|e| e.provider_message()),
+                    Ok(body) => {
+                        answered = true;
+                        interpret(status, &body).map_err(|e| e.provider_message())
+                    }
                     Err(e) => Err(describe(&e)),
                 }
             }
@@ -62,8 +68,13 @@ pub(crate) async fn discover_registration(http: &reqwest::Client, authorization_
             Err(why) => tried.push(format!("{candidate}: {why}")),
         }
     }
-    let mut err = CliError::new(Kind::AuthenticationFailed, "cannot find the provider's client registration endpoint")
-        .hint("add oauth.registration_endpoint to the provider definition");
+    let mut err = if answered {
+        CliError::new(Kind::AuthenticationFailed, "cannot find the provider's client registration endpoint")
+            .hint("add oauth.registration_endpoint to the provider definition")
+    } else {
+        CliError::new(Kind::Generic, "cannot reach the provider to discover its client registration endpoint")
+            .hint("check the network, and AUTHSOME_EXTRA_ROOTS for a private CA")
+    };
     for line in tried {
         err = err.cause(line);
     }
@@ -99,18 +110,10 @@ pub(crate) fn registration_body(
 
 /// Register a client. The record keeps the server's answer minus its secrets.
 pub(crate) async fn register(http: &reqwest::Client, endpoint: &str, body: &Value) -> Result<ClientRecord, CliError> {
-    let response = http
-        .post(endpoint)
-        .header("accept", "application/json")
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| CliError::new(Kind::AuthenticationFailed, "client registration failed").cause(describe(&e)))?;
+    let response =
+        http.post(endpoint).header("accept", "application/json").json(body).send().await.map_err(|e| unanswered(&e))?;
     let status = response.status().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| CliError::new(Kind::AuthenticationFailed, "client registration failed").cause(describe(&e)))?;
+    let bytes = response.bytes().await.map_err(|e| unanswered(&e))?;
     let mut doc =
         interpret(status, &bytes).map_err(|e| e.into_cli(Kind::AuthenticationFailed, "client registration failed"))?;
     let client_id =
@@ -130,6 +133,11 @@ pub(crate) async fn register(http: &reqwest::Client, endpoint: &str, body: &Valu
         scopes: None,
         registration: Some(doc),
     })
+}
+
+/// No answer from the registration endpoint: a network failure (exit 1), not a refusal.
+fn unanswered(e: &reqwest::Error) -> CliError {
+    EndpointError::Transport(describe(e)).into_cli(Kind::AuthenticationFailed, "client registration failed")
 }
 
 /// Whether a stored registration can be used for `redirect_uri`.

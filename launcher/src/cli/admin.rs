@@ -229,14 +229,16 @@ fn profile_list(ctx: &Context) -> CliResult {
         }));
         return Ok(());
     }
-    let mut text = String::new();
-    for p in list {
-        let marker = if p.name == ctx.profile { "*" } else { " " };
-        let default = if p.is_default { " (default)" } else { "" };
-        let backend = p.key_backend.unwrap_or_else(|| "not created yet".into());
-        text.push_str(&format!("{marker} {}{default}  [{backend}]\n", p.name));
-    }
-    ctx.out.data(&text);
+    let rows: Vec<Vec<String>> = list
+        .into_iter()
+        .map(|p| {
+            let marker = if p.name == ctx.profile { "*" } else { " " };
+            let default = if p.is_default { " (default)" } else { "" };
+            let backend = p.key_backend.unwrap_or_else(|| "not created yet".into());
+            vec![format!("{marker} {}{default}", p.name), format!("[{backend}]")]
+        })
+        .collect();
+    ctx.out.data(&super::show::columns(&rows));
     Ok(())
 }
 
@@ -289,18 +291,46 @@ fn profile_delete(ctx: &Context, args: &ProfileDeleteArgs) -> CliResult {
             }
         }
     }
+    let was_default = profiles::default_profile(&ctx.home)? == args.name;
     if let Some(leftover) = profiles::delete(&ctx.home, &args.name, &ctx.key_source)? {
         ctx.out.warn(&format!(
             "{leftover}; remove it with your keychain's tools (for instance `secret-tool clear application authsome`)"
         ));
     }
-    ctx.audit(AuditEvent::new("profile_delete").field("name", args.name.clone()));
+    ctx.audit(AuditEvent::new("profile_delete").field("name", args.name.clone()).field("was_default", was_default));
+    let now_default = profiles::default_profile(&ctx.home)?;
     if ctx.out.json {
-        ctx.out.json(&json!({"status": "deleted", "profile": args.name}));
+        ctx.out.json(&json!({
+            "status": "deleted", "profile": args.name, "was_default": was_default, "default_profile": now_default,
+        }));
+    } else if was_default {
+        ctx.out.note(&deleted_default_note(&args.name, &now_default, &profiles::list(&ctx.home)?));
     } else {
         ctx.out.note(&format!("Deleted profile '{}'.", args.name));
     }
     Ok(())
+}
+
+/// What deleting the default profile did: commands now use `now_default` (which may not exist
+/// yet), and how to choose another.
+fn deleted_default_note(deleted: &str, now_default: &str, remaining: &[profiles::ProfileInfo]) -> String {
+    let state = match remaining.iter().find(|p| p.name == now_default) {
+        Some(p) if p.key_backend.is_some() => "",
+        _ => ", which is empty: the next login creates it",
+    };
+    let mut note = format!(
+        "Deleted profile '{deleted}', which was the default. Commands now use the profile '{now_default}'{state}."
+    );
+    let others: Vec<&str> = remaining.iter().map(|p| p.name.as_str()).filter(|n| *n != now_default).collect();
+    if others.is_empty() {
+        note.push_str(" Create another with `authsome profile create NAME`.");
+    } else {
+        note.push_str(&format!(
+            " To make another the default: `authsome profile use NAME` ({}).",
+            others.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    note
 }
 
 pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {

@@ -181,6 +181,10 @@ CA variables pointing at a bundle that adds the profile's CA, and placeholders s
 OPENAI_API_KEY=sk-authsome_… where your keys would be. stdin/stdout pass through untouched and
 the exit code is the child's.
 
+Captured: clients that read HTTP(S)_PROXY (curl, Python requests/httpx/urllib), and Node's
+http, https (default agent) and fetch (a preload added to NODE_OPTIONS before Node 24). A client
+that ignores the proxy variables goes direct with only the placeholder: use --sandbox for it.
+
 Exit codes: the command's own; 128+N if it died of signal N; 125 if run itself failed before
 the command started (a bad flag value included); 126 if the command cannot be executed; 127 if
 it is not found.")]

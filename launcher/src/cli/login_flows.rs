@@ -133,6 +133,8 @@ pub(crate) fn oauth_login(ctx: &Context, args: &LoginArgs, provider: &Provider) 
             ..ClientRecord::default()
         };
         store.put_client(key, &provider.name, &record)?;
+    } else if flow != Flow::DcrPkce {
+        say_stored_client(ctx, &vault, provider)?;
     }
 
     if flow == Flow::DeviceCode && !args.no_wait {
@@ -146,6 +148,21 @@ pub(crate) fn oauth_login(ctx: &Context, args: &LoginArgs, provider: &Provider) 
         "flow": flow.as_str(), "scopes": scopes, "base_url": base_url,
     });
     daemon_login(ctx, args, provider, request)
+}
+
+/// A client id given once with `--client-id` is kept for the next logins, also when that
+/// login failed (a mistyped id, a refused secret). Say which one this login uses and how to
+/// drop it, so a bad one is never reused without the user seeing it. A dynamically registered
+/// client is not announced: reusing it is the point of registering once.
+fn say_stored_client(ctx: &Context, vault: &authsome_vault::Vault, provider: &Provider) -> CliResult {
+    let Some(record) = vault.client(&provider.name)? else { return Ok(()) };
+    let Some(id) = record.client_id.as_deref().filter(|_| record.registration.is_none()) else { return Ok(()) };
+    ctx.out.note(&format!(
+        "Using the stored OAuth client {id} for {name} (given earlier with --client-id). \
+         To use another, pass --client-id, or forget it with `authsome client forget {name}`.",
+        name = provider.name
+    ));
+    Ok(())
 }
 
 fn same_set(a: &[String], b: &[String]) -> bool {

@@ -29,12 +29,21 @@ use crate::output::Output;
 
 /// The whole command line: parse, set up logging, run, render the error, exit.
 pub(crate) fn main() -> ExitCode {
+    // `run`'s supervisor is a fresh exec of this binary: nothing else of the CLI runs in it.
+    #[cfg(target_os = "linux")]
+    if let Some(code) = crate::run::supervisor::maybe_run() {
+        return ExitCode::from(code);
+    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
     harden_process();
-    crate::logging::init(cli.global.verbose, cli.global.log_file.as_deref());
+    crate::logging::init(&crate::logging::LogSettings {
+        verbose: cli.global.verbose,
+        log_file: cli.global.log_file.as_deref(),
+        no_color: cli.global.no_color,
+    });
     let global = global_settings(&cli.global);
     let fallback = global.output();
     let result = Context::new(&global).and_then(|ctx| dispatch(&ctx, &cli.command));

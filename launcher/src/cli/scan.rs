@@ -258,15 +258,18 @@ pub(crate) fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
     if shown.is_empty() {
         text.push_str("No credentials for known providers found.\n");
     }
-    let width = shown.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let env_width = shown.iter().map(|r| r.2.as_deref().unwrap_or("-").len()).max().unwrap_or(0);
-    for (provider, status, env_var, source) in &shown {
-        text.push_str(&format!(
-            "{provider:<width$}  {:<env_width$}  {status}  {}\n",
-            env_var.as_deref().unwrap_or("-"),
-            source.as_deref().unwrap_or("authsome"),
-        ));
-    }
+    let rows: Vec<Vec<String>> = shown
+        .iter()
+        .map(|(provider, status, env_var, source)| {
+            vec![
+                provider.clone(),
+                env_var.clone().unwrap_or_else(|| "-".into()),
+                status.clone(),
+                source.clone().unwrap_or_else(|| "authsome".into()),
+            ]
+        })
+        .collect();
+    text.push_str(&super::show::columns(&rows));
     ctx.out.data(&text);
     if !args.import && results.iter().any(|r| r.1 == "env_only" || r.1 == "env_and_authsome_different") {
         ctx.out.note("Run `authsome scan --import` to store them (add --force to replace different stored values).");

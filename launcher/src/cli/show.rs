@@ -331,3 +331,47 @@ pub(crate) fn whoami(ctx: &Context) -> CliResult {
     ctx.out.data(&text);
     Ok(())
 }
+
+/// Rows as text columns, each cell padded to its column's widest (in characters, so a name with
+/// non-ASCII letters lines up too), two spaces apart, no trailing blanks.
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
+        }
+    }
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::columns;
+
+    #[test]
+    fn columns_line_up_whatever_the_widths() {
+        let rows = vec![
+            vec!["a".to_string(), "env_only".to_string(), "x".to_string()],
+            vec!["längername".to_string(), "imported".to_string(), String::new()],
+            vec!["mid".to_string(), "skipped_different".to_string(), "z".to_string()],
+        ];
+        assert_eq!(
+            columns(&rows),
+            "a           env_only           x\nlängername  imported\nmid         skipped_different  z\n"
+        );
+    }
+}

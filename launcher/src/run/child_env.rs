@@ -96,6 +96,14 @@ pub(crate) fn build(
         if holds_secret(&value, spec.secrets) {
             continue;
         }
+        if name_str == "NODE_OPTIONS"
+            && let Some(rest) = value.to_str().and_then(super::node_preload::without_ours)
+        {
+            if !rest.is_empty() {
+                out.push((name, rest.into()));
+            }
+            continue;
+        }
         out.push((name, value));
     }
     for (name, placeholder) in spec.placeholders {

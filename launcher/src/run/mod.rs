@@ -12,6 +12,7 @@ pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 mod dns;
 mod events;
+mod node_preload;
 #[cfg(target_os = "linux")]
 mod notice;
 pub(crate) mod placeholders;
@@ -20,6 +21,8 @@ mod sandbox;
 mod settings;
 mod signals;
 pub(crate) mod source;
+#[cfg(target_os = "linux")]
+pub(crate) mod supervisor;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -388,7 +391,7 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
             settings.upstream.extra_roots_pem.as_deref(),
             &engine.ca_pem,
         )?;
-        let child_env = child_env::build(
+        let mut child_env = child_env::build(
             settings.environment.clone(),
             &child_env::ChildEnvSpec {
                 placeholders: &plan.env_placeholders,
@@ -399,6 +402,7 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
                 provider_hosts: &plan.provider_hosts,
             },
         );
+        node_preload::add_to(&mut child_env, &node_preload::install(&ctx.home.ca_dir(&ctx.profile))?);
         Ok::<_, CliError>((engine, listener, child_env))
     };
     let (engine, listener, child_env) = setup.await.map_err(run_failed)?;
@@ -414,16 +418,26 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
     });
 
     let program = settings.program();
-    let mut command = tokio::process::Command::new(program);
-    command.args(&settings.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
-    // Even a `kill -9` of this process takes the child with it: it must not run on without its
-    // proxy. `execute` is the future `run` blocks on, so it runs on the main thread, and the
-    // spawn below happens there (the death signal follows the spawning thread).
+    // On Linux the command runs under a supervisor (`supervisor`): when this process dies, even
+    // by `kill -9`, everything the command started dies too, not only the command. Its death
+    // signal follows the spawning thread: `execute` is the future `run` blocks on, so it runs on
+    // the main thread, and the spawn below happens there.
     #[cfg(target_os = "linux")]
-    if let Err(e) = authsome_netns::die_with_parent(command.as_std_mut()) {
-        let _ = stop_tx.send(());
-        return Err(CliError::new(Kind::RunFailed, format!("cannot tie the command to this process: {e}")));
-    }
+    let mut command = {
+        if nix::unistd::gettid() != nix::unistd::getpid() {
+            let _ = stop_tx.send(());
+            return Err(CliError::new(Kind::RunFailed, "the command must be started from the main thread"));
+        }
+        let flags = supervisor::output_flags(ctx.out.json, ctx.out.quiet);
+        tokio::process::Command::from(supervisor::command(program, &settings.command[1..], &flags))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let mut command = {
+        let mut command = tokio::process::Command::new(program);
+        command.args(&settings.command[1..]);
+        command
+    };
+    command.env_clear().envs(child_env).kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
