@@ -440,40 +440,7 @@ fn verbose_log_has_no_colour_in_a_pipe_and_log_file_adds_a_copy() {
     }
 }
 
-/// Issue #11: what the command started dies with `run` too. A shell that backgrounds a
-/// `sleep` and waits: after `kill -9` of authsome, the sleep (a grandchild, which no death
-/// signal of its own reaches) is gone within a second.
-#[test]
-fn kill_9_of_run_takes_the_grandchildren_with_it() {
-    let s = setup();
-    let mut run = s
-        .env
-        .command(&["run", "--", "sh", "-c", "sleep 300 & echo $!; wait"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(run.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let sleep: u32 = line.trim().parse().unwrap_or_else(|_| panic!("no pid: {line:?}"));
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(alive(sleep), "the grandchild should run while authsome does");
-    run.kill().unwrap();
-    run.wait().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while alive(sleep) && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let survived = alive(sleep);
-    if survived {
-        let _ = std::process::Command::new("kill").args(["-KILL", &sleep.to_string()]).status();
-    }
-    assert!(!survived, "the grandchild outlived `authsome run` by more than a second");
-}
-
-/// A command that cannot be started is reported by the supervisor as `run` reported it
-/// before (126/127, text on stderr, the JSON error on stdout with --json).
+/// A command that cannot be started: 126/127, text on stderr, the JSON error on stdout with --json.
 #[test]
 fn a_command_that_cannot_start_is_reported_like_before() {
     let s = setup();

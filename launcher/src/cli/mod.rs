@@ -29,11 +29,6 @@ use crate::output::Output;
 
 /// The whole command line: parse, set up logging, run, render the error, exit.
 pub(crate) fn main() -> ExitCode {
-    // `run`'s supervisor is a fresh exec of this binary: nothing else of the CLI runs in it.
-    #[cfg(target_os = "linux")]
-    if let Some(code) = crate::run::supervisor::maybe_run() {
-        return ExitCode::from(code);
-    }
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -21,8 +21,6 @@ mod sandbox;
 mod settings;
 mod signals;
 pub(crate) mod source;
-#[cfg(target_os = "linux")]
-pub(crate) mod supervisor;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -418,26 +416,16 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
     });
 
     let program = settings.program();
-    // On Linux the command runs under a supervisor (`supervisor`): when this process dies, even
-    // by `kill -9`, everything the command started dies too, not only the command. Its death
-    // signal follows the spawning thread: `execute` is the future `run` blocks on, so it runs on
-    // the main thread, and the spawn below happens there.
+    let mut command = tokio::process::Command::new(program);
+    command.args(&settings.command[1..]).env_clear().envs(child_env).kill_on_drop(true);
+    // Even a `kill -9` of this process takes the child with it: it must not run on without its
+    // proxy. `execute` is the future `run` blocks on, so it runs on the main thread, and the
+    // spawn below happens there (the death signal follows the spawning thread).
     #[cfg(target_os = "linux")]
-    let mut command = {
-        if nix::unistd::gettid() != nix::unistd::getpid() {
-            let _ = stop_tx.send(());
-            return Err(CliError::new(Kind::RunFailed, "the command must be started from the main thread"));
-        }
-        let flags = supervisor::output_flags(ctx.out.json, ctx.out.quiet);
-        tokio::process::Command::from(supervisor::command(program, &settings.command[1..], &flags))
-    };
-    #[cfg(not(target_os = "linux"))]
-    let mut command = {
-        let mut command = tokio::process::Command::new(program);
-        command.args(&settings.command[1..]);
-        command
-    };
-    command.env_clear().envs(child_env).kill_on_drop(true);
+    if let Err(e) = authsome_netns::die_with_parent(command.as_std_mut()) {
+        let _ = stop_tx.send(());
+        return Err(CliError::new(Kind::RunFailed, format!("cannot tie the command to this process: {e}")));
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

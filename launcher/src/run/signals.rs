@@ -20,7 +20,7 @@ pub(crate) enum Exit {
 }
 
 /// Whether a terminal delivers keyboard signals to our process group (and so to the child).
-pub(crate) fn terminal_delivers_signals() -> bool {
+fn terminal_delivers_signals() -> bool {
     let ours = nix::unistd::getpgrp();
     let stdin = io::stdin();
     let stderr = io::stderr();
