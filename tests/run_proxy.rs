@@ -362,3 +362,86 @@ fn kill_9_of_run_takes_the_child_with_it() {
     }
     assert!(!survived, "the child outlived `authsome run` by more than a second");
 }
+
+const GHE_PAT: &str = "ghp_REALENTERPRISEPAT0000000000000000005";
+
+/// A home whose github hosts (public and enterprise) lead to one local echo.
+fn github_and_enterprise() -> (Env, Echo) {
+    let hosts = ["api.github.com", "ghe.example.com"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    (env, echo)
+}
+
+fn echoes(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an echo ({e}): {l}\n{}", run.stderr)))
+        .collect()
+}
+
+/// Routing by connection: a connection logged in with `--base-url` gets its own host (under
+/// the definition's API path there) and nothing else; the public service keeps its own token.
+#[test]
+fn a_base_url_connection_is_routed_to_its_own_host_only() {
+    let (env, _echo) = github_and_enterprise();
+    let login_ghe = ["login", "github", "--connection", "ghe", "--base-url", "https://ghe.example.com", "--stdin"];
+    env.run_stdin(&login_ghe, GHE_PAT).ok();
+    let script = "curl -sS https://ghe.example.com/api/v3/user; echo; curl -sS https://api.github.com/user; echo; \
+                  curl -sS https://ghe.example.com/login";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")], "the enterprise API");
+    assert!(seen(&lines[1], "authorization").is_empty(), "the enterprise token reached api.github.com");
+    assert!(seen(&lines[2], "authorization").is_empty(), "outside the enterprise API path");
+
+    // Even when the child sends the enterprise placeholder there itself: no route, so the host
+    // is not intercepted and only the placeholder travels.
+    let run = sh(&env, r#"curl -sS -H "Authorization: token $GH_TOKEN" https://api.github.com/user"#).ok();
+    let sent = seen(&echo_of(&run), "authorization");
+    assert!(sent.len() == 1 && sent[0].starts_with("token ghp_authsome_"), "{sent:?}");
+
+    // A second home: the public connection first (the default), then the enterprise one.
+    let (env, _echo) = github_and_enterprise();
+    env.run_stdin(&["login", "github", "--stdin"], GH_PAT).ok();
+    env.run_stdin(&login_ghe, GHE_PAT).ok();
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")]);
+    assert_eq!(seen(&lines[1], "authorization"), vec![format!("Bearer {GH_PAT}")]);
+    // Each placeholder is swapped on its own connection's host and refused on the other's.
+    let swapped = r#"curl -sS -H "Authorization: token $GH_TOKEN_GITHUB_GHE" https://ghe.example.com/api/graphql; echo; curl -sS -H "Authorization: token $GH_TOKEN" https://api.github.com/user"#;
+    let lines = echoes(&sh(&env, swapped).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")]);
+    assert_eq!(seen(&lines[1], "authorization"), vec![format!("Bearer {GH_PAT}")]);
+    for (var, url) in
+        [("GH_TOKEN", "https://ghe.example.com/api/v3/user"), ("GH_TOKEN_GITHUB_GHE", "https://api.github.com/user")]
+    {
+        let run =
+            sh(&env, &format!(r#"curl -s -o /dev/null -w '%{{http_code}}' -H "Authorization: token ${var}" {url}"#));
+        assert_eq!(run.ok().stdout.trim(), "403", "{var} at {url}");
+    }
+}
+
+/// A base URL is checked against the definition when it is typed, and never widens.
+#[test]
+fn login_refuses_base_urls_that_widen_or_do_not_apply() {
+    let env = Env::new();
+    for bad in [
+        "https://*.example.com",
+        "https://user:pw@ghe.example.com",
+        "https://10.1.2.3",
+        "https://localhost",
+        "http://ghe.example.com",
+        "https://ghe.example.com/../x",
+    ] {
+        let run = env.run_stdin(&["login", "github", "--base-url", bad, "--stdin"], GHE_PAT).fails(2);
+        assert!(run.stderr.contains("--base-url"), "{bad}: {}", run.stderr);
+    }
+    let run = env.run_stdin(&["login", "openai", "--base-url", "https://api.example.com", "--stdin"], OPENAI_KEY);
+    let run = run.fails(2);
+    assert!(run.stderr.contains("does not take a base URL"), "{}", run.stderr);
+}

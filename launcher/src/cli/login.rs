@@ -25,6 +25,9 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?;
     let provider = &entry.provider;
     authsome_vault::validate_name("connection", &args.connection)?;
+    // Checked against the definition before any flow: the base URL decides where the
+    // connection's credential will be sent (`providers/base_url.rs`).
+    let base_url = args.base_url.as_deref().map(|url| checked_base_url(provider, url)).transpose()?;
 
     // A token typed for an OAuth provider is stored as a pasted token; real OAuth flows run
     // through the daemon.
@@ -56,8 +59,7 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     api_key::check(provider, &secret)?;
 
     let kind = if pasted { KeyKind::PastedToken } else { KeyKind::ApiKey };
-    let stored =
-        StoreKey { provider, connection: &args.connection, kind, base_url: args.base_url.clone(), replace: args.force };
+    let stored = StoreKey { provider, connection: &args.connection, kind, base_url, replace: args.force };
     match api_key::store(&mut vault, &ctx.key_source, ctx.create, &stored, secret) {
         // Another login stored this connection between our check and our write.
         Err(authsome_vault::Error::ConnectionExists { .. }) => {
@@ -79,6 +81,20 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         "completed",
         &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
     )
+}
+
+fn checked_base_url(provider: &Provider, url: &str) -> CliResult<String> {
+    crate::providers::base_url::check(provider, url).map_err(|why| {
+        let err = CliError::new(Kind::Usage, format!("--base-url '{url}': {why}"));
+        match &provider.base_url {
+            Some(spec) => err.hint(format!("e.g. --base-url {}", spec.example)),
+            None => err.hint(format!(
+                "log in without --base-url; {} always uses {}",
+                provider.name,
+                provider.hosts.join(", ")
+            )),
+        }
+    })
 }
 
 fn already_logged_in(ctx: &Context, provider: &Provider, connection: &str, pasted: bool) -> CliResult {

@@ -2,6 +2,7 @@
 //! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name, with only the
 //! extra hosts the user confirmed: see `trust.rs`).
 
+pub(crate) mod base_url;
 pub(crate) mod env_names;
 pub(crate) mod ledger;
 pub(crate) mod legacy;

@@ -127,6 +127,24 @@ fn yes() -> bool {
     true
 }
 
+/// Where a connection may point instead of the definition's hosts (`login --base-url`):
+/// self-hosted products (GitHub Enterprise, GitLab self-managed, Jira Data Center) and regional
+/// or per-tenant hosts (Datadog sites, Azure OpenAI resources, Supabase projects). A connection
+/// with a base URL is routed to that URL's host alone (`base_url.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BaseUrlSpec {
+    /// The hosts a base URL may name: an exact name (`api.datadoghq.eu`), a name whose first
+    /// label is a `{placeholder}` standing for exactly one DNS label
+    /// (`{resource}.openai.azure.com`), or `{host}` alone: any host the user names (self-hosted).
+    pub(crate) hosts: Vec<String>,
+    /// The API's path under the base URL: the credential goes only below it (GitHub Enterprise
+    /// serves its API under `/api`). Replaces the definition's `path_prefix` for such connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) path_prefix: Option<String>,
+    /// A base URL to show in hints (`https://github.example.com`).
+    pub(crate) example: String,
+}
+
 /// A provider definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Provider {
@@ -157,6 +175,9 @@ pub(crate) struct Provider {
     pub(crate) placeholder_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) oauth: Option<OAuthSpec>,
+    /// Whether, and to which hosts, `login --base-url` may point a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base_url: Option<BaseUrlSpec>,
 }
 
 impl Provider {

@@ -48,6 +48,9 @@ pub(crate) fn validate_as(p: &Provider, spelling: &Spelling) -> Result<(), Inval
         (Some(oauth), AuthType::OAuth2) => check_oauth(p, oauth, &mut problems),
         (None, AuthType::ApiKey) => {}
     }
+    if let Some(spec) = &p.base_url {
+        super::base_url::check_spec(p, spec, &mut problems);
+    }
     for url in p.docs_url.iter() {
         if !url.starts_with("https://") {
             problems.push(format!("{} '{url}' must be https", spelling.docs_url));
