@@ -445,3 +445,59 @@ fn login_refuses_base_urls_that_widen_or_do_not_apply() {
     let run = run.fails(2);
     assert!(run.stderr.contains("does not take a base URL"), "{}", run.stderr);
 }
+
+const GITLAB_PAT: &str = "glpat-REALSELFMANAGED00000006";
+const AZURE_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// Self-hosted and per-tenant variants through `--base-url`: GitLab self-managed (bundled,
+/// any host the user names, under `/api`), and a definition whose base URL must fit a
+/// one-label template (an Azure OpenAI resource, `{resource}.openai.azure.com`).
+#[test]
+fn self_hosted_and_tenant_hosts_through_base_url() {
+    let hosts = ["gitlab.com", "gitlab.example.com", "myres.openai.azure.com", "other.openai.azure.com"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    env.run_stdin(&["login", "gitlab", "--base-url", "https://gitlab.example.com", "--stdin"], GITLAB_PAT).ok();
+    let azure = r#"{"schema_version": 1, "name": "azure-lab", "display_name": "Azure OpenAI (lab)",
+      "auth_type": "api_key", "flow": "api_key", "hosts": ["*.openai.azure.com"],
+      "inject": {"type": "header", "name": "api-key", "value": "{secret}"},
+      "env": {"api_key": ["AZURE_OPENAI_API_KEY"]},
+      "base_url": {"hosts": ["{resource}.openai.azure.com"], "example": "https://my-resource.openai.azure.com"}}"#;
+    let file = env.cwd.path().join("azure-lab.json");
+    std::fs::write(&file, azure).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    for bad in ["https://a.b.openai.azure.com", "https://openai.azure.com", "https://myres.openai.azure.com.evil.test"]
+    {
+        let run = env.run_stdin(&["login", "azure-lab", "--base-url", bad, "--stdin"], AZURE_KEY).fails(2);
+        assert!(run.stderr.contains("{resource}.openai.azure.com"), "{bad}: {}", run.stderr);
+    }
+    env.run_stdin(&["login", "azure-lab", "--base-url", "https://myres.openai.azure.com", "--stdin"], AZURE_KEY).ok();
+    // An OAuth login whose endpoints do not follow the base URL would route the public
+    // service's token to the user's server: refused before any flow starts.
+    let fixed = azure
+        .replace("azure-lab", "oauth-lab")
+        .replace(r#""auth_type": "api_key", "flow": "api_key""#, r#""auth_type": "oauth2", "flow": "pkce""#)
+        .replace(
+            r#""env": {"api_key": ["AZURE_OPENAI_API_KEY"]}"#,
+            r#""env": {"access_token": ["LAB_TOKEN"]}, "oauth": {"authorization_url": "https://login.lab.example.com/authorize", "token_url": "https://login.lab.example.com/token"}"#,
+        );
+    let file = env.cwd.path().join("oauth-lab.json");
+    std::fs::write(&file, fixed).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    let run = env.run(&["login", "oauth-lab", "--base-url", "https://myres.openai.azure.com"]).fails(2);
+    assert!(run.stderr.contains("does not follow --base-url"), "{}", run.stderr);
+
+    let script = "curl -sS https://gitlab.example.com/api/v4/user; echo; curl -sS https://gitlab.com/api/v4/user; echo; \
+                  curl -sS https://gitlab.example.com/users/sign_in; echo; \
+                  curl -sS https://myres.openai.azure.com/openai/deployments; echo; curl -sS https://other.openai.azure.com/openai/x";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GITLAB_PAT}")]);
+    assert!(seen(&lines[1], "authorization").is_empty(), "the self-managed token reached gitlab.com");
+    assert!(seen(&lines[2], "authorization").is_empty(), "outside /api");
+    assert_eq!(seen(&lines[3], "api-key"), vec![AZURE_KEY]);
+    assert!(seen(&lines[4], "api-key").is_empty(), "another resource got the key");
+}

@@ -35,6 +35,18 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let wants_oauth_flow = matches!(args.flow, Some(FlowArg::Pkce | FlowArg::DeviceCode | FlowArg::DcrPkce))
         || (pasted && !args.stdin && args.flow != Some(FlowArg::ApiKey));
     if wants_oauth_flow {
+        // A token from the public service must not be routed to the user's server: an OAuth
+        // login with a base URL needs endpoints that follow it.
+        if base_url.is_some() && !provider.oauth.as_ref().is_some_and(|o| o.token_url.contains("{base_url}")) {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("{}'s OAuth login does not follow --base-url", provider.name),
+            )
+            .hint(format!(
+                "store a token of your server with `authsome login {} --base-url URL --stdin`",
+                provider.name
+            )));
+        }
         return super::login_flows::oauth_login(ctx, args, provider);
     }
 
