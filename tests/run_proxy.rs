@@ -501,3 +501,66 @@ fn self_hosted_and_tenant_hosts_through_base_url() {
     assert_eq!(seen(&lines[3], "api-key"), vec![AZURE_KEY]);
     assert!(seen(&lines[4], "api-key").is_empty(), "another resource got the key");
 }
+
+/// Two-value credentials on the wire, as the vendors document them: Datadog's two headers,
+/// Twilio's Basic `SID:token`, Algolia's id and key headers. The command holds placeholders for
+/// the secrets and the real identifiers (SID, application id), which SDKs put in URLs.
+#[test]
+fn two_value_credentials_are_injected_both() {
+    let hosts = ["api.datadoghq.com", "api.datadoghq.eu", "api.twilio.com", "myapp-dsn.algolia.net"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    let (dd_api, dd_app) = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210fedcba98");
+    let (sid, token) = ("AC0123456789abcdef0123456789abcdef", "00112233445566778899aabbccddeeff");
+    let (app_id, algolia_key) = ("MYAPP12345", "abcdefabcdefabcdefabcdefabcdef12");
+    env.run_stdin(&["login", "datadog", "--stdin"], &format!("DD_API_KEY={dd_api}\nDD_APP_KEY={dd_app}\n")).ok();
+    env.run_stdin(&["login", "twilio", "--stdin"], &format!("TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"))
+        .ok();
+    env.run_stdin(&["login", "algolia", "--stdin"], &format!("{algolia_key}\n{app_id}\n")).ok();
+
+    let script = r#"curl -sS -H "DD-API-KEY: $DD_API_KEY" -H "DD-APPLICATION-KEY: $DD_APP_KEY" https://api.datadoghq.com/api/v1/validate; echo;
+curl -sS -u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN" "https://api.twilio.com/2010-04-01/Accounts/$TWILIO_ACCOUNT_SID.json"; echo;
+curl -sS -H "X-Algolia-Application-Id: $ALGOLIA_APP_ID" -H "X-Algolia-API-Key: $ALGOLIA_API_KEY" https://myapp-dsn.algolia.net/1/indexes; echo;
+echo "$DD_API_KEY $DD_APP_KEY $TWILIO_AUTH_TOKEN $TWILIO_ACCOUNT_SID $ALGOLIA_API_KEY $ALGOLIA_APP_ID""#;
+    let run = sh(&env, script).ok();
+    let mut lines = run.stdout.lines().filter(|l| !l.trim().is_empty());
+    let datadog: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(seen(&datadog, "dd-api-key"), vec![dd_api]);
+    assert_eq!(seen(&datadog, "dd-application-key"), vec![dd_app]);
+    let twilio: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    // base64("AC0123456789abcdef0123456789abcdef:00112233445566778899aabbccddeeff"), computed
+    // outside authsome from Twilio's documented `-u SID:AuthToken`.
+    let basic = "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjowMDExMjIzMzQ0NTU2Njc3ODg5OWFhYmJjY2RkZWVmZg==";
+    assert_eq!(seen(&twilio, "authorization"), vec![basic]);
+    assert_eq!(twilio["path"], format!("/2010-04-01/Accounts/{sid}.json"), "the real SID is in the path");
+    let algolia: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(seen(&algolia, "x-algolia-application-id"), vec![app_id]);
+    assert_eq!(seen(&algolia, "x-algolia-api-key"), vec![algolia_key]);
+    let env_line = lines.next().unwrap();
+    let values: Vec<&str> = env_line.split(' ').collect();
+    for (i, secret) in [dd_api, dd_app, token, "", algolia_key].iter().enumerate() {
+        if !secret.is_empty() {
+            assert!(values[i].contains("authsome_") && values[i] != *secret, "{i}: {env_line}");
+        }
+    }
+    assert_eq!((values[3], values[5]), (sid, app_id), "identifiers are given as they are");
+
+    // A regional site through --base-url: the EU connection's keys go to the EU API only, and
+    // the US connection keeps the US one. A look-alike of a site is refused at login.
+    let eu_api = "abcdef0123456789abcdef0123456789";
+    let eu_lines = format!("DD_API_KEY={eu_api}\nDD_APP_KEY={dd_app}\n");
+    for bad in ["https://api.datadoghq.eu.evil.test", "https://x.datadoghq.eu", "https://*.datadoghq.eu"] {
+        env.run_stdin(&["login", "datadog", "--connection", "eu", "--base-url", bad, "--stdin"], &eu_lines).fails(2);
+    }
+    let login_eu = ["login", "datadog", "--connection", "eu", "--base-url", "https://api.datadoghq.eu", "--stdin"];
+    env.run_stdin(&login_eu, &eu_lines).ok();
+    let script =
+        "curl -sS https://api.datadoghq.eu/api/v1/validate; echo; curl -sS https://api.datadoghq.com/api/v1/validate";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "dd-api-key"), vec![eu_api]);
+    assert_eq!(seen(&lines[1], "dd-api-key"), vec![dd_api]);
+}

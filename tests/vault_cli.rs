@@ -685,3 +685,44 @@ fn concurrent_logins_without_force_store_exactly_one() {
     assert!(outputs.iter().all(|r| r.code == 0), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
     assert_eq!((stored, told), (1, 7), "{:?}", outputs.iter().map(common::Run::all).collect::<Vec<_>>());
 }
+
+const DD_API: &str = "0123456789abcdef0123456789abcdef";
+const DD_APP: &str = "fedcba9876543210fedcba9876543210fedcba98";
+
+/// Two-value credentials: both values stored in one record, exported under each vendor SDK's
+/// names, from `NAME=value` lines or two plain lines.
+#[test]
+fn two_value_credentials_login_and_export() {
+    let env = Env::new();
+    let lines = format!("DD_API_KEY={DD_API}\nDD_APP_KEY={DD_APP}\n");
+    env.run_stdin(&["login", "datadog", "--stdin"], &lines).ok();
+    let exported = env.run(&["export", "datadog", "--format", "json"]).ok().json();
+    assert_eq!(exported["DD_API_KEY"], DD_API);
+    assert_eq!(exported["DD_APP_KEY"], DD_APP);
+    assert_eq!(exported["DD_APPLICATION_KEY"], DD_APP);
+    no_secret_on_disk(&env, DD_APP);
+
+    let (sid, token) = ("AC0123456789abcdef0123456789abcdef", "00112233445566778899aabbccddeeff");
+    env.run_stdin(&["login", "twilio", "--stdin"], &format!("{token}\n{sid}\n")).ok();
+    let exported = env.run(&["export", "twilio", "--format", "json"]).ok().json();
+    assert_eq!(exported, serde_json::json!({"TWILIO_AUTH_TOKEN": token, "TWILIO_ACCOUNT_SID": sid}));
+
+    // Swapped values fail the patterns; one value alone is refused; nothing is stored.
+    let swapped = env.run_stdin(&["login", "algolia", "--stdin"], "ABCDE12345\n0123456789abcdef0123456789abcdef\n");
+    let swapped = swapped.fails(4);
+    assert!(!swapped.all().contains("0123456789abcdef0123456789abcdef"), "{}", swapped.all());
+    let one = env.run_stdin(&["login", "algolia", "--stdin"], "0123456789abcdef0123456789abcdef\n").fails(4);
+    assert!(one.stderr.contains("ALGOLIA_API_KEY=") && one.stderr.contains("ALGOLIA_APP_ID="), "{}", one.stderr);
+    env.run(&["export", "algolia"]).fails(5);
+    // Without a terminal or --stdin: told how to pipe both.
+    let run = env.run(&["login", "algolia", "--connection", "other"]);
+    assert!(run.stderr.contains("--stdin"), "{}", run.stderr);
+}
+
+/// AWS signs requests (SigV4): out of scope, and `login` says so instead of "unknown provider".
+#[test]
+fn aws_login_says_signing_is_not_supported() {
+    let env = Env::new();
+    let run = env.run_stdin(&["login", "aws", "--stdin"], "AKIA...").fails(3);
+    assert!(run.stderr.contains("SigV4") && run.stderr.contains("not supported"), "{}", run.stderr);
+}

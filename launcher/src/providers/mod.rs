@@ -153,6 +153,16 @@ impl Catalog {
 
     /// A provider that must exist, with a "did you mean" hint.
     pub(crate) fn require(&self, name: &str) -> Result<&Entry, CliError> {
+        if self.get(name).is_none() && aws_like(name) {
+            return Err(CliError::new(
+                Kind::ProviderNotFound,
+                format!("'{name}': AWS request signing (SigV4) is not supported"),
+            )
+            .hint(
+                "AWS signs every request with the secret key instead of sending a credential authsome could put on \
+                 the wire; keep using the AWS CLI's own credentials (aws configure, aws sso login)",
+            ));
+        }
         self.get(name).ok_or_else(|| {
             let mut err = CliError::new(Kind::ProviderNotFound, format!("unknown provider '{name}'"));
             let close: Vec<&str> = self
@@ -212,6 +222,13 @@ fn load_custom(dir: &Path) -> (Vec<trust::Loaded>, Vec<Problem>) {
         }
     }
     (files, problems)
+}
+
+/// Names that mean an AWS service, whose APIs take SigV4 signatures, not bearer credentials.
+fn aws_like(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["aws", "amazon", "bedrock", "s3", "sagemaker", "dynamodb", "sqs", "sns"].contains(&name.as_str())
+        || ["aws-", "aws_", "amazon-", "amazon_", "bedrock-"].iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// A cheap "did you mean": shared prefix of 3+, containment, or one edit apart.
@@ -335,6 +352,10 @@ mod tests {
         assert_eq!(err.kind, Kind::ProviderNotFound);
         assert!(err.hint.unwrap().contains("openai"));
         assert!(catalog.require("zzzzzz").unwrap_err().hint.unwrap().contains("authsome list"));
+        for aws in ["aws", "AWS-S3", "bedrock", "aws_sts"] {
+            let err = catalog.require(aws).unwrap_err();
+            assert!(err.message.contains("SigV4") && err.message.contains("not supported"), "{aws}: {}", err.message);
+        }
     }
 
     #[test]

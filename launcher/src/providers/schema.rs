@@ -41,6 +41,39 @@ pub(crate) enum Inject {
     Basic { username: String, password: String },
     /// A query parameter set to the secret.
     Query { name: String },
+    /// Several headers: `{secret}` in one of them, the second value (`{field}`) in another
+    /// (Datadog's `DD-API-KEY` + `DD-APPLICATION-KEY`).
+    Headers { headers: Vec<HeaderTemplate> },
+}
+
+/// One header of [`Inject::Headers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeaderTemplate {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+/// The second value of a credential that takes two (Datadog API key + application key, Twilio
+/// account SID + auth token, Algolia application id + API key). The key itself stays the
+/// primary value (`api_key`); this one is stored beside it in the same sealed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SecondValue {
+    /// Its name in `inject` templates (`{account_sid}`), in `login --stdin` lines and in the record.
+    pub(crate) field: String,
+    /// What the prompt calls it: "application key".
+    pub(crate) label: String,
+    /// A secret gets a placeholder under `run`. An identifier that SDKs also put in URL paths or
+    /// host names (Twilio's account SID, Algolia's application id) is not a secret: `run` gives
+    /// the command its real value, which a placeholder could not stand in for there.
+    #[serde(default = "yes")]
+    pub(crate) secret: bool,
+    /// The variables the vendor's SDK reads it from.
+    pub(crate) env: Vec<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hint: Option<String>,
 }
 
 /// Environment variable names per credential field (export, scan, and `run` placeholders).
@@ -175,6 +208,9 @@ pub(crate) struct Provider {
     pub(crate) placeholder_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) oauth: Option<OAuthSpec>,
+    /// The second value, for credentials that take two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) second_value: Option<SecondValue>,
     /// Whether, and to which hosts, `login --base-url` may point a connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) base_url: Option<BaseUrlSpec>,
@@ -192,7 +228,10 @@ impl Provider {
             "api_key" => &self.env.api_key,
             "access_token" => &self.env.access_token,
             "refresh_token" => &self.env.refresh_token,
-            _ => &[],
+            _ => match &self.second_value {
+                Some(second) if second.field == field => &second.env,
+                _ => &[],
+            },
         }
     }
 

@@ -122,7 +122,7 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     let mut routes = Vec::new();
     let mut provider_hosts = Vec::new();
     let mut secrets = Vec::new();
-    let mut env_items: Vec<(&Provider, String, &'static str, SecretString)> = Vec::new();
+    let mut env_items: Vec<(&Provider, String, &str, SecretString)> = Vec::new();
     let mut placeholders = Vec::new();
     for entry in catalog.entries() {
         let provider = &entry.provider;
@@ -184,6 +184,25 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
                 owner: group.owner.clone(),
                 connection: meta.name.clone(),
             });
+            // The second value of a two-value credential: a placeholder of its own when it is a
+            // secret, else the identifier itself (SDKs put it in paths and host names).
+            if let Some(second) = &provider.second_value
+                && let Some(value) = stored.extra.get(&second.field)
+            {
+                let shown = if second.secret {
+                    secrets.push(value.clone());
+                    let placeholder = placeholders::generate(provider)?;
+                    placeholders.push(Placeholder {
+                        value: placeholder.clone(),
+                        owner: group.owner.clone(),
+                        connection: meta.name.clone(),
+                    });
+                    SecretString::from(placeholder)
+                } else {
+                    value.clone()
+                };
+                env_items.push((provider, meta.name.clone(), second.field.as_str(), shown));
+            }
             loaded.push((group.owner.0.clone(), meta.name.clone(), meta.clone(), stored));
         }
     }

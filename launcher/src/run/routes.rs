@@ -58,8 +58,16 @@ pub(crate) fn group(provider: &Provider, connections: &[&ConnectionMeta]) -> (Ve
         let base_url = location.own.then(|| meta.base_url.clone()).flatten();
         groups.push(Group { owner, location, base_url, connections: vec![meta.name.clone()] });
     }
+    // A host that a connection's base URL names belongs to that connection: the definition's
+    // own list of that exact name (Datadog lists every site) would otherwise tie with it and
+    // leave the host without a credential. A wildcard needs nothing: exact beats wildcard.
+    let claimed: Vec<String> =
+        groups.iter().filter(|g| g.location.own).flat_map(|g| g.location.hosts.clone()).collect();
     for group in &mut groups {
         group.connections.sort();
+        if !group.location.own {
+            group.location.hosts.retain(|host| !claimed.contains(host));
+        }
     }
     (groups, unrouted)
 }
@@ -129,5 +137,19 @@ mod tests {
         assert_eq!(route.path_prefix.as_deref(), Some("/api"));
         // The enterprise server's own OAuth endpoints are on that host: never injected.
         assert!(route.excluded_paths.contains(&"/login/oauth/access_token".to_string()), "{route:?}");
+    }
+
+    /// A site the definition lists and a connection names goes to that connection alone.
+    #[test]
+    fn a_named_site_leaves_the_definitions_list() {
+        let datadog = Catalog::bundled_only().get("datadog").unwrap().provider.clone();
+        let mut us = meta("default", None);
+        us.provider = "datadog".into();
+        let mut eu = meta("eu", Some("https://api.datadoghq.eu"));
+        eu.provider = "datadog".into();
+        let (groups, _) = group(&datadog, &[&us, &eu]);
+        assert!(!groups[0].location.hosts.contains(&"api.datadoghq.eu".to_string()));
+        assert!(groups[0].location.hosts.contains(&"api.datadoghq.com".to_string()));
+        assert_eq!(groups[1].location.hosts, vec!["api.datadoghq.eu"]);
     }
 }

@@ -86,7 +86,17 @@ fn render(provider: &Provider, meta: &ConnectionMeta, secrets: &Secrets) -> Resu
         _ => secrets.access_token.clone().or_else(|| secrets.api_key.clone()),
     }
     .ok_or("the connection holds no credential")?;
-    let rendered = crate::inject::render(provider, &secret);
+    let second = match &provider.second_value {
+        Some(second) => Some(
+            secrets
+                .extra
+                .get(&second.field)
+                .cloned()
+                .ok_or_else(|| format!("the connection holds no {}", second.label))?,
+        ),
+        None => None,
+    };
+    let rendered = crate::inject::render(provider, &secret, second.as_ref());
     let mut headers = Vec::with_capacity(rendered.headers.len());
     for (name, value) in rendered.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "invalid header name")?;
