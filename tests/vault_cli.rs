@@ -726,3 +726,68 @@ fn aws_login_says_signing_is_not_supported() {
     let run = env.run_stdin(&["login", "aws", "--stdin"], "AKIA...").fails(3);
     assert!(run.stderr.contains("SigV4") && run.stderr.contains("not supported"), "{}", run.stderr);
 }
+
+/// On a terminal, `login` asks for the key, then for the second value, both hidden.
+#[test]
+fn two_value_login_prompts_for_both_on_a_terminal() {
+    use std::io::Write;
+    let env = Env::new();
+    // script(1) gives the command a terminal; what is typed goes through script's stdin.
+    let line = format!("exec '{}' login datadog", common::BIN);
+    let mut script = std::process::Command::new("script");
+    script.args(["-qfec", &line, "/dev/null"]);
+    for (name, value) in env.command(&[]).get_envs() {
+        match value {
+            Some(value) => script.env(name, value),
+            None => script.env_remove(name),
+        };
+    }
+    script
+        .current_dir(env.cwd.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match script.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("SKIP two_value_login_prompts_for_both_on_a_terminal: no script(1) ({e})");
+            return;
+        }
+    };
+    // Type each value once its prompt is shown (echo is off by then).
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = std::io::Read::read(&mut out, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    for (prompt, value) in [("API key (input hidden)", DD_API), ("application key (input hidden)", DD_APP)] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !shown.lock().unwrap().contains(prompt) {
+            assert!(std::time::Instant::now() < deadline, "no prompt {prompt:?}: {}", shown.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // The prompt is printed just before echo is turned off.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stdin.write_all(format!("{value}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let shown = shown.lock().unwrap().clone();
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("Datadog API key (input hidden)"), "{shown}");
+    assert!(shown.contains("Datadog application key (input hidden)"), "{shown}");
+    assert!(!shown.contains(DD_APP) && !shown.contains(DD_API), "typed values are not echoed: {shown}");
+    let exported = env.run(&["export", "datadog", "--format", "json"]).ok().json();
+    assert_eq!((exported["DD_API_KEY"].as_str(), exported["DD_APP_KEY"].as_str()), (Some(DD_API), Some(DD_APP)));
+}
