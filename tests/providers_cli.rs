@@ -374,6 +374,15 @@ fn a_custom_definition_whose_name_becomes_bundled_keeps_working() {
     // Its single-value login and export work as before.
     env.run_stdin(&["login", "datadog", "--stdin"], "ddkey-single").ok();
     assert_eq!(env.run(&["export", "datadog"]).ok().stdout, "MY_DD_KEY=ddkey-single\n");
+    // Deleting the file switches to the bundled definition, which takes two values: the
+    // one-value connection is left out of `run` with a hint, and the run goes on.
+    std::fs::remove_file(env.file("providers/datadog.json")).unwrap();
+    let run = env.run(&["run", "--", "true"]).ok();
+    assert!(
+        run.stderr.contains("datadog/default: not used in this run: it holds no application key"),
+        "{}",
+        run.stderr
+    );
 
     // A file of that name dropped without `register` gets only the bundled hosts (the shadowing rule).
     let other = Env::new();

@@ -134,6 +134,20 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
             .iter()
             .filter(|c| c.provider == provider.name && (c.is_usable(now) || c.has_secret("refresh_token")))
             .collect();
+        // A two-value credential stored without its second value (imported by `scan`, or by a
+        // definition that took one value) cannot be put on the wire: said, and left out.
+        if let Some(second) = &provider.second_value {
+            mine.retain(|c| {
+                let complete = c.has_secret(&second.field);
+                if !complete {
+                    ctx.out.warn(&format!(
+                        "{}/{}: not used in this run: it holds no {}; log in again with `authsome login {} --connection {} --force`",
+                        provider.name, c.name, second.label, provider.name, c.name
+                    ));
+                }
+                complete
+            });
+        }
         if mine.is_empty() {
             continue;
         }
