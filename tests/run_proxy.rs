@@ -476,6 +476,16 @@ fn self_hosted_and_tenant_hosts_through_base_url() {
         assert!(run.stderr.contains("{resource}.openai.azure.com"), "{bad}: {}", run.stderr);
     }
     env.run_stdin(&["login", "azure-lab", "--base-url", "https://myres.openai.azure.com", "--stdin"], AZURE_KEY).ok();
+    // A definition whose hosts are per tenant only (a Supabase project) requires the base URL.
+    let project = azure.replace("azure-lab", "project-lab").replace(r#"["*.openai.azure.com"]"#, "[]").replace(
+        r#""base_url": {"hosts": ["{resource}.openai.azure.com"], "example": "https://my-resource.openai.azure.com"}"#,
+        r#""base_url": {"hosts": ["{project}.supabase.co"], "example": "https://abcd.supabase.co", "required": true}"#,
+    );
+    let file = env.cwd.path().join("project-lab.json");
+    std::fs::write(&file, project).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    let run = env.run_stdin(&["login", "project-lab", "--stdin"], AZURE_KEY).fails(2);
+    assert!(run.stderr.contains("needs --base-url") && run.stderr.contains("abcd.supabase.co"), "{}", run.stderr);
     // An OAuth login whose endpoints do not follow the base URL would route the public
     // service's token to the user's server: refused before any flow starts.
     let fixed = azure

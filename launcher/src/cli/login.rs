@@ -28,6 +28,10 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     // Checked against the definition before any flow: the base URL decides where the
     // connection's credential will be sent (`providers/base_url.rs`).
     let base_url = args.base_url.as_deref().map(|url| checked_base_url(provider, url)).transpose()?;
+    if let Some(spec) = provider.base_url.as_ref().filter(|spec| spec.required && base_url.is_none()) {
+        return Err(CliError::new(Kind::Usage, format!("{} needs --base-url: its hosts are your own", provider.name))
+            .hint(format!("e.g. --base-url {}", spec.example)));
+    }
 
     // A token typed for an OAuth provider is stored as a pasted token; real OAuth flows run
     // through the daemon.

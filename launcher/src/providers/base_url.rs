@@ -61,7 +61,13 @@ pub(crate) fn allowed(spec: &BaseUrlSpec) -> String {
 /// rather than the definition's default hosts, which would hand its token to another server.
 pub(crate) fn location(provider: &Provider, base_url: Option<&str>) -> Result<Location, String> {
     let default = Location { hosts: provider.hosts.clone(), path_prefix: provider.path_prefix.clone(), own: false };
-    let (Some(url), Some(spec)) = (base_url, &provider.base_url) else { return Ok(default) };
+    let Some(spec) = &provider.base_url else { return Ok(default) };
+    let Some(url) = base_url else {
+        if spec.required {
+            return Err(format!("is missing: {} needs one ({})", provider.name, allowed(spec)));
+        }
+        return Ok(default);
+    };
     // The OAuth default (`https://github.com`) is the public service, not a server of one's own.
     let oauth_default = provider.oauth.as_ref().and_then(|o| o.base_url.as_deref());
     if oauth_default.is_some_and(|d| d.trim_end_matches('/').eq_ignore_ascii_case(url.trim_end_matches('/'))) {
@@ -195,8 +201,24 @@ mod tests {
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             path_prefix: path_prefix.map(str::to_string),
             example: "https://x.example.com".into(),
+            required: false,
         });
         p
+    }
+
+    /// Per-tenant hosts: without a base URL a connection goes nowhere, not to every tenant.
+    #[test]
+    fn a_required_base_url_leaves_a_connection_without_one_unrouted() {
+        let mut p = with_spec(&["{project}.supabase.co"], None);
+        p.hosts.clear();
+        p.base_url.as_mut().unwrap().example = "https://abcd.supabase.co".into();
+        p.base_url.as_mut().unwrap().required = true;
+        let mut problems = Vec::new();
+        check_spec(&p, p.base_url.as_ref().unwrap(), &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(crate::providers::validate::validate_as(&p, &crate::providers::validate::Spelling::OURS).is_ok());
+        assert!(location(&p, None).unwrap_err().contains("needs one"));
+        assert_eq!(location(&p, Some("https://abcd.supabase.co")).unwrap().hosts, vec!["abcd.supabase.co"]);
     }
 
     #[test]

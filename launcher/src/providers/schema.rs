@@ -176,6 +176,11 @@ pub(crate) struct BaseUrlSpec {
     pub(crate) path_prefix: Option<String>,
     /// A base URL to show in hints (`https://github.example.com`).
     pub(crate) example: String,
+    /// Every connection must name its host: per-tenant hosts (a Supabase project, an Azure
+    /// OpenAI resource) that no list in the definition could hold without taking in every
+    /// other tenant's. `hosts` may then be empty; a connection without a base URL gets no route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) required: bool,
 }
 
 /// A provider definition.

@@ -80,7 +80,7 @@ fn check_identity(p: &Provider, problems: &mut Vec<String>) {
 }
 
 fn check_hosts(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
-    if p.hosts.is_empty() {
+    if p.hosts.is_empty() && !p.base_url.as_ref().is_some_and(|b| b.required) {
         problems.push(format!("{} is empty: name at least one API host", spelling.hosts));
     }
     for host in &p.hosts {
