@@ -331,3 +331,66 @@ fn a_dropped_file_cannot_move_a_bundled_providers_token_endpoint() {
     let asked = env.run(&["register", file.to_str().unwrap()]).fails(8);
     assert!(asked.stderr.contains("tokens.evil.example.com"), "{}", asked.stderr);
 }
+
+/// A user's own definition of a provider that a later authsome bundles (here: `datadog`, as
+/// a user would have written it before, one header): their file keeps winning, with the hosts
+/// they confirmed at `register`; they are told once; their connection keeps working.
+#[test]
+fn a_custom_definition_whose_name_becomes_bundled_keeps_working() {
+    let env = Env::new();
+    let own = r#"{
+  "schema_version": 1, "name": "datadog", "display_name": "My Datadog", "auth_type": "api_key", "flow": "api_key",
+  "hosts": ["api.datadoghq.eu", "dd.internal-gateway.example"],
+  "inject": {"type": "header", "name": "DD-API-KEY", "value": "{secret}"},
+  "env": {"api_key": ["MY_DD_KEY"]}
+}"#;
+    // As the earlier authsome left it: the file, confirmed with its hosts in the ledger.
+    std::fs::create_dir_all(env.file("providers")).unwrap();
+    std::fs::write(env.file("providers/datadog.json"), own).unwrap();
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(own.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let ledger = serde_json::json!({"v": 1, "files": {"datadog": {"sha256": sha, "hosts": ["api.datadoghq.eu", "dd.internal-gateway.example"]}}});
+    std::fs::write(env.file("provider-ledger.json"), ledger.to_string()).unwrap();
+
+    let first = env.run(&["inspect", "datadog"]).ok();
+    let doc = first.json();
+    assert_eq!(doc["source"], "custom");
+    assert_eq!(doc["display_name"], "My Datadog");
+    assert_eq!(
+        doc["hosts"],
+        serde_json::json!(["api.datadoghq.eu", "dd.internal-gateway.example"]),
+        "confirmed hosts kept"
+    );
+    assert!(
+        first.stderr.contains("datadog: your definition") && first.stderr.contains("is used, not the bundled one"),
+        "{}",
+        first.stderr
+    );
+    let second = env.run(&["inspect", "datadog"]).ok();
+    assert!(second.stderr.is_empty(), "told once: {}", second.stderr);
+
+    // Its single-value login and export work as before.
+    env.run_stdin(&["login", "datadog", "--stdin"], "ddkey-single").ok();
+    assert_eq!(env.run(&["export", "datadog"]).ok().stdout, "MY_DD_KEY=ddkey-single\n");
+    // Deleting the file switches to the bundled definition, which takes two values: the
+    // one-value connection is left out of `run` with a hint, and the run goes on.
+    std::fs::remove_file(env.file("providers/datadog.json")).unwrap();
+    let run = env.run(&["run", "--", "true"]).ok();
+    assert!(
+        run.stderr.contains("datadog/default: not used in this run: it holds no application key"),
+        "{}",
+        run.stderr
+    );
+
+    // A file of that name dropped without `register` gets only the bundled hosts (the shadowing rule).
+    let other = Env::new();
+    std::fs::create_dir_all(other.file("providers")).unwrap();
+    other.run(&["list"]).ok();
+    std::fs::write(other.file("providers/datadog.json"), own).unwrap();
+    let dropped = other.run(&["inspect", "datadog"]).ok();
+    let hosts = dropped.json()["hosts"].clone();
+    assert_eq!(hosts, serde_json::json!(["api.datadoghq.eu"]), "{}", dropped.stderr);
+    assert!(dropped.stderr.contains("dd.internal-gateway.example"), "{}", dropped.stderr);
+}

@@ -483,3 +483,215 @@ fn a_nested_run_keeps_one_node_preload() {
     assert_eq!(options.matches("node-preload.cjs").count(), 1, "{options}");
     assert!(options.starts_with("--trace-warnings --require "), "{options}");
 }
+
+const GHE_PAT: &str = "ghp_REALENTERPRISEPAT0000000000000000005";
+
+/// A home whose github hosts (public and enterprise) lead to one local echo.
+fn github_and_enterprise() -> (Env, Echo) {
+    let hosts = ["api.github.com", "ghe.example.com"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    (env, echo)
+}
+
+fn echoes(run: &Run) -> Vec<Value> {
+    run.stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not an echo ({e}): {l}\n{}", run.stderr)))
+        .collect()
+}
+
+/// Routing by connection: a connection logged in with `--base-url` gets its own host (under
+/// the definition's API path there) and nothing else; the public service keeps its own token.
+#[test]
+fn a_base_url_connection_is_routed_to_its_own_host_only() {
+    let (env, _echo) = github_and_enterprise();
+    let login_ghe = ["login", "github", "--connection", "ghe", "--base-url", "https://ghe.example.com", "--stdin"];
+    env.run_stdin(&login_ghe, GHE_PAT).ok();
+    let script = "curl -sS https://ghe.example.com/api/v3/user; echo; curl -sS https://api.github.com/user; echo; \
+                  curl -sS https://ghe.example.com/login";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")], "the enterprise API");
+    assert!(seen(&lines[1], "authorization").is_empty(), "the enterprise token reached api.github.com");
+    assert!(seen(&lines[2], "authorization").is_empty(), "outside the enterprise API path");
+
+    // Even when the child sends the enterprise placeholder there itself: no route, so the host
+    // is not intercepted and only the placeholder travels.
+    let run = sh(&env, r#"curl -sS -H "Authorization: token $GH_TOKEN" https://api.github.com/user"#).ok();
+    let sent = seen(&echo_of(&run), "authorization");
+    assert!(sent.len() == 1 && sent[0].starts_with("token ghp_authsome_"), "{sent:?}");
+
+    // A second home: the public connection first (the default), then the enterprise one.
+    let (env, _echo) = github_and_enterprise();
+    env.run_stdin(&["login", "github", "--stdin"], GH_PAT).ok();
+    env.run_stdin(&login_ghe, GHE_PAT).ok();
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")]);
+    assert_eq!(seen(&lines[1], "authorization"), vec![format!("Bearer {GH_PAT}")]);
+    // Each placeholder is swapped on its own connection's host and refused on the other's.
+    let swapped = r#"curl -sS -H "Authorization: token $GH_TOKEN_GITHUB_GHE" https://ghe.example.com/api/graphql; echo; curl -sS -H "Authorization: token $GH_TOKEN" https://api.github.com/user"#;
+    let lines = echoes(&sh(&env, swapped).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GHE_PAT}")]);
+    assert_eq!(seen(&lines[1], "authorization"), vec![format!("Bearer {GH_PAT}")]);
+    for (var, url) in
+        [("GH_TOKEN", "https://ghe.example.com/api/v3/user"), ("GH_TOKEN_GITHUB_GHE", "https://api.github.com/user")]
+    {
+        let run =
+            sh(&env, &format!(r#"curl -s -o /dev/null -w '%{{http_code}}' -H "Authorization: token ${var}" {url}"#));
+        assert_eq!(run.ok().stdout.trim(), "403", "{var} at {url}");
+    }
+}
+
+/// A base URL is checked against the definition when it is typed, and never widens.
+#[test]
+fn login_refuses_base_urls_that_widen_or_do_not_apply() {
+    let env = Env::new();
+    for bad in [
+        "https://*.example.com",
+        "https://user:pw@ghe.example.com",
+        "https://10.1.2.3",
+        "https://localhost",
+        "http://ghe.example.com",
+        "https://ghe.example.com/../x",
+    ] {
+        let run = env.run_stdin(&["login", "github", "--base-url", bad, "--stdin"], GHE_PAT).fails(2);
+        assert!(run.stderr.contains("--base-url"), "{bad}: {}", run.stderr);
+    }
+    let run = env.run_stdin(&["login", "openai", "--base-url", "https://api.example.com", "--stdin"], OPENAI_KEY);
+    let run = run.fails(2);
+    assert!(run.stderr.contains("does not take a base URL"), "{}", run.stderr);
+}
+
+const GITLAB_PAT: &str = "glpat-REALSELFMANAGED00000006";
+const AZURE_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// Self-hosted and per-tenant variants through `--base-url`: GitLab self-managed (bundled,
+/// any host the user names, under `/api`), and a definition whose base URL must fit a
+/// one-label template (an Azure OpenAI resource, `{resource}.openai.azure.com`).
+#[test]
+fn self_hosted_and_tenant_hosts_through_base_url() {
+    let hosts = ["gitlab.com", "gitlab.example.com", "myres.openai.azure.com", "other.openai.azure.com"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    env.run_stdin(&["login", "gitlab", "--base-url", "https://gitlab.example.com", "--stdin"], GITLAB_PAT).ok();
+    let azure = r#"{"schema_version": 1, "name": "azure-lab", "display_name": "Azure OpenAI (lab)",
+      "auth_type": "api_key", "flow": "api_key", "hosts": ["*.openai.azure.com"],
+      "inject": {"type": "header", "name": "api-key", "value": "{secret}"},
+      "env": {"api_key": ["AZURE_OPENAI_API_KEY"]},
+      "base_url": {"hosts": ["{resource}.openai.azure.com"], "example": "https://my-resource.openai.azure.com"}}"#;
+    let file = env.cwd.path().join("azure-lab.json");
+    std::fs::write(&file, azure).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    for bad in ["https://a.b.openai.azure.com", "https://openai.azure.com", "https://myres.openai.azure.com.evil.test"]
+    {
+        let run = env.run_stdin(&["login", "azure-lab", "--base-url", bad, "--stdin"], AZURE_KEY).fails(2);
+        assert!(run.stderr.contains("{resource}.openai.azure.com"), "{bad}: {}", run.stderr);
+    }
+    env.run_stdin(&["login", "azure-lab", "--base-url", "https://myres.openai.azure.com", "--stdin"], AZURE_KEY).ok();
+    // A definition whose hosts are per tenant only (a Supabase project) requires the base URL.
+    let project = azure.replace("azure-lab", "project-lab").replace(r#"["*.openai.azure.com"]"#, "[]").replace(
+        r#""base_url": {"hosts": ["{resource}.openai.azure.com"], "example": "https://my-resource.openai.azure.com"}"#,
+        r#""base_url": {"hosts": ["{project}.supabase.co"], "example": "https://abcd.supabase.co", "required": true}"#,
+    );
+    let file = env.cwd.path().join("project-lab.json");
+    std::fs::write(&file, project).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    let run = env.run_stdin(&["login", "project-lab", "--stdin"], AZURE_KEY).fails(2);
+    assert!(run.stderr.contains("needs --base-url") && run.stderr.contains("abcd.supabase.co"), "{}", run.stderr);
+    // An OAuth login whose endpoints do not follow the base URL would route the public
+    // service's token to the user's server: refused before any flow starts.
+    let fixed = azure
+        .replace("azure-lab", "oauth-lab")
+        .replace(r#""auth_type": "api_key", "flow": "api_key""#, r#""auth_type": "oauth2", "flow": "pkce""#)
+        .replace(
+            r#""env": {"api_key": ["AZURE_OPENAI_API_KEY"]}"#,
+            r#""env": {"access_token": ["LAB_TOKEN"]}, "oauth": {"authorization_url": "https://login.lab.example.com/authorize", "token_url": "https://login.lab.example.com/token"}"#,
+        );
+    let file = env.cwd.path().join("oauth-lab.json");
+    std::fs::write(&file, fixed).unwrap();
+    env.run(&["register", file.to_str().unwrap(), "--yes"]).ok();
+    let run = env.run(&["login", "oauth-lab", "--base-url", "https://myres.openai.azure.com"]).fails(2);
+    assert!(run.stderr.contains("does not follow --base-url"), "{}", run.stderr);
+
+    let script = "curl -sS https://gitlab.example.com/api/v4/user; echo; curl -sS https://gitlab.com/api/v4/user; echo; \
+                  curl -sS https://gitlab.example.com/users/sign_in; echo; \
+                  curl -sS https://myres.openai.azure.com/openai/deployments; echo; curl -sS https://other.openai.azure.com/openai/x";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "authorization"), vec![format!("Bearer {GITLAB_PAT}")]);
+    assert!(seen(&lines[1], "authorization").is_empty(), "the self-managed token reached gitlab.com");
+    assert!(seen(&lines[2], "authorization").is_empty(), "outside /api");
+    assert_eq!(seen(&lines[3], "api-key"), vec![AZURE_KEY]);
+    assert!(seen(&lines[4], "api-key").is_empty(), "another resource got the key");
+}
+
+/// Two-value credentials on the wire, as the vendors document them: Datadog's two headers,
+/// Twilio's Basic `SID:token`, Algolia's id and key headers. The command holds placeholders for
+/// the secrets and the real identifiers (SID, application id), which SDKs put in URLs.
+#[test]
+fn two_value_credentials_are_injected_both() {
+    let hosts = ["api.datadoghq.com", "api.datadoghq.eu", "api.twilio.com", "myapp-dsn.algolia.net"];
+    let pki = Pki::new(&hosts);
+    let echo = Echo::https(&pki);
+    let home = Env::new();
+    let ca = pki.write_ca(home.cwd.path(), "upstream-ca.pem");
+    let connect_to: Vec<String> = hosts.iter().map(|h| format!("{h}:443:127.0.0.1:{}", echo.port())).collect();
+    let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
+    let (dd_api, dd_app) = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210fedcba98");
+    let (sid, token) = ("AC0123456789abcdef0123456789abcdef", "00112233445566778899aabbccddeeff");
+    let (app_id, algolia_key) = ("MYAPP12345", "abcdefabcdefabcdefabcdefabcdef12");
+    env.run_stdin(&["login", "datadog", "--stdin"], &format!("DD_API_KEY={dd_api}\nDD_APP_KEY={dd_app}\n")).ok();
+    env.run_stdin(&["login", "twilio", "--stdin"], &format!("TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={token}\n"))
+        .ok();
+    env.run_stdin(&["login", "algolia", "--stdin"], &format!("{algolia_key}\n{app_id}\n")).ok();
+
+    let script = r#"curl -sS -H "DD-API-KEY: $DD_API_KEY" -H "DD-APPLICATION-KEY: $DD_APP_KEY" https://api.datadoghq.com/api/v1/validate; echo;
+curl -sS -u "$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN" "https://api.twilio.com/2010-04-01/Accounts/$TWILIO_ACCOUNT_SID.json"; echo;
+curl -sS -H "X-Algolia-Application-Id: $ALGOLIA_APP_ID" -H "X-Algolia-API-Key: $ALGOLIA_API_KEY" https://myapp-dsn.algolia.net/1/indexes; echo;
+echo "$DD_API_KEY $DD_APP_KEY $TWILIO_AUTH_TOKEN $TWILIO_ACCOUNT_SID $ALGOLIA_API_KEY $ALGOLIA_APP_ID""#;
+    let run = sh(&env, script).ok();
+    let mut lines = run.stdout.lines().filter(|l| !l.trim().is_empty());
+    let datadog: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(seen(&datadog, "dd-api-key"), vec![dd_api]);
+    assert_eq!(seen(&datadog, "dd-application-key"), vec![dd_app]);
+    let twilio: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    // base64("AC0123456789abcdef0123456789abcdef:00112233445566778899aabbccddeeff"), computed
+    // outside authsome from Twilio's documented `-u SID:AuthToken`.
+    let basic = "Basic QUMwMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc4OWFiY2RlZjowMDExMjIzMzQ0NTU2Njc3ODg5OWFhYmJjY2RkZWVmZg==";
+    assert_eq!(seen(&twilio, "authorization"), vec![basic]);
+    assert_eq!(twilio["path"], format!("/2010-04-01/Accounts/{sid}.json"), "the real SID is in the path");
+    let algolia: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(seen(&algolia, "x-algolia-application-id"), vec![app_id]);
+    assert_eq!(seen(&algolia, "x-algolia-api-key"), vec![algolia_key]);
+    let env_line = lines.next().unwrap();
+    let values: Vec<&str> = env_line.split(' ').collect();
+    for (i, secret) in [dd_api, dd_app, token, "", algolia_key].iter().enumerate() {
+        if !secret.is_empty() {
+            assert!(values[i].contains("authsome_") && values[i] != *secret, "{i}: {env_line}");
+        }
+    }
+    assert_eq!((values[3], values[5]), (sid, app_id), "identifiers are given as they are");
+
+    // A regional site through --base-url: the EU connection's keys go to the EU API only, and
+    // the US connection keeps the US one. A look-alike of a site is refused at login.
+    let eu_api = "abcdef0123456789abcdef0123456789";
+    let eu_lines = format!("DD_API_KEY={eu_api}\nDD_APP_KEY={dd_app}\n");
+    for bad in ["https://api.datadoghq.eu.evil.test", "https://x.datadoghq.eu", "https://*.datadoghq.eu"] {
+        env.run_stdin(&["login", "datadog", "--connection", "eu", "--base-url", bad, "--stdin"], &eu_lines).fails(2);
+    }
+    let login_eu = ["login", "datadog", "--connection", "eu", "--base-url", "https://api.datadoghq.eu", "--stdin"];
+    env.run_stdin(&login_eu, &eu_lines).ok();
+    let script =
+        "curl -sS https://api.datadoghq.eu/api/v1/validate; echo; curl -sS https://api.datadoghq.com/api/v1/validate";
+    let lines = echoes(&sh(&env, script).ok());
+    assert_eq!(seen(&lines[0], "dd-api-key"), vec![eu_api]);
+    assert_eq!(seen(&lines[1], "dd-api-key"), vec![dd_api]);
+}

@@ -169,7 +169,15 @@ impl AuthService {
     pub fn headers(&self, provider: &str, connection: Option<&str>) -> Result<Vec<(String, SecretString)>, Error> {
         let secret = self.access_token(provider, connection)?;
         let entry = self.entry(provider)?;
-        Ok(crate::inject::render(&entry.provider, &secret).headers)
+        // A two-value credential (Datadog, Twilio, Algolia) renders with its second value too.
+        let second = match &entry.provider.second_value {
+            Some(second) => {
+                let name = self.vault.resolve_connection_name(provider, connection)?;
+                self.vault.secrets(&NoPrompt, provider, &name)?.extra.remove(&second.field)
+            }
+            None => None,
+        };
+        Ok(crate::inject::render(&entry.provider, &secret, second.as_ref()).headers)
     }
 
     fn entry(&self, provider: &str) -> Result<&Entry, Error> {

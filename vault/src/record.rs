@@ -110,6 +110,11 @@ pub struct Secrets {
     /// Absent in records written before clients were kept per connection.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
     pub client_secret: Option<SecretString>,
+    /// Further values of a credential that takes more than one (Datadog's application key,
+    /// Twilio's account SID), by the field name the provider definition gives them. Absent in
+    /// single-value records, which read back unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "secret_map")]
+    pub extra: BTreeMap<String, SecretString>,
 }
 
 impl Secrets {
@@ -127,6 +132,28 @@ impl Secrets {
             fields.push("refresh_token");
         }
         fields
+    }
+
+    /// `present_fields` and the names of the further values (what a record lists in plain).
+    pub fn field_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.present_fields().into_iter().map(str::to_string).collect();
+        names.extend(self.extra.keys().cloned());
+        names
+    }
+}
+
+mod secret_map {
+    use std::collections::BTreeMap;
+
+    use secrecy::{ExposeSecret, SecretString};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<String, SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(map.iter().map(|(name, value)| (name, value.expose_secret())))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, SecretString>, D::Error> {
+        let plain = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(plain.into_iter().map(|(name, value)| (name, SecretString::from(value))).collect())
     }
 }
 
@@ -239,5 +266,20 @@ mod tests {
         let back: Secrets = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
         assert_eq!(back.client_secret.unwrap().expose_secret(), "cs");
         assert!(!format!("{with:?}").contains("cs\""));
+    }
+
+    /// Two-value credentials keep their second value beside the first; records written before
+    /// (and by the Python authsome) have none and read back as they were.
+    #[test]
+    fn further_values_round_trip_and_single_value_records_still_open() {
+        let old: Secrets = serde_json::from_str(r#"{"api_key":"k"}"#).unwrap();
+        assert!(old.extra.is_empty());
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"api_key":"k"}"#);
+        let mut two = Secrets { api_key: Some("dd-api".into()), ..Secrets::default() };
+        two.extra.insert("application_key".into(), SecretString::from("dd-app"));
+        assert_eq!(two.field_names(), vec!["api_key", "application_key"]);
+        let back: Secrets = serde_json::from_str(&serde_json::to_string(&two).unwrap()).unwrap();
+        assert_eq!(back.extra["application_key"].expose_secret(), "dd-app");
+        assert!(!format!("{two:?}").contains("dd-app"), "Debug stays redacted");
     }
 }

@@ -184,7 +184,7 @@ impl Store {
         self.writable()?;
         let plain = Zeroizing::new(serde_json::to_vec(secrets).map_err(|_| Error::Crypto("could not encode secrets"))?);
         let sealed = crypto::seal(key, self.row(KIND_SECRETS, &meta.provider, &meta.name), &plain)?;
-        let fields = secrets.present_fields().join(",");
+        let fields = secrets.field_names().join(",");
         let scopes = meta.scopes.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
         let metadata = serde_json::to_string(&meta.metadata).unwrap_or_else(|_| "{}".into());
         let now = crate::time::now_micros();

@@ -219,6 +219,7 @@ pub(crate) async fn fresh_secrets(
         refresh_token: token.refresh_token.or(secrets.refresh_token),
         api_key: secrets.api_key,
         client_secret: secrets.client_secret,
+        extra: secrets.extra,
     };
     let (store, key) = vault.writer(key_source, CreateOptions::default())?;
     match store.put_connection_if_version(key, &next, &next_secrets, meta.version) {

@@ -133,6 +133,9 @@ fn register_summary(provider: &Provider, legacy: bool, bundled: Option<&Provider
         Inject::Header { name, value } => format!("header {name}: {}", value.replace("{secret}", "<secret>")),
         Inject::Basic { .. } => "HTTP Basic".to_string(),
         Inject::Query { name } => format!("query parameter {name}"),
+        Inject::Headers { headers } => {
+            headers.iter().map(|h| format!("header {}", h.name)).collect::<Vec<_>>().join(", ")
+        }
     };
     let mut summary = format!(
         "Provider:   {} ({})\nHosts:      {}{}\nCredential: {credential}\n",

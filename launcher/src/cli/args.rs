@@ -337,7 +337,9 @@ pub(crate) struct LoginArgs {
     /// Connection name, for several accounts of one provider.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub(crate) connection: String,
-    /// Read the secret from standard input (never pass secrets as arguments).
+    /// Read the secret from standard input (never pass secrets as arguments). Providers that
+    /// take two values (datadog, twilio, algolia) read `NAME=value` lines, NAME being a variable
+    /// name of the value (`DD_API_KEY=…` and `DD_APP_KEY=…`), or two lines: key, then the other.
     #[arg(long, conflicts_with = "client_secret_stdin")]
     pub(crate) stdin: bool,
     /// Login flow (default: the provider's).
@@ -346,7 +348,8 @@ pub(crate) struct LoginArgs {
     /// Scopes, comma-separated (OAuth).
     #[arg(long, value_name = "A,B")]
     pub(crate) scopes: Option<String>,
-    /// Base URL for providers that take one (GitHub Enterprise).
+    /// Base URL for providers that take one (GitHub Enterprise, GitLab self-managed, a Datadog
+    /// site, an Azure OpenAI resource): the connection's credential goes to that host only.
     #[arg(long, value_name = "URL")]
     pub(crate) base_url: Option<String>,
     /// Replace an existing connection.

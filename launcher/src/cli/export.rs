@@ -129,6 +129,12 @@ pub(crate) fn export(ctx: &Context, args: &ExportArgs) -> CliResult {
                     items.push((*provider, name.clone(), field, value));
                 }
             }
+            // The second value of a two-value credential, under the names its SDK reads.
+            if let Some(second) = &provider.second_value
+                && let Some(value) = secrets.extra.get(&second.field)
+            {
+                items.push((*provider, name.clone(), second.field.as_str(), value.clone()));
+            }
         }
     }
     let vars = assign_names(items);

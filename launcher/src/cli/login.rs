@@ -25,6 +25,13 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let entry = ctx.catalog().require(&args.provider)?;
     let provider = &entry.provider;
     authsome_vault::validate_name("connection", &args.connection)?;
+    // Checked against the definition before any flow: the base URL decides where the
+    // connection's credential will be sent (`providers/base_url.rs`).
+    let base_url = args.base_url.as_deref().map(|url| checked_base_url(provider, url)).transpose()?;
+    if let Some(spec) = provider.base_url.as_ref().filter(|spec| spec.required && base_url.is_none()) {
+        return Err(CliError::new(Kind::Usage, format!("{} needs --base-url: its hosts are your own", provider.name))
+            .hint(format!("e.g. --base-url {}", spec.example)));
+    }
 
     // A token typed for an OAuth provider is stored as a pasted token; real OAuth flows run
     // through the daemon.
@@ -32,6 +39,18 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     let wants_oauth_flow = matches!(args.flow, Some(FlowArg::Pkce | FlowArg::DeviceCode | FlowArg::DcrPkce))
         || (pasted && !args.stdin && args.flow != Some(FlowArg::ApiKey));
     if wants_oauth_flow {
+        // A token from the public service must not be routed to the user's server: an OAuth
+        // login with a base URL needs endpoints that follow it.
+        if base_url.is_some() && !provider.oauth.as_ref().is_some_and(|o| o.token_url.contains("{base_url}")) {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("{}'s OAuth login does not follow --base-url", provider.name),
+            )
+            .hint(format!(
+                "store a token of your server with `authsome login {} --base-url URL --stdin`",
+                provider.name
+            )));
+        }
         return super::login_flows::oauth_login(ctx, args, provider);
     }
 
@@ -45,20 +64,30 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
 
     // No terminal to type the key in: the daemon's browser form (when a browser can show it,
     // or the user asked for the URL).
+    // The form takes one value: a two-value credential is typed or piped.
     if !pasted
         && !args.stdin
+        && provider.second_value.is_none()
         && !std::io::stdin().is_terminal()
         && (args.no_browser || args.no_wait || super::login_flows::has_display())
     {
         return super::login_flows::browser_api_key(ctx, args, provider);
     }
-    let secret = read_secret(ctx, provider, args.stdin)?;
+    let (secret, second) = match &provider.second_value {
+        Some(_) => {
+            let (secret, second) = read_pair(ctx, provider, args.stdin)?;
+            (secret, Some(second))
+        }
+        None => (read_secret(ctx, provider, args.stdin)?, None),
+    };
     api_key::check(provider, &secret)?;
+    if let Some(second) = &second {
+        api_key::check_second(provider, second)?;
+    }
 
     let kind = if pasted { KeyKind::PastedToken } else { KeyKind::ApiKey };
-    let stored =
-        StoreKey { provider, connection: &args.connection, kind, base_url: args.base_url.clone(), replace: args.force };
-    match api_key::store(&mut vault, &ctx.key_source, ctx.create, &stored, secret) {
+    let stored = StoreKey { provider, connection: &args.connection, kind, base_url, replace: args.force };
+    match api_key::store_pair(&mut vault, &ctx.key_source, ctx.create, &stored, secret, second) {
         // Another login stored this connection between our check and our write.
         Err(authsome_vault::Error::ConnectionExists { .. }) => {
             return already_logged_in(ctx, provider, &args.connection, pasted);
@@ -79,6 +108,20 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
         "completed",
         &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
     )
+}
+
+fn checked_base_url(provider: &Provider, url: &str) -> CliResult<String> {
+    crate::providers::base_url::check(provider, url).map_err(|why| {
+        let err = CliError::new(Kind::Usage, format!("--base-url '{url}': {why}"));
+        match &provider.base_url {
+            Some(spec) => err.hint(format!("e.g. --base-url {}", spec.example)),
+            None => err.hint(format!(
+                "log in without --base-url; {} always uses {}",
+                provider.name,
+                provider.hosts.join(", ")
+            )),
+        }
+    })
 }
 
 fn already_logged_in(ctx: &Context, provider: &Provider, connection: &str, pasted: bool) -> CliResult {
@@ -116,24 +159,63 @@ fn report(ctx: &Context, provider: &Provider, connection: &str, status: &str, te
     Ok(())
 }
 
+/// All of standard input, up to 64 KiB of UTF-8.
+fn read_stdin(what: &str) -> CliResult<Zeroizing<String>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .take(MAX_SECRET_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| CliError::new(Kind::InputCancelled, format!("could not read standard input: {e}")))?;
+    if buf.len() > MAX_SECRET_BYTES {
+        return Err(CliError::new(
+            Kind::AuthenticationFailed,
+            format!("the {what} on standard input is longer than 64 KiB"),
+        ));
+    }
+    let text = String::from_utf8(buf.to_vec())
+        .map_err(|_| CliError::new(Kind::AuthenticationFailed, format!("the {what} is not valid UTF-8")))?;
+    Ok(Zeroizing::new(text))
+}
+
+/// Both values of a two-value credential: `--stdin` lines (`api_key::parse_pair`) or two
+/// hidden prompts.
+fn read_pair(ctx: &Context, provider: &Provider, from_stdin: bool) -> CliResult<(SecretString, SecretString)> {
+    let Some(second) = &provider.second_value else { unreachable!("only called for two-value providers") };
+    if from_stdin {
+        return api_key::parse_pair(provider, &read_stdin("API key")?);
+    }
+    if !std::io::stdin().is_terminal() {
+        let key = provider.env.api_key.first().map_or("API_KEY", String::as_str);
+        let other = second.env.first().map_or("VALUE", String::as_str);
+        return Err(CliError::new(
+            Kind::InputCancelled,
+            format!("no API key and {} given: standard input is not a terminal", second.label),
+        )
+        .hint(format!(
+            "pipe both in with --stdin, e.g. `printf '{key}=%s\\n{other}=%s\\n' \"${key}\" \"${other}\" | authsome login {} --stdin`",
+            provider.name
+        )));
+    }
+    let key = read_secret(ctx, provider, false)?;
+    let typed = prompt(&format!("{} {} (input hidden): ", provider.display_name, second.label))
+        .ok_or_else(|| CliError::new(Kind::InputCancelled, "no input"))?;
+    let value = Zeroizing::new(typed);
+    let value = value.trim();
+    if value.is_empty() || value.contains(char::is_control) {
+        return Err(CliError::new(
+            Kind::AuthenticationFailed,
+            format!("the {} is empty or not one line", second.label),
+        )
+        .hint("nothing was stored"));
+    }
+    Ok((key, SecretString::from(value.to_string())))
+}
+
 /// The secret from stdin (`--stdin`) or a hidden prompt. Whitespace around it is dropped.
 fn read_secret(ctx: &Context, provider: &Provider, from_stdin: bool) -> CliResult<SecretString> {
     let what = if provider.auth_type == AuthType::ApiKey { "API key" } else { "token" };
     let raw = if from_stdin {
-        let mut buf = Zeroizing::new(Vec::new());
-        std::io::stdin()
-            .take(MAX_SECRET_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| CliError::new(Kind::InputCancelled, format!("could not read standard input: {e}")))?;
-        if buf.len() > MAX_SECRET_BYTES {
-            return Err(CliError::new(
-                Kind::AuthenticationFailed,
-                format!("the {what} on standard input is longer than 64 KiB"),
-            ));
-        }
-        let text = String::from_utf8(buf.to_vec())
-            .map_err(|_| CliError::new(Kind::AuthenticationFailed, format!("the {what} is not valid UTF-8")))?;
-        Zeroizing::new(text)
+        read_stdin(what)?
     } else if std::io::stdin().is_terminal() {
         if let Some(docs) = &provider.docs_url {
             ctx.out.note(&format!("Get a {what} at {docs}"));

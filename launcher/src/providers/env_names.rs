@@ -31,7 +31,7 @@ pub(crate) fn names_for(provider: &Provider, field: &str) -> Vec<String> {
 }
 
 /// Assign names to (provider, connection, field, value) in order, resolving collisions.
-pub(crate) fn assign_names(items: Vec<(&Provider, String, &'static str, SecretString)>) -> Vec<Var> {
+pub(crate) fn assign_names(items: Vec<(&Provider, String, &str, SecretString)>) -> Vec<Var> {
     let mut taken = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (provider, connection, field, value) in items {

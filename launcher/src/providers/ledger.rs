@@ -8,7 +8,7 @@
 //! confirmation. This module owns the file (format, atomic 0600 writes); which hosts a
 //! definition gets is decided in `trust.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use authsome_vault::Home;
@@ -24,6 +24,11 @@ const FORMAT: u32 = 1;
 pub(crate) struct Ledger {
     v: u32,
     files: BTreeMap<String, Confirmation>,
+    /// Custom files the user was told once that they are used instead of a bundled provider
+    /// of the same name (a provider bundled after the file was written, say). Absent in older
+    /// ledgers, which read as "told about none".
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    shadowing_told: BTreeSet<String>,
 }
 
 /// What the user confirmed for one file.
@@ -47,7 +52,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 /// An empty ledger of the current format.
 impl Default for Ledger {
     fn default() -> Self {
-        Self { v: FORMAT, files: BTreeMap::new() }
+        Self { v: FORMAT, files: BTreeMap::new(), shadowing_told: BTreeSet::new() }
     }
 }
 
@@ -109,6 +114,13 @@ impl Ledger {
     /// trusted on the strength of an old confirmation the user may have forgotten.
     pub(crate) fn forget_missing(&mut self, providers_dir: &Path) {
         self.files.retain(|name, _| providers_dir.join(format!("{name}.json")).is_file());
+        self.shadowing_told.retain(|name| providers_dir.join(format!("{name}.json")).is_file());
+    }
+
+    /// Record that the user was told the file of `name` shadows a bundled provider; false when
+    /// they already were.
+    pub(crate) fn tell_shadowing(&mut self, name: &str) -> bool {
+        self.shadowing_told.insert(name.to_string())
     }
 }
 

@@ -120,6 +120,8 @@ pub(crate) fn convert(doc: &Value) -> Result<Provider, String> {
         api_key,
         placeholder_prefix: None,
         oauth,
+        second_value: None,
+        base_url: None,
     })
 }
 

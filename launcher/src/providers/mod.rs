@@ -2,6 +2,7 @@
 //! `AUTHSOME_HOME/providers/*.json` (which shadow bundled ones of the same name, with only the
 //! extra hosts the user confirmed: see `trust.rs`).
 
+pub(crate) mod base_url;
 pub(crate) mod env_names;
 pub(crate) mod ledger;
 pub(crate) mod legacy;
@@ -97,12 +98,23 @@ impl Catalog {
         let mut catalog = Self::bundled_only();
         let (mut files, mut problems) = load_custom(&home.providers_dir());
         let bundled_hosts = |name: &str| catalog.bundled(name).map(|e| e.provider.hosts.clone());
-        let opened = trust::open(home, &files, &bundled_hosts);
-        problems.extend(opened.problem);
+        let mut opened = trust::open(home, &files, &bundled_hosts);
+        let ledger_usable = opened.problem.is_none();
+        problems.extend(opened.problem.take());
+        let mut shadowing = Vec::new();
         for file in &mut files {
             if let Some(bundled) = catalog.bundled(&file.entry.provider.name) {
                 problems.extend(trust::restrict(file, &bundled.provider, &opened.ledger));
+                shadowing.push(file.entry.clone());
             }
+        }
+        // Only beside a ledger authsome keeps: never written into a home of the Python authsome.
+        if ledger_usable && ledger::path(home).is_file() {
+            // Files just recorded were listed, with what they add to the bundled provider, in
+            // the recording notice: they count as told.
+            let recorded = !opened.notices.is_empty();
+            let told = tell_shadowing(home, &mut opened.ledger, &shadowing);
+            opened.notices.extend(told.filter(|_| !recorded));
         }
         catalog.custom = files.into_iter().map(|file| file.entry).collect();
         catalog.problems = problems;
@@ -152,6 +164,16 @@ impl Catalog {
 
     /// A provider that must exist, with a "did you mean" hint.
     pub(crate) fn require(&self, name: &str) -> Result<&Entry, CliError> {
+        if self.get(name).is_none() && aws_like(name) {
+            return Err(CliError::new(
+                Kind::ProviderNotFound,
+                format!("'{name}': AWS request signing (SigV4) is not supported"),
+            )
+            .hint(
+                "AWS signs every request with the secret key instead of sending a credential authsome could put on \
+                 the wire; keep using the AWS CLI's own credentials (aws configure, aws sso login)",
+            ));
+        }
         self.get(name).ok_or_else(|| {
             let mut err = CliError::new(Kind::ProviderNotFound, format!("unknown provider '{name}'"));
             let close: Vec<&str> = self
@@ -169,6 +191,28 @@ impl Catalog {
             err
         })
     }
+}
+
+/// Once per file: a custom definition is used instead of the bundled provider of the same name.
+/// A provider bundled after the user wrote their own keeps working as the user's file says
+/// (restricted to the hosts they confirmed, `trust.rs`); this says so, and how to switch.
+fn tell_shadowing(home: &Home, ledger: &mut ledger::Ledger, shadowing: &[Entry]) -> Option<String> {
+    let untold: Vec<&Entry> = shadowing.iter().filter(|entry| ledger.tell_shadowing(&entry.provider.name)).collect();
+    if untold.is_empty() || ledger.write(&ledger::path(home)).is_err() {
+        return None;
+    }
+    let lines: Vec<String> = untold
+        .iter()
+        .map(|entry| {
+            let path = entry.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            format!("  {}: your definition {path} is used, not the bundled one", entry.provider.name)
+        })
+        .collect();
+    Some(format!(
+        "authsome bundles providers with the names of your own definitions:\n{}\nDelete a file to use the bundled \
+         definition instead; its connections stay as they are.",
+        lines.join("\n")
+    ))
 }
 
 /// Parse the embedded catalog. The definitions are validated by a test, so a parse failure
@@ -211,6 +255,13 @@ fn load_custom(dir: &Path) -> (Vec<trust::Loaded>, Vec<Problem>) {
         }
     }
     (files, problems)
+}
+
+/// Names that mean an AWS service, whose APIs take SigV4 signatures, not bearer credentials.
+fn aws_like(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["aws", "amazon", "bedrock", "s3", "sagemaker", "dynamodb", "sqs", "sns"].contains(&name.as_str())
+        || ["aws-", "aws_", "amazon-", "amazon_", "bedrock-"].iter().any(|prefix| name.starts_with(prefix))
 }
 
 /// A cheap "did you mean": shared prefix of 3+, containment, or one edit apart.
@@ -327,6 +378,28 @@ mod tests {
         assert_eq!(p("openai").placeholder_prefix.as_deref(), Some("sk-"));
     }
 
+    /// A shadowing file is announced once; a Python authsome home is never written to for it.
+    #[test]
+    fn shadowing_is_told_once_and_never_into_a_python_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path());
+        std::fs::create_dir_all(home.providers_dir()).unwrap();
+        std::fs::write(ledger::path(&home), r#"{"v": 1, "files": {}}"#).unwrap();
+        let openai = Catalog::bundled_only().get("openai").unwrap().provider.clone();
+        std::fs::write(home.providers_dir().join("openai.json"), serde_json::to_string(&openai).unwrap()).unwrap();
+        let first = Catalog::load(&home);
+        assert!(first.notices.iter().any(|n| n.contains("openai: your definition")), "{:?}", first.notices);
+        assert!(Catalog::load(&home).notices.is_empty());
+
+        let python = tempfile::tempdir().unwrap();
+        std::fs::write(python.path().join("version"), "2\n").unwrap();
+        let python = Home::at(python.path());
+        std::fs::create_dir_all(python.providers_dir()).unwrap();
+        std::fs::write(python.providers_dir().join("openai.json"), serde_json::to_string(&openai).unwrap()).unwrap();
+        assert!(Catalog::load(&python).notices.is_empty());
+        assert!(!ledger::path(&python).exists());
+    }
+
     #[test]
     fn unknown_provider_suggests() {
         let catalog = Catalog::bundled_only();
@@ -334,6 +407,10 @@ mod tests {
         assert_eq!(err.kind, Kind::ProviderNotFound);
         assert!(err.hint.unwrap().contains("openai"));
         assert!(catalog.require("zzzzzz").unwrap_err().hint.unwrap().contains("authsome list"));
+        for aws in ["aws", "AWS-S3", "bedrock", "aws_sts"] {
+            let err = catalog.require(aws).unwrap_err();
+            assert!(err.message.contains("SigV4") && err.message.contains("not supported"), "{aws}: {}", err.message);
+        }
     }
 
     #[test]

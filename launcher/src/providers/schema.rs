@@ -41,6 +41,39 @@ pub(crate) enum Inject {
     Basic { username: String, password: String },
     /// A query parameter set to the secret.
     Query { name: String },
+    /// Several headers: `{secret}` in one of them, the second value (`{field}`) in another
+    /// (Datadog's `DD-API-KEY` + `DD-APPLICATION-KEY`).
+    Headers { headers: Vec<HeaderTemplate> },
+}
+
+/// One header of [`Inject::Headers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeaderTemplate {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+/// The second value of a credential that takes two (Datadog API key + application key, Twilio
+/// account SID + auth token, Algolia application id + API key). The key itself stays the
+/// primary value (`api_key`); this one is stored beside it in the same sealed record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SecondValue {
+    /// Its name in `inject` templates (`{account_sid}`), in `login --stdin` lines and in the record.
+    pub(crate) field: String,
+    /// What the prompt calls it: "application key".
+    pub(crate) label: String,
+    /// A secret gets a placeholder under `run`. An identifier that SDKs also put in URL paths or
+    /// host names (Twilio's account SID, Algolia's application id) is not a secret: `run` gives
+    /// the command its real value, which a placeholder could not stand in for there.
+    #[serde(default = "yes")]
+    pub(crate) secret: bool,
+    /// The variables the vendor's SDK reads it from.
+    pub(crate) env: Vec<String>,
+    /// A regular expression the whole value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hint: Option<String>,
 }
 
 /// Environment variable names per credential field (export, scan, and `run` placeholders).
@@ -127,6 +160,29 @@ fn yes() -> bool {
     true
 }
 
+/// Where a connection may point instead of the definition's hosts (`login --base-url`):
+/// self-hosted products (GitHub Enterprise, GitLab self-managed, Jira Data Center) and regional
+/// or per-tenant hosts (Datadog sites, Azure OpenAI resources, Supabase projects). A connection
+/// with a base URL is routed to that URL's host alone (`base_url.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BaseUrlSpec {
+    /// The hosts a base URL may name: an exact name (`api.datadoghq.eu`), a name whose first
+    /// label is a `{placeholder}` standing for exactly one DNS label
+    /// (`{resource}.openai.azure.com`), or `{host}` alone: any host the user names (self-hosted).
+    pub(crate) hosts: Vec<String>,
+    /// The API's path under the base URL: the credential goes only below it (GitHub Enterprise
+    /// serves its API under `/api`). Replaces the definition's `path_prefix` for such connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) path_prefix: Option<String>,
+    /// A base URL to show in hints (`https://github.example.com`).
+    pub(crate) example: String,
+    /// Every connection must name its host: per-tenant hosts (a Supabase project, an Azure
+    /// OpenAI resource) that no list in the definition could hold without taking in every
+    /// other tenant's. `hosts` may then be empty; a connection without a base URL gets no route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) required: bool,
+}
+
 /// A provider definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Provider {
@@ -157,6 +213,12 @@ pub(crate) struct Provider {
     pub(crate) placeholder_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) oauth: Option<OAuthSpec>,
+    /// The second value, for credentials that take two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) second_value: Option<SecondValue>,
+    /// Whether, and to which hosts, `login --base-url` may point a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) base_url: Option<BaseUrlSpec>,
 }
 
 impl Provider {
@@ -171,7 +233,10 @@ impl Provider {
             "api_key" => &self.env.api_key,
             "access_token" => &self.env.access_token,
             "refresh_token" => &self.env.refresh_token,
-            _ => &[],
+            _ => match &self.second_value {
+                Some(second) if second.field == field => &second.env,
+                _ => &[],
+            },
         }
     }
 

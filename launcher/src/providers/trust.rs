@@ -70,6 +70,11 @@ pub(crate) fn restrict(file: &mut Loaded, bundled: &Provider, ledger: &Ledger) -
             name = provider.name,
         ));
     }
+    // Where a connection's base URL may point decides where its credential goes, like hosts.
+    if confirmation.is_none() && provider.base_url != bundled.base_url {
+        provider.base_url = bundled.base_url.clone();
+        changes.push("its base_url section differs from the bundled provider's and is replaced by it".into());
+    }
     if confirmation.is_none() && routes_tokens_elsewhere(provider, bundled) {
         provider.auth_type = bundled.auth_type;
         provider.flow = bundled.flow;
@@ -268,6 +273,19 @@ mod tests {
         let second = Catalog::load(&home);
         assert!(second.notices.is_empty());
         assert_eq!(openai_hosts(&second), ["api.openai.com", "*.example.com"]);
+    }
+
+    /// A dropped-in file must not let a connection's stored base URL point anywhere new.
+    #[test]
+    fn an_unconfirmed_base_url_section_is_replaced_by_the_bundled_one() {
+        let (_dir, home) = home_with_openai(&["api.openai.com"], Some(r#"{"v": 1, "files": {}}"#));
+        let path = home.providers_dir().join("openai.json");
+        let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        doc["base_url"] = serde_json::json!({"hosts": ["{host}"], "example": "https://x.example.com"});
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let catalog = Catalog::load(&home);
+        assert_eq!(catalog.get("openai").unwrap().provider.base_url, None);
+        assert!(catalog.problems.iter().any(|p| p.message.contains("base_url section")), "{:?}", catalog.problems);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Validation of provider definitions: the same rules for bundled (checked by a test over the
 //! whole catalog) and custom providers (checked by `register`).
 
-use super::schema::{AuthType, Flow, Inject, OAuthSpec, Provider, SCHEMA_VERSION};
+use super::schema::{AuthType, Flow, Inject, OAuthSpec, Provider, SCHEMA_VERSION, SecondValue};
 
 /// Everything wrong with a definition, so a user fixes a file in one pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,13 +40,19 @@ pub(crate) fn validate_as(p: &Provider, spelling: &Spelling) -> Result<(), Inval
     let mut problems = Vec::new();
     check_identity(p, &mut problems);
     check_hosts(p, spelling, &mut problems);
-    check_inject(&p.inject, spelling, &mut problems);
+    check_inject(p, spelling, &mut problems);
+    if let Some(second) = &p.second_value {
+        check_second_value(p, second, &mut problems);
+    }
     check_env_and_key(p, spelling, &mut problems);
     match (&p.oauth, p.auth_type) {
         (None, AuthType::OAuth2) => problems.push("oauth is required for auth_type oauth2".into()),
         (Some(_), AuthType::ApiKey) => problems.push("oauth is only for auth_type oauth2".into()),
         (Some(oauth), AuthType::OAuth2) => check_oauth(p, oauth, &mut problems),
         (None, AuthType::ApiKey) => {}
+    }
+    if let Some(spec) = &p.base_url {
+        super::base_url::check_spec(p, spec, &mut problems);
     }
     for url in p.docs_url.iter() {
         if !url.starts_with("https://") {
@@ -74,7 +80,7 @@ fn check_identity(p: &Provider, problems: &mut Vec<String>) {
 }
 
 fn check_hosts(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
-    if p.hosts.is_empty() {
+    if p.hosts.is_empty() && !p.base_url.as_ref().is_some_and(|b| b.required) {
         problems.push(format!("{} is empty: name at least one API host", spelling.hosts));
     }
     for host in &p.hosts {
@@ -94,8 +100,8 @@ fn check_hosts(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
     }
 }
 
-fn check_inject(inject: &Inject, spelling: &Spelling, problems: &mut Vec<String>) {
-    match inject {
+fn check_inject(p: &Provider, spelling: &Spelling, problems: &mut Vec<String>) {
+    let templates: Vec<&String> = match &p.inject {
         Inject::Header { name, value } => {
             if !is_header_name(name) {
                 problems.push(format!("{} '{name}' is not a valid header name", spelling.header_name));
@@ -106,6 +112,7 @@ fn check_inject(inject: &Inject, spelling: &Spelling, problems: &mut Vec<String>
             if value.contains(['\r', '\n']) {
                 problems.push(format!("{} must be one line", spelling.header_value));
             }
+            vec![value]
         }
         Inject::Basic { username, password } => {
             if username.matches("{secret}").count() + password.matches("{secret}").count() != 1 {
@@ -114,12 +121,85 @@ fn check_inject(inject: &Inject, spelling: &Spelling, problems: &mut Vec<String>
             if username.contains(':') {
                 problems.push("inject.username must not contain ':'".into());
             }
+            vec![username, password]
         }
         Inject::Query { name } => {
             if name.is_empty() || name.contains(['&', '=', '#', ' ']) {
                 problems.push(format!("inject.name '{name}' is not a usable query parameter"));
             }
+            if p.second_value.is_some() {
+                problems
+                    .push("a query parameter carries one value: inject a second value with headers or basic".into());
+            }
+            Vec::new()
         }
+        Inject::Headers { headers } => {
+            if headers.is_empty() {
+                problems.push("inject.headers is empty".into());
+            }
+            for (i, header) in headers.iter().enumerate() {
+                if !is_header_name(&header.name) {
+                    problems.push(format!("inject.headers name '{}' is not a valid header name", header.name));
+                }
+                if header.value.contains(['\r', '\n']) {
+                    problems.push(format!("inject.headers value of '{}' must be one line", header.name));
+                }
+                if headers[..i].iter().any(|h| h.name.eq_ignore_ascii_case(&header.name)) {
+                    problems.push(format!("inject.headers names '{}' twice", header.name));
+                }
+            }
+            let count: usize = headers.iter().map(|h| h.value.matches("{secret}").count()).sum();
+            if count != 1 {
+                problems.push("inject.headers: {secret} must appear exactly once".into());
+            }
+            headers.iter().map(|h| &h.value).collect()
+        }
+    };
+    if let Some(second) = &p.second_value
+        && !matches!(p.inject, Inject::Query { .. })
+    {
+        let tag = format!("{{{}}}", second.field);
+        let count: usize = templates.iter().map(|t| t.matches(tag.as_str()).count()).sum();
+        if count != 1 {
+            problems.push(format!("inject: {tag} (the second value) must appear exactly once"));
+        }
+    }
+}
+
+/// The second value's own fields (see `schema::SecondValue`).
+fn check_second_value(p: &Provider, second: &SecondValue, problems: &mut Vec<String>) {
+    const TAKEN: [&str; 5] = ["api_key", "access_token", "refresh_token", "client_secret", "secret"];
+    let field_ok = !second.field.is_empty()
+        && second.field.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        && !TAKEN.contains(&second.field.as_str());
+    if !field_ok {
+        problems.push(format!(
+            "second_value.field '{}' must be a lower-case name other than {}",
+            second.field,
+            TAKEN.join(", ")
+        ));
+    }
+    if p.auth_type != AuthType::ApiKey {
+        problems.push("second_value is for auth_type api_key".into());
+    }
+    if second.label.trim().is_empty() {
+        problems.push("second_value.label is empty".into());
+    }
+    if second.env.is_empty() {
+        problems.push("second_value.env is empty: name the variable tools read".into());
+    }
+    for name in &second.env {
+        if !is_env_name(name) {
+            problems.push(format!("second_value.env name '{name}' must be upper case letters, digits and '_'"));
+        }
+        if p.env.api_key.contains(name) {
+            problems.push(format!("second_value.env name '{name}' is also the key's"));
+        }
+    }
+    if let Some(pattern) = &second.pattern
+        && let Err(e) = regex::Regex::new(pattern)
+    {
+        problems.push(format!("second_value.pattern does not compile: {e}"));
     }
 }
 

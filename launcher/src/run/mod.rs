@@ -16,6 +16,7 @@ mod node_preload;
 #[cfg(target_os = "linux")]
 mod notice;
 pub(crate) mod placeholders;
+mod routes;
 #[cfg(target_os = "linux")]
 mod sandbox;
 mod settings;
@@ -26,9 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use authsome_proxy::{
-    CertificateAuthority, EgressPolicy, HostPattern, Placeholder, Proxy, ProxyConfig, Route, RouteTable,
-};
+use authsome_proxy::{CertificateAuthority, EgressPolicy, Placeholder, Proxy, ProxyConfig, RouteTable};
 use authsome_vault::{AuditEvent, ConnectionMeta, Secrets, Vault};
 use secrecy::SecretString;
 
@@ -40,7 +39,12 @@ use source::{LoadError, Loader, VaultSource};
 
 /// Everything decided before the proxy starts.
 pub(crate) struct Plan {
+    /// By owner label: the provider name, or `provider@host` for connections with a base URL
+    /// (`routes.rs`).
     providers: HashMap<String, Provider>,
+    /// Owner label → provider name.
+    owners: HashMap<String, String>,
+    /// Owner label → the connection used when a request carries no placeholder.
     chosen: HashMap<String, String>,
     loaded: Vec<(String, String, ConnectionMeta, Secrets)>,
     env_placeholders: BTreeMap<String, String>,
@@ -114,11 +118,12 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     }
 
     let mut providers = HashMap::new();
+    let mut owners = HashMap::new();
     let mut loaded = Vec::new();
     let mut routes = Vec::new();
     let mut provider_hosts = Vec::new();
     let mut secrets = Vec::new();
-    let mut env_items: Vec<(&Provider, String, &'static str, SecretString)> = Vec::new();
+    let mut env_items: Vec<(&Provider, String, &str, SecretString)> = Vec::new();
     let mut placeholders = Vec::new();
     for entry in catalog.entries() {
         let provider = &entry.provider;
@@ -130,6 +135,20 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
             .iter()
             .filter(|c| c.provider == provider.name && (c.is_usable(now) || c.has_secret("refresh_token")))
             .collect();
+        // A two-value credential stored without its second value (imported by `scan`, or by a
+        // definition that took one value) cannot be put on the wire: said, and left out.
+        if let Some(second) = &provider.second_value {
+            mine.retain(|c| {
+                let complete = c.has_secret(&second.field);
+                if !complete {
+                    ctx.out.warn(&format!(
+                        "{}/{}: not used in this run: it holds no {}; log in again with `authsome login {} --connection {} --force`",
+                        provider.name, c.name, second.label, provider.name, c.name
+                    ));
+                }
+                complete
+            });
+        }
         if mine.is_empty() {
             continue;
         }
@@ -138,10 +157,32 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
             .cloned()
             .or_else(|| mine.iter().find(|c| c.is_default).map(|c| c.name.clone()))
             .unwrap_or_else(|| mine[0].name.clone());
-        chosen.insert(provider.name.clone(), pick.clone());
+        chosen.remove(&provider.name);
         // The chosen connection first: it gets the plain variable names.
         mine.sort_by_key(|c| (c.name != pick, c.name.clone()));
+        // Each group of connections that point to the same place is its own route and owner.
+        let (groups, unrouted) = routes::group(provider, &mine);
+        for skipped in unrouted {
+            ctx.out.warn(&format!(
+                "{}/{}: not used in this run: its base URL {}",
+                provider.name, skipped.connection, skipped.reason
+            ));
+        }
+        for group in &groups {
+            let default = mine.iter().find(|c| c.is_default && group.connections.contains(&c.name));
+            let group_pick = if group.connections.contains(&pick) {
+                pick.clone()
+            } else {
+                default.map_or_else(|| group.connections[0].clone(), |c| c.name.clone())
+            };
+            chosen.insert(group.owner.0.clone(), group_pick);
+            owners.insert(group.owner.0.clone(), provider.name.clone());
+            routes.push(routes::route(provider, group)?);
+            provider_hosts.extend(group.location.hosts.iter().cloned());
+            providers.insert(group.owner.0.clone(), provider.clone());
+        }
         for meta in mine {
+            let Some(group) = groups.iter().find(|g| g.connections.contains(&meta.name)) else { continue };
             let stored = vault.secrets(&ctx.key_source, &provider.name, &meta.name)?;
             for value in [&stored.api_key, &stored.access_token, &stored.refresh_token].into_iter().flatten() {
                 secrets.push(value.clone());
@@ -155,14 +196,30 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
             ));
             placeholders.push(Placeholder {
                 value: placeholder,
-                owner: source::owner(provider),
+                owner: group.owner.clone(),
                 connection: meta.name.clone(),
             });
-            loaded.push((provider.name.clone(), meta.name.clone(), meta.clone(), stored));
+            // The second value of a two-value credential: a placeholder of its own when it is a
+            // secret, else the identifier itself (SDKs put it in paths and host names).
+            if let Some(second) = &provider.second_value
+                && let Some(value) = stored.extra.get(&second.field)
+            {
+                let shown = if second.secret {
+                    secrets.push(value.clone());
+                    let placeholder = placeholders::generate(provider)?;
+                    placeholders.push(Placeholder {
+                        value: placeholder.clone(),
+                        owner: group.owner.clone(),
+                        connection: meta.name.clone(),
+                    });
+                    SecretString::from(placeholder)
+                } else {
+                    value.clone()
+                };
+                env_items.push((provider, meta.name.clone(), second.field.as_str(), shown));
+            }
+            loaded.push((group.owner.0.clone(), meta.name.clone(), meta.clone(), stored));
         }
-        routes.push(route(provider)?);
-        provider_hosts.extend(provider.hosts.iter().cloned());
-        providers.insert(provider.name.clone(), provider.clone());
     }
     let env_placeholders = crate::providers::env_names::assign_names(env_items)
         .into_iter()
@@ -173,6 +230,7 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
         .collect();
     Ok(Plan {
         providers,
+        owners,
         chosen,
         loaded,
         env_placeholders,
@@ -181,37 +239,6 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
         secrets,
         vault: Arc::new(Mutex::new(vault)),
     })
-}
-
-/// A provider's injection route: its hosts and path prefix; its own OAuth endpoints on those
-/// hosts never get a header.
-fn route(provider: &Provider) -> CliResult<Route> {
-    let hosts = provider
-        .hosts
-        .iter()
-        .map(|h| h.parse::<HostPattern>().map_err(|e| CliError::new(Kind::RunFailed, e.to_string())))
-        .collect::<CliResult<Vec<_>>>()?;
-    let mut excluded_paths = Vec::new();
-    if let Some(oauth) = &provider.oauth {
-        let urls = [
-            Some(&oauth.token_url),
-            oauth.authorization_url.as_ref(),
-            oauth.revocation_url.as_ref(),
-            oauth.device_authorization_url.as_ref(),
-            oauth.registration_endpoint.as_ref(),
-            oauth.refresh_url.as_ref(),
-        ];
-        for url in urls.into_iter().flatten() {
-            let url = provider.oauth_url(url, None);
-            let rest = url.strip_prefix("https://").unwrap_or(&url);
-            let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-            let host = host.split(':').next().unwrap_or(host);
-            if hosts.iter().any(|pattern| pattern.matches(host)) {
-                excluded_paths.push(path.split('?').next().unwrap_or(&path).to_string());
-            }
-        }
-    }
-    Ok(Route { owner: source::owner(provider), hosts, path_prefix: provider.path_prefix.clone(), excluded_paths })
 }
 
 pub(crate) fn random_token() -> CliResult<String> {
@@ -263,8 +290,9 @@ fn engine(
         Ok((meta, secrets))
     });
     let source = Arc::new(VaultSource::new(plan.providers.clone(), plan.chosen.clone(), loader));
-    for (provider, connection, meta, secrets) in &plan.loaded {
-        source.prime(provider, connection, meta, secrets).map_err(|e| {
+    for (owner, connection, meta, secrets) in &plan.loaded {
+        let provider = plan.owners.get(owner).unwrap_or(owner);
+        source.prime(owner, connection, meta, secrets).map_err(|e| {
             CliError::new(Kind::RunFailed, format!("{provider}/{connection}: {e}"))
                 .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
         })?;
@@ -329,7 +357,7 @@ impl RunAudit {
         let providers: Vec<String> = plan
             .chosen
             .iter()
-            .map(|(p, c)| format!("{p}/{c}"))
+            .map(|(owner, c)| format!("{}/{c}", plan.owners.get(owner).unwrap_or(owner)))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();

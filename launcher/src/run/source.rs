@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use authsome_proxy::{CredentialSource, Injection, Owner, ResolveError, ResolveRequest};
+use authsome_proxy::{CredentialSource, Injection, ResolveError, ResolveRequest};
 use authsome_vault::{ConnectionMeta, Secrets};
 use http::{HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -42,6 +42,8 @@ pub(crate) enum LoadError {
 }
 
 pub(crate) struct VaultSource {
+    /// By the proxy's owner label (`routes.rs`): one provider may have several owners, one per
+    /// place its connections point to.
     providers: HashMap<String, Provider>,
     /// The connection used for a provider when the request carries no placeholder.
     chosen: HashMap<String, String>,
@@ -84,7 +86,17 @@ fn render(provider: &Provider, meta: &ConnectionMeta, secrets: &Secrets) -> Resu
         _ => secrets.access_token.clone().or_else(|| secrets.api_key.clone()),
     }
     .ok_or("the connection holds no credential")?;
-    let rendered = crate::inject::render(provider, &secret);
+    let second = match &provider.second_value {
+        Some(second) => Some(
+            secrets
+                .extra
+                .get(&second.field)
+                .cloned()
+                .ok_or_else(|| format!("the connection holds no {}", second.label))?,
+        ),
+        None => None,
+    };
+    let rendered = crate::inject::render(provider, &secret, second.as_ref());
     let mut headers = Vec::with_capacity(rendered.headers.len());
     for (name, value) in rendered.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "invalid header name")?;
@@ -150,11 +162,6 @@ fn injection(ready: &Ready) -> Injection {
         client_headers: Vec::new(),
         client_query: Vec::new(),
     }
-}
-
-/// The owner label the proxy uses for a provider.
-pub(crate) fn owner(provider: &Provider) -> Owner {
-    Owner(provider.name.clone())
 }
 
 #[cfg(test)]

@@ -308,6 +308,7 @@ fn connection_record(
         access_token: secret(doc, "access_token"),
         refresh_token: secret(doc, "refresh_token"),
         client_secret: None,
+        extra: Default::default(),
     };
     if secrets.present_fields().is_empty() {
         return Ok(None);
