@@ -228,8 +228,10 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
             continue;
         };
         let Ok(echo) = serde_json::from_str::<Value>(body) else {
-            let curl_errors: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("curl")).take(3).collect();
-            failures.push(format!("{}: not an echo: {body} (curl: {})", row.name, curl_errors.join(" | ")));
+            // curl names the host in its error (`... in connection to api.vendor.com:443`).
+            let why: Vec<&str> =
+                run.stderr.split(['\r', '\n']).filter(|l| l.contains("curl: (") && l.contains(&row.host)).collect();
+            failures.push(format!("{}: no echo came back through the proxy: '{body}' {why:?}", row.name));
             continue;
         };
         match &row.expect {
@@ -276,8 +278,14 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
         for host in row.lookalikes() {
             let received = out.get(&host).and_then(|b| serde_json::from_str::<Value>(b).ok());
             match received {
-                Some(echo) if !everything_received(&echo).contains(&row.key()) => {}
-                Some(_) => failures.push(format!("{}: the look-alike {host} received the credential", row.name)),
+                Some(echo) => {
+                    // No credential of this round at all, not only the look-alike's vendor's.
+                    let received = everything_received(&echo);
+                    for owner in rows.iter().filter(|r| received.contains(&r.key())) {
+                        failures
+                            .push(format!("{}: the look-alike {host} received {}'s credential", row.name, owner.name));
+                    }
+                }
                 None => failures.push(format!("{}: no echo from look-alike {host}: {:?}", row.name, out.get(&host))),
             }
         }
