@@ -4,7 +4,6 @@
 //! path with its hint.
 
 mod common;
-#[allow(dead_code)] // the keyring tests use only part of it
 #[path = "common/secret_service.rs"]
 mod secret_service;
 

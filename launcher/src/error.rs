@@ -3,7 +3,7 @@
 //! `error: …` / `  caused by: …` / `hint: …` on stderr, or with `--json` as
 //! `{"error": KIND, "message": …, "hint": …}` on stdout. Never holds a secret.
 
-use authsome_vault::Error as VaultError;
+use authsome_vault::{Error as VaultError, KeychainError};
 
 /// Exit codes of the Python authsome 0.2.4, plus `run`'s own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,26 @@ impl std::error::Error for CliError {}
 
 pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 
+/// What to do when the OS keychain could not give a `keyring` profile's key.
+fn keychain_hint(error: &KeychainError) -> &'static str {
+    match error {
+        KeychainError::Locked(_) => {
+            "the key is in the OS keychain, which is locked: unlock it (log in to the desktop session, or type \
+             the keychain's password when it asks) and try again; authsome never switches a profile's key backend \
+             by itself"
+        }
+        KeychainError::NotFound { .. } => {
+            "the key is in the OS keychain, which no longer holds it: restore the item from a backup of the \
+             keychain; authsome never creates a new key over an existing vault"
+        }
+        KeychainError::Absent(_) | KeychainError::Other { .. } => {
+            "the key is in the OS keychain: run authsome in the session whose Secret Service holds it \
+             (DBUS_SESSION_BUS_ADDRESS), with the keychain unlocked; authsome never switches a profile's key \
+             backend by itself"
+        }
+    }
+}
+
 /// Shorthands used across commands.
 pub(crate) fn usage(message: impl Into<String>) -> CliError {
     CliError::new(Kind::Usage, message)
@@ -133,15 +153,10 @@ pub(crate) fn classify(e: &VaultError) -> (Kind, Option<String>) {
                 "log in with `authsome login {provider} --connection {connection}`, or see `authsome list` for existing connections"
             )),
         ),
-        VaultError::KeyBackendUnavailable { backend, .. } if backend == "keyring" => (
-            Kind::StoreUnavailable,
-            Some(
-                "the key is in the OS keychain: run authsome in the session whose Secret Service holds it \
-                     (DBUS_SESSION_BUS_ADDRESS), with the keychain unlocked; authsome never switches a profile's \
-                     key backend by itself"
-                    .into(),
-            ),
-        ),
+        VaultError::Keychain { source, .. } => (Kind::StoreUnavailable, Some(keychain_hint(source).into())),
+        VaultError::KeyBackendUnavailable { backend, .. } if backend == "keyring" => {
+            (Kind::StoreUnavailable, Some(keychain_hint(&KeychainError::Absent(String::new())).into()))
+        }
         VaultError::KeyBackendUnavailable { .. } => (
             Kind::StoreUnavailable,
             Some(

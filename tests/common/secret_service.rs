@@ -2,6 +2,7 @@
 //! and a GNOME Keyring daemon on it, with its files in a temporary directory, so tests never
 //! touch the developer's keychain. Needs `dbus-daemon`, `gnome-keyring-daemon` and `secret-tool`
 //! (`bash .ci/install-deps` installs them).
+#![allow(dead_code)] // each test target uses part of it
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -146,6 +147,59 @@ impl SecretService {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         text.lines().filter(|l| !l.starts_with("secret = ")).collect::<Vec<_>>().join("\n")
     }
+}
+
+/// `dbus-monitor` on the test bus: every message, as a same-user process that watches the
+/// session bus sees it.
+pub struct Monitor {
+    child: Child,
+    out: std::path::PathBuf,
+}
+
+impl SecretService {
+    /// Start watching the bus; returns once the monitor sees traffic.
+    pub fn monitor(&self) -> Monitor {
+        let out = self.dir.path().join(format!("monitor-{}.bin", std::process::id()));
+        let file = std::fs::File::create(&out).unwrap();
+        let child = self
+            .command("dbus-monitor")
+            .args(["--address", &self.address, "--binary"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("dbus-monitor is needed for the keyring tests (run `bash .ci/install-deps`): {e}")
+            });
+        let monitor = Monitor { child, out };
+        // A marker call shows the monitor is in place.
+        let marker = "authsome-monitor-ready";
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let _ = self
+                .command("dbus-send")
+                .args(["--session", "--dest=org.freedesktop.DBus", "/", "org.freedesktop.DBus.GetNameOwner"])
+                .arg(format!("string:{marker}"))
+                .output();
+            if contains(&std::fs::read(&monitor.out).unwrap_or_default(), marker.as_bytes()) {
+                return monitor;
+            }
+            assert!(Instant::now() < deadline, "dbus-monitor did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Monitor {
+    /// Stop watching; every byte of every message seen.
+    pub fn stop(mut self) -> Vec<u8> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read(&self.out).unwrap()
+    }
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Point HOME and the XDG directories into `dir`, so gnome-keyring's files and any activated

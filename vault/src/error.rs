@@ -34,6 +34,15 @@ pub enum Error {
     #[error("connection '{connection}' of provider '{provider}' already exists in profile '{profile}'")]
     ConnectionExists { profile: String, provider: String, connection: String },
 
+    /// The OS keychain that holds a `keyring` profile's key could not give it (or take it).
+    /// Never silently replaced by another backend.
+    #[error("the master key of profile '{profile}' is kept in the 'keyring' backend, which is not available: {source}")]
+    Keychain {
+        profile: String,
+        #[source]
+        source: KeychainError,
+    },
+
     #[error("the master key of profile '{profile}' is missing ({path})")]
     KeyMissing { profile: String, path: PathBuf },
 
@@ -92,6 +101,39 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+/// Why the OS keychain (see [`crate::Keychain`]) could not do what was asked. The messages are
+/// reasons for the user; none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum KeychainError {
+    /// No keychain to talk to: no session bus, or no keychain service on it.
+    #[error("{0}")]
+    Absent(String),
+    /// The keychain is locked and was not unlocked (its prompt was dismissed, or nobody can
+    /// answer one).
+    #[error("{0}")]
+    Locked(String),
+    /// The keychain answered but holds no item with this id.
+    #[error("the keychain holds no authsome key with id {id} (deleted outside authsome?)")]
+    NotFound { id: String },
+    /// Anything else: what failed, and the underlying error.
+    #[error("{what}: {source}")]
+    Other {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl KeychainError {
+    /// `what` failed because of `source`.
+    pub fn other(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        KeychainError::Other { what: what.into(), source: source.into() }
     }
 }
 

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::config::KeyBackend;
 use crate::crypto::{self, KEY_LEN, MasterKey, RowId, Sealed};
-use crate::error::{Error, Result};
+use crate::error::{Error, KeychainError, Result};
 use crate::fsutil;
 use crate::home::Home;
 use crate::keycache;
@@ -68,18 +68,17 @@ pub struct KeychainItem<'a> {
     pub home: &'a std::path::Path,
 }
 
-/// An OS keychain. Errors are a reason for the user ("no Secret Service on the session bus");
-/// the vault wraps them in [`Error::KeyBackendUnavailable`].
+/// An OS keychain. The vault wraps its errors in [`Error::Keychain`].
 pub trait Keychain {
     /// Whether a keychain answers now, unlocked, so a new profile can use it without asking the
     /// user anything. Quick, and never prompts.
     fn available(&self) -> bool;
     /// Store `secret` under `item` (may prompt the user to unlock the keychain).
-    fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), String>;
+    fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), KeychainError>;
     /// The secret stored under `item`, `None` if there is no such item.
-    fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, String>;
+    fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, KeychainError>;
     /// Delete `item`; a missing item is not an error.
-    fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), String>;
+    fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), KeychainError>;
 }
 
 /// A source that never has a passphrase (library use without a terminal).
@@ -178,12 +177,15 @@ pub fn create_key(home: &Home, profile: &str, backend: KeyBackend, key_source: &
             let stored = Zeroizing::new(B64.encode(key.as_bytes()));
             let result = keychain.store(&item, stored.as_bytes()).and_then(|()| match keychain.load(&item)? {
                 Some(back) if back.as_slice() == stored.as_bytes() => Ok(()),
-                _ => Err("the keychain did not return the key just stored".to_string()),
+                _ => Err(KeychainError::other(
+                    "the keychain did not return the key just stored",
+                    "the item read back is missing or differs",
+                )),
             });
-            if let Err(reason) = result {
+            if let Err(source) = result {
                 let _ = keychain.delete(&item);
                 let _ = std::fs::remove_file(&path);
-                return Err(keyring_error(profile, reason));
+                return Err(keyring_error(profile, source));
             }
             return Ok(key);
         }
@@ -334,17 +336,14 @@ fn load_keyring_key(
     let item = KeychainItem { id, profile, home: home.root() };
     let started = std::time::Instant::now();
     let stored = loop {
-        match keychain.load(&item).map_err(|reason| keyring_error(profile, reason))? {
+        match keychain.load(&item).map_err(|source| keyring_error(profile, source))? {
             Some(stored) => break stored,
             // A key file younger than the wait may belong to a creator still storing the key.
             None if started.elapsed() < KEYCHAIN_RACE_WAIT && key_file_is_fresh(damaged.path) => {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             None => {
-                return Err(keyring_error(
-                    profile,
-                    format!("the keychain holds no authsome key with id {id} (deleted outside authsome?)"),
-                ));
+                return Err(keyring_error(profile, KeychainError::NotFound { id: id.to_string() }));
             }
         }
     };
@@ -378,7 +377,7 @@ pub fn delete_key(home: &Home, profile: &str, key_source: &dyn KeySource) -> Res
         let item = KeychainItem { id: &id, profile, home: home.root() };
         let result = match key_source.keychain() {
             Some(keychain) => keychain.delete(&item),
-            None => Err("this build of authsome has no OS keychain support".to_string()),
+            None => Err(KeychainError::Absent(NO_KEYCHAIN.into())),
         };
         if let Err(reason) = result {
             leftover = Some(format!(
@@ -408,12 +407,14 @@ fn derive(passphrase: &SecretString, salt: &[u8], m_kib: u32, t: u32, p: u32) ->
     Ok(MasterKey::from_bytes(*out))
 }
 
-fn keyring_error(profile: &str, reason: String) -> Error {
-    Error::KeyBackendUnavailable { profile: profile.to_string(), backend: "keyring".into(), reason }
+const NO_KEYCHAIN: &str = "this build of authsome has no OS keychain support";
+
+fn keyring_error(profile: &str, source: KeychainError) -> Error {
+    Error::Keychain { profile: profile.to_string(), source }
 }
 
 fn no_keychain(profile: &str) -> Error {
-    keyring_error(profile, "this build of authsome has no OS keychain support".into())
+    keyring_error(profile, KeychainError::Absent(NO_KEYCHAIN.into()))
 }
 
 #[cfg(test)]
@@ -498,7 +499,7 @@ pub(crate) mod tests {
         assert!(matches!(load_key(&home, "x", KeyBackend::File, 0, &NoPassphrase), Err(Error::KeyMissing { .. })));
         assert!(matches!(
             create_key(&home, "x", KeyBackend::Keyring, &NoPassphrase),
-            Err(Error::KeyBackendUnavailable { .. })
+            Err(Error::Keychain { source: KeychainError::Absent(_), .. })
         ));
         assert!(!home.key_path("x").exists(), "a refused keyring creation leaves no key file");
     }
@@ -510,24 +511,28 @@ pub(crate) mod tests {
         pub down: std::sync::atomic::AtomicBool,
     }
     impl MemoryKeychain {
-        fn check(&self) -> std::result::Result<(), String> {
-            if self.down.load(std::sync::atomic::Ordering::SeqCst) { Err("keychain down".into()) } else { Ok(()) }
+        fn check(&self) -> std::result::Result<(), KeychainError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(KeychainError::Absent("keychain down".into()))
+            } else {
+                Ok(())
+            }
         }
     }
     impl Keychain for MemoryKeychain {
         fn available(&self) -> bool {
             self.check().is_ok()
         }
-        fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), String> {
+        fn store(&self, item: &KeychainItem<'_>, secret: &[u8]) -> std::result::Result<(), KeychainError> {
             self.check()?;
             self.items.lock().unwrap().insert(item.id.to_string(), secret.to_vec());
             Ok(())
         }
-        fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, String> {
+        fn load(&self, item: &KeychainItem<'_>) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, KeychainError> {
             self.check()?;
             Ok(self.items.lock().unwrap().get(item.id).cloned().map(Zeroizing::new))
         }
-        fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), String> {
+        fn delete(&self, item: &KeychainItem<'_>) -> std::result::Result<(), KeychainError> {
             self.check()?;
             self.items.lock().unwrap().remove(item.id);
             Ok(())
@@ -558,12 +563,12 @@ pub(crate) mod tests {
         // Without the keychain (or with it unreachable) the key is unavailable, never replaced.
         assert!(matches!(
             load_key(&home, "k", KeyBackend::Keyring, 0, &NoPassphrase),
-            Err(Error::KeyBackendUnavailable { .. })
+            Err(Error::Keychain { source: KeychainError::Absent(_), .. })
         ));
         keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(
             load_key(&home, "k", KeyBackend::Keyring, 0, &keychain),
-            Err(Error::KeyBackendUnavailable { reason, .. }) if reason == "keychain down"
+            Err(Error::Keychain { source: KeychainError::Absent(reason), .. }) if reason == "keychain down"
         ));
         // Deleting with the keychain down removes the files and says what was left behind.
         let note = delete_key(&home, "k", &keychain).unwrap().expect("a leftover note");
@@ -586,7 +591,7 @@ pub(crate) mod tests {
         keychain.down.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(matches!(
             create_key(&home, "k", KeyBackend::Keyring, &keychain),
-            Err(Error::KeyBackendUnavailable { .. })
+            Err(Error::Keychain { source: KeychainError::Absent(_), .. })
         ));
         assert!(!home.key_path("k").exists(), "a failed store removes the key file it wrote");
     }
@@ -600,7 +605,11 @@ pub(crate) mod tests {
         keychain.items.lock().unwrap().clear();
         let err = load_key(&home, "k", KeyBackend::Keyring, 0, &keychain).unwrap_err();
         assert!(err.to_string().contains("keyring"), "{err}");
-        assert!(format!("{err:?}").contains("holds no authsome key"), "{err:?}");
+        assert!(
+            matches!(&err, Error::Keychain { source: KeychainError::NotFound { id }, .. } if !id.is_empty()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("holds no authsome key"), "{err}");
         assert!(home.key_path("k").exists());
     }
 }

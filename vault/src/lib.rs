@@ -31,7 +31,7 @@ mod vault;
 
 pub use audit::{AuditEvent, AuditLog};
 pub use config::{Config, DEFAULT_PROFILE, KeyBackend};
-pub use error::{Error, Result};
+pub use error::{Error, KeychainError, Result};
 pub use home::{HOME_ENV, Home, validate_name};
 pub use keys::{KeySource, Keychain, KeychainItem, NoPassphrase, PassphraseRequest};
 pub use record::{AuthType, ClientRecord, ConnectionMeta, SecretSource, Secrets, Status};

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::error::Error;
+use crate::error::{Error, KeychainError};
 use crate::fsutil;
 use crate::home::Home;
 use crate::keys::KeySource;
@@ -64,15 +64,15 @@ pub const ABORT_HOOK_ENV: &str = "AUTHSOME_TEST_MIGRATE_ABORT_AFTER";
 pub trait PythonKeyring {
     /// The item's secret, `None` if there is no such item; `Err` says why the keyring could not
     /// be asked.
-    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String>;
+    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, KeychainError>;
 }
 
 /// No keyring: a `keyring`-mode Python home cannot be imported.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoPythonKeyring;
 impl PythonKeyring for NoPythonKeyring {
-    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
-        Err("this build of authsome has no OS keyring support".into())
+    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, KeychainError> {
+        Err(KeychainError::Absent("this build of authsome has no OS keyring support".into()))
     }
 }
 

@@ -163,11 +163,11 @@ fn master_key(
     let encoded: Zeroizing<Vec<u8>> = if keyring_mode {
         keyring
             .master_key()
-            .map_err(|reason| MigrateError::PythonKeyUnavailable { keyring: true, reason })?
+            .map_err(|e| MigrateError::PythonKeyUnavailable { keyring: true, reason: e.to_string() })?
             .ok_or_else(|| MigrateError::PythonKeyUnavailable {
-                keyring: true,
-                reason: "the keyring has no item for service 'authsome', user 'master_key'".into(),
-            })?
+            keyring: true,
+            reason: "the keyring has no item for service 'authsome', user 'master_key'".into(),
+        })?
     } else {
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| MigrateError::PythonKeyUnavailable {
             keyring: false,

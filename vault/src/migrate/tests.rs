@@ -159,7 +159,7 @@ fn a_wrong_master_key_stops_before_anything_moves() {
 
 struct FixedKeyring(Option<&'static str>);
 impl PythonKeyring for FixedKeyring {
-    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, String> {
+    fn master_key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, KeychainError> {
         Ok(self.0.map(|k| Zeroizing::new(k.as_bytes().to_vec())))
     }
 }
