@@ -333,6 +333,22 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         issues.extend(catalog.problems.iter().map(|p| format!("{}: {}", p.path.display(), p.message)));
     }
 
+    // Containers of killed `run --sandbox=container` runs (only when an engine is installed).
+    #[cfg(target_os = "linux")]
+    if let Ok(engine) = crate::container::engine::ContainerEngine::detect(&std::env::vars_os().collect::<Vec<_>>())
+        && let Ok(runs) = crate::container::leftover_runs(&engine)
+    {
+        if runs.is_empty() {
+            checks.insert("containers".into(), json!("ok"));
+        } else {
+            checks.insert("containers".into(), json!("leftovers"));
+            issues.push(format!(
+                "{} container run(s) left behind by killed runs: `authsome sandbox prune` removes them",
+                runs.len()
+            ));
+        }
+    }
+
     match ctx.vault() {
         Ok(vault) => {
             let (_, status) = vault_status(&vault);

@@ -206,7 +206,7 @@ fn fs_policy(ctx: &Context, sandboxed: &SandboxSettings) -> FsPolicy {
 }
 
 /// The allowlist, `LC_*`, and `--env NAME` / `--env NAME=VALUE`.
-fn keep_env(parent: &[(OsString, OsString)], extra: &[EnvItem]) -> Vec<(OsString, OsString)> {
+pub(crate) fn keep_env(parent: &[(OsString, OsString)], extra: &[EnvItem]) -> Vec<(OsString, OsString)> {
     let passed = |n: &str| extra.iter().any(|e| matches!(e, EnvItem::Pass(name) if name == n));
     let mut kept: Vec<(OsString, OsString)> = parent
         .iter()

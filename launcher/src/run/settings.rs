@@ -59,6 +59,17 @@ pub(crate) struct SandboxSettings {
     /// Directories under the home kept readable in a private home: toolchains and the one
     /// holding the command.
     pub(crate) home_read_only: Vec<PathBuf>,
+    /// Which sandbox backend runs the command.
+    pub(crate) backend: SandboxBackend,
+}
+
+/// Which mechanism builds the sandbox (`--sandbox[=namespace|container]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SandboxBackend {
+    /// Linux namespaces made by authsome.
+    Namespace,
+    /// A sidecar and a workload container from IMAGE, through podman or docker.
+    Container { image: String },
 }
 
 /// How much of the host filesystem the sandbox shows.

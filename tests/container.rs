@@ -1,0 +1,236 @@
+//! End-to-end: `authsome run --sandbox=container --image IMG -- CMD` against real podman
+//! (rootful) and the offline test image `localhost/authsome-test:1` (images/test-image.sh,
+//! built on first use). Clients inside the workload reach "api.openai.com" — the local echo
+//! upstream, dialled by the HOST's proxy through AUTHSOME_CONNECT_TO — and it sees the real key
+//! while the container holds only placeholders; then escape attempts that must all fail, and
+//! no container left behind after success, failure or `kill -9`.
+//!
+//! Every escape script starts with GUARD (tests/common/sandbox.rs): inside, the network
+//! namespace must differ from the host's and hold only `lo`, or it exits 99 doing nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::sandbox::{GUARD, OPENAI_KEY, Setup, echoes, host_netns, setup};
+use common::{Run, seen};
+
+const IMAGE: &str = "localhost/authsome-test:1";
+const PID_LABEL: &str = "io.authsome.pid";
+
+/// Build the test image once per test process (cached as a tar under target/).
+fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../images/test-image.sh");
+        let status = Command::new(script).status().expect("run images/test-image.sh");
+        assert!(status.success(), "images/test-image.sh failed: the container tests need podman and mmdebstrap");
+    });
+    IMAGE
+}
+
+/// `authsome run --sandbox=container --image IMG [extra…] -- sh -c GUARD+script` from the
+/// project directory; returns the run and the pid authsome had (its containers' label).
+fn contained(s: &Setup, extra: &[&str], script: &str, stdin: &[u8]) -> (Run, u32) {
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let body = format!("{GUARD}\n{script}");
+    let mut args: Vec<&str> = vec!["run", "--sandbox=container", "--image", image(), "--env", &netns];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sh", "-c", &body]);
+    let mut cmd = s.env.command(&args);
+    cmd.current_dir(&s.project).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_ne!(run.code, 99, "the container sandbox failed open: {}", run.stdout);
+    (run, pid)
+}
+
+/// Containers whose owner was authsome process `pid`.
+fn containers_of(pid: u32) -> Vec<String> {
+    let out = Command::new("podman")
+        .args(["ps", "-a", "--filter", &format!("label={PID_LABEL}={pid}"), "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn clients_in_the_container_are_captured_and_injected_on_the_host() {
+    let s = setup();
+    let node = r#"node -e "fetch('https://api.openai.com/v1/node').then(r => r.text()).then(t => console.log(t)).catch(e => { console.error(e); process.exit(1) })""#;
+    let python = r#"python3 -c "
+import requests
+s = requests.Session()
+s.trust_env = False
+print(s.get('https://api.openai.com/v1/python').text)""#;
+    let script = format!(
+        "curl -sS --noproxy '*' https://api.openai.com/v1/curl; echo\n{node}\n{python}\n\
+         curl -sS https://api.openai.com/v1/cooperating; echo"
+    );
+    let (run, pid) = contained(&s, &[], &script, b"");
+    let run = run.ok();
+    let seen_by: Vec<(String, Vec<String>)> =
+        echoes(&run).iter().map(|e| (e["path"].as_str().unwrap().to_string(), seen(e, "authorization"))).collect();
+    let expected = vec![format!("Bearer {OPENAI_KEY}")];
+    assert_eq!(
+        seen_by,
+        vec![
+            ("/v1/curl".to_string(), expected.clone()),
+            ("/v1/node".to_string(), expected.clone()),
+            ("/v1/python".to_string(), expected.clone()),
+            ("/v1/cooperating".to_string(), expected),
+        ],
+        "stderr: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("sandbox backend: container (podman"), "{}", run.stderr);
+    assert_eq!(containers_of(pid), Vec::<String>::new(), "left behind after success");
+}
+
+#[test]
+fn no_credential_enters_the_container() {
+    let s = setup();
+    let script = format!(
+        r#"
+env | grep -q 'OPENAI_API_KEY=sk-authsome_' && echo placeholder-ok
+env | grep -E 'AUTHSOME_CONNECT_TO|AUTHSOME_EXTRA_ROOTS|SANDBOX_CANARY' && echo env-leaked
+grep -rls "{OPENAI_KEY}" /etc /tmp /run /proc/self/environ 2>/dev/null && echo key-found
+cat /proc/1/environ 2>/dev/null && echo sidecar-environ-read
+ls /proc/1/root/ 2>/dev/null && echo sidecar-root-read
+cat /proc/1/root/run/authsome/token 2>/dev/null && echo token-read
+ls /run/authsome 2>/dev/null && echo channel-visible
+echo done"#
+    );
+    let (run, _) = contained(&s, &[], &script, b"");
+    assert_eq!(run.ok().stdout.trim(), "placeholder-ok\ndone");
+}
+
+#[test]
+fn exit_code_and_stdio_are_byte_exact() {
+    let s = setup();
+    let input: Vec<u8> = (0u8..=255).chain(b"\r\n\x00end".iter().copied()).collect();
+    let (run, pid) = contained(&s, &["--quiet"], "cat; printf 'tail\\000\\377'; echo to-stderr >&2; exit 7", &input);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    let mut expected = String::from_utf8_lossy(&input).into_owned();
+    expected.push_str(&String::from_utf8_lossy(b"tail\x00\xff"));
+    assert_eq!(run.stdout, expected);
+    assert_eq!(run.stderr, "to-stderr\n", "--quiet leaves stderr to the command");
+    assert_eq!(containers_of(pid), Vec::<String>::new(), "left behind after a failing command");
+}
+
+/// The address of this host that is not loopback (where a leak would land), if any.
+fn host_address() -> Option<String> {
+    let out = Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split_whitespace().find(|a| !a.contains(':')).map(str::to_string)
+}
+
+#[test]
+fn escapes_from_the_workload_never_leave() {
+    let s = setup();
+    // Listeners this test controls on the host: any byte or connection here is an escape.
+    let tcp = TcpListener::bind("0.0.0.0:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = UdpSocket::bind("0.0.0.0:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let (tport, uport) = (tcp.local_addr().unwrap().port(), udp.local_addr().unwrap().port());
+    let ip = host_address().unwrap_or_else(|| "127.0.0.1".into());
+    let script = format!(
+        r#"
+curl -s -m 3 --noproxy '*' -o /dev/null http://{ip}:{tport}/ && echo tcp-host-ip
+curl -s -m 3 --noproxy '*' -o /dev/null http://127.0.0.1:{tport}/ && echo tcp-host-loopback
+curl -sf -m 3 --noproxy '*' -o /dev/null https://1.1.1.1/ && echo raw-ip-reached
+curl -sf -m 3 --noproxy '*' -6 -o /dev/null 'https://[2606:4700:4700::1111]/' && echo ipv6-reached
+python3 - <<'PY'
+import socket
+for host in ("{ip}", "127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"escape", (host, {uport}))
+    except OSError:
+        pass
+# DNS to a public resolver is answered inside (fake IPs), never by 8.8.8.8.
+q = bytes.fromhex("abcd0100000100000000000003617069066f70656e616903636f6d0000010001")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, ("8.8.8.8", 53))
+try:
+    reply = s.recv(512)
+    ip = ".".join(str(b) for b in reply[-4:])
+    print("dns-answer-fake" if ip.startswith("198.18.") or ip.startswith("198.19.") else "dns-answer-real " + ip)
+except OSError as e:
+    print("dns-no-answer")
+PY
+ip route add 10.9.9.0/24 dev lo 2>/dev/null && echo route-added
+ip route del local 0.0.0.0/0 dev lo table local 2>/dev/null && echo capture-route-deleted
+nft flush ruleset 2>/dev/null && echo nft-flushed
+ip link set lo down 2>/dev/null && echo lo-down
+grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status | grep -v '0000000000000000' && echo has-caps
+curl -sS --noproxy '*' https://api.openai.com/v1/after; echo
+"#
+    );
+    let (run, _) = contained(&s, &[], &script, b"");
+    let run = run.ok();
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| !l.starts_with('{') && !l.is_empty()).collect();
+    assert_eq!(lines, vec!["dns-answer-fake"], "stderr: {}", run.stderr);
+    let after = echoes(&run);
+    assert_eq!(after.len(), 1, "the capture still works after the attempts: {}", run.stdout);
+    assert_eq!(seen(&after[0], "authorization"), vec![format!("Bearer {OPENAI_KEY}")]);
+    assert!(tcp.accept().is_err(), "a TCP connection reached the host's listener");
+    let mut buf = [0u8; 64];
+    assert!(udp.recv_from(&mut buf).is_err(), "a UDP datagram reached the host's socket");
+}
+
+#[test]
+fn kill_9_of_authsome_leaves_nothing_behind() {
+    let s = setup();
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let body = format!("{GUARD}\necho started; sleep 120");
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--env", &netns, "--", "sh", "-c", &body]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    assert_eq!(containers_of(pid).len(), 2, "a sidecar and a workload while it runs");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("the killed run's containers are gone", Duration::from_secs(30), || containers_of(pid).is_empty());
+}
+
+#[test]
+fn sandbox_container_needs_an_image_and_an_engine() {
+    let s = setup();
+    let mut cmd = s.env.command(&["run", "--sandbox=container", "--", "true"]);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--image"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = s.env.command(&["run", "--sandbox=container", "--image", IMAGE, "--", "true"]);
+    cmd.env("PATH", empty.path());
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("neither podman nor docker") && stderr.contains("hint:"), "{stderr}");
+}
