@@ -234,3 +234,113 @@ fn sandbox_container_needs_an_image_and_an_engine() {
     assert_eq!(out.status.code(), Some(125), "{stderr}");
     assert!(stderr.contains("neither podman nor docker") && stderr.contains("hint:"), "{stderr}");
 }
+
+/// The run flags mean the same as with `--sandbox`: egress defaults to provider hosts,
+/// `--allow`/`--deny`/`--policy` change it, `--provider` limits the connections, `--env`
+/// passes a variable.
+#[test]
+fn run_flags_mean_the_same_in_a_container() {
+    let s = setup();
+    s.env.login("github", "default", "ghp_CONTAINERFLAGS00000000000000000001");
+    let probe = r#"
+echo "github=${GH_TOKEN:+set} openai=${OPENAI_API_KEY:+set} passed=${PASSED:-none}"
+for host in api.openai.com allowed.example.org registry.npmjs.org; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 --noproxy '*' "https://$host/") || code=refused
+  echo "$host $code"
+done"#;
+    let (run, _) = contained(&s, &[], probe, b"");
+    let stdout = run.ok().stdout;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "github=set openai=set passed=none");
+    assert_eq!(lines[1], "api.openai.com 200");
+    for line in &lines[2..] {
+        assert!(line.ends_with("refused") || line.ends_with("403"), "reached by default: {line}");
+    }
+
+    let policy = s.project.join("policy.json");
+    std::fs::write(&policy, r#"{"allow": ["registry.npmjs.org"]}"#).unwrap();
+    let extra = [
+        "--allow",
+        "allowed.example.org",
+        "--deny",
+        "api.openai.com",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--provider",
+        "openai",
+        "--env",
+        "PASSED=yes",
+    ];
+    let (run, _) = contained(&s, &extra, probe, b"");
+    let stdout = run.ok().stdout;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "github= openai=set passed=yes");
+    assert!(lines[1] == "api.openai.com refused" || lines[1] == "api.openai.com 403", "--deny wins: {stdout}");
+    assert_eq!(&lines[2..], ["allowed.example.org 200", "registry.npmjs.org 200"]);
+}
+
+/// SIGTERM to authsome reaches the command in the container, its exit status comes back, and
+/// the run's containers are gone.
+#[test]
+fn sigterm_stops_the_container_and_its_status_comes_back() {
+    let s = setup();
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let body = format!("{GUARD}\ntrap 'echo got-term; exit 42' TERM; echo started; while :; do sleep 0.1; done");
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--env", &netns, "--", "sh", "-c", &body]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 8];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(containers_of(pid), Vec::<String>::new());
+}
+
+/// The janitor of a run: the child of `parent` started with the janitor argument.
+fn janitor_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        (ppid == parent && String::from_utf8_lossy(&cmdline).contains("__authsome-container-janitor")).then_some(pid)
+    })
+}
+
+/// With authsome AND its janitor killed, the sidecar is left behind (the engine would not
+/// remove it while the workload existed): `doctor` reports it and `sandbox prune` removes it.
+#[test]
+fn doctor_reports_leftovers_and_prune_removes_them() {
+    let s = setup();
+    let netns = format!("HOST_NETNS={}", host_netns());
+    let body = format!("{GUARD}\necho started; sleep 120");
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--env", &netns, "--", "sh", "-c", &body]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let janitor = janitor_of(pid).expect("a container run has a janitor");
+    Command::new("kill").args(["-KILL", &janitor.to_string()]).status().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("only the sidecar is left", Duration::from_secs(30), || {
+        containers_of(pid).iter().all(|name| name.ends_with("-sidecar"))
+    });
+    assert_eq!(containers_of(pid).len(), 1, "the sidecar stays without its janitor");
+
+    let doctor = s.env.run(&["doctor"]);
+    assert!(doctor.all().contains("sandbox prune"), "doctor names the leftovers: {}", doctor.all());
+    let prune = s.env.run(&["sandbox", "prune"]).ok();
+    assert!(prune.stdout.lines().count() >= 1, "{}", prune.all());
+    assert_eq!(containers_of(pid), Vec::<String>::new(), "prune removed them");
+}
