@@ -65,6 +65,12 @@ fn containers_of(pid: u32) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// The run's containers are removed right after it ends (by its janitor, off authsome's exit
+/// path: a few hundred milliseconds).
+fn gone(pid: u32, when: &str) {
+    wait_until(&format!("no container is left {when}"), Duration::from_secs(15), || containers_of(pid).is_empty());
+}
+
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -103,7 +109,7 @@ print(s.get('https://api.openai.com/v1/python').text)""#;
         run.stderr
     );
     assert!(run.stderr.contains("sandbox backend: container (podman"), "{}", run.stderr);
-    assert_eq!(containers_of(pid), Vec::<String>::new(), "left behind after success");
+    gone(pid, "after success");
 }
 
 #[test]
@@ -134,7 +140,7 @@ fn exit_code_and_stdio_are_byte_exact() {
     expected.push_str(&String::from_utf8_lossy(b"tail\x00\xff"));
     assert_eq!(run.stdout, expected);
     assert_eq!(run.stderr, "to-stderr\n", "--quiet leaves stderr to the command");
-    assert_eq!(containers_of(pid), Vec::<String>::new(), "left behind after a failing command");
+    gone(pid, "after a failing command");
 }
 
 /// The address of this host that is not loopback (where a leak would land), if any.
@@ -301,7 +307,7 @@ fn sigterm_stops_the_container_and_its_status_comes_back() {
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "got-term\n");
     assert_eq!(status.code(), Some(42));
-    assert_eq!(containers_of(pid), Vec::<String>::new());
+    gone(pid, "after SIGTERM");
 }
 
 /// The janitor of a run: the child of `parent` started with the janitor argument.
@@ -343,4 +349,36 @@ fn doctor_reports_leftovers_and_prune_removes_them() {
     let prune = s.env.run(&["sandbox", "prune"]).ok();
     assert!(prune.stdout.lines().count() >= 1, "{}", prune.all());
     assert_eq!(containers_of(pid), Vec::<String>::new(), "prune removed them");
+}
+
+/// `image build` makes the running binary's sidecar image, tagged with its version, and prints
+/// the tag; a container run uses exactly that tag.
+#[test]
+fn image_build_tags_the_sidecar_with_the_binary_version() {
+    let s = setup();
+    let built = s.env.run(&["image", "build"]).ok();
+    let tag = built.stdout.trim();
+    let version = s.env.run(&["--version"]).ok().stdout;
+    let version = version.split_whitespace().last().unwrap();
+    assert!(tag.starts_with(&format!("localhost/authsome-sidecar:{version}-")), "{tag}");
+    let exists = Command::new("podman").args(["image", "exists", tag]).status().unwrap();
+    assert!(exists.success(), "{tag} is in the engine");
+    // A run of this binary starts its sidecar from that very tag.
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--", "sh", "-c", "echo started; sleep 60"]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = Command::new("podman")
+        .args(["ps", "--filter", &format!("label={PID_LABEL}={pid}"), "--format", "{{.Names}} {{.Image}}"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let sidecar = listing.lines().find(|l| l.split_whitespace().next().is_some_and(|n| n.ends_with("-sidecar")));
+    assert_eq!(sidecar.and_then(|l| l.split_whitespace().nth(1)), Some(tag), "{listing}");
+    gone(pid, "after kill");
 }

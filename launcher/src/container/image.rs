@@ -31,14 +31,9 @@ pub(crate) fn tag_for(exe: &Path) -> CliResult<String> {
     Ok(format!("{REPOSITORY}:{}-{build}", env!("CARGO_PKG_VERSION")))
 }
 
-/// The running binary's sidecar image, built first if this engine does not have it.
-pub(crate) fn ensure(engine: &ContainerEngine) -> CliResult<String> {
-    let exe = current_exe()?;
-    let tag = tag_for(&exe)?;
-    if !engine.image_exists(&tag) {
-        build(engine, &exe, &tag)?;
-    }
-    Ok(tag)
+/// The running binary's sidecar image tag (the image may not be built yet).
+pub(crate) fn current_tag() -> CliResult<String> {
+    tag_for(&current_exe()?)
 }
 
 /// `authsome image build`: (re)build the running binary's sidecar image; returns its tag.

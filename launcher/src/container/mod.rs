@@ -46,7 +46,8 @@ pub(crate) fn run(
     if let Some(notice) = &sandboxed.cwd_notice {
         ctx.out.note(&format!("authsome: {notice}"));
     }
-    let sidecar_image = image::ensure(&engine_cli)?;
+    // Checked by starting it: asking the engine first would cost a round trip on every run.
+    let sidecar_image = image::current_tag()?;
     ctx.home.ensure()?;
     // A CA for this run only, as in the namespace backend: its key stays in this process.
     let ca = CertificateAuthority::ephemeral()
@@ -130,11 +131,11 @@ pub(crate) fn run(
                 125
             }
         };
-        // Closing the lifeline stops the sidecar; removing the run's objects makes sure.
+        // Closing the lifeline stops the sidecar (the workload's own `--rm` has removed it by
+        // now). Closing the janitor's pipe has it remove what is left, off the exit path: the
+        // command's status is not held back by the engine's clean-up.
         drop(lifeline.lock().ok().and_then(|mut slot| slot.take()));
         server.abort();
-        remove(&engine_cli, &run_id).await;
-        // Its lifeline closes with it; it finds nothing left and exits.
         drop(janitor);
         audit.end(ctx, code, &engine.events);
         Ok(code)
@@ -205,9 +206,17 @@ async fn start_sidecar(
     args.push(sidecar_image.to_string());
     args.push(ports);
     let engine = engine_cli.clone();
+    let image = sidecar_image.to_string();
     let started = tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        engine.output(&refs)
+        engine.output(&refs).or_else(|e| {
+            // First run of this binary: build its sidecar image, then start again.
+            if engine.image_exists(&image) {
+                return Err(e);
+            }
+            image::build_current(&engine)?;
+            engine.output(&refs)
+        })
     })
     .await
     .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the sidecar: {e}")))?;
