@@ -382,3 +382,32 @@ fn image_build_tags_the_sidecar_with_the_binary_version() {
     assert_eq!(sidecar.and_then(|l| l.split_whitespace().nth(1)), Some(tag), "{listing}");
     gone(pid, "after kill");
 }
+
+/// The working directory is writable at the same path, but what the host runs later (git
+/// configuration and hooks, .envrc) stays read-only; the image's own root is the rest.
+#[test]
+fn the_working_directory_is_writable_except_what_the_host_runs() {
+    let s = setup();
+    for dir in [".git/hooks", ".git/objects"] {
+        std::fs::create_dir_all(s.project.join(dir)).unwrap();
+    }
+    std::fs::write(s.project.join(".git/config"), "[core]\n").unwrap();
+    std::fs::write(s.project.join(".envrc"), "").unwrap();
+    let home = s.user_home.display().to_string();
+    let script = format!(
+        r#"
+[ "$(pwd)" = "{project}" ] && echo same-path
+echo made > made-inside && echo wrote-cwd
+echo x >> .git/config 2>/dev/null && echo git-config-written
+echo x > .git/hooks/pre-commit 2>/dev/null && echo hook-planted
+echo x >> .envrc 2>/dev/null && echo envrc-written
+echo x > .git/objects/inside && echo git-objects-ok
+ls "{home}/.ssh" 2>/dev/null && echo host-home-visible
+echo done"#,
+        project = s.project.display()
+    );
+    let (run, _) = contained(&s, &[], &script, b"");
+    assert_eq!(run.ok().stdout.trim(), "same-path\nwrote-cwd\ngit-objects-ok\ndone");
+    assert_eq!(std::fs::read_to_string(s.project.join("made-inside")).unwrap(), "made\n");
+    assert_eq!(std::fs::read_to_string(s.project.join(".git/config")).unwrap(), "[core]\n");
+}

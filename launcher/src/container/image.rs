@@ -36,6 +36,26 @@ pub(crate) fn current_tag() -> CliResult<String> {
     tag_for(&current_exe()?)
 }
 
+/// Build the running binary's sidecar image unless it exists. Concurrent first runs take turns
+/// (a lock file), so the image is built once and no half-tagged copy is left behind.
+pub(crate) fn build_if_missing(engine: &ContainerEngine) -> CliResult<String> {
+    let exe = current_exe()?;
+    let tag = tag_for(&exe)?;
+    let lock_path = std::env::temp_dir().join("authsome-sidecar-build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot open {}: {e}", lock_path.display())))?;
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| CliError::new(Kind::RunFailed, format!("cannot lock {}: {e}", lock_path.display())))?;
+    if !engine.image_exists(&tag) {
+        build(engine, &exe, &tag)?;
+    }
+    Ok(tag)
+}
+
 /// `authsome image build`: (re)build the running binary's sidecar image; returns its tag.
 pub(crate) fn build_current(engine: &ContainerEngine) -> CliResult<String> {
     let exe = current_exe()?;
@@ -71,7 +91,27 @@ fn build(engine: &ContainerEngine, exe: &Path, tag: &str) -> CliResult<()> {
         return Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_string())
             .hint(format!("check that `{} build` works on this machine", engine.name())));
     }
+    remove_older(engine, tag);
     Ok(())
+}
+
+/// Sidecar images of other binaries are never used again (a tag names one binary): remove
+/// them so each upgrade does not leave one behind. One still in use stays (the engine refuses).
+fn remove_older(engine: &ContainerEngine, keep: &str) {
+    let Ok(listing) = engine.output(&["images", "--format", "{{.Repository}}:{{.Tag}}", REPOSITORY]) else {
+        return;
+    };
+    let old: Vec<&str> = listing.lines().map(str::trim).filter(|t| t.starts_with(REPOSITORY) && *t != keep).collect();
+    let quiet = |args: &[&str]| {
+        let _ = engine.command().args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    };
+    if !old.is_empty() {
+        let mut args = vec!["rmi"];
+        args.extend(old);
+        quiet(&args);
+    }
+    // A rebuilt tag leaves the previous image untagged.
+    quiet(&["image", "prune", "--force", "--filter", "label=io.authsome.sidecar=1"]);
 }
 
 /// A private scratch directory for the build context, removed on drop.

@@ -214,7 +214,7 @@ async fn start_sidecar(
             if engine.image_exists(&image) {
                 return Err(e);
             }
-            image::build_current(&engine)?;
+            image::build_if_missing(&engine)?;
             engine.output(&refs)
         })
     })

@@ -67,16 +67,28 @@ pub(crate) fn prepare(
     for path in &sandboxed.read {
         mounts.push(volume(path, path, true)?);
     }
-    // What the host runs later stays read-only inside writable paths (when it exists).
+    // What the host runs later stays read-only inside writable paths (when it exists): in a git
+    // directory its configuration and hooks, so commits inside still work.
     for writable in &sandboxed.writable {
-        for name in authsome_netns::PROTECTED_NAMES {
-            let path = writable.join(name);
-            if path.exists() {
-                mounts.push(volume(&path, &path, true)?);
-            }
+        for path in protected_paths(writable) {
+            mounts.push(volume(&path, &path, true)?);
         }
     }
     Ok(Prepared { bundle, env_file, mounts, cwd: sandboxed.cwd.clone() })
+}
+
+/// The existing paths under `dir` the host runs or trusts later.
+fn protected_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for name in authsome_netns::PROTECTED_NAMES {
+        let path = dir.join(name);
+        if *name == ".git" && path.is_dir() {
+            out.extend(authsome_netns::GIT_DIR_PROTECTED.iter().map(|entry| path.join(entry)).filter(|p| p.exists()));
+        } else if path.exists() {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// `NAME=VALUE` lines for `--env-file` (values stay out of argv). A value with a newline
@@ -154,6 +166,20 @@ mod tests {
             ("EQ".into(), "a=b".into()),
         ];
         assert_eq!(env_file_text(&env), "OPENAI_API_KEY=sk-authsome_abc\nEQ=a=b\n");
+    }
+
+    #[test]
+    fn protected_paths_keep_the_git_directory_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".git/hooks")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".git/objects")).unwrap();
+        std::fs::write(dir.path().join(".git/config"), "").unwrap();
+        std::fs::write(dir.path().join(".envrc"), "").unwrap();
+        let mut found = protected_paths(dir.path());
+        found.sort();
+        let expected: Vec<PathBuf> =
+            [".envrc", ".git/config", ".git/hooks"].iter().map(|p| dir.path().join(p)).collect();
+        assert_eq!(found, expected);
     }
 
     #[test]
