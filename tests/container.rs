@@ -411,3 +411,39 @@ echo done"#,
     assert_eq!(std::fs::read_to_string(s.project.join("made-inside")).unwrap(), "made\n");
     assert_eq!(std::fs::read_to_string(s.project.join(".git/config")).unwrap(), "[core]\n");
 }
+
+/// `authsome run --sandbox` with user namespaces unavailable (a user namespace of the test's
+/// own whose `user.max_user_namespaces` is 0): an error naming `--sandbox=container --image`,
+/// and with `sandbox.image` in config.json, the container backend instead.
+#[test]
+fn sandbox_falls_back_to_the_configured_image_where_namespaces_are_unavailable() {
+    let s = setup();
+    let without_userns = |args: &[&str]| {
+        let inner = s.env.command(args);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-U", "-r", "sh", "-c", "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\"", "sh"])
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&s.project);
+        for (name, value) in inner.get_envs() {
+            match value {
+                Some(value) => cmd.env(name, value),
+                None => cmd.env_remove(name),
+            };
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = without_userns(&["run", "--sandbox", "--", "true"]);
+    assert_eq!(code, Some(125), "{stderr}");
+    assert!(stderr.contains("user namespaces") && stderr.contains("--sandbox=container --image"), "{stderr}");
+    assert!(!stderr.contains("sandbox backend: container"), "{stderr}");
+
+    let config_path = s.env.home().join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["sandbox"] = serde_json::json!({"image": IMAGE});
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let (_, stderr) = without_userns(&["run", "--sandbox", "--", "true"]);
+    assert!(stderr.contains("falling back to the container backend"), "{stderr}");
+    assert!(stderr.contains("sandbox backend: container (podman"), "{stderr}");
+}

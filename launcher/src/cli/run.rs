@@ -25,11 +25,22 @@ use crate::run::{EnvItem, FsMode, RunSettings, SandboxBackend, SandboxSettings};
 pub(crate) fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
     // Anything that stops `run` before the child starts exits 125, bad flag values included:
     // scripts tell "run failed" from the child's own codes that way.
-    let settings = settings(args).map_err(|mut e| {
+    let mut settings = settings(args).map_err(|mut e| {
         e.kind = Kind::RunFailed;
         e
     })?;
+    if let Some(sandbox) = &mut settings.sandbox {
+        sandbox.fallback_image = configured_image(ctx);
+    }
     crate::run::run(ctx, &settings)
+}
+
+/// `{"sandbox": {"image": "node:22"}}` in config.json: the container image `--sandbox` falls
+/// back to where namespaces are unavailable.
+fn configured_image(ctx: &Context) -> Option<String> {
+    let config = authsome_vault::Config::load(&ctx.home.config_path()).ok()?;
+    let image = config.extra.get("sandbox")?.get("image")?.as_str()?.trim();
+    (!image.is_empty()).then(|| image.to_string())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -228,6 +239,7 @@ fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
     };
     Ok(SandboxSettings {
         backend,
+        fallback_image: None,
         fs,
         writable,
         read: args.read.iter().map(absolute).collect(),

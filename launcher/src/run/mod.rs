@@ -67,7 +67,10 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
             // The sandbox's helper execs and starts up while the vault is read and the spec built.
             let helper = authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe"));
             let plan = plan(ctx, settings).map_err(run_failed)?;
-            return sandbox::run_sandboxed(ctx, settings, sandbox, plan, started, helper);
+            return match sandbox::run_sandboxed(ctx, settings, sandbox, plan, started, helper) {
+                Err(e) if e.message.starts_with(sandbox::SETUP_FAILED) => fall_back(ctx, settings, sandbox, e, started),
+                other => other,
+            };
         }
         #[cfg(not(target_os = "linux"))]
         return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
@@ -84,6 +87,29 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
     // Joining the workers costs a millisecond and nothing is left to flush: the process exits.
     runtime.shutdown_background();
     code
+}
+
+/// Namespaces are unavailable here (the command did not run): the container engine with the
+/// configured `sandbox.image`, else the error with the way to ask for a container.
+#[cfg(target_os = "linux")]
+fn fall_back(
+    ctx: &Context,
+    settings: &RunSettings,
+    sandbox: &SandboxSettings,
+    error: CliError,
+    started: Instant,
+) -> CliResult<i32> {
+    let Some(image) = &sandbox.fallback_image else {
+        let hint = error.hint.clone().unwrap_or_default();
+        return Err(error.hint(format!(
+            "{hint}; or run it in a container: --sandbox=container --image IMAGE (with \"sandbox\": {{\"image\": \
+             IMAGE}} in config.json, --sandbox falls back to it)"
+        )));
+    };
+    ctx.out
+        .note(&format!("authsome: {}; falling back to the container backend (sandbox.image {image})", error.message));
+    let plan = plan(ctx, settings).map_err(run_failed)?;
+    crate::container::run(ctx, settings, sandbox, image, plan, started).map_err(run_failed)
 }
 
 fn run_failed(mut e: CliError) -> CliError {

@@ -61,6 +61,9 @@ pub(crate) struct SandboxSettings {
     pub(crate) home_read_only: Vec<PathBuf>,
     /// Which sandbox backend runs the command.
     pub(crate) backend: SandboxBackend,
+    /// `sandbox.image` from the configuration: where namespaces are unavailable, `--sandbox`
+    /// runs the command in a container from this image.
+    pub(crate) fallback_image: Option<String>,
 }
 
 /// Which mechanism builds the sandbox (`--sandbox[=namespace|container]`).
