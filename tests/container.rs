@@ -447,3 +447,19 @@ fn sandbox_falls_back_to_the_configured_image_where_namespaces_are_unavailable()
     assert!(stderr.contains("falling back to the container backend"), "{stderr}");
     assert!(stderr.contains("sandbox backend: container (podman"), "{stderr}");
 }
+
+/// `--no-mount-cwd`: no host path enters the container, not even the working directory.
+#[test]
+fn no_mount_cwd_mounts_nothing_of_the_host() {
+    let s = setup();
+    std::fs::write(s.project.join("host-file"), "from the host").unwrap();
+    let script = format!(
+        r#"
+[ -e "{project}/host-file" ] && echo host-file-visible
+[ "$(pwd)" = "{project}" ] && echo same-path
+echo done"#,
+        project = s.project.display()
+    );
+    let (run, _) = contained(&s, &["--no-mount-cwd"], &script, b"");
+    assert_eq!(run.ok().stdout.trim(), "done");
+}

@@ -227,6 +227,10 @@ pub(crate) struct RunArgs {
     /// With --sandbox=container: the image the command runs in (e.g. node:22).
     #[arg(long, value_name = "IMAGE", requires = "sandbox")]
     pub(crate) image: Option<String>,
+    /// With --sandbox=container: mount nothing of the host (not even the working directory);
+    /// the command starts in the image's own working directory.
+    #[arg(long, requires = "image")]
+    pub(crate) no_mount_cwd: bool,
     /// With --sandbox: `restricted` (host read-only, a private empty home, the working directory
     /// writable), `home` (as restricted, but the real home readable minus credential files) or
     /// `open` (the host filesystem as it is; secrets still hidden).

@@ -226,7 +226,9 @@ fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
         home_read_only.push(dir);
     }
     let backend = match (args.sandbox, &args.image) {
-        (Some(SandboxArg::Container), Some(image)) => SandboxBackend::Container { image: image.clone() },
+        (Some(SandboxArg::Container), Some(image)) => {
+            SandboxBackend::Container { image: image.clone(), mount_cwd: !args.no_mount_cwd }
+        }
         (Some(SandboxArg::Container), None) => {
             return Err(CliError::new(Kind::Usage, "--sandbox=container needs --image IMAGE")
                 .hint("name the image the command runs in, e.g. --image node:22"));

@@ -38,6 +38,7 @@ pub(crate) fn run(
     settings: &RunSettings,
     sandboxed: &SandboxSettings,
     image: &str,
+    mount_cwd: bool,
     mut plan: Plan,
     started: Instant,
 ) -> CliResult<i32> {
@@ -56,7 +57,7 @@ pub(crate) fn run(
     // The channel has its own token: the proxy's is in the workload's HTTPS_PROXY.
     let channel_token = crate::run::random_token()?;
     let dir = crate::run::RunDir::create()?;
-    let prepared = workload::prepare(settings, sandboxed, &plan, &dir, ca.cert_pem(), &run_token)?;
+    let prepared = workload::prepare(settings, sandboxed, mount_cwd, &plan, &dir, ca.cert_pem(), &run_token)?;
     write_private(&dir.path().join(channel::TOKEN_NAME), &channel_token)?;
     let engine = crate::run::engine(ctx, settings, &mut plan, ca, run_token)?;
     let run_id = engine.run_id.clone();

@@ -27,12 +27,14 @@ pub(crate) struct Prepared {
     bundle: PathBuf,
     env_file: PathBuf,
     mounts: Vec<String>,
-    cwd: PathBuf,
+    /// The working directory, mounted at the same path (`None`: `--no-mount-cwd`).
+    cwd: Option<PathBuf>,
 }
 
 pub(crate) fn prepare(
     settings: &RunSettings,
     sandboxed: &SandboxSettings,
+    mount_cwd: bool,
     plan: &Plan,
     dir: &RunDir,
     ca_pem: &str,
@@ -59,6 +61,10 @@ pub(crate) fn prepare(
     let env_file = dir.path().join("env");
     super::write_private(&env_file, &env_file_text(&env))?;
     let mut mounts = Vec::new();
+    if !mount_cwd {
+        // Nothing of the host: the image's own filesystem and working directory.
+        return Ok(Prepared { bundle, env_file, mounts, cwd: None });
+    }
     let cwd_writable = sandboxed.writable.contains(&sandboxed.cwd);
     mounts.push(volume(&sandboxed.cwd, &sandboxed.cwd, !cwd_writable)?);
     for path in sandboxed.writable.iter().filter(|p| **p != sandboxed.cwd) {
@@ -74,7 +80,7 @@ pub(crate) fn prepare(
             mounts.push(volume(&path, &path, true)?);
         }
     }
-    Ok(Prepared { bundle, env_file, mounts, cwd: sandboxed.cwd.clone() })
+    Ok(Prepared { bundle, env_file, mounts, cwd: Some(sandboxed.cwd.clone()) })
 }
 
 /// The existing paths under `dir` the host runs or trusts later.
@@ -142,8 +148,10 @@ pub(crate) fn run_args(names: &Names, prepared: &Prepared, settings: &RunSetting
         args.push("--volume".into());
         args.push(mount.into());
     }
-    args.push("--workdir".into());
-    args.push(prepared.cwd.clone().into());
+    if let Some(cwd) = &prepared.cwd {
+        args.push("--workdir".into());
+        args.push(cwd.clone().into());
+    }
     args.push(image.into());
     args.extend(settings.command.iter().cloned());
     args

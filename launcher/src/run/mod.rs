@@ -58,9 +58,9 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
     let started = Instant::now();
     if let Some(sandbox) = &settings.sandbox {
         #[cfg(target_os = "linux")]
-        if let SandboxBackend::Container { image } = &sandbox.backend {
+        if let SandboxBackend::Container { image, mount_cwd } = &sandbox.backend {
             let plan = plan(ctx, settings).map_err(run_failed)?;
-            return crate::container::run(ctx, settings, sandbox, image, plan, started).map_err(run_failed);
+            return crate::container::run(ctx, settings, sandbox, image, *mount_cwd, plan, started).map_err(run_failed);
         }
         #[cfg(target_os = "linux")]
         {
@@ -109,7 +109,7 @@ fn fall_back(
     ctx.out
         .note(&format!("authsome: {}; falling back to the container backend (sandbox.image {image})", error.message));
     let plan = plan(ctx, settings).map_err(run_failed)?;
-    crate::container::run(ctx, settings, sandbox, image, plan, started).map_err(run_failed)
+    crate::container::run(ctx, settings, sandbox, image, true, plan, started).map_err(run_failed)
 }
 
 fn run_failed(mut e: CliError) -> CliError {

@@ -71,8 +71,9 @@ pub(crate) struct SandboxSettings {
 pub(crate) enum SandboxBackend {
     /// Linux namespaces made by authsome.
     Namespace,
-    /// A sidecar and a workload container from IMAGE, through podman or docker.
-    Container { image: String },
+    /// A sidecar and a workload container from IMAGE, through podman or docker;
+    /// `mount_cwd: false` (`--no-mount-cwd`) mounts no host path at all.
+    Container { image: String, mount_cwd: bool },
 }
 
 /// How much of the host filesystem the sandbox shows.
