@@ -310,45 +310,45 @@ fn sigterm_stops_the_container_and_its_status_comes_back() {
     gone(pid, "after SIGTERM");
 }
 
-/// The janitor of a run: the child of `parent` started with the janitor argument.
-fn janitor_of(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let ppid: u32 = stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        (ppid == parent && String::from_utf8_lossy(&cmdline).contains("__authsome-container-janitor")).then_some(pid)
-    })
-}
-
-/// With authsome AND its janitor killed, the sidecar is left behind (the engine would not
-/// remove it while the workload existed): `doctor` reports it and `sandbox prune` removes it.
+/// A run whose authsome and janitor were both killed can leave a container behind (the engine
+/// keeps a sidecar whose workload still existed when it exited). Made here directly, labelled as
+/// a run of a process that is gone: `doctor` reports it, `sandbox prune` removes it and leaves a
+/// live run's containers alone.
 #[test]
 fn doctor_reports_leftovers_and_prune_removes_them() {
     let s = setup();
-    let netns = format!("HOST_NETNS={}", host_netns());
-    let body = format!("{GUARD}\necho started; sleep 120");
-    let mut cmd =
-        s.env.command(&["run", "--sandbox=container", "--image", image(), "--env", &netns, "--", "sh", "-c", &body]);
-    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let mut first = [0u8; 8];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    let janitor = janitor_of(pid).expect("a container run has a janitor");
-    Command::new("kill").args(["-KILL", &janitor.to_string()]).status().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    wait_until("only the sidecar is left", Duration::from_secs(30), || {
-        containers_of(pid).iter().all(|name| name.ends_with("-sidecar"))
-    });
-    assert_eq!(containers_of(pid).len(), 1, "the sidecar stays without its janitor");
+    let mut gone_process = Command::new("true").spawn().unwrap();
+    let dead = gone_process.id();
+    gone_process.wait().unwrap();
+    let run_id = format!("test{dead}");
+    let started = Command::new("podman")
+        .args(["run", "-d", "--rm", "--network", "none", "--label", &format!("io.authsome.run={run_id}")])
+        .args(["--label", &format!("{PID_LABEL}={dead}"), image(), "sleep", "120"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    assert_eq!(containers_of(dead).len(), 1);
 
-    let doctor = s.env.run(&["doctor"]);
-    assert!(doctor.all().contains("sandbox prune"), "doctor names the leftovers: {}", doctor.all());
+    // A live run meanwhile: prune must not touch it.
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--", "sh", "-c", "echo started; sleep 60"]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut live = cmd.spawn().unwrap();
+    let mut first = [0u8; 8];
+    live.stdout.take().unwrap().read_exact(&mut first).unwrap();
+
+    let doctor = s.env.run(&["doctor", "--json"]).ok().json();
+    let leftovers = doctor["container_leftovers"].as_array().cloned().unwrap_or_default();
+    assert!(leftovers.contains(&serde_json::json!(run_id)), "{doctor}");
+    let text = s.env.run(&["doctor"]).ok().stdout;
+    assert!(text.contains("sandbox prune"), "doctor names the way out: {text}");
     let prune = s.env.run(&["sandbox", "prune"]).ok();
-    assert!(prune.stdout.lines().count() >= 1, "{}", prune.all());
-    assert_eq!(containers_of(pid), Vec::<String>::new(), "prune removed them");
+    assert!(prune.stdout.lines().any(|l| l == run_id), "{}", prune.all());
+    assert_eq!(containers_of(dead), Vec::<String>::new(), "prune removed them");
+    assert_eq!(containers_of(live.id()).len(), 2, "a live run is left alone");
+    live.kill().unwrap();
+    live.wait().unwrap();
+    gone(live.id(), "after kill");
 }
 
 /// `image build` makes the running binary's sidecar image, tagged with its version, and prints

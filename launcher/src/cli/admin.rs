@@ -333,22 +333,6 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         issues.extend(catalog.problems.iter().map(|p| format!("{}: {}", p.path.display(), p.message)));
     }
 
-    // Containers of killed `run --sandbox=container` runs (only when an engine is installed).
-    #[cfg(target_os = "linux")]
-    if let Ok(engine) = crate::container::engine::ContainerEngine::detect(&std::env::vars_os().collect::<Vec<_>>())
-        && let Ok(runs) = crate::container::leftover_runs(&engine)
-    {
-        if runs.is_empty() {
-            checks.insert("containers".into(), json!("ok"));
-        } else {
-            checks.insert("containers".into(), json!("leftovers"));
-            issues.push(format!(
-                "{} container run(s) left behind by killed runs: `authsome sandbox prune` removes them",
-                runs.len()
-            ));
-        }
-    }
-
     match ctx.vault() {
         Ok(vault) => {
             let (_, status) = vault_status(&vault);
@@ -373,6 +357,15 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         .map(|p| (p.name, p.key_backend.unwrap_or_else(|| "not created yet".into())))
         .collect();
 
+    // Not a readiness check either: containers of killed `run --sandbox=container` runs, when a
+    // container engine is installed.
+    #[cfg(target_os = "linux")]
+    let leftovers = crate::container::engine::ContainerEngine::detect(&std::env::vars_os().collect::<Vec<_>>())
+        .ok()
+        .and_then(|engine| crate::container::leftover_runs(&engine).ok());
+    #[cfg(not(target_os = "linux"))]
+    let leftovers: Option<Vec<String>> = None;
+
     let ready = issues.is_empty();
     if ctx.out.json {
         let profiles: Vec<Value> =
@@ -383,6 +376,7 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
             "issues": issues,
             "keychain": if keychain { "available" } else { "unavailable" },
             "profiles": profiles,
+            "container_leftovers": leftovers,
         }));
     } else {
         let mut text = String::new();
@@ -396,6 +390,12 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         });
         for (name, backend) in &backends {
             text.push_str(&format!("profile {name}: key backend {backend}\n"));
+        }
+        if let Some(runs) = leftovers.as_ref().filter(|runs| !runs.is_empty()) {
+            text.push_str(&format!(
+                "containers: {} run(s) left behind by killed runs (`authsome sandbox prune` removes them)\n",
+                runs.len()
+            ));
         }
         for issue in &issues {
             text.push_str(&format!("  - {issue}\n"));
