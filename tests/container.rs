@@ -285,29 +285,45 @@ done"#;
     assert_eq!(&lines[2..], ["allowed.example.org 200", "registry.npmjs.org 200"]);
 }
 
-/// SIGTERM to authsome reaches the command in the container, its exit status comes back, and
-/// the run's containers are gone.
+/// SIGTERM and SIGINT (Ctrl-C from a supervisor) to authsome reach the command in the
+/// container, its exit status comes back, and the run's containers are gone.
 #[test]
-fn sigterm_stops_the_container_and_its_status_comes_back() {
+fn signals_stop_the_container_and_its_status_comes_back() {
     let s = setup();
     let netns = format!("HOST_NETNS={}", host_netns());
-    let body = format!("{GUARD}\ntrap 'echo got-term; exit 42' TERM; echo started; while :; do sleep 0.1; done");
-    let mut cmd =
-        s.env.command(&["run", "--sandbox=container", "--image", image(), "--env", &netns, "--", "sh", "-c", &body]);
-    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 8];
-    stdout.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"started\n");
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert_eq!(rest, "got-term\n");
-    assert_eq!(status.code(), Some(42));
-    gone(pid, "after SIGTERM");
+    for (signal, code) in [("-TERM", 42), ("-INT", 43)] {
+        let body = format!(
+            "{GUARD}\ntrap 'echo got-term; exit 42' TERM; trap 'echo got-int; exit 43' INT; echo started; \
+             while :; do sleep 0.1; done"
+        );
+        let mut cmd = s.env.command(&[
+            "run",
+            "--sandbox=container",
+            "--image",
+            image(),
+            "--env",
+            &netns,
+            "--",
+            "sh",
+            "-c",
+            &body,
+        ]);
+        cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 8];
+        stdout.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"started\n");
+        Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
+        let status = child.wait().unwrap();
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        let expected = if code == 42 { "got-term\n" } else { "got-int\n" };
+        assert_eq!(rest, expected, "{signal}");
+        assert_eq!(status.code(), Some(code), "{signal}");
+        gone(pid, "after a signal");
+    }
 }
 
 /// A run whose authsome and janitor were both killed can leave a container behind (the engine
