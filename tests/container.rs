@@ -219,9 +219,20 @@ fn kill_9_of_authsome_leaves_nothing_behind() {
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     assert_eq!(&first, b"started\n");
     assert_eq!(containers_of(pid).len(), 2, "a sidecar and a workload while it runs");
+    // The run's directory on the host (the sidecar's only mount): socket, bundle, env file.
+    let sidecar = containers_of(pid).into_iter().find(|n| n.ends_with("-sidecar")).unwrap();
+    let inspect = Command::new("podman")
+        .args(["inspect", "--format", "{{range .Mounts}}{{.Source}}{{end}}", &sidecar])
+        .output()
+        .unwrap();
+    let run_dir = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    assert!(run_dir.contains("authsome-run-") && std::path::Path::new(&run_dir).is_dir(), "{run_dir:?}");
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until("the killed run's containers are gone", Duration::from_secs(30), || containers_of(pid).is_empty());
+    wait_until("the killed run's directory is gone", Duration::from_secs(10), || {
+        !std::path::Path::new(&run_dir).exists()
+    });
 }
 
 #[test]

@@ -6,22 +6,23 @@
 //! (`--rm`) while the workload, which joined its namespaces, still exists. Nothing in a
 //! container can fix that. The janitor holds the read end of a pipe whose write end only
 //! authsome has; at end-of-file (authsome exited or was killed) it removes every container
-//! labelled with the run id, workload first. It runs in a session of its own so a Ctrl-C at
-//! the terminal does not take it down before it has cleaned up.
+//! labelled with the run id, workload first, then the run's directory (the channel socket, the
+//! CA bundle, the workload's environment file), which a killed authsome could not remove. It
+//! runs in a session of its own so a Ctrl-C at the terminal does not take it down first.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::engine::{ContainerEngine, Flavour};
 
-/// `argv[1]` that makes the binary the janitor: `JANITOR_ARG ENGINE FLAVOUR RUN_ID`.
+/// `argv[1]` that makes the binary the janitor: `JANITOR_ARG ENGINE FLAVOUR RUN_ID RUN_DIR`.
 pub(crate) const JANITOR_ARG: &str = "__authsome-container-janitor";
 
 /// Start the janitor for `run_id`; the returned child's stdin is the lifeline (drop it, or
 /// die, and the janitor cleans up).
-pub(crate) fn start(engine: &ContainerEngine, run_id: &str) -> std::io::Result<Child> {
+pub(crate) fn start(engine: &ContainerEngine, run_id: &str, run_dir: &Path) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let flavour = match engine.flavour {
         Flavour::Podman => "podman",
@@ -32,6 +33,7 @@ pub(crate) fn start(engine: &ContainerEngine, run_id: &str) -> std::io::Result<C
         .arg(&engine.program)
         .arg(flavour)
         .arg(run_id)
+        .arg(run_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -44,7 +46,9 @@ pub(crate) fn maybe_run(args: &[String]) -> Option<i32> {
     if args.get(1).map(String::as_str) != Some(JANITOR_ARG) {
         return None;
     }
-    let (Some(program), Some(flavour), Some(run_id)) = (args.get(2), args.get(3), args.get(4)) else {
+    let (Some(program), Some(flavour), Some(run_id), Some(run_dir)) =
+        (args.get(2), args.get(3), args.get(4), args.get(5))
+    else {
         return Some(2);
     };
     let flavour = if flavour == "docker" { Flavour::Docker } else { Flavour::Podman };
@@ -54,5 +58,10 @@ pub(crate) fn maybe_run(args: &[String]) -> Option<i32> {
     let mut stdin = std::io::stdin();
     while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
     engine.remove_run(run_id);
+    // Only a run directory of ours (authsome removes it itself when it can).
+    let run_dir = Path::new(run_dir);
+    if run_dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with("authsome-run-")) {
+        let _ = std::fs::remove_dir_all(run_dir);
+    }
     Some(0)
 }

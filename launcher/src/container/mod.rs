@@ -97,7 +97,7 @@ pub(crate) fn run(
         let names = Names::new(&run_id);
         // Started before any container exists: from here on, whatever ends this process, the
         // run's containers are removed.
-        let janitor = janitor::start(&engine_cli, &run_id)
+        let janitor = janitor::start(&engine_cli, &run_id, dir.path())
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the container janitor: {e}")))?;
         let sidecar = start_sidecar(&engine_cli, &names, &sidecar_image, settings, dir.path(), ready_rx).await;
         if let Err(e) = sidecar {

@@ -28,7 +28,7 @@ pub const SIDECAR_ARG: &str = "__authsome-container-sidecar";
 /// Call first thing in `main`: if `argv[1]` is [`SIDECAR_ARG`], run the sidecar and exit.
 /// The container janitor (`super::janitor`) is dispatched here too.
 pub fn maybe_run() {
-    let args: Vec<String> = std::env::args().take(6).collect();
+    let args: Vec<String> = std::env::args().take(7).collect();
     if let Some(code) = super::janitor::maybe_run(&args) {
         std::process::exit(code);
     }
