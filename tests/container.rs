@@ -490,3 +490,49 @@ echo done"#,
     let (run, _) = contained(&s, &["--no-mount-cwd"], &script, b"");
     assert_eq!(run.ok().stdout.trim(), "done");
 }
+
+/// The channel on the host answers only the run's sidecar: the token file is gone once the
+/// sidecar is up, and a stream with any other token is closed without an answer.
+#[test]
+fn the_channel_refuses_streams_without_the_run_token() {
+    use std::os::unix::net::UnixStream;
+    let s = setup();
+    let mut cmd =
+        s.env.command(&["run", "--sandbox=container", "--image", image(), "--", "sh", "-c", "echo started; sleep 60"]);
+    cmd.current_dir(&s.project).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let sidecar = containers_of(pid).into_iter().find(|n| n.ends_with("-sidecar")).unwrap();
+    let inspect = Command::new("podman")
+        .args(["inspect", "--format", "{{range .Mounts}}{{.Source}}{{end}}", &sidecar])
+        .output()
+        .unwrap();
+    let run_dir = std::path::PathBuf::from(String::from_utf8_lossy(&inspect.stdout).trim());
+    let token_left = run_dir.join("token").exists();
+
+    // A DNS query for api.openai.com under a made-up token: a real answer would start with
+    // the length of a reply.
+    let query = b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03api\x06openai\x03com\x00\x00\x01\x00\x01";
+    let hello = format!("authsome-sidecar/1 {} dns", "0".repeat(48));
+    let mut stream = UnixStream::connect(run_dir.join("channel.sock")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut bytes = (hello.len() as u16).to_be_bytes().to_vec();
+    bytes.extend_from_slice(hello.as_bytes());
+    bytes.extend_from_slice(&(query.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(query);
+    let _ = stream.write_all(&bytes);
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    gone(pid, "after kill");
+    assert!(!token_left, "the token file outlived the sidecar's start");
+    // Closed (EOF, or a reset since our query was never read), not left hanging.
+    let hanging =
+        matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    assert!(!hanging, "the stream was left open: {read:?}");
+    assert!(answer.is_empty(), "answered a stream with a wrong token: {answer:?}");
+}
