@@ -192,6 +192,8 @@ fn main() {
     println!("bar: an OAuth lookup without refresh <= 5 ms end to end");
     println!("bar: `authsome run -- true` <= 10 ms over `true`; `run --sandbox -- true` <= 15 ms over `true`");
 
+    container_ratio(bin, stocked.path());
+
     // The library, in process (code already warm): a fresh AuthService (opens config, store, key) and one lookup.
     let home = authsome_vault::Home::at(stocked.path());
     let mut library = Vec::with_capacity(ROUNDS);
@@ -203,4 +205,49 @@ fn main() {
         assert_eq!(headers.len(), 1);
     }
     println!("{:<40} {:>10.3}", "library in process: open + headers(github)", ms(median(library)));
+}
+
+/// `run --sandbox=container --image IMG -- true` against a plain `podman run --rm IMG true`, in
+/// the same rounds, both engines warm (target <= 1.3x). IMG: the offline test image
+/// (images/test-image.sh); skipped, saying so, when podman or the image is missing.
+fn container_ratio(bin: &str, home: &std::path::Path) {
+    const IMAGE: &str = "localhost/authsome-test:1";
+    const ROUNDS: usize = 7;
+    let image_there = Command::new("podman")
+        .args(["image", "exists", IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !image_there {
+        println!("no podman or no {IMAGE} (images/test-image.sh): no container ratio");
+        return;
+    }
+    let plain = || {
+        let mut c = Command::new("podman");
+        c.args(["run", "--rm", IMAGE, "true"]);
+        c
+    };
+    let ours = || {
+        let mut c = Command::new(bin);
+        c.args(["run", "--quiet", "--sandbox=container", "--image", IMAGE, "--", "true"]).env("AUTHSOME_HOME", home);
+        c
+    };
+    // Warm both (the first container run also builds the sidecar image).
+    time(&mut plain());
+    time(&mut ours());
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        b.push(time(&mut plain()));
+        a.push(time(&mut ours()));
+        // The previous run's janitor removes its sidecar meanwhile: let it finish.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (ours, plain) = (median(a), median(b));
+    println!(
+        "container: run --sandbox=container -- true {:.0} ms, podman run --rm true {:.0} ms: {:.2}x (target <= 1.3)",
+        ms(ours),
+        ms(plain),
+        ms(ours) / ms(plain)
+    );
 }

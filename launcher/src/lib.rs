@@ -15,6 +15,8 @@
 
 pub(crate) mod auth;
 pub(crate) mod cli;
+#[cfg(target_os = "linux")]
+pub mod container;
 pub(crate) mod context;
 pub(crate) mod daemon;
 pub(crate) mod env;

@@ -7,5 +7,8 @@ fn main() -> ExitCode {
     // (no threads, no runtime). Returns at once in every other case.
     #[cfg(target_os = "linux")]
     authsome_netns::maybe_run_helper();
+    // The container backend's sidecar is this binary too (the same rule: nothing runs first).
+    #[cfg(target_os = "linux")]
+    authsome::container::sidecar::maybe_run();
     authsome::main()
 }

@@ -49,6 +49,18 @@ pub use sandbox::{CaptureSocket, PendingSandbox, Sandbox, Signaller};
 #[cfg(target_os = "linux")]
 pub use sys::die_with_parent;
 
+/// The capture of `spec` in the CURRENT network namespace, for a process that already owns
+/// one (the container backend's sidecar, started with `--network none` and `NET_ADMIN`):
+/// `lo` up, every destination made local, and the capture listeners bound, exactly as the
+/// helper does inside a namespace it created. Call it before any other thread exists.
+#[cfg(target_os = "linux")]
+pub fn capture_current_namespace(spec: &SandboxSpec) -> Result<Vec<CaptureSocket>, NamespaceError> {
+    let failed = |f: helper::Failure| NamespaceError::Setup { step: f.step, detail: f.detail, source: f.source };
+    let ipv6 = net::configure_loopback().map_err(failed)?;
+    let sockets = net::bind_capture(spec, ipv6).map_err(failed)?;
+    Ok(sockets.into_iter().map(|(info, fd)| CaptureSocket::from_bound(info, fd)).collect())
+}
+
 /// `argv[1]` that puts the binary in helper mode.
 pub const HELPER_ARG: &str = "__authsome-sandbox-helper";
 

@@ -42,6 +42,16 @@ pub enum CaptureSocket {
     InnerProxy { listener: TcpListener },
 }
 
+impl CaptureSocket {
+    pub(crate) fn from_bound(info: crate::proto::SocketInfo, fd: OwnedFd) -> Self {
+        match info.kind {
+            SocketKind::Tcp => CaptureSocket::Tcp { port: info.port, listener: TcpListener::from(fd) },
+            SocketKind::Udp => CaptureSocket::Udp { port: info.port, socket: UdpSocket::from(fd) },
+            SocketKind::InnerProxy => CaptureSocket::InnerProxy { listener: TcpListener::from(fd) },
+        }
+    }
+}
+
 /// A running sandbox (the helper process and, after [`release`](Sandbox::release), the command).
 /// Dropping it kills everything inside.
 #[derive(Debug)]
@@ -133,15 +143,9 @@ impl Sandbox {
         let reply = self.receive();
         self.chan().set_recv_timeout(None).map_err(send_error)?;
         match reply? {
-            Some((FromHelper::Ready(infos), fds)) if infos.len() == fds.len() => Ok(infos
-                .into_iter()
-                .zip(fds)
-                .map(|(info, fd)| match info.kind {
-                    SocketKind::Tcp => CaptureSocket::Tcp { port: info.port, listener: TcpListener::from(fd) },
-                    SocketKind::Udp => CaptureSocket::Udp { port: info.port, socket: UdpSocket::from(fd) },
-                    SocketKind::InnerProxy => CaptureSocket::InnerProxy { listener: TcpListener::from(fd) },
-                })
-                .collect()),
+            Some((FromHelper::Ready(infos), fds)) if infos.len() == fds.len() => {
+                Ok(infos.into_iter().zip(fds).map(|(info, fd)| CaptureSocket::from_bound(info, fd)).collect())
+            }
             Some((FromHelper::Failed { step, errno, detail }, _)) => Err(self.failure(step, errno, detail)),
             other => Err(self.protocol_error("capture sockets", other.map(|(m, _)| m))),
         }

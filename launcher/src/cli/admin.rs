@@ -390,6 +390,15 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         .map(|p| (p.name, p.key_backend.unwrap_or_else(|| "not created yet".into())))
         .collect();
 
+    // Not a readiness check either: containers of killed `run --sandbox=container` runs, when a
+    // container engine is installed.
+    #[cfg(target_os = "linux")]
+    let leftovers = crate::container::engine::ContainerEngine::detect(&std::env::vars_os().collect::<Vec<_>>())
+        .ok()
+        .and_then(|engine| crate::container::leftover_runs(&engine).ok());
+    #[cfg(not(target_os = "linux"))]
+    let leftovers: Option<Vec<String>> = None;
+
     let ready = issues.is_empty();
     if ctx.out.json {
         let profiles: Vec<Value> =
@@ -400,6 +409,7 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
             "issues": issues,
             "keychain": if keychain { "available" } else { "unavailable" },
             "profiles": profiles,
+            "container_leftovers": leftovers,
         }));
     } else {
         let mut text = String::new();
@@ -413,6 +423,12 @@ pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
         });
         for (name, backend) in &backends {
             text.push_str(&format!("profile {name}: key backend {backend}\n"));
+        }
+        if let Some(runs) = leftovers.as_ref().filter(|runs| !runs.is_empty()) {
+            text.push_str(&format!(
+                "containers: {} run(s) left behind by killed runs (`authsome sandbox prune` removes them)\n",
+                runs.len()
+            ));
         }
         for issue in &issues {
             text.push_str(&format!("  - {issue}\n"));

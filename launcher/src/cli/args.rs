@@ -129,6 +129,12 @@ pub(crate) enum Command {
     Daemon(DaemonCommand),
     /// Import a home written by the Python authsome 0.2.4 (its files move to a backup first).
     Migrate(MigrateArgs),
+    /// The sidecar image of `run --sandbox=container`.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Sandbox housekeeping.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
     /// Forget cached passphrase keys: the next command asks for the passphrase again.
     Lock,
     /// Open the daemon's page of providers and connections in the browser (starts the daemon).
@@ -218,8 +224,17 @@ pub(crate) struct RunArgs {
     pub(crate) policy: Option<PathBuf>,
     /// Run the command in a network namespace whose only way out is the proxy (Linux): even
     /// clients that ignore HTTPS_PROXY are captured, and the host's secrets are hidden.
-    #[arg(long)]
-    pub(crate) sandbox: bool,
+    /// `--sandbox=container` runs it in a container (podman or docker, with --image) instead.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "namespace",
+          value_name = "BACKEND")]
+    pub(crate) sandbox: Option<SandboxArg>,
+    /// With --sandbox=container: the image the command runs in (e.g. node:22).
+    #[arg(long, value_name = "IMAGE", requires = "sandbox")]
+    pub(crate) image: Option<String>,
+    /// With --sandbox=container: mount nothing of the host (not even the working directory);
+    /// the command starts in the image's own working directory.
+    #[arg(long, requires = "image")]
+    pub(crate) no_mount_cwd: bool,
     /// With --sandbox: `restricted` (host read-only, a private empty home, the working directory
     /// writable), `home` (as restricted, but the real home readable minus credential files) or
     /// `open` (the host filesystem as it is; secrets still hidden).
@@ -245,6 +260,26 @@ pub(crate) struct RunArgs {
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub(crate) command: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Build the sidecar image from this authsome binary (no registry needed); prints its tag.
+    Build,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// Remove the containers left by container runs whose authsome was killed.
+    Prune,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SandboxArg {
+    /// Linux namespaces made by authsome (the default).
+    Namespace,
+    /// A sidecar and a workload container, through podman or docker.
+    Container,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,8 @@ pub(crate) mod admin;
 pub(crate) mod args;
 pub(crate) mod ca;
 pub(crate) mod client;
+#[cfg(target_os = "linux")]
+pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod export;
 pub(crate) mod lock;
@@ -137,6 +139,14 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         Command::Completions(args) => admin::completions(args),
         Command::Daemon(command) => daemon::daemon(ctx, command),
         Command::Migrate(args) => migrate::migrate(ctx, args),
+        #[cfg(target_os = "linux")]
+        Command::Image(command) => container::image(ctx, command),
+        #[cfg(target_os = "linux")]
+        Command::Sandbox(command) => container::sandbox(ctx, command),
+        #[cfg(not(target_os = "linux"))]
+        Command::Image(_) | Command::Sandbox(_) => {
+            Err(CliError::new(crate::error::Kind::RunFailed, "the container backend is only built for Linux hosts yet"))
+        }
         Command::Lock => lock::lock(ctx),
         Command::Ui(args) => daemon::ui(ctx, args),
     };

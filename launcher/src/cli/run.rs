@@ -15,21 +15,32 @@ use std::path::{Path, PathBuf};
 use authsome_proxy::{ConnectTo, EgressMode, EgressPolicy, HostPattern, UpstreamConfig};
 use serde::Deserialize;
 
-use super::args::{EgressArg, FsArg, RunArgs};
+use super::args::{EgressArg, FsArg, RunArgs, SandboxArg};
 use crate::context::Context;
 use crate::env;
 use crate::error::{CliError, CliResult, Kind};
-use crate::run::{EnvItem, FsMode, RunSettings, SandboxSettings};
+use crate::run::{EnvItem, FsMode, RunSettings, SandboxBackend, SandboxSettings};
 
 /// `authsome run`: resolve the settings, then run.
 pub(crate) fn run(ctx: &Context, args: &RunArgs) -> CliResult<i32> {
     // Anything that stops `run` before the child starts exits 125, bad flag values included:
     // scripts tell "run failed" from the child's own codes that way.
-    let settings = settings(args).map_err(|mut e| {
+    let mut settings = settings(args).map_err(|mut e| {
         e.kind = Kind::RunFailed;
         e
     })?;
+    if let Some(sandbox) = &mut settings.sandbox {
+        sandbox.fallback_image = configured_image(ctx);
+    }
     crate::run::run(ctx, &settings)
+}
+
+/// `{"sandbox": {"image": "node:22"}}` in config.json: the container image `--sandbox` falls
+/// back to where namespaces are unavailable.
+fn configured_image(ctx: &Context) -> Option<String> {
+    let config = authsome_vault::Config::load(&ctx.home.config_path()).ok()?;
+    let image = config.extra.get("sandbox")?.get("image")?.as_str()?.trim();
+    (!image.is_empty()).then(|| image.to_string())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,7 +65,7 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     };
     // A sandbox reaches only what it needs by default: the hosts of the providers it holds
     // credentials for, plus what --allow names. Plain `run` keeps every host.
-    let default = if args.sandbox { EgressArg::Providers } else { EgressArg::All };
+    let default = if args.sandbox.is_some() { EgressArg::Providers } else { EgressArg::All };
     let mode = match args.egress.or(file.egress).unwrap_or(default) {
         EgressArg::All => EgressMode::All,
         // Both: hosts a route owns plus the allow patterns (--allow adds to the default).
@@ -70,7 +81,7 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     ports.sort_unstable();
     ports.dedup();
 
-    let sandbox = if args.sandbox { Some(sandbox_settings(args)?) } else { None };
+    let sandbox = if args.sandbox.is_some() { Some(sandbox_settings(args)?) } else { None };
     Ok(RunSettings {
         command: args.command.clone(),
         connections: connection_choices(&args.connections)?,
@@ -214,7 +225,23 @@ fn sandbox_settings(args: &RunArgs) -> CliResult<SandboxSettings> {
     {
         home_read_only.push(dir);
     }
+    let backend = match (args.sandbox, &args.image) {
+        (Some(SandboxArg::Container), Some(image)) => {
+            SandboxBackend::Container { image: image.clone(), mount_cwd: !args.no_mount_cwd }
+        }
+        (Some(SandboxArg::Container), None) => {
+            return Err(CliError::new(Kind::Usage, "--sandbox=container needs --image IMAGE")
+                .hint("name the image the command runs in, e.g. --image node:22"));
+        }
+        (_, Some(_)) => {
+            return Err(CliError::new(Kind::Usage, "--image is for --sandbox=container")
+                .hint("add --sandbox=container, or drop --image"));
+        }
+        (_, None) => SandboxBackend::Namespace,
+    };
     Ok(SandboxSettings {
+        backend,
+        fallback_image: None,
         fs,
         writable,
         read: args.read.iter().map(absolute).collect(),

@@ -56,6 +56,10 @@ impl RunDir {
         Ok(Self { path })
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// `name` in this directory, made by [`write_combined_bundle`].
     pub(crate) fn write_bundle(&self, name: &str, sources: &[PathBuf], ca_pem: &str) -> CliResult<PathBuf> {
         let path = self.path.join(name);

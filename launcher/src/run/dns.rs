@@ -13,7 +13,8 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrSt
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-enum Destination {
+/// Where a query was sent (its reply must come from there).
+pub(crate) enum Destination {
     V4(libc::in_pktinfo),
     V6(libc::in6_pktinfo),
     Unknown,
@@ -39,7 +40,7 @@ pub(crate) async fn serve(
     }
 }
 
-fn receive(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Option<SockaddrStorage>, Destination)> {
+pub(crate) fn receive(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Option<SockaddrStorage>, Destination)> {
     let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo);
     let msg = recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
@@ -57,7 +58,12 @@ fn receive(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Option<Sock
     Ok((msg.bytes, msg.address, destination))
 }
 
-fn send(socket: &UdpSocket, reply: &[u8], to: &SockaddrStorage, destination: &Destination) -> io::Result<usize> {
+pub(crate) fn send(
+    socket: &UdpSocket,
+    reply: &[u8],
+    to: &SockaddrStorage,
+    destination: &Destination,
+) -> io::Result<usize> {
     let iov = [IoSlice::new(reply)];
     let fd = socket.as_raw_fd();
     let sent = match destination {

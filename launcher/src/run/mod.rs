@@ -7,11 +7,11 @@
 //! signal N; 125 when `run` itself failed before the child started; 126/127 when the command
 //! could not be executed or was not found (as `env` and `docker run` do).
 
-mod bundle;
+pub(crate) mod bundle;
 pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
-mod dns;
-mod events;
+pub(crate) mod dns;
+pub(crate) mod events;
 mod node_preload;
 #[cfg(target_os = "linux")]
 mod notice;
@@ -20,7 +20,7 @@ mod routes;
 #[cfg(target_os = "linux")]
 mod sandbox;
 mod settings;
-mod signals;
+pub(crate) mod signals;
 pub(crate) mod source;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,8 +34,13 @@ use secrecy::SecretString;
 use crate::context::{Context, Prompter};
 use crate::error::{CliError, CliResult, Kind};
 use crate::providers::Provider;
-pub(crate) use settings::{EnvItem, FsMode, RunSettings, SandboxSettings};
-use source::{LoadError, Loader, VaultSource};
+pub(crate) use bundle::RunDir;
+pub(crate) use events::RunEvents;
+#[cfg(target_os = "linux")]
+pub(crate) use sandbox::{INNER_PROXY_PORT, keep_env};
+pub(crate) use settings::{EnvItem, FsMode, RunSettings, SandboxBackend, SandboxSettings};
+pub(crate) use source::VaultSource;
+use source::{LoadError, Loader};
 
 /// Everything decided before the proxy starts.
 pub(crate) struct Plan {
@@ -47,10 +52,10 @@ pub(crate) struct Plan {
     /// Owner label → the connection used when a request carries no placeholder.
     chosen: HashMap<String, String>,
     loaded: Vec<(String, String, ConnectionMeta, Secrets)>,
-    env_placeholders: BTreeMap<String, String>,
+    pub(crate) env_placeholders: BTreeMap<String, String>,
     routes: RouteTable,
-    provider_hosts: Vec<String>,
-    secrets: Vec<SecretString>,
+    pub(crate) provider_hosts: Vec<String>,
+    pub(crate) secrets: Vec<SecretString>,
     vault: Arc<Mutex<Vault>>,
 }
 
@@ -58,11 +63,19 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
     let started = Instant::now();
     if let Some(sandbox) = &settings.sandbox {
         #[cfg(target_os = "linux")]
+        if let SandboxBackend::Container { image, mount_cwd } = &sandbox.backend {
+            let plan = plan(ctx, settings).map_err(run_failed)?;
+            return crate::container::run(ctx, settings, sandbox, image, *mount_cwd, plan, started).map_err(run_failed);
+        }
+        #[cfg(target_os = "linux")]
         {
             // The sandbox's helper execs and starts up while the vault is read and the spec built.
             let helper = authsome_netns::Sandbox::spawn(std::path::Path::new("/proc/self/exe"));
             let plan = plan(ctx, settings).map_err(run_failed)?;
-            return sandbox::run_sandboxed(ctx, settings, sandbox, plan, started, helper);
+            return match sandbox::run_sandboxed(ctx, settings, sandbox, plan, started, helper) {
+                Err(e) if e.message.starts_with(sandbox::SETUP_FAILED) => fall_back(ctx, settings, sandbox, e, started),
+                other => other,
+            };
         }
         #[cfg(not(target_os = "linux"))]
         return Err(CliError::new(Kind::RunFailed, "--sandbox needs Linux network namespaces")
@@ -79,6 +92,29 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
     // Joining the workers costs a millisecond and nothing is left to flush: the process exits.
     runtime.shutdown_background();
     code
+}
+
+/// Namespaces are unavailable here (the command did not run): the container engine with the
+/// configured `sandbox.image`, else the error with the way to ask for a container.
+#[cfg(target_os = "linux")]
+fn fall_back(
+    ctx: &Context,
+    settings: &RunSettings,
+    sandbox: &SandboxSettings,
+    error: CliError,
+    started: Instant,
+) -> CliResult<i32> {
+    let Some(image) = &sandbox.fallback_image else {
+        let hint = error.hint.clone().unwrap_or_default();
+        return Err(error.hint(format!(
+            "{hint}; or run it in a container: --sandbox=container --image IMAGE (with \"sandbox\": {{\"image\": \
+             IMAGE}} in config.json, --sandbox falls back to it)"
+        )));
+    };
+    ctx.out
+        .note(&format!("authsome: {}; falling back to the container backend (sandbox.image {image})", error.message));
+    let plan = plan(ctx, settings).map_err(run_failed)?;
+    crate::container::run(ctx, settings, sandbox, image, true, plan, started).map_err(run_failed)
 }
 
 fn run_failed(mut e: CliError) -> CliError {
@@ -249,8 +285,8 @@ pub(crate) fn random_token() -> CliResult<String> {
 
 /// The proxy and what it reports to, built the same way for both ways in.
 pub(crate) struct Engine {
-    pub(crate) proxy: Proxy<VaultSource, events::RunEvents>,
-    pub(crate) events: Arc<events::RunEvents>,
+    pub(crate) proxy: Proxy<VaultSource, RunEvents>,
+    pub(crate) events: Arc<RunEvents>,
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) egress: EgressPolicy,
     pub(crate) run_token: String,
@@ -258,7 +294,7 @@ pub(crate) struct Engine {
     pub(crate) ca_pem: String,
 }
 
-fn engine(
+pub(crate) fn engine(
     ctx: &Context,
     settings: &RunSettings,
     plan: &mut Plan,
@@ -297,7 +333,7 @@ fn engine(
                 .hint(format!("log in again with `authsome login {provider} --connection {connection} --force`"))
         })?;
     }
-    let events = Arc::new(events::RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id, !ctx.out.quiet));
+    let events = Arc::new(RunEvents::new(ctx.audit_log.clone(), &ctx.profile, &run_id, !ctx.out.quiet));
     let routes = Arc::new(std::mem::replace(&mut plan.routes, RouteTable::new(Vec::new(), Vec::new())));
     let egress = settings.egress.clone();
     let ca_pem = ca.cert_pem().to_string();
@@ -372,7 +408,7 @@ impl RunAudit {
         Self { run_id: run_id.to_string(), command, providers, mode, started }
     }
 
-    pub(crate) fn end(self, ctx: &Context, code: i32, events: &events::RunEvents) {
+    pub(crate) fn end(self, ctx: &Context, code: i32, events: &RunEvents) {
         let summary = serde_json::to_value(events.summary()).unwrap_or_default();
         ctx.audit(
             AuditEvent::new("run")

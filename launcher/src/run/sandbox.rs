@@ -206,7 +206,7 @@ fn fs_policy(ctx: &Context, sandboxed: &SandboxSettings) -> FsPolicy {
 }
 
 /// The allowlist, `LC_*`, and `--env NAME` / `--env NAME=VALUE`.
-fn keep_env(parent: &[(OsString, OsString)], extra: &[EnvItem]) -> Vec<(OsString, OsString)> {
+pub(crate) fn keep_env(parent: &[(OsString, OsString)], extra: &[EnvItem]) -> Vec<(OsString, OsString)> {
     let passed = |n: &str| extra.iter().any(|e| matches!(e, EnvItem::Pass(name) if name == n));
     let mut kept: Vec<(OsString, OsString)> = parent
         .iter()
@@ -293,8 +293,12 @@ fn exec_error(ctx: &Context, e: NamespaceError) -> CliResult<i32> {
     Ok(code)
 }
 
+/// How a sandbox that could not be built (the command never ran) is reported; `run` falls back
+/// to the container backend on it when `sandbox.image` is configured.
+pub(crate) const SETUP_FAILED: &str = "cannot set up the sandbox";
+
 fn namespace_error(e: NamespaceError) -> CliError {
     let hint = e.hint();
-    CliError::new(Kind::RunFailed, format!("cannot set up the sandbox: {e}"))
+    CliError::new(Kind::RunFailed, format!("{SETUP_FAILED}: {e}"))
         .hint(format!("{hint} (the command was not run; `authsome doctor --sandbox` checks this machine)"))
 }

@@ -59,6 +59,21 @@ pub(crate) struct SandboxSettings {
     /// Directories under the home kept readable in a private home: toolchains and the one
     /// holding the command.
     pub(crate) home_read_only: Vec<PathBuf>,
+    /// Which sandbox backend runs the command.
+    pub(crate) backend: SandboxBackend,
+    /// `sandbox.image` from the configuration: where namespaces are unavailable, `--sandbox`
+    /// runs the command in a container from this image.
+    pub(crate) fallback_image: Option<String>,
+}
+
+/// Which mechanism builds the sandbox (`--sandbox[=namespace|container]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SandboxBackend {
+    /// Linux namespaces made by authsome.
+    Namespace,
+    /// A sidecar and a workload container from IMAGE, through podman or docker;
+    /// `mount_cwd: false` (`--no-mount-cwd`) mounts no host path at all.
+    Container { image: String, mount_cwd: bool },
 }
 
 /// How much of the host filesystem the sandbox shows.
