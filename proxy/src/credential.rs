@@ -31,6 +31,11 @@ pub struct Injection {
     pub client_headers: Vec<HeaderName>,
     /// Query parameters (unencoded names) in which the client may carry the placeholder.
     pub client_query: Vec<String>,
+    /// Further secret values the injection puts on the wire (the second secret of a two-value
+    /// credential, e.g. an application key beside an API key): masked out of the responses like
+    /// `secret`. Identifiers that are not secret (an account id) do not belong here: masking them
+    /// would mangle answers that name them.
+    pub other_secrets: Vec<SecretString>,
 }
 
 impl Injection {
@@ -42,7 +47,14 @@ impl Injection {
             secret,
             client_headers: Vec::new(),
             client_query: Vec::new(),
+            other_secrets: Vec::new(),
         }
+    }
+
+    /// Further secret values to mask out of the responses (see [`Injection::other_secrets`]).
+    pub fn with_other_secrets(mut self, secrets: Vec<SecretString>) -> Self {
+        self.other_secrets = secrets;
+        self
     }
 
     /// Headers to set (replacing the client's of the same name).
@@ -91,6 +103,7 @@ impl fmt::Debug for Injection {
             .field("secret", &"[redacted]")
             .field("client_headers", &self.client_headers)
             .field("client_query", &self.client_query)
+            .field("other_secrets", &self.other_secrets.len())
             .finish()
     }
 }

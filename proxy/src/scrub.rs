@@ -53,8 +53,11 @@ impl Needles {
     /// The forms of the credentials in `injections` (several after a refresh-and-retry).
     pub(crate) fn new<'a>(injections: impl IntoIterator<Item = &'a Injection>) -> Self {
         let mut forms: Vec<Vec<u8>> = Vec::new();
-        for injection in injections {
-            let secret = injection.secret.expose_secret();
+        let secrets = injections.into_iter().flat_map(|injection| {
+            std::iter::once(&injection.secret).chain(&injection.other_secrets).map(move |s| (injection, s))
+        });
+        for (injection, secret) in secrets {
+            let secret = secret.expose_secret();
             if secret.is_empty() {
                 continue;
             }
@@ -171,6 +174,11 @@ impl NeedleCache {
         for injection in injections {
             material.extend_from_slice(injection.secret.expose_secret().as_bytes());
             material.push(0);
+            for other in &injection.other_secrets {
+                material.extend_from_slice(other.expose_secret().as_bytes());
+                material.push(0);
+            }
+            material.push(2);
             for (_, value) in &injection.headers {
                 material.extend_from_slice(value.as_bytes());
                 material.push(0);

@@ -116,6 +116,20 @@ async fn basic_form_is_masked() {
     assert_eq!(body, format!("before Basic {} after", mask(payload.len())));
 }
 
+/// A two-value credential (an API key and an application key, each in its own header): an
+/// upstream that echoes the second one gets it masked too.
+#[tokio::test]
+async fn the_second_secret_of_a_two_value_credential_is_masked() {
+    const APP: &str = "app-key-0123456789abcdef";
+    let source = FakeSource { second_secret: Some(APP.into()), ..FakeSource::default() };
+    let h = harness(Options { source, ..Options::default() }).await;
+    let (body, head) = get(&h, "https://api.example.test/reflect/second", &[]).await;
+    assert!(!body.contains(APP) && !head.contains(APP), "{head}{body}");
+    assert!(!body.contains(SECRET), "{body}");
+    assert_eq!(body, format!("app {} key Bearer {}", mask(APP.len()), mask(SECRET.len())));
+    assert_eq!(header(&head, "x-echo-app"), Some(mask(APP.len()).as_str()), "{head}");
+}
+
 #[tokio::test]
 async fn percent_encoded_form_is_masked() {
     let h = harness(Options {

@@ -19,6 +19,8 @@ struct Ready {
     headers: Vec<(HeaderName, HeaderValue)>,
     query: Vec<(String, String)>,
     secret: SecretString,
+    /// The second value of a two-value credential when it is a secret: masked out of responses.
+    other_secrets: Vec<SecretString>,
     /// Unix seconds after which it must be re-read (refresh margin applied), if it expires.
     reread_after: Option<i64>,
 }
@@ -107,7 +109,11 @@ fn render(provider: &Provider, meta: &ConnectionMeta, secrets: &Secrets) -> Resu
     }
     let query = rendered.query.into_iter().map(|(k, v)| (k, v.expose_secret().to_string())).collect();
     let reread_after = meta.expires_at.map(|at| at - crate::auth::refresh::margin(meta));
-    Ok(Ready { headers, query, secret, reread_after })
+    let other_secrets = match (&provider.second_value, second) {
+        (Some(spec), Some(value)) if spec.secret => vec![value],
+        _ => Vec::new(),
+    };
+    Ok(Ready { headers, query, secret, other_secrets, reread_after })
 }
 
 impl CredentialSource for VaultSource {
@@ -161,6 +167,7 @@ fn injection(ready: &Ready) -> Injection {
         secret: ready.secret.clone(),
         client_headers: Vec::new(),
         client_query: Vec::new(),
+        other_secrets: ready.other_secrets.clone(),
     }
 }
 

@@ -163,6 +163,18 @@ fn reflect(how: &str, req: &Request<Incoming>) -> Option<Response<Body>> {
             Response::builder().header("content-encoding", "gzip").body(full(encoder.finish().unwrap())).unwrap()
         }
         "br" => Response::builder().header("content-encoding", "br").body(full(text)).unwrap(),
+        "second" => {
+            // Both values of a two-value credential, in a header and in the body.
+            let second = req.headers().get("x-app-key").map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+            let mut body = b"app ".to_vec();
+            body.extend_from_slice(&second);
+            body.extend_from_slice(b" key ");
+            body.extend_from_slice(&echo);
+            Response::builder()
+                .header("x-echo-app", http::HeaderValue::from_bytes(&second).unwrap())
+                .body(full(body))
+                .unwrap()
+        }
         "accept-encoding" => {
             Response::new(full(req.headers().get("accept-encoding").map(|v| v.as_bytes().to_vec()).unwrap_or_default()))
         }
@@ -321,6 +333,8 @@ pub struct FakeSource {
     pub basic: bool,
     /// Appended to every token (characters that need percent-encoding in a query).
     pub token_suffix: String,
+    /// A second secret set as `x-app-key` (a two-value credential), declared as such.
+    pub second_secret: Option<String>,
 }
 
 impl FakeSource {
@@ -355,8 +369,13 @@ impl CredentialSource for FakeSource {
         };
         let mut value: http::HeaderValue = rendered.parse().unwrap();
         value.set_sensitive(true);
+        let mut headers = if self.query_param.is_some() { vec![] } else { vec![(http::header::AUTHORIZATION, value)] };
+        if let Some(second) = &self.second_secret {
+            headers.push((http::HeaderName::from_static("x-app-key"), second.parse().unwrap()));
+        }
         Ok(Injection::new(SecretString::from(token.clone()))
-            .with_headers(if self.query_param.is_some() { vec![] } else { vec![(http::header::AUTHORIZATION, value)] })
+            .with_other_secrets(self.second_secret.iter().map(|s| SecretString::from(s.clone())).collect())
+            .with_headers(headers)
             .with_query(self.query_param.iter().map(|q| (q.clone(), token.clone())).collect())
             // Where the query-parameter provider's client may carry the placeholder itself.
             .with_client_headers(if self.query_param.is_some() { vec![http::header::AUTHORIZATION] } else { vec![] }))
