@@ -248,6 +248,38 @@ impl NamespaceError {
     }
 }
 
+/// A failed step inside the helper, init or the command's pre-exec code, before it is sent to
+/// the launcher (which turns it into a [`NamespaceError`] with [`classify`]).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) step: Step,
+    pub(crate) source: io::Error,
+    /// What the step was working on (a path, an address, the program); may be empty.
+    pub(crate) detail: String,
+}
+
+#[cfg(target_os = "linux")]
+impl Failure {
+    pub(crate) fn new(step: Step, source: impl Into<io::Error>, detail: impl Into<String>) -> Self {
+        Failure { step, source: source.into(), detail: detail.into() }
+    }
+
+    /// The `Failed` message: the errno when there is one (`EIO` otherwise, with the error's
+    /// text as the detail so the launcher still learns what went wrong).
+    pub(crate) fn message_for_launcher(&self) -> crate::proto::FromHelper {
+        crate::proto::FromHelper::Failed {
+            step: self.step,
+            errno: self.source.raw_os_error().unwrap_or(libc_errno::EIO),
+            detail: if self.source.raw_os_error().is_some() || !self.detail.is_empty() {
+                self.detail.clone()
+            } else {
+                self.source.to_string()
+            },
+        }
+    }
+}
+
 /// Facts about the host that turn a bare errno into an actionable error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
@@ -302,6 +334,7 @@ pub fn classify(step: Step, errno: i32, detail: String, facts: &HostFacts) -> Na
 mod libc_errno {
     pub const EPERM: i32 = 1;
     pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
     pub const EACCES: i32 = 13;
     pub const EINVAL: i32 = 22;
     pub const ENOSPC: i32 = 28;

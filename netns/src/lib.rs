@@ -39,6 +39,8 @@ mod sandbox;
 #[cfg(target_os = "linux")]
 mod seccomp;
 #[cfg(target_os = "linux")]
+mod signals;
+#[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod sys;
 
