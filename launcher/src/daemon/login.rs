@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::server::{ApiError, AppState, blocking};
 use super::sessions::{DeviceInfo, Need, Session, Status};
 use super::{pages, security};
+use crate::auth::code::Authorization;
 use crate::auth::{self, ClientCredentials, Endpoints, code, dcr, device};
 use crate::context::NoPrompt;
 use crate::error::{CliError, Kind};
@@ -526,52 +527,20 @@ pub(super) async fn callback(
         )
             .into_response();
     };
-    let Some((profile, provider, connection, flow, scopes, base_url, client)) = state.sessions.with(&id, |s| {
-        (
-            s.profile.clone(),
-            s.provider.clone(),
-            s.connection.clone(),
-            s.flow,
-            s.scopes.clone(),
-            s.base_url.clone(),
-            s.client.clone(),
-        )
+    let Some(login) = state.sessions.with(&id, |s| CodeLogin {
+        profile: s.profile.clone(),
+        provider: s.provider.clone(),
+        connection: s.connection.clone(),
+        flow: s.flow,
+        scopes: s.scopes.clone(),
+        base_url: s.base_url.clone(),
+        client: s.client.clone(),
     }) else {
         return unknown_session();
     };
-    let outcome: Result<(), CliError> = async {
-        if let Some(error) = params.get("error") {
-            let mut e =
-                CliError::new(Kind::AuthenticationFailed, format!("{} refused the login", provider.display_name));
-            e = e.cause(match params.get("error_description") {
-                Some(description) => format!("{error}: {description}"),
-                None => error.clone(),
-            });
-            return Err(e);
-        }
-        let endpoints = Endpoints::resolve(&provider, base_url.as_deref())?;
-        if let (Some(iss), Some(authorization)) = (params.get("iss"), endpoints.authorization.as_deref()) {
-            code::check_issuer(iss, authorization)?;
-        }
-        let code = params
-            .get("code")
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the provider sent no authorization code"))?;
-        let client = client.ok_or_else(|| CliError::new(Kind::Generic, "the session has no OAuth client"))?;
-        let http = auth::http::client()?;
-        let token = code::exchange(&http, &endpoints, &client, code, &authorization).await.map_err(|e| {
-            e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
-        })?;
-        let login = Obtained {
-            provider: &provider,
-            connection: &connection,
-            base_url: base_url.clone(),
-            scopes,
-            client: &client,
-        };
-        store_token(&state.home, &profile, login, token).await
-    }
-    .await;
+    let (profile, provider, connection, flow) =
+        (login.profile.clone(), login.provider.clone(), login.connection.clone(), login.flow);
+    let outcome = redeem_code(&state, &params, &authorization, login).await;
     let page = match &outcome {
         Ok(()) => (
             StatusCode::OK,
@@ -590,4 +559,49 @@ pub(super) async fn callback(
     };
     finish(&state, &id, &profile, &provider, &connection, flow, outcome);
     page.into_response()
+}
+
+/// What the OAuth callback needs of its session, copied out of the session lock.
+struct CodeLogin {
+    profile: String,
+    provider: Provider,
+    connection: String,
+    flow: Flow,
+    scopes: Vec<String>,
+    base_url: Option<String>,
+    client: Option<ClientCredentials>,
+}
+
+/// The provider's answer to an authorization request: refuse an error or a foreign issuer,
+/// exchange the code for a token, store it.
+async fn redeem_code(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    authorization: &Authorization,
+    login: CodeLogin,
+) -> Result<(), CliError> {
+    let CodeLogin { profile, provider, connection, scopes, base_url, client, .. } = login;
+    let provider = &provider;
+    if let Some(error) = params.get("error") {
+        let e = CliError::new(Kind::AuthenticationFailed, format!("{} refused the login", provider.display_name));
+        return Err(e.cause(match params.get("error_description") {
+            Some(description) => format!("{error}: {description}"),
+            None => error.clone(),
+        }));
+    }
+    let endpoints = Endpoints::resolve(provider, base_url.as_deref())?;
+    if let (Some(iss), Some(authorization)) = (params.get("iss"), endpoints.authorization.as_deref()) {
+        code::check_issuer(iss, authorization)?;
+    }
+    let code = params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the provider sent no authorization code"))?;
+    let client = client.ok_or_else(|| CliError::new(Kind::Generic, "the session has no OAuth client"))?;
+    let http = auth::http::client()?;
+    let token = code::exchange(&http, &endpoints, &client, code, authorization).await.map_err(|e| {
+        e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
+    })?;
+    let login = Obtained { provider, connection: &connection, base_url, scopes, client: &client };
+    store_token(&state.home, &profile, login, token).await
 }
