@@ -9,46 +9,87 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum Step {
+    /// Starting the sandbox helper.
     SpawnHelper = 1,
+    /// Sending the sandbox spec to the helper.
     SendSpec,
+    /// Reading the sandbox spec.
     ReadSpec,
+    /// Creating the user, network, mount and pid namespaces.
     Unshare,
+    /// Writing /proc/self/setgroups.
     SetGroups,
+    /// Writing /proc/self/uid_map.
     UidMap,
+    /// Writing /proc/self/gid_map.
     GidMap,
+    /// Disabling nested user namespaces (user.max_user_namespaces=0 inside).
     LimitNesting,
+    /// Opening a netlink socket in the new network namespace.
     Netlink,
+    /// Bringing lo up.
     LoopbackUp,
+    /// Adding the route `local 0.0.0.0/0 dev lo`.
     LocalRouteV4,
+    /// Adding the route `local ::/0 dev lo`.
     LocalRouteV6,
+    /// Binding a capture listener.
     BindCapture,
+    /// Handing the capture sockets to the launcher.
     SendSockets,
+    /// Making the mount namespace private.
     MountPrivate,
+    /// Opening a host path for the sandbox.
     OpenHostPath,
+    /// Making the host root read-only.
     ReadOnlyRoot,
+    /// Mounting a tmpfs.
     MountTmpfs,
+    /// Building the sandbox's /dev.
     MountDev,
+    /// Writing resolv.conf/hosts for the sandbox.
     WriteStaged,
+    /// Bind-mounting a file into the sandbox.
     BindMount,
+    /// Making a writable path writable.
     MakeWritable,
+    /// Hiding a host path.
     HidePath,
+    /// Changing to the working directory.
     Chdir,
+    /// Finding the command.
     ResolveCommand,
+    /// Waiting for the launcher to release the command.
     WaitRelease,
+    /// Starting the sandbox's init process.
     ForkInit,
+    /// Mounting /proc for the sandbox.
     MountProc,
+    /// Starting the command.
     ForkCommand,
+    /// Resetting signal handlers.
     ResetSignals,
+    /// Starting a new session.
     NewSession,
+    /// Joining a fresh session keyring.
     JoinKeyring,
+    /// Closing inherited file descriptors.
     SealFds,
+    /// Dropping the capability bounding set.
     DropBounding,
+    /// Clearing ambient capabilities.
     ClearAmbient,
+    /// Clearing inheritable capabilities.
     ClearInheritable,
+    /// Clearing permitted capabilities.
     ClearPermitted,
+    /// Setting no_new_privs.
     NoNewPrivs,
+    /// Installing the seccomp filter.
     Seccomp,
+    /// Executing the command.
     Exec,
+    /// Keeping a path the host runs later read-only inside a writable path.
     ProtectPath,
 }
 
@@ -97,10 +138,12 @@ impl Step {
         Step::ProtectPath,
     ];
 
+    /// The step's number on the wire between helper and launcher.
     pub fn code(self) -> u16 {
         self as u16
     }
 
+    /// The step with this wire number, if any.
     pub fn from_code(code: u16) -> Option<Step> {
         Step::ALL.iter().copied().find(|s| s.code() == code)
     }
@@ -111,6 +154,7 @@ impl Step {
         self.code() > Step::Unshare.code()
     }
 
+    /// What the step does, as the error message names it ("… failed while *this*").
     pub fn describe(self) -> &'static str {
         match self {
             Step::SpawnHelper => "starting the sandbox helper",
@@ -168,42 +212,67 @@ impl fmt::Display for Step {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NamespaceError {
+    /// A sysctl forbids (unprivileged) user namespaces.
     #[error("user namespaces are disabled on this system ({setting})")]
-    UserNamespacesDisabled { setting: String },
+    UserNamespacesDisabled {
+        /// The sysctl and its value, e.g. `user.max_user_namespaces = 0`.
+        setting: String,
+    },
     #[error(
         "user namespaces are restricted by AppArmor (kernel.apparmor_restrict_unprivileged_userns=1): {step} failed"
     )]
+    /// Ubuntu's AppArmor restriction: the namespace was made but nothing may be done inside.
     AppArmorRestricted {
+        /// The first step refused inside the new user namespace.
         step: Step,
+        /// The kernel's answer (EPERM or EACCES).
         #[source]
         source: io::Error,
     },
     #[error("cannot build a sandbox inside this container ({detail}): {step} failed")]
+    /// We run inside a container that does not grant what a sandbox needs.
     InContainer {
+        /// The step that was refused.
         step: Step,
+        /// Why we think this is a container (`/.dockerenv exists`, a cgroup marker, …).
         detail: String,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
     },
     #[error("sandbox setup failed while {step}{}", detail_suffix(.detail))]
+    /// Any other failure while building the sandbox.
     Setup {
+        /// The step that failed.
         step: Step,
+        /// What the step worked on (a path, an address), or empty.
         detail: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The command exists nowhere on the `PATH` the sandbox sees.
     #[error("command not found in the sandbox: {}", .program.to_string_lossy())]
-    CommandNotFound { program: OsString },
+    CommandNotFound {
+        /// The command as given in the spec.
+        program: OsString,
+    },
+    /// The command was found but could not be executed.
     #[error("could not execute {} in the sandbox", .program.to_string_lossy())]
     Exec {
+        /// The command as given in the spec.
         program: OsString,
+        /// Why `execve` refused (EACCES, ENOEXEC, E2BIG, …).
         #[source]
         source: io::Error,
     },
+    /// The spec fails [`SandboxSpec::validate`](crate::SandboxSpec::validate) or is too large.
     #[error("invalid sandbox spec: {0}")]
     InvalidSpec(String),
+    /// The helper said something unexpected, or vanished without the command's status.
     #[error("the sandbox helper broke the protocol: {0}")]
     Protocol(String),
+    /// Not Linux.
     #[error("the network sandbox is only available on Linux")]
     Unsupported,
 }
@@ -248,9 +317,42 @@ impl NamespaceError {
     }
 }
 
+/// A failed step inside the helper, init or the command's pre-exec code, before it is sent to
+/// the launcher (which turns it into a [`NamespaceError`] with [`classify`]).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) step: Step,
+    pub(crate) source: io::Error,
+    /// What the step was working on (a path, an address, the program); may be empty.
+    pub(crate) detail: String,
+}
+
+#[cfg(target_os = "linux")]
+impl Failure {
+    pub(crate) fn new(step: Step, source: impl Into<io::Error>, detail: impl Into<String>) -> Self {
+        Failure { step, source: source.into(), detail: detail.into() }
+    }
+
+    /// The `Failed` message: the errno when there is one (`EIO` otherwise, with the error's
+    /// text as the detail so the launcher still learns what went wrong).
+    pub(crate) fn message_for_launcher(&self) -> crate::proto::FromHelper {
+        crate::proto::FromHelper::Failed {
+            step: self.step,
+            errno: self.source.raw_os_error().unwrap_or(libc_errno::EIO),
+            detail: if self.source.raw_os_error().is_some() || !self.detail.is_empty() {
+                self.detail.clone()
+            } else {
+                self.source.to_string()
+            },
+        }
+    }
+}
+
 /// Facts about the host that turn a bare errno into an actionable error.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostFacts {
+    /// The caller's effective uid (root is exempt from some restrictions).
     pub euid: u32,
     /// `kernel.unprivileged_userns_clone` (Debian/Ubuntu kernels), if present.
     pub unprivileged_userns_clone: Option<u64>,
@@ -263,7 +365,7 @@ pub struct HostFacts {
 }
 
 /// Map a failed step to the error the user should see.
-pub fn classify(step: Step, errno: i32, detail: String, facts: &HostFacts) -> NamespaceError {
+pub(crate) fn classify(step: Step, errno: i32, detail: String, facts: &HostFacts) -> NamespaceError {
     let source = io::Error::from_raw_os_error(errno);
     let denied = matches!(errno, libc_errno::EPERM | libc_errno::EACCES);
     // The command's own failure to execute (no exec bit, a directory, a bad interpreter) says
@@ -302,6 +404,7 @@ pub fn classify(step: Step, errno: i32, detail: String, facts: &HostFacts) -> Na
 mod libc_errno {
     pub const EPERM: i32 = 1;
     pub const ENOENT: i32 = 2;
+    pub const EIO: i32 = 5;
     pub const EACCES: i32 = 13;
     pub const EINVAL: i32 = 22;
     pub const ENOSPC: i32 = 28;

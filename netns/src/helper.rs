@@ -1,7 +1,7 @@
 //! The helper: a fresh, single-threaded exec of the launcher's binary that builds the sandbox.
 //!
 //! ```text
-//! helper (host pid ns)      unshare(USER|NET|NS|PID) → maps → lo + routes → listeners → mounts
+//! helper (host pid ns)      unshare(USER|NET|NS|PID|UTS|IPC) → maps → lo + routes → listeners → mounts
 //!                           → Ready(fds) → wait for Release → fork → supervise init
 //!   init (pid 1 inside)     mount /proc → fork command → reap, forward signals → Exit(status)
 //!     command               keyring, caps, no_new_privs, seccomp → execve
@@ -21,75 +21,17 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getegid, geteuid, isatty, pipe2};
 
 use crate::channel::Channel;
-use crate::error::Step;
+use crate::error::{Failure, Step};
 use crate::proto::{FromHelper, MAX_SPEC, ToHelper};
+use crate::signals::{blocked_signals, sent_by_a_process};
 use crate::spec::SandboxSpec;
 use crate::sys::{self, Forked, PreparedCommand};
-
-/// A failed step, as the helper reports it to the launcher.
-#[derive(Debug)]
-pub struct Failure {
-    pub step: Step,
-    pub source: io::Error,
-    pub detail: String,
-}
-
-impl Failure {
-    pub fn new(step: Step, source: impl Into<io::Error>, detail: impl Into<String>) -> Self {
-        Failure { step, source: source.into(), detail: detail.into() }
-    }
-
-    pub(crate) fn message_for_launcher(&self) -> FromHelper {
-        FromHelper::Failed {
-            step: self.step,
-            errno: self.source.raw_os_error().unwrap_or(libc::EIO),
-            detail: if self.source.raw_os_error().is_some() || !self.detail.is_empty() {
-                self.detail.clone()
-            } else {
-                self.source.to_string()
-            },
-        }
-    }
-}
-
-/// Signals the helper and init pass on to the command (everything a user or supervisor sends
-/// on purpose; not the synchronous faults, not SIGCHLD, not the unblockable ones).
-pub const FORWARDED: [Signal; 13] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCONT,
-    Signal::SIGTSTP,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGALRM,
-    Signal::SIGPIPE,
-];
-
-pub(crate) fn blocked_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
-    }
-    set.add(Signal::SIGCHLD);
-    set
-}
-
-/// `si_code` of a signal sent by a process (kill, sigqueue, tgkill) rather than by the kernel
-/// (terminal, child state). Only these are forwarded by the helper.
-pub(crate) fn sent_by_a_process(code: i32) -> bool {
-    code <= 0
-}
 
 /// Helper entry point; returns the process exit code.
 pub fn run(sock: RawFd) -> i32 {
@@ -429,13 +371,5 @@ mod tests {
         write(&second.join("tool"), 0o755);
         assert_eq!(resolve_command(OsStr::new("tool"), &env), Some(second.join("tool")));
         fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
-    fn only_process_sent_signals_are_forwarded_by_the_helper() {
-        assert!(sent_by_a_process(0)); // SI_USER
-        assert!(sent_by_a_process(-1)); // SI_QUEUE
-        assert!(sent_by_a_process(-6)); // SI_TKILL
-        assert!(!sent_by_a_process(0x80)); // SI_KERNEL: the terminal already told the command
     }
 }

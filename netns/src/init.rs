@@ -16,12 +16,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use crate::channel::Channel;
-use crate::error::Step;
-use crate::helper::{Failure, blocked_signals, sent_by_a_process};
+use crate::error::{Failure, Step};
 use crate::proto::{CommandStatus, FromHelper};
+use crate::signals::{blocked_signals, sent_by_a_process};
 use crate::sys::{self, PreparedCommand};
-
-const SI_KERNEL: i32 = 0x80;
 
 pub fn run(chan: &Channel, command: &PreparedCommand, release: OwnedFd, program: &OsStr) -> ! {
     let code = match start(chan, command, release, program) {
@@ -110,7 +108,7 @@ fn watch(chan: &Channel, child: Pid, command_has_own_session: bool) -> i32 {
                 // the namespace) go on to the command. Terminal signals reach a command that
                 // shares the terminal by themselves; pass them on only if it has its own session.
                 let forward =
-                    sent_by_a_process(info.ssi_code) || (info.ssi_code == SI_KERNEL && command_has_own_session);
+                    sent_by_a_process(info.ssi_code) || (info.ssi_code == libc::SI_KERNEL && command_has_own_session);
                 if forward && let Ok(sig) = Signal::try_from(signo) {
                     let _ = kill(child, sig);
                 }

@@ -14,7 +14,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::Mode;
 use nix::sys::statvfs::{FsFlags, statvfs};
 
-use crate::helper::Failure;
+use crate::error::Failure;
 use crate::placeholders::{self, Placeholders};
 use crate::plan::{HostView, MountOp, PathKind, Source, Staged, staged_name, staging_dir};
 use crate::spec::SandboxSpec;

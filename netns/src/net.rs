@@ -11,8 +11,7 @@ use nix::sys::socket::{
 };
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
-use crate::error::Step;
-use crate::helper::Failure;
+use crate::error::{Failure, Step};
 use crate::proto::{SocketInfo, SocketKind};
 use crate::spec::SandboxSpec;
 

@@ -1,6 +1,6 @@
 //! The sandbox's setup plan as data: which mounts, in which order, and the fixed sequence of
 //! steps that turn the forked command process into the locked-down command. Pure: the helper
-//! executes the plan (`helper::mounts`, `sys::exec_command`); unit tests check the order here
+//! executes the plan (`mounts::execute`, `sys::spawn_command`); unit tests check the order here
 //! without a kernel.
 //!
 //! Order rules (docs/architecture.md, "The sandbox"):

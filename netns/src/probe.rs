@@ -13,6 +13,7 @@ use crate::spec::{CA_BUNDLE_PATHS, SandboxSpec};
 /// What [`probe`] found.
 #[derive(Debug)]
 pub struct ProbeReport {
+    /// The host's sysctls and container markers.
     pub facts: HostFacts,
     /// A problem visible from the sysctls alone (the live run will fail too).
     pub static_problem: Option<NamespaceError>,
@@ -21,6 +22,7 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// Whether the live run worked: the sandbox is usable here.
     pub fn ok(&self) -> bool {
         self.live.is_ok()
     }

@@ -35,11 +35,24 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub enum CaptureSocket {
     /// `[::]:port`, dual-stack: `local_addr()` of an accepted stream is the original destination.
-    Tcp { port: u16, listener: TcpListener },
+    Tcp {
+        /// The captured destination port.
+        port: u16,
+        /// The listener.
+        listener: TcpListener,
+    },
     /// `0.0.0.0:53` or `[::]:53` (IPv6 only); replies go out from the queried address.
-    Udp { port: u16, socket: UdpSocket },
+    Udp {
+        /// The captured port (53).
+        port: u16,
+        /// The socket, with `IP_PKTINFO`/`IPV6_RECVPKTINFO` on.
+        socket: UdpSocket,
+    },
     /// `127.0.0.1:inner_proxy_port`, for clients that honour `HTTP(S)_PROXY`.
-    InnerProxy { listener: TcpListener },
+    InnerProxy {
+        /// The listener.
+        listener: TcpListener,
+    },
 }
 
 impl CaptureSocket {

@@ -15,6 +15,7 @@ pub use crate::defaults::{
 pub struct SandboxSpec {
     /// The command: a path, or a bare name looked up in `env`'s `PATH` inside the sandbox.
     pub program: OsString,
+    /// The command's arguments, without `argv[0]` (which is `program`).
     pub args: Vec<OsString>,
     /// The complete, already scrubbed environment of the command (nothing else is inherited).
     pub env: Vec<(OsString, OsString)>,
@@ -33,6 +34,7 @@ pub struct SandboxSpec {
     pub dns: bool,
     /// A `127.0.0.1:<port>` listener inside the sandbox for clients that honour `HTTP(S)_PROXY`.
     pub inner_proxy_port: Option<u16>,
+    /// What the command sees of the host's filesystem.
     pub fs: FsPolicy,
 }
 
@@ -46,16 +48,20 @@ pub struct SandboxSpec {
 /// resolv.conf and hosts are replaced); `hide` and `protect` still apply, `home` does not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsPolicy {
+    /// The host's tree as it is, writable where the caller may write (the opt-out).
     pub open: bool,
     /// Writable host paths (the launcher puts the cwd here when it may be writable, plus
     /// `--writable`). Naming a protected path (e.g. `<cwd>/.git`) here is the opt-out for it.
     pub writable: Vec<PathBuf>,
     /// Extra read-only host paths (`--read`), visible even inside a private home.
     pub read: Vec<PathBuf>,
+    /// Paths behind an empty read-only mount, on top of everything else (so they stay hidden
+    /// inside a writable or `--read` path); see [`default_hidden_paths`].
     pub hide: Vec<PathBuf>,
     /// Extra absolute paths kept read-only wherever they are (policy files, authsome's own
     /// files): bound read-only in place when they lie in a writable path. Missing ones are skipped.
     pub protect: Vec<PathBuf>,
+    /// What the sandbox shows at the user's home directory.
     pub home: HomePolicy,
 }
 
@@ -69,7 +75,12 @@ pub enum HomePolicy {
     /// existing `read_only` host paths under it bound back read-only; the cwd (read-only unless
     /// writable), `read` and `writable` paths under it are bound back too. `HOME` stays `path`.
     /// `path` must come from the password database, not from `$HOME`.
-    Private { path: PathBuf, read_only: Vec<PathBuf> },
+    Private {
+        /// The home directory, from the password database.
+        path: PathBuf,
+        /// Host paths under it bound back read-only (toolchains); missing ones are skipped.
+        read_only: Vec<PathBuf>,
+    },
 }
 
 /// Ports captured whatever the spec says.

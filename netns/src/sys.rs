@@ -57,7 +57,7 @@ pub enum Forked {
 
 /// `fork(2)`. Only called in the helper, which is single-threaded (checked by the caller).
 pub fn fork() -> io::Result<Forked> {
-    // SAFETY: the helper process has one thread (no runtime alive, `helper::assert_single_threaded`),
+    // SAFETY: the helper process has one thread (no runtime alive, `helper::ensure_single_threaded`),
     // so the child inherits no lock held by a vanished thread.
     let pid = check(unsafe { libc::fork() })?;
     Ok(if pid == 0 { Forked::Child } else { Forked::Parent { child: pid } })
@@ -361,7 +361,38 @@ fn run_command_step(cmd: &PreparedCommand, step: Step, release_fd: RawFd) -> Res
             unsafe { libc::execve(cmd.path.as_ptr(), cmd.argv_ptrs.as_ptr(), cmd.envp_ptrs.as_ptr()) };
             Err(errno())
         }
-        _ => Ok(()),
+        // Steps of the helper and init, never of the command. Listed rather than `_` so a new
+        // step must be placed on one side or the other; one put in `COMMAND_STEPS` by mistake
+        // stops the command (fail closed) instead of being skipped.
+        Step::SpawnHelper
+        | Step::SendSpec
+        | Step::ReadSpec
+        | Step::Unshare
+        | Step::SetGroups
+        | Step::UidMap
+        | Step::GidMap
+        | Step::LimitNesting
+        | Step::Netlink
+        | Step::LoopbackUp
+        | Step::LocalRouteV4
+        | Step::LocalRouteV6
+        | Step::BindCapture
+        | Step::SendSockets
+        | Step::MountPrivate
+        | Step::OpenHostPath
+        | Step::ReadOnlyRoot
+        | Step::MountTmpfs
+        | Step::MountDev
+        | Step::WriteStaged
+        | Step::BindMount
+        | Step::MakeWritable
+        | Step::HidePath
+        | Step::Chdir
+        | Step::ResolveCommand
+        | Step::ForkInit
+        | Step::MountProc
+        | Step::ForkCommand
+        | Step::ProtectPath => Err(libc::EINVAL),
     }
 }
 

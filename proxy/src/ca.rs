@@ -31,23 +31,37 @@ const LEAF_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 const LEAF_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const LEAF_CACHE_CAPACITY: usize = 1024;
 
+/// Why the CA could not be loaded, created or used. Never holds key material.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
+    /// Reading or writing the CA's files failed.
     #[error("could not {action} {path}")]
     Io {
+        /// What we tried ("read", "write", "create the directory", …).
         action: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// `ca.key` and `ca.pem` do not match (one was replaced): nothing is overwritten.
     #[error("the CA key in {path} does not belong to the certificate beside it")]
-    KeyMismatch { path: PathBuf },
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// rcgen could not make a certificate or key.
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    /// rustls refused a leaf (server configuration).
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
 }
 
+/// The MITM certificate authority: its certificate (what clients trust), its key, and a cache
+/// of per-host leaves it signs on demand. `load_or_create` persists it (plain `run`, so users
+/// may trust it system-wide); `ephemeral` never touches the disk (`--sandbox`).
 pub struct CertificateAuthority {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
@@ -172,6 +186,7 @@ impl CertificateAuthority {
         &self.cert_pem
     }
 
+    /// The CA certificate, DER.
     pub fn cert_der(&self) -> &CertificateDer<'static> {
         &self.cert_der
     }

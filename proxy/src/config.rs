@@ -13,13 +13,17 @@ use crate::matching::{HostPattern, RouteTable, normalize_host};
 /// `Debug` never shows the run token.
 #[derive(Clone)]
 pub struct ProxyConfig {
+    /// Signs the leaves the child sees for intercepted hosts.
     pub ca: Arc<CertificateAuthority>,
+    /// Which owner's credential goes where, and the run's placeholders.
     pub routes: Arc<RouteTable>,
+    /// Upstream trust and dialling.
     pub upstream: UpstreamConfig,
     /// MITM every host (full audit + leak guard), not only the hosts a route owns.
     pub inspect_all: bool,
     /// Explicit listener: required `Proxy-Authorization` (else 407).
     pub run_token: Option<String>,
+    /// Which destinations the child may reach at all.
     pub egress: EgressPolicy,
     /// Destination ports the child may reach, by every way in (CONNECT, absolute-form,
     /// transparent). Empty = any port (plain `run`); a sandbox passes the ports it captures
@@ -41,6 +45,8 @@ impl std::fmt::Debug for ProxyConfig {
     }
 }
 
+/// How the proxy reaches and trusts upstreams. The default trusts the system roots, keeps the
+/// SSRF guard on and gives up connecting after 10 s.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// `AUTHSOME_EXTRA_ROOTS`: PEM file of extra trusted roots (corporate roots, tests).
@@ -49,6 +55,7 @@ pub struct UpstreamConfig {
     pub connect_to: Vec<ConnectTo>,
     /// Turns the SSRF guard off.
     pub allow_private: bool,
+    /// How long a TCP connect may take before the client gets 504.
     pub connect_timeout: Duration,
     /// Trust the system roots (`rustls-native-certs`). Tests and benchmarks turn it off to
     /// trust `extra_roots_pem` only and skip reading the system store.
@@ -67,10 +74,17 @@ impl Default for UpstreamConfig {
     }
 }
 
+/// A configuration value that does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A bad `AUTHSOME_CONNECT_TO` entry.
     #[error("invalid connect-to entry {entry:?}: {reason} (expected host:port:addr:port)")]
-    ConnectTo { entry: String, reason: &'static str },
+    ConnectTo {
+        /// The entry as given.
+        entry: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 /// One `host:port:addr:port` entry: connections for `host:port` go to `addr:port` instead.
@@ -78,9 +92,13 @@ pub enum ConfigError {
 /// matches any host/port (left side) or keeps the original (right side), as in curl.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectTo {
+    /// The host this entry applies to; `None` = any host.
     pub host: Option<String>,
+    /// The port this entry applies to; `None` = any port.
     pub port: Option<u16>,
+    /// Where to connect instead; `None` = the original host.
     pub addr: Option<String>,
+    /// Which port to connect to instead; `None` = the original port.
     pub addr_port: Option<u16>,
 }
 
@@ -99,10 +117,12 @@ fn split_fields(entry: &str) -> Option<[&str; 4]> {
 }
 
 impl ConnectTo {
+    /// A comma-separated list of entries (empty entries are skipped).
     pub fn parse_list(s: &str) -> Result<Vec<ConnectTo>, ConfigError> {
         s.split(',').map(str::trim).filter(|e| !e.is_empty()).map(ConnectTo::parse).collect()
     }
 
+    /// One `host:port:addr:port` entry (IPv6 addresses in brackets).
     pub fn parse(entry: &str) -> Result<ConnectTo, ConfigError> {
         let err = |reason| ConfigError::ConnectTo { entry: entry.to_owned(), reason };
         let [host, port, addr, addr_port] = split_fields(entry).ok_or_else(|| err("needs four fields"))?;
@@ -136,9 +156,12 @@ pub enum EgressMode {
     Allowlist,
 }
 
+/// The egress policy: a mode, hosts allowed on top of it, and hosts denied whatever else says.
 #[derive(Debug, Clone, Default)]
 pub struct EgressPolicy {
+    /// What is reachable by default.
     pub mode: EgressMode,
+    /// Hosts reachable in every mode (`--allow`, policy file).
     pub allow: Vec<HostPattern>,
     /// Wins over everything else.
     pub deny: Vec<HostPattern>,

@@ -111,10 +111,12 @@ impl fmt::Debug for Injection {
 /// What the proxy asks the launcher for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolveRequest {
+    /// Whose credential (the owner of the route that matched).
     pub owner: Owner,
     /// The connection a placeholder in the request named; `None` = the run's choice or the
     /// owner's default.
     pub connection: Option<String>,
+    /// The request's host (without port).
     pub host: String,
     /// Request path without the query string.
     pub path: String,
@@ -125,12 +127,28 @@ pub struct ResolveRequest {
 /// Why no credential could be had. Never carries a secret.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ResolveError {
+    /// No connection for the owner (or none with that name).
     #[error("{owner} has no connection{}", connection.as_deref().map(|c| format!(" named {c}")).unwrap_or_default())]
-    NotConnected { owner: Owner, connection: Option<String> },
+    NotConnected {
+        /// The owner asked for.
+        owner: Owner,
+        /// The connection asked for, if one was named.
+        connection: Option<String>,
+    },
+    /// The credential expired and refreshing it failed.
     #[error("the credential for {owner} has expired and could not be refreshed")]
-    Expired { owner: Owner },
+    Expired {
+        /// The owner asked for.
+        owner: Owner,
+    },
+    /// Anything else (vault, keychain, network); `reason` never holds a secret.
     #[error("could not resolve the credential for {owner}: {reason}")]
-    Failed { owner: Owner, reason: String },
+    Failed {
+        /// The owner asked for.
+        owner: Owner,
+        /// What went wrong, for the audit log.
+        reason: String,
+    },
 }
 
 /// Where credentials come from. The launcher implements it over vault + auth; tests with a map.

@@ -39,9 +39,19 @@ pub enum DenyRule {
     /// A raw IP was dialled (transparent path) with no SNI and no name from our DNS.
     UnnamedAddress,
     /// A placeholder was sent to a host its provider does not own.
-    PlaceholderForeignHost { owner: Owner, location: &'static str },
+    PlaceholderForeignHost {
+        /// The placeholder's owner.
+        owner: Owner,
+        /// Where it was found ("header", "query").
+        location: &'static str,
+    },
     /// A placeholder appeared outside its provider's declared credential header/parameter.
-    PlaceholderMisplaced { owner: Owner, location: String },
+    PlaceholderMisplaced {
+        /// The placeholder's owner.
+        owner: Owner,
+        /// Where it was found (a header name, "query", …).
+        location: String,
+    },
     /// TRACE / TRACK would echo the injected request back to the client.
     TraceMethod,
 }
@@ -94,12 +104,16 @@ impl fmt::Display for DenyRule {
 /// audits, and what the client reads in the 403 body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
+    /// The destination host (or IP) as the client named it.
     pub host: String,
+    /// The destination port.
     pub port: u16,
+    /// Which rule refused it.
     pub rule: DenyRule,
 }
 
 impl Denial {
+    /// A refusal of `host:port` by `rule`.
     pub fn new(host: impl Into<String>, port: u16, rule: DenyRule) -> Self {
         Denial { host: host.into(), port, rule }
     }

@@ -29,14 +29,17 @@ const TTL: u32 = 300;
 /// What a name the policy refuses gets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DeniedAnswer {
+    /// "No such name" (the default: resolvers give up at once).
     #[default]
     NxDomain,
+    /// "Refused" (the name may exist; we will not answer).
     Refused,
 }
 
 /// A name the egress policy refused to resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeniedName {
+    /// The name asked for.
     pub name: String,
     /// Why (a resolve has no port; the rule is the egress policy's).
     pub rule: DenyRule,

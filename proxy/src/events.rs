@@ -4,36 +4,73 @@
 use crate::denial::Denial;
 use crate::matching::Owner;
 
+/// What the proxy did, for the launcher's audit log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProxyEvent {
     /// A credential was put on a request; `status` is the upstream's final answer.
     Injected {
+        /// Whose credential.
         owner: Owner,
+        /// The connection a placeholder named, if any.
         connection: Option<String>,
+        /// The upstream host.
         host: String,
+        /// The request method.
         method: String,
+        /// The request path, without its query string.
         path: String,
+        /// The upstream's final status.
         status: u16,
+        /// The first answer was 401 and the request was replayed with a refreshed credential.
         retried_after_refresh: bool,
     },
     /// A connection was passed through without MITM.
-    Tunnelled { host: String, port: u16 },
+    Tunnelled {
+        /// The destination host.
+        host: String,
+        /// The destination port.
+        port: u16,
+    },
     /// A destination or request was refused (egress policy, SSRF guard, port, TRACE, a
     /// placeholder in the wrong place or to a foreign host); the client got a 403/405 (or a
     /// closed connection where no answer can be delivered). `Display` of the denial is the
     /// stderr line; `hint()` the flag that allows it.
-    Denied { denial: Denial },
+    Denied {
+        /// The destination and the rule.
+        denial: Denial,
+    },
     /// The real credential came back in a response to an injected request and was masked
     /// (same length) on its way to the child; `occurrences` counts headers and body together.
     /// Recorded once per response, when its body ends (or the client drops it).
-    SecretScrubbed { owner: Owner, host: String, occurrences: u64 },
+    SecretScrubbed {
+        /// Whose credential came back.
+        owner: Owner,
+        /// The upstream host that sent it.
+        host: String,
+        /// How many times it was masked.
+        occurrences: u64,
+    },
     /// The credential source failed; the request went on without a credential.
-    ResolveFailed { owner: Owner, host: String, error: String },
+    ResolveFailed {
+        /// Whose credential was asked for.
+        owner: Owner,
+        /// The request's host.
+        host: String,
+        /// The source's error, as text (never a secret).
+        error: String,
+    },
     /// The upstream could not be reached (connect, TLS, protocol).
-    UpstreamFailed { host: String, error: String },
+    UpstreamFailed {
+        /// The upstream host.
+        host: String,
+        /// What failed, as text.
+        error: String,
+    },
 }
 
+/// Where the proxy sends its events. Called on the proxy's tasks: keep it quick.
 pub trait EventSink: Send + Sync + 'static {
+    /// Record one event.
     fn record(&self, event: ProxyEvent);
 }
 

@@ -12,7 +12,37 @@
 //! and responses to injected requests are scrubbed of the secret (`scrub`). Every refusal is
 //! one typed [`Denial`] (rule + the flag that would allow it), reported as
 //! [`ProxyEvent::Denied`] and answered in one text or JSON format.
+//!
+//! # Using it
+//!
+//! Build a [`ProxyConfig`] (the [`CertificateAuthority`], a [`RouteTable`] of [`Route`]s and
+//! [`Placeholder`]s, an [`UpstreamConfig`], an [`EgressPolicy`]), then one [`Proxy`] per run
+//! with a [`CredentialSource`] and an [`EventSink`]. Hand it the explicit listener
+//! ([`Proxy::serve`]) and, under the sandbox, the capture listeners ([`Proxy::serve_capture`])
+//! or single accepted streams ([`Proxy::serve_transparent`]); the fake-IP resolver in [`dns`]
+//! answers the sandbox's DNS. The engine spawns its tasks on the ambient tokio runtime.
+//!
+//! # What the launcher should know
+//!
+//! - **Proxy URL for children**: prefer `http://authsome:TOKEN@127.0.0.1:PORT` (the run token
+//!   as the password). The proxy accepts the token as user or password, but Python's `urllib`
+//!   sends `Proxy-Authorization` only when the URL has both (`tests/explicit.rs` checks it).
+//! - **What a refused client sees**: 407 (no or wrong run token, with
+//!   `Proxy-Authenticate: Basic`), 403 (a [`Denial`]: egress policy, SSRF guard, placeholder
+//!   misuse), 405 (TRACE), 502 (upstream unreachable or TLS failure), 504 (connect timeout).
+//!   Bodies are one short `authsome: …` line, or JSON when the client asks for it; never a
+//!   secret. Transparent TLS denials close the connection; the reason is in the event.
+//! - **Refresh**: [`CredentialSource::resolve`] is called per injected request (cache in the
+//!   source). After a 401 to an injected request whose body was at most
+//!   [`RETRY_BODY_LIMIT`], it is called once more with `force_refresh` and the request is
+//!   replayed once; larger bodies stream and are not retried.
+//! - **Upstream protocol mirrors the client's**: an HTTP/1.1 client gets pooled HTTP/1.1
+//!   upstream connections, an h2 client gets h2 where the upstream offers it. WebSocket
+//!   handshakes always use a fresh HTTP/1.1 connection.
+//! - **Errors**: [`TlsError`] (upstream trust), [`CaError`], [`ConfigError`], [`DialError`]
+//!   (inside events as text), [`PatternError`]. None carries a secret.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod body;
 mod ca;

@@ -33,7 +33,9 @@ impl From<&str> for Owner {
 /// Stored lower-case, without a trailing dot; `Suffix` holds the part after `*.`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HostPattern {
+    /// This host only.
     Exact(String),
+    /// Any host below this suffix (the pattern was `*.<suffix>`).
     Suffix(String),
 }
 
@@ -41,7 +43,9 @@ pub enum HostPattern {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid host pattern {pattern:?}: {reason}")]
 pub struct PatternError {
+    /// The pattern as given.
     pub pattern: String,
+    /// What is wrong with it.
     pub reason: &'static str,
 }
 
@@ -90,7 +94,7 @@ impl fmt::Display for HostPattern {
 }
 
 impl HostPattern {
-    /// Does this pattern match `host`? `host` must already be normalised (see [`normalize_host`]).
+    /// Does this pattern match `host`? `host` must already be normalised (lower-case, without a trailing dot).
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h == host,
@@ -134,9 +138,13 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// (the owner's OAuth endpoints on those hosts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
+    /// Whose credential this route injects.
     pub owner: Owner,
+    /// The hosts it applies to.
     pub hosts: Vec<HostPattern>,
+    /// Only paths under this prefix (on a segment boundary); `None` = every path.
     pub path_prefix: Option<String>,
+    /// Paths never injected (query ignored), e.g. the owner's token endpoint.
     pub excluded_paths: Vec<String>,
 }
 
@@ -144,8 +152,11 @@ pub struct Route {
 /// and a connection name. Never parsed; looked up exactly.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Placeholder {
+    /// The string the child holds.
     pub value: String,
+    /// Whose credential it stands for.
     pub owner: Owner,
+    /// Which of the owner's connections.
     pub connection: String,
 }
 
@@ -164,7 +175,9 @@ impl fmt::Debug for Placeholder {
 /// The outcome of route selection for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
+    /// Inject this owner's credential.
     Inject(Owner),
+    /// No route applies.
     None,
     /// Several owners tie and no placeholder chose between them: nothing is injected.
     Ambiguous(Vec<Owner>),
@@ -267,6 +280,7 @@ fn path_excluded(excluded: &[String], path: &str) -> bool {
 }
 
 impl RouteTable {
+    /// Compile the run's routes and placeholders (host patterns indexed for lookup).
     pub fn new(routes: Vec<Route>, placeholders: Vec<Placeholder>) -> Self {
         let routes = routes
             .into_iter()
@@ -355,10 +369,12 @@ impl RouteTable {
         self.routes.iter().any(|r| &r.owner == owner && r.hosts.iter().any(|p| p.matches(&host)))
     }
 
+    /// The placeholder whose value is exactly `value`.
     pub fn placeholder(&self, value: &str) -> Option<&Placeholder> {
         self.placeholders.get(value)
     }
 
+    /// Whether the run has any placeholder (if not, requests need no scanning for one).
     pub fn has_placeholders(&self) -> bool {
         !self.placeholders.is_empty()
     }

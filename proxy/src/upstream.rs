@@ -33,28 +33,59 @@ use crate::local_addrs::LocalAddrs;
 use crate::readahead::ReadAhead;
 use crate::ssrf::is_forbidden;
 
+/// Why an upstream could not be dialled. Reported in events as text.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
+    /// The SSRF guard refused the address the host resolved to.
     #[error("{host}:{port} resolves to {addr}, {}; refused (SSRF guard)",
         if *local { "an address of this machine" } else { "a non-public address" })]
-    Forbidden { host: String, port: u16, addr: IpAddr, local: bool },
+    Forbidden {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// The refused address.
+        addr: IpAddr,
+        /// It is one of this machine's own addresses (not just a private range).
+        local: bool,
+    },
+    /// An IP literal where the guard wants a host name.
     #[error("{host}:{port} is an IP address, not a host name; refused (SSRF guard)")]
-    IpLiteral { host: String, port: u16 },
+    IpLiteral {
+        /// The literal.
+        host: String,
+        /// The port asked for.
+        port: u16,
+    },
+    /// Name resolution failed.
     #[error("could not resolve {host}")]
     Resolve {
+        /// The host asked for.
         host: String,
+        /// The resolver's error.
         #[source]
         source: io::Error,
     },
+    /// The connect took longer than `UpstreamConfig::connect_timeout`.
     #[error("connecting to {host}:{port} timed out")]
-    Timeout { host: String, port: u16 },
+    Timeout {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+    },
+    /// The connect failed.
     #[error("could not connect to {host}:{port}")]
     Connect {
+        /// The host asked for.
         host: String,
+        /// The port asked for.
         port: u16,
+        /// The socket error.
         #[source]
         source: io::Error,
     },
+    /// The request had no host to dial.
     #[error("the request names no host")]
     NoHost,
 }
@@ -62,14 +93,22 @@ pub enum DialError {
 /// Errors building the upstream TLS configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The extra roots file could not be read.
     #[error("could not read extra roots from {path}")]
     ExtraRoots {
+        /// The file (`AUTHSOME_EXTRA_ROOTS`).
         path: PathBuf,
+        /// The read error.
         #[source]
         source: io::Error,
     },
+    /// The extra roots file holds no certificate rustls accepts.
     #[error("no usable certificate in extra roots file {path}")]
-    NoExtraRoots { path: PathBuf },
+    NoExtraRoots {
+        /// The file (`AUTHSOME_EXTRA_ROOTS`).
+        path: PathBuf,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration failed: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -381,7 +420,7 @@ impl Upstream {
 
     /// The upstream protocol mirrors the client's: a client speaking HTTP/1.1 to us gets an
     /// HTTP/1.1 upstream connection, a client speaking h2 gets h2 where the upstream's ALPN
-    /// offers it. Measured on loopback (benches/throughput.rs): funnelling HTTP/1.1 clients
+    /// offers it. Measured on loopback (benches/throughput/main.rs): funnelling HTTP/1.1 clients
     /// into one h2 upstream connection doubled the added latency and cut bulk throughput.
     pub fn for_version(&self, client_version: http::Version) -> &HttpsClient {
         if client_version == http::Version::HTTP_2 { &self.client } else { &self.client_h1 }

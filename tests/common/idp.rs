@@ -1,6 +1,6 @@
 //! A real authorization server for the OAuth tests: panva's oidc-provider (npm), configured
 //! by `tests/oauth/idp.mjs`, served over TLS for the made-up host `idp.example.test` with a
-//! test CA generated here (rcgen). authsome reaches it through `AUTHSOME_CONNECT_TO` and
+//! test CA from `authsome_testkit::Pki`. authsome reaches it through `AUTHSOME_CONNECT_TO` and
 //! trusts it through `AUTHSOME_EXTRA_ROOTS`. The "browser" is an HTTP client that keeps
 //! cookies and submits oidc-provider's plain HTML forms.
 #![allow(dead_code)]
@@ -49,24 +49,7 @@ fn node_prefix() -> PathBuf {
 
 /// A test CA and a CA:FALSE leaf for `idp.example.test`, as PEM files in `dir`.
 fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.distinguished_name.push(DnType::CommonName, "authsome test CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params = CertificateParams::new(vec![HOST.to_string()]).unwrap();
-    leaf_params.distinguished_name.push(DnType::CommonName, HOST);
-    leaf_params.is_ca = IsCa::ExplicitNoCa;
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"));
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, cert, key)
+    authsome_testkit::Pki::new(&[HOST]).write_files(dir)
 }
 
 pub struct Options {

@@ -15,19 +15,26 @@ use crate::fsutil;
 /// the event's own fields.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {
+    /// When it happened (ISO 8601, microseconds, UTC offset).
     pub timestamp: String,
+    /// What happened (`login`, `refresh`, `proxy.inject`, …).
     pub event: String,
+    /// The profile it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The provider it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
+    /// The connection it concerns, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// The event's own fields (never a secret).
     #[serde(flatten)]
     pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 impl AuditEvent {
+    /// An event named `event`, stamped now.
     pub fn new(event: &str) -> Self {
         Self {
             timestamp: crate::time::iso_offset_micros(crate::time::now_micros()),
@@ -38,14 +45,17 @@ impl AuditEvent {
             fields: BTreeMap::new(),
         }
     }
+    /// Name the profile.
     pub fn profile(mut self, profile: &str) -> Self {
         self.profile = Some(profile.to_string());
         self
     }
+    /// Name the provider.
     pub fn provider(mut self, provider: &str) -> Self {
         self.provider = Some(provider.to_string());
         self
     }
+    /// Name the connection.
     pub fn connection(mut self, connection: &str) -> Self {
         self.connection = Some(connection.to_string());
         self
@@ -67,14 +77,17 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// The log at `path` (created on the first append).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
+    /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Append one event as a JSON line.
     pub fn append(&self, event: &AuditEvent) -> Result<()> {
         let mut line = serde_json::to_vec(event).map_err(|source| Error::Json { path: self.path.clone(), source })?;
         line.push(b'\n');

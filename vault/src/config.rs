@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
+/// The `v` of the `config.json` this build writes.
 pub const CONFIG_VERSION: u32 = 1;
+/// The profile used when none is named.
 pub const DEFAULT_PROFILE: &str = "default";
 
 /// Where a profile's master key lives. Recorded at creation, never switched silently.
@@ -26,6 +28,7 @@ pub enum KeyBackend {
 }
 
 impl KeyBackend {
+    /// The word recorded in `config.json`.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyBackend::Keyring => "keyring",
@@ -47,13 +50,17 @@ impl std::str::FromStr for KeyBackend {
     }
 }
 
+/// One profile in `config.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileEntry {
+    /// Where the profile's master key lives.
     pub key_backend: KeyBackend,
+    /// When the profile was created (ISO 8601).
     pub created_at: String,
     /// Seconds an unwrapped passphrase key may stay in the kernel keyring (0 = never cached).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub key_cache_seconds: u32,
+    /// Fields this build does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -62,12 +69,17 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+/// The home's `config.json`: the default profile and each profile's key backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// Format version ([`CONFIG_VERSION`]).
     pub v: u32,
+    /// The profile used when none is named.
     pub default_profile: String,
+    /// Every profile, by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, ProfileEntry>,
+    /// Fields this build does not know, kept as they were.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
@@ -111,6 +123,7 @@ impl Config {
         Ok(out)
     }
 
+    /// Write it atomically, readable by the owner only.
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut bytes =
             serde_json::to_vec_pretty(self).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;

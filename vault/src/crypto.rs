@@ -7,7 +7,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::{Error, Result};
 
+/// Length of a master key (XChaCha20-Poly1305).
 pub const KEY_LEN: usize = 32;
+/// Length of a nonce (XChaCha20).
 pub const NONCE_LEN: usize = 24;
 
 /// A profile's 32-byte master key. Zeroed on drop; `Debug` never prints it.
@@ -21,21 +23,25 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// A new random key.
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; KEY_LEN];
         random_bytes(&mut bytes)?;
         Ok(Self(bytes))
     }
 
+    /// A key from its bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         Self(bytes)
     }
 
+    /// A key from a slice that must be [`KEY_LEN`] bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self> {
         let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| Error::Crypto("master key has the wrong length"))?;
         Ok(Self(array))
     }
 
+    /// The key's bytes (to wrap or store it).
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
@@ -49,9 +55,13 @@ impl MasterKey {
 /// the NUL-joined encoding is unambiguous.
 #[derive(Debug, Clone, Copy)]
 pub struct RowId<'a> {
+    /// The profile.
     pub profile: &'a str,
+    /// The provider.
     pub provider: &'a str,
+    /// The connection (or the client row).
     pub connection: &'a str,
+    /// Which record of the row (`secrets`, `client`).
     pub kind: &'a str,
 }
 
@@ -64,10 +74,13 @@ impl RowId<'_> {
 /// A sealed value: nonce and ciphertext (with its 16-byte tag) as stored in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
+    /// The random nonce, [`NONCE_LEN`] bytes.
     pub nonce: Vec<u8>,
+    /// The ciphertext with its authentication tag.
     pub ciphertext: Vec<u8>,
 }
 
+/// Encrypt `plaintext` with `key`, bound to `row` (as associated data), under a fresh nonce.
 pub fn seal(key: &MasterKey, row: RowId<'_>, plaintext: &[u8]) -> Result<Sealed> {
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
@@ -98,6 +111,7 @@ pub fn open(key: &MasterKey, row: RowId<'_>, sealed: &Sealed) -> Result<Zeroizin
         .map_err(|_| tampered())
 }
 
+/// Fill `out` from the operating system's random source.
 pub fn random_bytes(out: &mut [u8]) -> Result<()> {
     getrandom::fill(out).map_err(|_| Error::Crypto("the operating system's random source failed"))
 }

@@ -11,82 +11,177 @@ pub enum Error {
     #[error(
         "{path} was written by the Python authsome ({format}); import it with `authsome migrate` (authsome will not modify it otherwise)"
     )]
-    ForeignHome { path: PathBuf, format: String },
+    ForeignHome {
+        /// The home.
+        path: PathBuf,
+        /// What marks it (the version file, a table).
+        format: String,
+    },
 
+    /// No profile of that name.
     #[error("profile '{0}' does not exist")]
     ProfileNotFound(String),
 
+    /// A profile of that name already exists.
     #[error("profile '{0}' already exists")]
     ProfileExists(String),
 
+    /// A profile, provider or connection name that is not allowed.
     #[error("invalid {what} '{value}': {reason}")]
-    InvalidName { what: &'static str, value: String, reason: &'static str },
+    InvalidName {
+        /// What was named (`profile`, `connection`, …).
+        what: &'static str,
+        /// The name given.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 
+    /// No connection of that name.
     #[error("connection '{connection}' not found for provider '{provider}' in profile '{profile}'")]
-    ConnectionNotFound { profile: String, provider: String, connection: String },
+    ConnectionNotFound {
+        /// The profile.
+        profile: String,
+        /// The provider.
+        provider: String,
+        /// The connection asked for.
+        connection: String,
+    },
 
     /// The recorded key backend cannot be used on this machine/build. Never silently replaced.
     #[error(
         "the master key of profile '{profile}' is kept in the '{backend}' backend, which is not available: {reason}"
     )]
-    KeyBackendUnavailable { profile: String, backend: String, reason: String },
+    KeyBackendUnavailable {
+        /// The profile.
+        profile: String,
+        /// The recorded backend.
+        backend: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
 
+    /// A connection of that name exists and replacing it was not asked for.
     #[error("connection '{connection}' of provider '{provider}' already exists in profile '{profile}'")]
-    ConnectionExists { profile: String, provider: String, connection: String },
+    ConnectionExists {
+        /// The profile.
+        profile: String,
+        /// The provider.
+        provider: String,
+        /// The connection.
+        connection: String,
+    },
 
     /// The OS keychain that holds a `keyring` profile's key could not give it (or take it).
     /// Never silently replaced by another backend.
     #[error("the master key of profile '{profile}' is kept in the 'keyring' backend, which is not available: {source}")]
     Keychain {
+        /// The profile.
         profile: String,
+        /// What the keychain said.
         #[source]
         source: KeychainError,
     },
 
+    /// The key file (or keychain item) of an existing profile is gone; a new key is never made over it.
     #[error("the master key of profile '{profile}' is missing ({path})")]
-    KeyMissing { profile: String, path: PathBuf },
+    KeyMissing {
+        /// The profile.
+        profile: String,
+        /// Where the key was expected.
+        path: PathBuf,
+    },
 
+    /// The passphrase does not unwrap the key.
     #[error("wrong passphrase for profile '{0}'")]
     WrongPassphrase(String),
 
     #[error(
         "no passphrase available for profile '{0}': standard input is not a terminal and AUTHSOME_PASSPHRASE is not set"
     )]
+    /// A passphrase profile, and no way to ask for the passphrase.
     PassphraseUnavailable(String),
 
+    /// The key opens, but not this profile's store.
     #[error("the master key does not open profile '{0}' (the key file was replaced or belongs to another vault)")]
     KeyMismatch(String),
 
     /// A sealed value failed authentication: tampered with, moved between rows, or a wrong key.
     #[error("a sealed value in profile '{profile}' failed to open ({provider}/{connection}): it was altered or moved")]
-    Tampered { profile: String, provider: String, connection: String },
+    Tampered {
+        /// The profile.
+        profile: String,
+        /// The provider.
+        provider: String,
+        /// The connection.
+        connection: String,
+    },
 
+    /// The store is not an SQLite database, or not ours.
     #[error("{path} is not a usable authsome store: {reason}")]
-    StoreCorrupt { path: PathBuf, reason: String },
+    StoreCorrupt {
+        /// The store.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The store (or its directory) cannot be written: a read-only file system or file.
     /// Reads still work; only writes report this.
     #[error("{path} is read-only: authsome can read it but not change it")]
-    StoreReadOnly { path: PathBuf },
+    StoreReadOnly {
+        /// The store or its directory.
+        path: PathBuf,
+    },
 
+    /// The store was written by a newer authsome.
     #[error("{path} was written by a newer authsome (store format {found}, this build reads up to {supported})")]
-    StoreTooNew { path: PathBuf, found: i64, supported: i64 },
+    StoreTooNew {
+        /// The store.
+        path: PathBuf,
+        /// Its format.
+        found: i64,
+        /// The newest format this build reads.
+        supported: i64,
+    },
 
+    /// The store stayed locked by another process.
     #[error("the store is busy (another authsome process holds it)")]
     Busy,
 
+    /// Another writer changed the record between read and write (row version).
     #[error("the record for {provider}/{connection} changed while it was being updated")]
-    Conflict { provider: String, connection: String },
+    Conflict {
+        /// The provider.
+        provider: String,
+        /// The connection.
+        connection: String,
+    },
 
+    /// A file operation failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
 
+    /// A JSON file does not parse.
     #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
 
+    /// SQLite failed.
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// A cryptographic primitive failed (key length, random source, key derivation); a value
+    /// that does not open is [`Error::Tampered`].
     #[error("cryptography failure: {0}")]
     Crypto(&'static str),
 }
@@ -117,11 +212,16 @@ pub enum KeychainError {
     Locked(String),
     /// The keychain answered but holds no item with this id.
     #[error("the keychain holds no authsome key with id {id} (deleted outside authsome?)")]
-    NotFound { id: String },
+    NotFound {
+        /// The item's key id.
+        id: String,
+    },
     /// Anything else: what failed, and the underlying error.
     #[error("{what}: {source}")]
     Other {
+        /// What was being done.
         what: String,
+        /// The underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
@@ -137,4 +237,5 @@ impl KeychainError {
     }
 }
 
+/// The vault's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,40 +38,52 @@ impl Home {
         Ok(Self::at(PathBuf::from(user_home).join(".authsome")))
     }
 
+    /// The home at `root`.
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }
 
+    /// Its directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
+    /// `config.json`: profiles and their key backends.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("config.json")
     }
+    /// `audit.log`: one JSON line per event.
     pub fn audit_path(&self) -> PathBuf {
         self.root.join("audit.log")
     }
+    /// `providers/`: custom provider definitions.
     pub fn providers_dir(&self) -> PathBuf {
         self.root.join("providers")
     }
+    /// `keys/`: the profiles' key files (apart from the stores).
     pub fn keys_dir(&self) -> PathBuf {
         self.root.join("keys")
     }
+    /// The key file of `profile`.
     pub fn key_path(&self, profile: &str) -> PathBuf {
         self.keys_dir().join(format!("{profile}.key"))
     }
+    /// `profiles/`: one directory per profile.
     pub fn profiles_dir(&self) -> PathBuf {
         self.root.join("profiles")
     }
+    /// The directory of `profile`.
     pub fn profile_dir(&self, profile: &str) -> PathBuf {
         self.profiles_dir().join(profile)
     }
+    /// The sealed store of `profile` (`store.db`).
     pub fn store_path(&self, profile: &str) -> PathBuf {
         self.profile_dir(profile).join("store.db")
     }
+    /// The MITM certificate authority's directory of `profile`.
     pub fn ca_dir(&self, profile: &str) -> PathBuf {
         self.profile_dir(profile).join("ca")
     }
+    /// The daemon's directory.
     pub fn daemon_dir(&self) -> PathBuf {
         self.root.join("daemon")
     }

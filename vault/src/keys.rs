@@ -32,9 +32,15 @@ const ARGON2_P: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassphraseRequest<'a> {
     /// Unlock an existing profile.
-    Unlock { profile: &'a str },
+    Unlock {
+        /// The profile.
+        profile: &'a str,
+    },
     /// Choose a passphrase for a new profile (the caller should ask twice).
-    Create { profile: &'a str },
+    Create {
+        /// The profile.
+        profile: &'a str,
+    },
 }
 
 /// Where key material outside the vault comes from: passphrases (the launcher:
@@ -63,6 +69,7 @@ pub trait KeySource {
 pub struct KeychainItem<'a> {
     /// Random id chosen at creation and recorded in the key file; the item is found by it.
     pub id: &'a str,
+    /// The profile whose key it holds.
     pub profile: &'a str,
     /// The home the profile belongs to (for the item's label only).
     pub home: &'a std::path::Path,

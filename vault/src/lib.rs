@@ -13,6 +13,7 @@
 //! # Ok::<(), authsome_vault::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod audit;
 pub mod config;

@@ -10,10 +10,13 @@ use crate::vault::{CreateOptions, Exclusive, create_profile_files};
 /// One profile as `profile list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileInfo {
+    /// The profile's name.
     pub name: String,
     /// `None` for the default profile before anything was written to it.
     pub key_backend: Option<String>,
+    /// When it was created, if recorded.
     pub created_at: Option<String>,
+    /// Whether it is the default profile.
     pub is_default: bool,
 }
 
@@ -27,6 +30,7 @@ pub fn default_profile(home: &Home) -> Result<String> {
     Ok(Config::load(&home.config_path())?.default_profile)
 }
 
+/// Every profile of the home, the default one marked.
 pub fn list(home: &Home) -> Result<Vec<ProfileInfo>> {
     home.check_not_foreign()?;
     let config = Config::load(&home.config_path())?;

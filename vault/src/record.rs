@@ -10,18 +10,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthType {
+    /// A key or token the user supplies.
     ApiKey,
+    /// OAuth 2.0 (tokens obtained and refreshed by authsome).
     #[serde(rename = "oauth2")]
     OAuth2,
 }
 
 impl AuthType {
+    /// The word stored and shown (`api_key`, `oauth2`).
     pub fn as_str(self) -> &'static str {
         match self {
             AuthType::ApiKey => "api_key",
             AuthType::OAuth2 => "oauth2",
         }
     }
+    /// The value for a stored word, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "api_key" => Some(AuthType::ApiKey),
@@ -46,6 +50,7 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
+    /// The word stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             SecretSource::ApiKey => "api_key",
@@ -54,6 +59,7 @@ impl SecretSource {
             SecretSource::Imported => "imported",
         }
     }
+    /// The value for a stored word, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "api_key" => Some(SecretSource::ApiKey),
@@ -69,13 +75,18 @@ impl SecretSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Usable.
     Connected,
+    /// Past its expiry and not refreshed.
     Expired,
+    /// Revoked by the user or the provider.
     Revoked,
+    /// Refused by the provider (refresh failed for good).
     Invalid,
 }
 
 impl Status {
+    /// The word stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Connected => "connected",
@@ -84,6 +95,7 @@ impl Status {
             Status::Invalid => "invalid",
         }
     }
+    /// The value for a stored word, if it is one.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "connected" => Some(Status::Connected),
@@ -99,10 +111,13 @@ impl Status {
 /// `SecretString`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Secrets {
+    /// An API key (or a pasted token).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
     pub api_key: Option<SecretString>,
+    /// An OAuth access token.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
     pub access_token: Option<SecretString>,
+    /// An OAuth refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_secret")]
     pub refresh_token: Option<SecretString>,
     /// The secret of the OAuth client that obtained this connection (refresh and revocation
@@ -175,14 +190,23 @@ mod opt_secret {
 /// A connection's plain metadata: everything but the secrets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionMeta {
+    /// The provider.
     pub provider: String,
+    /// The connection's name (`default` unless named).
     pub name: String,
+    /// How the provider authenticates.
     pub auth_type: AuthType,
+    /// How the secret was obtained.
     pub source: SecretSource,
+    /// Upstream's status word.
     pub status: Status,
+    /// The OAuth scopes granted, if known.
     pub scopes: Option<Vec<String>>,
+    /// The API base URL, for providers with a per-account one.
     pub base_url: Option<String>,
+    /// The host the credential is for, when it is not the provider's default.
     pub host_url: Option<String>,
+    /// The OAuth token type (`Bearer`, …), if given.
     pub token_type: Option<String>,
     /// Unix seconds.
     pub expires_at: Option<i64>,
@@ -190,12 +214,17 @@ pub struct ConnectionMeta {
     pub obtained_at: i64,
     /// Unix microseconds.
     pub updated_at: i64,
+    /// The account's id at the provider, if known.
     pub account_id: Option<String>,
+    /// The account's human-readable name (login, e-mail), if known.
     pub account_label: Option<String>,
+    /// Other non-secret data about the connection.
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// Row version: bumped on every write; the refresh lock compares it.
     pub version: i64,
+    /// When it was last refreshed (Unix seconds).
     pub last_refresh_at: Option<i64>,
+    /// Why the last refresh failed, if it did (never a secret).
     pub last_refresh_error: Option<String>,
     /// Which secret fields hold a value.
     pub secret_fields: Vec<String>,
@@ -236,6 +265,7 @@ impl ConnectionMeta {
         self.status == Status::Connected && self.expires_at.is_none_or(|at| at > now_seconds)
     }
 
+    /// Whether the sealed secrets hold a value for `field`.
     pub fn has_secret(&self, field: &str) -> bool {
         self.secret_fields.iter().any(|f| f == field)
     }
@@ -244,9 +274,13 @@ impl ConnectionMeta {
 /// An OAuth client registration for a provider (entered by the user or obtained by DCR).
 #[derive(Debug, Clone, Default)]
 pub struct ClientRecord {
+    /// The client id.
     pub client_id: Option<String>,
+    /// The client secret, for confidential clients.
     pub client_secret: Option<SecretString>,
+    /// The base URL the client was registered against, if per-account.
     pub base_url: Option<String>,
+    /// The scopes to ask for, if not the provider's.
     pub scopes: Option<Vec<String>>,
     /// RFC 7591 registration response metadata (never secret fields).
     pub registration: Option<serde_json::Value>,

@@ -41,6 +41,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// The store's file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -101,6 +102,7 @@ impl Store {
         Ok(out)
     }
 
+    /// The metadata of one connection, if it exists.
     pub fn get_connection(&self, provider: &str, name: &str) -> Result<Option<ConnectionMeta>> {
         let mut meta = self
             .db
@@ -333,6 +335,7 @@ impl Store {
         Ok(names)
     }
 
+    /// The provider's default connection, if one is set.
     pub fn default_connection(&self, provider: &str) -> Result<Option<String>> {
         Ok(self
             .db
@@ -371,6 +374,7 @@ impl Store {
 
     // ---- OAuth clients -----------------------------------------------------------------
 
+    /// Store (or replace) the provider's OAuth client, its secret sealed with `key`.
     pub fn put_client(&mut self, key: &MasterKey, provider: &str, client: &ClientRecord) -> Result<()> {
         self.writable()?;
         let sealed = match &client.client_secret {
@@ -435,6 +439,7 @@ impl Store {
         }))
     }
 
+    /// Delete the provider's OAuth client; `false` if there was none.
     pub fn delete_client(&mut self, provider: &str) -> Result<bool> {
         self.writable()?;
         Ok(self.db.execute("DELETE FROM provider_clients WHERE provider = ?1", params![provider])? > 0)

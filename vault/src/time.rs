@@ -3,10 +3,12 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// Now, in Unix microseconds.
 pub fn now_micros() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
 }
 
+/// Now, in Unix seconds.
 pub fn now_seconds() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }

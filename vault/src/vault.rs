@@ -19,6 +19,7 @@ pub const DEFAULT_KEY_CACHE_SECONDS: u32 = 900;
 pub struct CreateOptions {
     /// `None`: `keyring` when the caller's keychain answers, unlocked, right now; else `file`.
     pub backend: Option<KeyBackend>,
+    /// Seconds an unwrapped passphrase key may stay in the kernel keyring (0 = never).
     pub key_cache_seconds: u32,
 }
 
@@ -79,9 +80,11 @@ impl Vault {
         Ok(Self { home: home.clone(), profile: profile.to_string(), entry, store, key: OnceCell::new() })
     }
 
+    /// The home this vault belongs to.
     pub fn home(&self) -> &Home {
         &self.home
     }
+    /// The profile's name.
     pub fn profile(&self) -> &str {
         &self.profile
     }
@@ -89,12 +92,14 @@ impl Vault {
     pub fn key_backend(&self) -> Option<KeyBackend> {
         self.entry.as_ref().map(|e| e.key_backend)
     }
+    /// Whether the profile exists (is recorded in `config.json`).
     pub fn exists(&self) -> bool {
         self.entry.is_some()
     }
 
     // ---- reads without the key ---------------------------------------------------------
 
+    /// Every connection of the profile (metadata only; no key needed).
     pub fn list_connections(&self) -> Result<Vec<ConnectionMeta>> {
         match &self.store {
             Some(store) => store.list_connections(),
@@ -102,6 +107,7 @@ impl Vault {
         }
     }
 
+    /// One connection's metadata, if it exists.
     pub fn connection(&self, provider: &str, name: &str) -> Result<Option<ConnectionMeta>> {
         match &self.store {
             Some(store) => store.get_connection(provider, name),
@@ -109,6 +115,7 @@ impl Vault {
         }
     }
 
+    /// The provider's default connection, if one is set.
     pub fn default_connection(&self, provider: &str) -> Result<Option<String>> {
         match &self.store {
             Some(store) => store.default_connection(provider),
@@ -131,6 +138,7 @@ impl Vault {
         self.connection(provider, name)?.ok_or_else(|| self.not_found(provider, name))
     }
 
+    /// The provider's OAuth client without its secret (no key needed).
     pub fn client(&self, provider: &str) -> Result<Option<ClientRecord>> {
         match &self.store {
             Some(store) => store.get_client(None, provider),
@@ -153,12 +161,14 @@ impl Vault {
         Ok(self.key.get_or_init(|| key))
     }
 
+    /// One connection's secrets, unsealed with the profile's key.
     pub fn secrets(&self, key_source: &dyn KeySource, provider: &str, name: &str) -> Result<Secrets> {
         let store = self.store.as_ref().ok_or_else(|| self.not_found(provider, name))?;
         let key = self.key(key_source)?;
         store.read_secrets(key, provider, name)
     }
 
+    /// The provider's OAuth client with its secret unsealed.
     pub fn client_with_secret(&self, key_source: &dyn KeySource, provider: &str) -> Result<Option<ClientRecord>> {
         let Some(store) = &self.store else { return Ok(None) };
         let key = self.key(key_source)?;

@@ -44,34 +44,52 @@ fn group_by_provider(connections: Vec<ConnectionMeta>) -> BTreeMap<String, Vec<C
 pub(crate) fn list(ctx: &Context) -> CliResult {
     let vault = ctx.vault()?;
     let mut by_provider = group_by_provider(vault.list_connections()?);
-    let catalog = ctx.catalog();
-    let now = authsome_vault::time::now_seconds();
-
+    let entries = ctx.catalog().entries();
     if ctx.out.json {
-        let mut bundled = Vec::new();
-        let mut custom = Vec::new();
-        for entry in catalog.entries() {
-            let connections = by_provider.remove(&entry.provider.name).unwrap_or_default();
-            let doc = json!({
-                "name": entry.provider.name,
-                "display_name": entry.provider.display_name,
-                "auth_type": entry.provider.auth_type.as_str(),
-                "source": entry.source.as_str(),
-                "connections": connections.iter().map(connection_summary).collect::<Vec<_>>(),
-            });
-            match entry.source {
-                Source::Bundled => bundled.push(doc),
-                Source::Custom => custom.push(doc),
-            }
-        }
-        ctx.out.json(&json!({"bundled": bundled, "custom": custom}));
-        report_orphans(ctx, &by_provider);
-        return Ok(());
+        ctx.out.json(&list_document(entries, &mut by_provider));
+    } else {
+        let now = authsome_vault::time::now_seconds();
+        let (rows, connected) = list_rows(entries, &mut by_provider, now);
+        let mut text = format!("Providers: {} total, {connected} connected\n", entries.len());
+        text.push_str(&render_table(ctx, &rows));
+        ctx.out.data(&text);
     }
+    report_orphans(ctx, &by_provider);
+    Ok(())
+}
 
+/// `list --json`: upstream's `{"bundled": [...], "custom": [...]}`. Takes each provider's
+/// connections out of `by_provider`, leaving the orphans.
+fn list_document(entries: &[Entry], by_provider: &mut BTreeMap<String, Vec<ConnectionMeta>>) -> Value {
+    let mut bundled = Vec::new();
+    let mut custom = Vec::new();
+    for entry in entries {
+        let connections = by_provider.remove(&entry.provider.name).unwrap_or_default();
+        let doc = json!({
+            "name": entry.provider.name,
+            "display_name": entry.provider.display_name,
+            "auth_type": entry.provider.auth_type.as_str(),
+            "source": entry.source.as_str(),
+            "connections": connections.iter().map(connection_summary).collect::<Vec<_>>(),
+        });
+        match entry.source {
+            Source::Bundled => bundled.push(doc),
+            Source::Custom => custom.push(doc),
+        }
+    }
+    json!({"bundled": bundled, "custom": custom})
+}
+
+/// One table row per connection (one `not_connected` row for a provider without any), and
+/// how many providers have a usable connection. Takes the connections out of `by_provider`.
+fn list_rows(
+    entries: &[Entry],
+    by_provider: &mut BTreeMap<String, Vec<ConnectionMeta>>,
+    now: i64,
+) -> (Vec<[String; 6]>, usize) {
     let mut rows: Vec<[String; 6]> = Vec::new();
     let mut connected = 0;
-    for entry in catalog.entries() {
+    for entry in entries {
         let provider = &entry.provider;
         let label = format!("{} [{}]", provider.display_name, provider.name);
         let connections = by_provider.remove(&provider.name).unwrap_or_default();
@@ -101,14 +119,18 @@ pub(crate) fn list(ctx: &Context) -> CliResult {
             ]);
         }
     }
+    (rows, connected)
+}
+
+/// The `list` table: a header, a rule, and the rows in aligned columns, the status painted.
+fn render_table(ctx: &Context, rows: &[[String; 6]]) -> String {
     let header = ["Provider", "Source", "Auth", "Connection", "Status", "Expires"];
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut text = format!("Providers: {} total, {connected} connected\n", catalog.entries().len());
     let line = |cells: [&str; 6]| {
         let mut out = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
@@ -120,10 +142,10 @@ pub(crate) fn list(ctx: &Context) -> CliResult {
         }
         out.trim_end().to_string() + "\n"
     };
-    text.push_str(&line(header));
+    let mut text = line(header);
     let dashes = widths.map(|w| "-".repeat(w));
     text.push_str(&line([&dashes[0], &dashes[1], &dashes[2], &dashes[3], &dashes[4], &dashes[5]]));
-    for row in &rows {
+    for row in rows {
         let status = match row[4].as_str() {
             "connected" => ctx.out.paint(&format!("{:<w$}", row[4], w = widths[4]), Style::Green),
             "not_connected" => ctx.out.paint(&format!("{:<w$}", row[4], w = widths[4]), Style::Dim),
@@ -139,9 +161,7 @@ pub(crate) fn list(ctx: &Context) -> CliResult {
         text.push_str(out.trim_end());
         text.push('\n');
     }
-    ctx.out.data(&text);
-    report_orphans(ctx, &by_provider);
-    Ok(())
+    text
 }
 
 /// Connections whose provider definition is gone (a custom file deleted by hand).

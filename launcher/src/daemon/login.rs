@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::server::{ApiError, AppState, blocking};
 use super::sessions::{DeviceInfo, Need, Session, Status};
 use super::{pages, security};
+use crate::auth::code::Authorization;
 use crate::auth::{self, ClientCredentials, Endpoints, code, dcr, device};
 use crate::context::NoPrompt;
 use crate::error::{CliError, Kind};
@@ -396,96 +397,116 @@ pub(super) async fn submit(
     if status != Status::WaitingForUser {
         return state.sessions.with(&id, |s| session_ended(s)).unwrap_or_else(unknown_session);
     }
-    let action = format!("/auth/sessions/{id}/input");
+    let form = FormAnswer { id: &id, profile: &profile, provider: &provider, connection: &connection };
     match need {
-        Need::ClientCredentials => {
-            let client_id = fields.get("client_id").map(|s| s.trim().to_string()).unwrap_or_default();
-            let secret = fields.get("client_secret").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-            if client_id.is_empty() || client_id.contains(char::is_control) {
-                let csrf = state.sessions.with(&id, |s| s.csrf.clone()).unwrap_or_default();
-                let page = pages::client_form(
-                    &provider,
-                    &connection,
-                    &action,
-                    &csrf,
-                    &state.redirect_uri(),
-                    Some("Enter the client ID."),
-                );
-                return (StatusCode::BAD_REQUEST, page).into_response();
-            }
-            let record = ClientRecord {
-                client_id: Some(client_id),
-                client_secret: secret.map(SecretString::from),
-                ..ClientRecord::default()
-            };
-            let saved = save_client(&state.home, &profile, &provider.name, record.clone()).await.and_then(|()| {
-                ClientCredentials::from_record(&provider, &record)
-                    .ok_or_else(|| CliError::new(Kind::Generic, "no client id"))
-            });
-            let result = saved.and_then(|client| {
-                state
-                    .sessions
-                    .with(&id, |s| {
-                        begin_authorization(&state, s, client).map(|()| s.authorization.as_ref().map(|a| a.url.clone()))
-                    })
-                    .unwrap_or(Ok(None))
-            });
-            match result {
-                Ok(Some(url)) => Redirect::to(&url).into_response(),
-                Ok(None) => unknown_session(),
-                Err(e) => {
-                    state.sessions.with(&id, |s| s.fail(e));
-                    state.sessions.with(&id, |s| session_ended(s)).unwrap_or_else(unknown_session)
-                }
-            }
-        }
-        Need::ApiKey => {
-            let key = fields.get("api_key").map(|k| k.trim().to_string()).unwrap_or_default();
-            let secret = SecretString::from(key.clone());
-            let problem = if key.is_empty() || key.contains(char::is_control) {
-                Some("Enter the key on one line.".to_string())
-            } else {
-                auth::api_key::check(&provider, &secret).err().map(|e| e.message)
-            };
-            if let Some(problem) = problem {
-                let csrf = state.sessions.with(&id, |s| s.csrf.clone()).unwrap_or_default();
-                return (
-                    StatusCode::BAD_REQUEST,
-                    pages::api_key_form(&provider, &connection, &action, &csrf, Some(&problem)),
-                )
-                    .into_response();
-            }
-            let outcome = {
-                let (home, profile, provider, connection) =
-                    (state.home.clone(), profile.clone(), provider.clone(), connection.clone());
-                blocking(move || {
-                    let mut vault = Vault::open(&home, &profile)?;
-                    let target = auth::api_key::StoreKey {
-                        provider: &provider,
-                        connection: &connection,
-                        kind: auth::api_key::KeyKind::ApiKey,
-                        base_url: None,
-                        replace: true,
-                    };
-                    Ok(auth::api_key::store(&mut vault, &NoPrompt, CreateOptions::default(), &target, secret)?)
-                })
-                .await
-            };
-            let ok = outcome.is_ok();
-            finish(&state, &id, &profile, &provider, &connection, Flow::ApiKey, outcome);
-            if ok {
-                pages::message(
-                    "Saved",
-                    &format!("The {} key is stored. You can close this tab.", provider.display_name),
-                )
-                .into_response()
-            } else {
-                state.sessions.with(&id, |s| session_ended(s)).unwrap_or_else(unknown_session)
-            }
-        }
+        Need::ClientCredentials => submit_client(&state, form, &fields).await,
+        Need::ApiKey => submit_api_key(&state, form, &fields).await,
         Need::Nothing => {
             (StatusCode::BAD_REQUEST, pages::message("Nothing to enter", "This login needs no input.")).into_response()
         }
+    }
+}
+
+/// The login a checked form answer belongs to.
+#[derive(Clone, Copy)]
+struct FormAnswer<'a> {
+    id: &'a str,
+    profile: &'a str,
+    provider: &'a Provider,
+    connection: &'a str,
+}
+
+impl FormAnswer<'_> {
+    /// Where the form posts to (shown again with a problem).
+    fn action(&self) -> String {
+        format!("/auth/sessions/{}/input", self.id)
+    }
+}
+
+/// The client-credentials form: save the client, then send the browser to the provider.
+async fn submit_client(state: &Arc<AppState>, form: FormAnswer<'_>, fields: &HashMap<String, String>) -> Response {
+    let FormAnswer { id, profile, provider, connection } = form;
+    let client_id = fields.get("client_id").map(|s| s.trim().to_string()).unwrap_or_default();
+    let secret = fields.get("client_secret").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if client_id.is_empty() || client_id.contains(char::is_control) {
+        let csrf = state.sessions.with(id, |s| s.csrf.clone()).unwrap_or_default();
+        let page = pages::client_form(
+            provider,
+            connection,
+            &form.action(),
+            &csrf,
+            &state.redirect_uri(),
+            Some("Enter the client ID."),
+        );
+        return (StatusCode::BAD_REQUEST, page).into_response();
+    }
+    let record = ClientRecord {
+        client_id: Some(client_id),
+        client_secret: secret.map(SecretString::from),
+        ..ClientRecord::default()
+    };
+    let saved = save_client(&state.home, profile, &provider.name, record.clone()).await.and_then(|()| {
+        ClientCredentials::from_record(provider, &record).ok_or_else(|| CliError::new(Kind::Generic, "no client id"))
+    });
+    let result = saved.and_then(|client| {
+        state
+            .sessions
+            .with(id, |s| {
+                begin_authorization(state, s, client).map(|()| s.authorization.as_ref().map(|a| a.url.clone()))
+            })
+            .unwrap_or(Ok(None))
+    });
+    match result {
+        Ok(Some(url)) => Redirect::to(&url).into_response(),
+        Ok(None) => unknown_session(),
+        Err(e) => {
+            state.sessions.with(id, |s| s.fail(e));
+            state.sessions.with(id, |s| session_ended(s)).unwrap_or_else(unknown_session)
+        }
+    }
+}
+
+/// The API key form: check the key's shape, store it (off the async runtime), end the login.
+async fn submit_api_key(state: &Arc<AppState>, form: FormAnswer<'_>, fields: &HashMap<String, String>) -> Response {
+    let FormAnswer { id, profile, provider, connection } = form;
+    let key = fields.get("api_key").map(|k| k.trim().to_string()).unwrap_or_default();
+    let secret = SecretString::from(key.clone());
+    let problem = if key.is_empty() || key.contains(char::is_control) {
+        Some("Enter the key on one line.".to_string())
+    } else {
+        auth::api_key::check(provider, &secret).err().map(|e| e.message)
+    };
+    if let Some(problem) = problem {
+        let csrf = state.sessions.with(id, |s| s.csrf.clone()).unwrap_or_default();
+        return (
+            StatusCode::BAD_REQUEST,
+            pages::api_key_form(provider, connection, &form.action(), &csrf, Some(&problem)),
+        )
+            .into_response();
+    }
+    let outcome = {
+        let (home, profile, provider, connection) =
+            (state.home.clone(), profile.to_owned(), provider.clone(), connection.to_owned());
+        blocking(move || {
+            let mut vault = Vault::open(&home, &profile)?;
+            let target = auth::api_key::StoreKey {
+                provider: &provider,
+                connection: &connection,
+                kind: auth::api_key::KeyKind::ApiKey,
+                base_url: None,
+                replace: true,
+            };
+            Ok(auth::api_key::store(&mut vault, &NoPrompt, CreateOptions::default(), &target, secret)?)
+        })
+        .await
+    };
+    let ok = outcome.is_ok();
+    finish(state, id, profile, provider, connection, Flow::ApiKey, outcome);
+    if ok {
+        pages::message("Saved", &format!("The {} key is stored. You can close this tab.", provider.display_name))
+            .into_response()
+    } else {
+        state.sessions.with(id, |s| session_ended(s)).unwrap_or_else(unknown_session)
     }
 }
 
@@ -506,52 +527,20 @@ pub(super) async fn callback(
         )
             .into_response();
     };
-    let Some((profile, provider, connection, flow, scopes, base_url, client)) = state.sessions.with(&id, |s| {
-        (
-            s.profile.clone(),
-            s.provider.clone(),
-            s.connection.clone(),
-            s.flow,
-            s.scopes.clone(),
-            s.base_url.clone(),
-            s.client.clone(),
-        )
+    let Some(login) = state.sessions.with(&id, |s| CodeLogin {
+        profile: s.profile.clone(),
+        provider: s.provider.clone(),
+        connection: s.connection.clone(),
+        flow: s.flow,
+        scopes: s.scopes.clone(),
+        base_url: s.base_url.clone(),
+        client: s.client.clone(),
     }) else {
         return unknown_session();
     };
-    let outcome: Result<(), CliError> = async {
-        if let Some(error) = params.get("error") {
-            let mut e =
-                CliError::new(Kind::AuthenticationFailed, format!("{} refused the login", provider.display_name));
-            e = e.cause(match params.get("error_description") {
-                Some(description) => format!("{error}: {description}"),
-                None => error.clone(),
-            });
-            return Err(e);
-        }
-        let endpoints = Endpoints::resolve(&provider, base_url.as_deref())?;
-        if let (Some(iss), Some(authorization)) = (params.get("iss"), endpoints.authorization.as_deref()) {
-            code::check_issuer(iss, authorization)?;
-        }
-        let code = params
-            .get("code")
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the provider sent no authorization code"))?;
-        let client = client.ok_or_else(|| CliError::new(Kind::Generic, "the session has no OAuth client"))?;
-        let http = auth::http::client()?;
-        let token = code::exchange(&http, &endpoints, &client, code, &authorization).await.map_err(|e| {
-            e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
-        })?;
-        let login = Obtained {
-            provider: &provider,
-            connection: &connection,
-            base_url: base_url.clone(),
-            scopes,
-            client: &client,
-        };
-        store_token(&state.home, &profile, login, token).await
-    }
-    .await;
+    let (profile, provider, connection, flow) =
+        (login.profile.clone(), login.provider.clone(), login.connection.clone(), login.flow);
+    let outcome = redeem_code(&state, &params, &authorization, login).await;
     let page = match &outcome {
         Ok(()) => (
             StatusCode::OK,
@@ -570,4 +559,49 @@ pub(super) async fn callback(
     };
     finish(&state, &id, &profile, &provider, &connection, flow, outcome);
     page.into_response()
+}
+
+/// What the OAuth callback needs of its session, copied out of the session lock.
+struct CodeLogin {
+    profile: String,
+    provider: Provider,
+    connection: String,
+    flow: Flow,
+    scopes: Vec<String>,
+    base_url: Option<String>,
+    client: Option<ClientCredentials>,
+}
+
+/// The provider's answer to an authorization request: refuse an error or a foreign issuer,
+/// exchange the code for a token, store it.
+async fn redeem_code(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    authorization: &Authorization,
+    login: CodeLogin,
+) -> Result<(), CliError> {
+    let CodeLogin { profile, provider, connection, scopes, base_url, client, .. } = login;
+    let provider = &provider;
+    if let Some(error) = params.get("error") {
+        let e = CliError::new(Kind::AuthenticationFailed, format!("{} refused the login", provider.display_name));
+        return Err(e.cause(match params.get("error_description") {
+            Some(description) => format!("{error}: {description}"),
+            None => error.clone(),
+        }));
+    }
+    let endpoints = Endpoints::resolve(provider, base_url.as_deref())?;
+    if let (Some(iss), Some(authorization)) = (params.get("iss"), endpoints.authorization.as_deref()) {
+        code::check_issuer(iss, authorization)?;
+    }
+    let code = params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| CliError::new(Kind::AuthenticationFailed, "the provider sent no authorization code"))?;
+    let client = client.ok_or_else(|| CliError::new(Kind::Generic, "the session has no OAuth client"))?;
+    let http = auth::http::client()?;
+    let token = code::exchange(&http, &endpoints, &client, code, authorization).await.map_err(|e| {
+        e.into_cli(Kind::AuthenticationFailed, format!("{} refused the token exchange", provider.display_name))
+    })?;
+    let login = Obtained { provider, connection: &connection, base_url, scopes, client: &client };
+    store_token(&state.home, &profile, login, token).await
 }

@@ -1,10 +1,12 @@
 //! Real-kernel tests of the sandbox: real namespaces, real commands (sh, python3, curl, ip, nft,
 //! unshare), the test process playing the launcher and accepting on the capture sockets.
 //!
-//! `harness = false`: `main` calls `maybe_run_helper()` first, so this binary is its own helper.
-//! Run as root it runs every test, then runs itself again as an unprivileged uid (rootless
-//! mode) through `setpriv`. A test is skipped only when the kernel refuses user namespaces,
-//! and the reason is printed.
+//! `harness = false` with `libtest-mimic`: `main` calls `maybe_run_helper()` first, so this
+//! binary is its own helper, then runs the tests with libtest's usual command line (filters,
+//! `--exact`, `--list`, `--ignored`). Run as root, every test runs twice: as root, and as an
+//! unprivileged uid (rootless mode, `rootless::<name>`: this binary again through `setpriv`).
+//! The tests are skipped (ignored) only when the kernel refuses user namespaces, and the
+//! reason is printed.
 //!
 //! Safety: every test that tries an escape or sends traffic first checks, inside the sandbox,
 //! that it is in a network namespace of its own holding only `lo` ("Guard for
@@ -18,8 +20,11 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use libtest_mimic::Trial;
 
 mod filesystem;
 mod hardening;
@@ -65,6 +70,56 @@ struct Ctx {
 
 type TestFn = fn(&Ctx) -> Result<(), String>;
 
+/// Every real-kernel test, each named once: the macro takes the name from the function.
+macro_rules! sandbox_tests {
+    ($($test:ident),* $(,)?) => {
+        &[$((stringify!($test), $test as TestFn)),*]
+    };
+}
+
+const TESTS: &[(&str, TestFn)] = sandbox_tests![
+    probe_live_run_succeeds,
+    exit_code_propagates,
+    large_environment_and_odd_arguments_arrive_intact,
+    death_by_signal_propagates,
+    background_processes_end_with_the_command,
+    signals_are_forwarded_to_the_command,
+    tcp_udp_and_inner_proxy_are_captured,
+    curl_reaches_the_capture_listener,
+    escape_attempts_fail,
+    host_loopback_and_abstract_sockets_are_out_of_reach,
+    host_root_is_read_only_and_cwd_writable,
+    secrets_are_hidden_even_inside_writable_home,
+    cwd_under_tmp_stays_writable,
+    planted_git_config_hooks_and_editor_files_are_refused,
+    nested_repositories_and_worktrees_are_protected,
+    host_sockets_are_out_of_reach,
+    more_home_secrets_are_hidden,
+    a_working_directory_can_be_read_only_or_root,
+    private_home_is_empty_writable_and_keeps_toolchains,
+    placeholders_are_removed_on_every_ending,
+    a_concurrent_sandbox_keeps_its_placeholders,
+    back_to_back_runs_in_one_directory_start,
+    hidden_paths_that_appear_during_the_run_stay_hidden,
+    proc_shows_only_the_sandbox,
+    capabilities_are_dropped,
+    sysctls_and_host_ipc_are_out_of_reach,
+    terminal_injection_is_blocked,
+    set_user_id_files_cannot_be_made,
+    ca_bundle_and_resolv_conf_inside_only,
+    open_policy_keeps_host_tree,
+    stdio_passes_through_untouched,
+    fails_closed_before_the_command_runs,
+    launcher_death_kills_the_sandbox,
+    helper_is_reaped_after_wait,
+    probe_inside_a_sandbox_explains_the_refusal,
+    session_keyring_is_fresh,
+    ctrl_c_on_a_terminal_reaches_the_command,
+];
+
+/// Prefix of the trials that run one test again as an unprivileged uid.
+const ROOTLESS_PREFIX: &str = "rootless::";
+
 fn main() {
     maybe_run_helper();
     if std::env::var_os(LAUNCHER_ENV).is_some() {
@@ -79,111 +134,61 @@ fn main() {
     if std::env::var_os(NESTED_ENV).is_some() {
         nested_probe_child();
     }
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut args = libtest_mimic::Arguments::from_args();
+    // One sandbox at a time, as a user runs them: the tests share the machine's ports and
+    // the helper's timing assertions assume an otherwise idle sandbox.
+    args.test_threads = Some(1);
     let rootless = std::env::var_os(ROOTLESS_ENV).is_some();
-    let mode = if rootless {
-        "rootless"
-    } else if nix::unistd::geteuid().is_root() {
-        "root"
-    } else {
-        "user"
-    };
-    let ctx = Ctx::new();
+    let is_root = nix::unistd::geteuid().is_root();
+    let ctx = Arc::new(Ctx::new());
 
+    // The kernel refusing user namespaces is the one reason to skip, and it is said once here.
     let report = probe_with(&ctx.exe);
-    if let Err(e) = &report.live {
-        if matches!(
-            e,
-            NamespaceError::UserNamespacesDisabled { .. }
-                | NamespaceError::AppArmorRestricted { .. }
-                | NamespaceError::InContainer { .. }
-        ) {
-            println!("SKIP [{mode}] all sandbox tests: the kernel refuses: {e} (hint: {})", e.hint());
-            println!("0 passed, 0 failed, 1 skipped");
-            return;
+    let refused = match &report.live {
+        Err(
+            e @ (NamespaceError::UserNamespacesDisabled { .. }
+            | NamespaceError::AppArmorRestricted { .. }
+            | NamespaceError::InContainer { .. }),
+        ) => {
+            println!("SKIP all sandbox tests: the kernel refuses: {e} (hint: {})", e.hint());
+            true
         }
-        println!("probe failed [{mode}]: {e:?} (hint: {})", e.hint());
-    }
+        Err(e) => {
+            println!("probe failed: {e:?} (hint: {})", e.hint());
+            false
+        }
+        Ok(_) => false,
+    };
 
-    let tests: &[(&str, TestFn)] = &[
-        ("probe_live_run_succeeds", probe_live_run_succeeds),
-        ("exit_code_propagates", exit_code_propagates),
-        ("large_environment_and_odd_arguments_arrive_intact", large_environment_and_odd_arguments_arrive_intact),
-        ("death_by_signal_propagates", death_by_signal_propagates),
-        ("background_processes_end_with_the_command", background_processes_end_with_the_command),
-        ("signals_are_forwarded_to_the_command", signals_are_forwarded_to_the_command),
-        ("tcp_udp_and_inner_proxy_are_captured", tcp_udp_and_inner_proxy_are_captured),
-        ("curl_reaches_the_capture_listener", curl_reaches_the_capture_listener),
-        ("escape_attempts_fail", escape_attempts_fail),
-        ("host_loopback_and_abstract_sockets_are_out_of_reach", host_loopback_and_abstract_sockets_are_out_of_reach),
-        ("host_root_is_read_only_and_cwd_writable", host_root_is_read_only_and_cwd_writable),
-        ("secrets_are_hidden_even_inside_writable_home", secrets_are_hidden_even_inside_writable_home),
-        ("cwd_under_tmp_stays_writable", cwd_under_tmp_stays_writable),
-        (
-            "planted_git_config_hooks_and_editor_files_are_refused",
-            planted_git_config_hooks_and_editor_files_are_refused,
-        ),
-        ("nested_repositories_and_worktrees_are_protected", nested_repositories_and_worktrees_are_protected),
-        ("host_sockets_are_out_of_reach", host_sockets_are_out_of_reach),
-        ("more_home_secrets_are_hidden", more_home_secrets_are_hidden),
-        ("a_working_directory_can_be_read_only_or_root", a_working_directory_can_be_read_only_or_root),
-        ("private_home_is_empty_writable_and_keeps_toolchains", private_home_is_empty_writable_and_keeps_toolchains),
-        ("placeholders_are_removed_on_every_ending", placeholders_are_removed_on_every_ending),
-        ("a_concurrent_sandbox_keeps_its_placeholders", a_concurrent_sandbox_keeps_its_placeholders),
-        ("back_to_back_runs_in_one_directory_start", back_to_back_runs_in_one_directory_start),
-        ("hidden_paths_that_appear_during_the_run_stay_hidden", hidden_paths_that_appear_during_the_run_stay_hidden),
-        ("proc_shows_only_the_sandbox", proc_shows_only_the_sandbox),
-        ("capabilities_are_dropped", capabilities_are_dropped),
-        ("sysctls_and_host_ipc_are_out_of_reach", sysctls_and_host_ipc_are_out_of_reach),
-        ("terminal_injection_is_blocked", terminal_injection_is_blocked),
-        ("set_user_id_files_cannot_be_made", set_user_id_files_cannot_be_made),
-        ("ca_bundle_and_resolv_conf_inside_only", ca_bundle_and_resolv_conf_inside_only),
-        ("open_policy_keeps_host_tree", open_policy_keeps_host_tree),
-        ("stdio_passes_through_untouched", stdio_passes_through_untouched),
-        ("fails_closed_before_the_command_runs", fails_closed_before_the_command_runs),
-        ("launcher_death_kills_the_sandbox", launcher_death_kills_the_sandbox),
-        ("helper_is_reaped_after_wait", helper_is_reaped_after_wait),
-        ("probe_inside_a_sandbox_explains_the_refusal", probe_inside_a_sandbox_explains_the_refusal),
-        ("session_keyring_is_fresh", session_keyring_is_fresh),
-        ("ctrl_c_on_a_terminal_reaches_the_command", ctrl_c_on_a_terminal_reaches_the_command),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        let started = Instant::now();
-        match test(&ctx) {
-            Ok(()) => {
-                passed += 1;
-                println!("test [{mode}] {name} ... ok ({} ms)", started.elapsed().as_millis());
-            }
-            Err(e) => {
-                failed += 1;
-                println!("test [{mode}] {name} ... FAILED\n    {}", e.replace('\n', "\n    "));
-            }
+    let mut trials: Vec<Trial> = TESTS
+        .iter()
+        .map(|&(name, test)| {
+            let ctx = ctx.clone();
+            Trial::test(name, move || test(&ctx).map_err(Into::into)).with_ignored_flag(refused)
+        })
+        .collect();
+    // As root, every test runs a second time as an unprivileged uid (rootless mode).
+    if is_root && !rootless {
+        let rootless_exe = rootless_binary(&ctx).and_then(|exe| rootless_refused(&exe).map(|()| exe));
+        trials.extend(TESTS.iter().map(|&(name, _)| {
+            let exe = rootless_exe.clone();
+            let ignored = refused || exe.is_err();
+            Trial::test(format!("{ROOTLESS_PREFIX}{name}"), move || {
+                let exe = exe.as_ref().map_err(|why| format!("rootless run impossible: {why}"))?;
+                run_rootless(exe, name).map_err(Into::into)
+            })
+            .with_ignored_flag(ignored)
+        }));
+        if let Err(why) = &rootless_exe {
+            println!("SKIP the rootless half: {why}");
         }
     }
-    let (mut skipped, mut total_passed, mut total_failed) = (0, passed, failed);
-    if mode == "root" {
-        match run_rootless(&ctx, filter.as_deref()) {
-            Ok((p, f)) => {
-                total_passed += p;
-                total_failed += f;
-            }
-            Err(why) => {
-                println!("SKIP [rootless] suite: {why}");
-                skipped += 1;
-            }
-        }
+    let conclusion = libtest_mimic::run(&args, trials);
+    if is_root && !rootless {
+        let _ = fs::remove_dir_all(rootless_dir());
     }
     let _ = fs::remove_dir_all(&ctx.base);
-    if skipped > 0 {
-        println!("{total_passed} passed, {total_failed} failed, {skipped} skipped");
-    } else {
-        println!("{total_passed} passed, {total_failed} failed");
-    }
-    std::process::exit(if total_failed == 0 { 0 } else { 1 });
+    conclusion.exit();
 }
 
 impl Ctx {
@@ -267,52 +272,62 @@ fn probe_live_run_succeeds(ctx: &Ctx) -> Result<(), String> {
 // ------------------------------------------------------------------------------------------
 // rootless re-run
 
-/// Run this binary again as an unprivileged uid (no passwd entry needed) and fold its results in.
-fn run_rootless(ctx: &Ctx, filter: Option<&str>) -> Result<(u32, u32), String> {
+fn rootless_dir() -> PathBuf {
+    PathBuf::from(format!("/var/tmp/authsome-netns-rootless-{}", std::process::id()))
+}
+
+/// A copy of this binary the unprivileged uid can run (the original may sit in a private tree).
+fn rootless_binary(ctx: &Ctx) -> Result<PathBuf, String> {
     if !Path::new("/usr/bin/setpriv").exists() {
         return Err("setpriv (util-linux) is not installed".into());
     }
-    // The unprivileged uid must be able to run this binary: copy it out of a private tree.
     let searchable =
         ctx.exe.ancestors().skip(1).all(|dir| fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
-    let copy_dir = PathBuf::from(format!("/var/tmp/authsome-netns-rootless-{}", std::process::id()));
-    let exe = if searchable {
-        ctx.exe.clone()
-    } else {
-        fs::create_dir_all(&copy_dir).map_err(|e| e.to_string())?;
-        fs::set_permissions(&copy_dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-        let copy = copy_dir.join("sandbox-tests");
-        fs::copy(&ctx.exe, &copy).map_err(|e| format!("copying the test binary: {e}"))?;
-        copy
-    };
-    let mut cmd = Command::new("/usr/bin/setpriv");
-    cmd.args(["--reuid", &ROOTLESS_UID.to_string(), "--regid", &ROOTLESS_UID.to_string(), "--clear-groups", "--"])
-        .arg(&exe)
-        .args(filter)
+    if searchable {
+        return Ok(ctx.exe.clone());
+    }
+    let copy_dir = rootless_dir();
+    fs::create_dir_all(&copy_dir).map_err(|e| e.to_string())?;
+    fs::set_permissions(&copy_dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let copy = copy_dir.join("sandbox-tests");
+    fs::copy(&ctx.exe, &copy).map_err(|e| format!("copying the test binary: {e}"))?;
+    Ok(copy)
+}
+
+/// `Err(why)` when the kernel refuses the unprivileged uid its namespaces (the rootless half
+/// is then skipped, as the whole suite is when root is refused): a run of the probe test only.
+fn rootless_refused(exe: &Path) -> Result<(), String> {
+    let output = rootless_command(exe, "probe_live_run_succeeds").output().map_err(|e| format!("setpriv: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().find(|line| line.starts_with("SKIP all sandbox tests")) {
+        Some(line) => Err(format!("as uid {ROOTLESS_UID}: {line}")),
+        None => Ok(()),
+    }
+}
+
+fn rootless_command(exe: &Path, name: &str) -> Command {
+    let mut command = Command::new("/usr/bin/setpriv");
+    command
+        .args(["--reuid", &ROOTLESS_UID.to_string(), "--regid", &ROOTLESS_UID.to_string(), "--clear-groups", "--"])
+        .arg(exe)
+        .args(["--exact", name, "--nocapture"])
         .env(ROOTLESS_ENV, "1")
         .env("HOME", "/nonexistent")
-        .current_dir("/")
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("setpriv: {e}"))?;
-    let (mut passed, mut failed) = (None, None);
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.map_err(|e| e.to_string())?;
-        if let Some((p, rest)) = line.split_once(" passed, ")
-            && let Some(f) = rest.split(" failed").next()
-        {
-            passed = p.trim().parse().ok();
-            failed = f.trim().parse().ok();
-            if rest.contains("skipped") {
-                println!("[rootless] {line}");
-            }
-            continue;
-        }
-        println!("{line}");
+        .current_dir("/");
+    command
+}
+
+/// Run one test of this binary again as an unprivileged uid (no passwd entry needed).
+fn run_rootless(exe: &Path, name: &str) -> Result<(), String> {
+    let output = rootless_command(exe, name).output().map_err(|e| format!("setpriv: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        return Err(format!("the rootless run failed ({}):\n{stdout}{stderr}", output.status));
     }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let _ = fs::remove_dir_all(&copy_dir);
-    match (passed, failed) {
-        (Some(p), Some(f)) => Ok((p, f)),
-        _ => Err(format!("the rootless run printed no summary ({status})")),
+    // The child must have run the test, not skipped or filtered it away.
+    if !stdout.contains("1 passed") {
+        return Err(format!("the rootless run did not pass the test:\n{stdout}{stderr}"));
     }
+    Ok(())
 }

@@ -44,8 +44,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -175,32 +174,14 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let provider = authsome_proxy::crypto_provider();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "bench upstream CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::default();
-    leaf.subject_alt_names =
-        vec![SanType::DnsName(HOST.try_into().unwrap()), SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
-        .unwrap();
+    let pki = authsome_testkit::Pki::new(&[HOST, "127.0.0.1"]);
+    let mut server = (*pki.server_config()).clone();
     server.alpn_protocols = if std::env::var("BENCH_UPSTREAM_ALPN").as_deref() == Ok("h1") {
         vec![b"http/1.1".to_vec()]
     } else {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     };
-    Pki { ca_pem: ca_cert.pem(), server: Arc::new(server) }
+    Pki { ca_pem: pki.ca_pem.clone(), server: Arc::new(server) }
 }
 
 static BULK: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();

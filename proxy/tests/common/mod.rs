@@ -1,4 +1,4 @@
-//! Test fixtures: a test PKI (CA + CA:FALSE leaves, made with rcgen), a local HTTPS echo
+//! Test fixtures: a test PKI (`authsome_testkit::Pki`), a local HTTPS echo
 //! upstream (rustls, h2 + http/1.1) plus a plain-http one, a fake credential source that
 //! counts calls, an event recorder, and a proxy wired to all of them through connect-to.
 //!
@@ -28,12 +28,6 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
-};
-use rustls::ServerConfig;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -51,48 +45,6 @@ pub const HOSTS: &[&str] = &[
     "10.9.8.7",
     "scoped.example.test",
 ];
-
-/// A test CA and a rustls server config with one CA:FALSE leaf for `names`.
-pub struct TestPki {
-    pub ca_pem: String,
-    pub server_config: Arc<ServerConfig>,
-}
-
-pub fn test_pki(names: &[&str]) -> TestPki {
-    let provider = authsome_proxy::crypto_provider();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name.push(DnType::CommonName, "authsome test upstream CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name.push(DnType::CommonName, "authsome test upstream");
-    leaf.subject_alt_names = names
-        .iter()
-        .map(|n| match n.parse() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName((*n).try_into().unwrap()),
-        })
-        .collect();
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf_cert.der().clone(), ca_cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    TestPki { ca_pem: ca_cert.pem(), server_config: Arc::new(config) }
-}
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -270,7 +222,7 @@ pub struct Upstream {
 }
 
 pub async fn start_upstream() -> Upstream {
-    let pki = test_pki(HOSTS);
+    let pki = authsome_testkit::Pki::new(HOSTS);
     let hits = Arc::new(AtomicUsize::new(0));
     let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let plain_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,7 +232,7 @@ pub async fn start_upstream() -> Upstream {
         hits: hits.clone(),
         ca_pem: pki.ca_pem.clone(),
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config);
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config());
     let tls_hits = hits.clone();
     tokio::spawn(async move {
         loop {

@@ -2,7 +2,11 @@
 //! requires), and local echo upstreams that answer every request with a JSON description of
 //! what they received (method, path, query, headers). They run on a background thread with
 //! their own runtime, so plain `#[test]` functions can use them, and bind 127.0.0.1 only.
+//!
+//! The one place the test suites make certificates: the end-to-end tests, the OAuth test
+//! identity provider (`tests/common/idp.rs`) and the proxy's own tests all use [`Pki`].
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,17 +23,22 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A test CA and a server certificate for some names, signed by it.
 pub struct Pki {
+    /// The CA certificate, PEM: what clients under test must trust.
     pub ca_pem: String,
+    /// The leaf certificate, PEM (CA:FALSE, server auth, a SAN per name).
     pub leaf_pem: String,
+    /// The leaf's private key, PKCS#8 PEM.
     pub leaf_key_pem: String,
     server: Arc<rustls::ServerConfig>,
 }
 
 impl Pki {
+    /// A fresh CA and a leaf for `names` (host names, or IP addresses as IP SANs; the first
+    /// is the leaf's common name).
     pub fn new(names: &[&str]) -> Self {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::default();
@@ -54,7 +63,7 @@ impl Pki {
             .expect("protocols")
             .with_no_client_auth()
             .with_single_cert(
-                vec![CertificateDer::from(leaf.der().to_vec())],
+                vec![leaf.der().clone(), ca_cert.der().clone()],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             )
             .expect("server config");
@@ -67,6 +76,22 @@ impl Pki {
         }
     }
 
+    /// A rustls server configuration presenting the leaf (and the CA after it), offering h2
+    /// and http/1.1.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server.clone()
+    }
+
+    /// Write the CA certificate, the leaf and its key to `dir` as `ca.pem`, `leaf.pem` and
+    /// `leaf.key`; returns the three paths in that order.
+    pub fn write_files(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let (ca, cert, key) = (dir.join("ca.pem"), dir.join("leaf.pem"), dir.join("leaf.key"));
+        std::fs::write(&ca, &self.ca_pem).expect("write CA");
+        std::fs::write(&cert, &self.leaf_pem).expect("write leaf");
+        std::fs::write(&key, &self.leaf_key_pem).expect("write leaf key");
+        (ca, cert, key)
+    }
+
     /// Write the CA certificate to `dir/name` and return its path.
     pub fn write_ca(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
@@ -75,8 +100,9 @@ impl Pki {
     }
 }
 
-/// A running echo upstream.
+/// A running echo upstream; it stops when dropped.
 pub struct Echo {
+    /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -92,6 +118,7 @@ impl Echo {
         Self::start(None)
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -79,36 +79,69 @@ impl PythonKeyring for NoPythonKeyring {
 /// What can stop a migration. No variant carries a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    /// The new vault failed.
     #[error(transparent)]
     Vault(#[from] Error),
 
     /// The Python master key could not be had (`master.key` missing or damaged, or the keyring).
     #[error("the Python authsome's master key is not available: {reason}")]
-    PythonKeyUnavailable { keyring: bool, reason: String },
+    PythonKeyUnavailable {
+        /// The key was to come from the OS keyring (not `master.key`).
+        keyring: bool,
+        /// Why it could not be had.
+        reason: String,
+    },
 
     /// The key opened the file but not the records: a wrong `master.key` or altered records.
     #[error("the Python authsome's master key does not open {failed} of {total} records in {store}")]
-    PythonKeyWrong { store: PathBuf, failed: usize, total: usize },
+    PythonKeyWrong {
+        /// The Python store.
+        store: PathBuf,
+        /// Records that did not open.
+        failed: usize,
+        /// Records in it.
+        total: usize,
+    },
 
+    /// A file of the Python home could not be read or understood.
     #[error("{path}: {reason}")]
-    PythonFile { path: PathBuf, reason: String },
+    PythonFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A layout this importer does not read (the Python authsome 0.3+ client/server split).
     #[error("{path} holds a Python authsome {layout}, which `authsome migrate` does not import (only 0.2.x homes)")]
-    Unsupported { path: PathBuf, layout: String },
+    Unsupported {
+        /// The home.
+        path: PathBuf,
+        /// What it holds.
+        layout: String,
+    },
 
     /// Installing the new home found a file already in its place.
     #[error("{path} already exists, so the migrated home cannot be put in place")]
-    InPlace { path: PathBuf },
+    InPlace {
+        /// The file in the way.
+        path: PathBuf,
+    },
 
     /// The Python authsome's daemon is running on this home: it would keep writing to the files
     /// being moved.
     #[error("the Python authsome's daemon (pid {pid}) is running on this home")]
-    PythonDaemonRunning { pid: u32 },
+    PythonDaemonRunning {
+        /// The daemon's pid.
+        pid: u32,
+    },
 
     /// `--delete-backup` while a migration is unfinished.
     #[error("a migration of {path} is unfinished")]
-    Unfinished { path: PathBuf },
+    Unfinished {
+        /// The home.
+        path: PathBuf,
+    },
 }
 
 /// Settings of one run.
@@ -123,15 +156,18 @@ pub struct MigrateOptions {
 /// Something in the Python home that was not imported (the backup still has it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    /// The Python profile it belongs to.
     pub profile: String,
     /// The record's store key (names only), or what was skipped.
     pub item: String,
+    /// Why it was skipped.
     pub reason: String,
 }
 
 /// One imported profile, by names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ProfileReport {
+    /// The profile's name.
     pub name: String,
     /// (provider, connection)
     pub connections: Vec<(String, String)>,
@@ -144,15 +180,19 @@ pub struct ProfileReport {
 /// What a migration did (or, with `dry_run`, would do).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
+    /// The home that was (or would be) migrated.
     pub home: PathBuf,
     /// The backup directory (for a dry run: the one that would be made).
     pub backup: PathBuf,
     /// Top-level entries of the Python home moved into the backup.
     pub moved: Vec<String>,
+    /// The profiles imported.
     pub profiles: Vec<ProfileReport>,
+    /// The default profile of the migrated home.
     pub default_profile: String,
     /// Custom provider files copied (as file names).
     pub providers: Vec<String>,
+    /// What was not imported, and why.
     pub skipped: Vec<Skipped>,
     /// The Python home kept its key in the OS keyring (the item is left there).
     pub python_keyring: bool,
@@ -165,9 +205,12 @@ pub struct Report {
 pub enum Outcome {
     /// No Python home and no unfinished migration here; the backups still present are listed.
     NothingToDo {
+        /// Backups of earlier migrations still present.
         backups: Vec<PathBuf>,
     },
+    /// What a migration would do (`dry_run`).
     DryRun(Report),
+    /// What the migration did.
     Migrated(Report),
 }
 
