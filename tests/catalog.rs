@@ -21,6 +21,7 @@ const CATALOG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/providers/ca
 const VARIANTS: &[(&str, &str, &str)] = &[
     ("klaviyo", "klaviyo-oauth", "the same API with a private key or an OAuth token"),
     ("gemini", "google", "the Gemini API key on generativelanguage.googleapis.com, inside Google's OAuth hosts"),
+    ("zendesk", "zendesk-api-token", "the same subdomain API with an OAuth token or an email + API token"),
 ];
 
 /// Domains where anyone can run a server of their own: a credential must never be scoped to
@@ -76,10 +77,44 @@ fn env_names(p: &Value) -> String {
     let mut out = Vec::new();
     if let Some(map) = p["env"].as_object() {
         for names in map.values() {
-            out.extend(strings(names));
+            out.extend(strings(names).iter().map(|n| format!("`{n}`")));
         }
     }
-    out.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" ")
+    // A credential that takes two values: the second one's names, labelled.
+    let second = &p["second_value"];
+    if let Some(label) = second["label"].as_str() {
+        let names: Vec<String> = strings(&second["env"]).iter().map(|n| format!("`{n}`")).collect();
+        let kind = if second["secret"] == false { ", not secret" } else { "" };
+        out.push(format!("+ {} ({label}{kind})", names.join(" ")));
+    }
+    out.join(" ")
+}
+
+/// The hosts column: the definition's hosts, then where `--base-url` may point.
+fn hosts_cell(p: &Value) -> String {
+    let listed = strings(&p["hosts"]);
+    let mut hosts: Vec<String> = listed.iter().map(|h| format!("`{h}`")).collect();
+    if let (Some(prefix), false) = (p["path_prefix"].as_str(), listed.is_empty()) {
+        hosts.push(format!("(under `{prefix}`)"));
+    }
+    let base = &p["base_url"];
+    if base.is_object() {
+        let mut templates: Vec<String> = strings(&base["hosts"])
+            .iter()
+            .filter(|t| !listed.contains(t))
+            .map(|t| if t == "{host}" { "your own server".to_string() } else { format!("`{t}`") })
+            .collect();
+        if templates.len() < strings(&base["hosts"]).len() {
+            templates.insert(0, "one of these".into());
+        }
+        let how = if base["required"] == true { "required" } else { "optional" };
+        let mut text = format!("base URL ({how}): {}", templates.join(", "));
+        if let Some(prefix) = base["path_prefix"].as_str() {
+            text.push_str(&format!(" (under `{prefix}`)"));
+        }
+        hosts.push(text);
+    }
+    hosts.join(" ")
 }
 
 fn cell(text: &str) -> String {
@@ -96,17 +131,13 @@ fn render(providers: &[Value]) -> String {
     out.push_str(&format!("{} providers.\n\n", providers.len()));
     out.push_str("| name | display name | auth type | hosts | env names | flows |\n|---|---|---|---|---|---|\n");
     for p in providers {
-        let mut hosts: Vec<String> = strings(&p["hosts"]).iter().map(|h| format!("`{h}`")).collect();
-        if let Some(prefix) = p["path_prefix"].as_str() {
-            hosts.push(format!("(under `{prefix}`)"));
-        }
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} | {} |\n",
             p["name"].as_str().unwrap(),
             cell(p["display_name"].as_str().unwrap()),
             p["auth_type"].as_str().unwrap(),
-            hosts.join(" "),
-            env_names(p),
+            cell(&hosts_cell(p)),
+            cell(&env_names(p)),
             flows(p)
         ));
     }
@@ -125,7 +156,9 @@ fn list_and_inspect_show_every_bundled_provider_and_the_doc_is_current() {
     assert_eq!(providers.len(), files, "list --json shows a different number of providers than the catalog holds");
     for p in &providers {
         assert_eq!(p["source"], "bundled", "{}", p["name"]);
-        assert!(!strings(&p["hosts"]).is_empty(), "{}", p["name"]);
+        // Per-tenant providers list no hosts: every connection names its own (`--base-url`).
+        let required = p["base_url"]["required"] == true && !strings(&p["base_url"]["hosts"]).is_empty();
+        assert!(!strings(&p["hosts"]).is_empty() || required, "{}", p["name"]);
     }
 
     let want = render(&providers);
@@ -172,6 +205,21 @@ fn overlap(a: &str, b: &str) -> bool {
     }
 }
 
+/// The hosts a provider's connections can be routed to: its hosts, and the hosts its base-URL
+/// templates allow (`{tenant}.suffix` as `*.suffix`, a superset; `{host}`, a server of the user's
+/// own naming, claims nothing here).
+fn claimed(def: &Value) -> Vec<String> {
+    let mut hosts = strings(&def["hosts"]);
+    for template in strings(&def["base_url"]["hosts"]) {
+        match template.strip_prefix('{').and_then(|rest| rest.split_once("}.")) {
+            Some((_, suffix)) => hosts.push(format!("*.{suffix}")),
+            None if template == "{host}" => {}
+            None => hosts.push(template),
+        }
+    }
+    hosts
+}
+
 #[test]
 fn no_two_providers_claim_the_same_host_unless_declared_variants() {
     let defs = definitions();
@@ -180,7 +228,7 @@ fn no_two_providers_claim_the_same_host_unless_declared_variants() {
     let names: Vec<&String> = defs.keys().collect();
     for (i, a) in names.iter().enumerate() {
         for b in &names[i + 1..] {
-            let (ha, hb) = (strings(&defs[*a]["hosts"]), strings(&defs[*b]["hosts"]));
+            let (ha, hb) = (claimed(&defs[*a]), claimed(&defs[*b]));
             let same_path = defs[*a]["path_prefix"] == defs[*b]["path_prefix"]
                 || defs[*a]["path_prefix"].is_null()
                 || defs[*b]["path_prefix"].is_null();

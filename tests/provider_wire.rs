@@ -39,25 +39,55 @@ struct Row {
     /// Hosts that must get nothing; defaults to `<host>.evil.test` and `evil-<host>`.
     #[serde(default)]
     lookalikes: Option<Vec<String>>,
+    /// The second value of a credential that takes two (`{second}` in `expect`).
+    #[serde(default)]
+    second: Option<Second>,
+    /// A per-tenant or regional API location given at login (`login --base-url`); `host` is its
+    /// host. Other tenants' hosts belong in `lookalikes`.
+    #[serde(default)]
+    base_url: Option<String>,
     /// Where the facts come from.
     #[allow(dead_code)]
     source: String,
+}
+
+/// The second value as the vendor documents it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Second {
+    /// A value in the vendor's published format.
+    value: String,
+    /// Whether the vendor treats it as a secret (a placeholder under `run`), or as an
+    /// identifier that SDKs also put in URLs and host names (the real value under `run`).
+    secret: bool,
+    /// The env names the vendor's SDK or CLI reads it from.
+    env: Vec<String>,
 }
 
 fn root() -> String {
     "/".into()
 }
 
-/// How the credential must arrive. `{key}` stands for the stored secret.
+/// How the credential must arrive. `{key}` stands for the stored secret, `{second}` for the
+/// second value.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 enum Expect {
     /// `name: value`.
     Header { name: String, value: String },
+    /// Each `name: value`, every one exactly once.
+    Headers(Vec<HeaderExpect>),
     /// `Authorization: Basic base64(user:password)`.
     Basic { user: String, password: String },
     /// `?name=<key>`.
     Query { name: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderExpect {
+    name: String,
+    value: String,
 }
 
 impl Row {
@@ -66,6 +96,26 @@ impl Row {
             let tag: String = self.name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             format!("REALKEY{}0123456789abcdef", tag.to_ascii_uppercase())
         })
+    }
+
+    /// Fill in `{key}` and `{second}`.
+    fn fill(&self, template: &str) -> String {
+        let second = self.second.as_ref().map_or("", |s| s.value.as_str());
+        template.replace("{key}", &self.key()).replace("{second}", second)
+    }
+
+    /// What `login --stdin` reads: the key, and the second value on the next line.
+    fn login_input(&self) -> String {
+        match &self.second {
+            Some(second) => format!("{}\n{}\n", self.key(), second.value),
+            None => self.key(),
+        }
+    }
+
+    /// Values no look-alike host may see (an identifier the child holds anyway is not one).
+    fn secrets(&self) -> Vec<String> {
+        let second = self.second.iter().filter(|s| s.secret).map(|s| s.value.clone());
+        std::iter::once(self.key()).chain(second).collect()
     }
 
     fn lookalikes(&self) -> Vec<String> {
@@ -114,12 +164,22 @@ fn rounds<'a>(rows: &'a [Row], defs: &BTreeMap<String, Value>) -> Vec<Vec<&'a Ro
     let mut rounds: Vec<Vec<&Row>> = Vec::new();
     let env_of = |r: &Row| -> BTreeSet<String> {
         let declared = defs[&r.name]["env"].as_object().into_iter().flat_map(|m| m.values().flat_map(strings));
-        declared.chain(r.env.iter().cloned()).collect()
+        let second = strings(&defs[&r.name]["second_value"]["env"]);
+        let tabled = r.env.iter().chain(r.second.iter().flat_map(|s| &s.env)).cloned();
+        declared.chain(second).chain(tabled).collect()
     };
     let conflict = |a: &Row, b: &Row| {
-        let hosts = |r: &Row| strings(&defs[&r.name]["hosts"]);
-        hosts(a).iter().any(|p| claims(p, &b.host))
-            || hosts(b).iter().any(|p| claims(p, &a.host))
+        // A connection with a base URL is routed to that host (the definition may list none).
+        let hosts = |r: &Row| {
+            let mut hosts = strings(&defs[&r.name]["hosts"]);
+            hosts.push(r.host.clone());
+            hosts
+        };
+        // A look-alike of one row that another row's provider rightly claims (another tenant's
+        // host, the default site of a regional connection) would receive that credential.
+        let names = |r: &Row| std::iter::once(r.host.clone()).chain(r.lookalikes()).collect::<Vec<_>>();
+        hosts(a).iter().any(|p| names(b).iter().any(|h| claims(p, h)))
+            || hosts(b).iter().any(|p| names(a).iter().any(|h| claims(p, h)))
             || !env_of(a).is_disjoint(&env_of(b))
     };
     for row in rows {
@@ -204,7 +264,11 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
     std::fs::write(&ca, cas).unwrap();
     let env = home.set("AUTHSOME_CONNECT_TO", &connect_to.join(",")).set("AUTHSOME_EXTRA_ROOTS", ca.to_str().unwrap());
     for row in rows {
-        let login = env.run_stdin(&["login", &row.name, "--stdin"], &row.key());
+        let mut args = vec!["login", &row.name, "--stdin"];
+        if let Some(url) = &row.base_url {
+            args.extend(["--base-url", url]);
+        }
+        let login = env.run_stdin(&args, &row.login_input());
         if login.code != 0 {
             failures.push(format!("{}: login failed: {}", row.name, login.stderr.trim()));
         }
@@ -215,7 +279,7 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
         rows.iter().map(|r| (r.name.clone(), format!("https://{}{}", r.host, r.path))).collect();
     let mut script = curl_script(&requests);
     for row in rows {
-        for var in &row.env {
+        for var in row.env.iter().chain(row.second.iter().flat_map(|s| &s.env)) {
             script.push_str(&format!("printf '%s\\n@@ env {var}\\n' \"${{{var}:-<unset>}}\"\n"));
         }
     }
@@ -236,14 +300,23 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
         };
         match &row.expect {
             Expect::Header { name, value } => {
-                let want = value.replace("{key}", &key);
+                let want = row.fill(value);
                 let got = common::seen(&echo, name);
                 if got != vec![want.clone()] {
                     failures.push(format!("{}: header {name}: want [{want}], got {got:?}", row.name));
                 }
             }
+            Expect::Headers(headers) => {
+                for HeaderExpect { name, value } in headers {
+                    let want = row.fill(value);
+                    let got = common::seen(&echo, name);
+                    if got != vec![want.clone()] {
+                        failures.push(format!("{}: header {name}: want [{want}], got {got:?}", row.name));
+                    }
+                }
+            }
             Expect::Basic { user, password } => {
-                let pair = format!("{}:{}", user.replace("{key}", &key), password.replace("{key}", &key));
+                let pair = format!("{}:{}", row.fill(user), row.fill(password));
                 let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
                 let got = common::seen(&echo, "authorization");
                 if got != vec![want.clone()] {
@@ -264,6 +337,20 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
                 other => failures.push(format!("{}: env {var} is not a placeholder: {other:?}", row.name)),
             }
         }
+        if let Some(second) = &row.second {
+            for var in &second.env {
+                let got = out.get(&format!("env {var}"));
+                let ok = match got {
+                    Some(v) if second.secret => v.contains("authsome_") && !v.contains(&second.value),
+                    Some(v) => *v == second.value,
+                    None => false,
+                };
+                if !ok {
+                    let want = if second.secret { "a placeholder" } else { "the real identifier" };
+                    failures.push(format!("{}: env {var} is not {want}: {got:?}", row.name));
+                }
+            }
+        }
     }
 
     // Look-alike hosts get nothing, even when the proxy intercepts them.
@@ -281,7 +368,7 @@ fn check_round(rows: &[&Row], failures: &mut Vec<String>) {
                 Some(echo) => {
                     // No credential of this round at all, not only the look-alike's vendor's.
                     let received = everything_received(&echo);
-                    for owner in rows.iter().filter(|r| received.contains(&r.key())) {
+                    for owner in rows.iter().filter(|r| r.secrets().iter().any(|s| received.contains(s))) {
                         failures
                             .push(format!("{}: the look-alike {host} received {}'s credential", row.name, owner.name));
                     }
