@@ -149,6 +149,17 @@ impl Catalog {
         })
     }
 
+    /// The entries named in `names`, in the order of [`Catalog::entries`], parsing no other
+    /// bundled definition (`run` needs only the providers it has connections for; parsing the
+    /// whole catalog would cost every run more as it grows).
+    pub(crate) fn entries_named(&self, names: &std::collections::BTreeSet<&str>) -> Vec<&Entry> {
+        let custom = |name: &str| self.custom.iter().any(|c| c.provider.name == name);
+        // BUNDLED and `names` are both sorted by name: the bundled part keeps its order.
+        let mut out: Vec<&Entry> = names.iter().filter(|n| !custom(n)).filter_map(|n| self.bundled(n)).collect();
+        out.extend(self.custom.iter().filter(|c| names.contains(c.provider.name.as_str())));
+        out
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&Entry> {
         if let Some(custom) = self.custom.iter().find(|e| e.provider.name == name) {
             return Some(custom);
@@ -304,6 +315,21 @@ mod tests {
             assert_eq!(&provider.name, name, "file name and provider name differ");
             validate::validate_as(&provider, &validate::Spelling::OURS).unwrap_or_else(|e| panic!("{e}"));
         }
+    }
+
+    /// `run` looks up only the providers it has connections for, in the order the whole
+    /// catalog lists them, and parses no other definition.
+    #[test]
+    fn entries_named_keeps_the_catalog_order_and_parses_only_those() {
+        let catalog = Catalog::bundled_only();
+        let names: std::collections::BTreeSet<&str> = ["openai", "github", "anthropic", "no-such-provider"].into();
+        let got: Vec<&str> = catalog.entries_named(&names).iter().map(|e| e.provider.name.as_str()).collect();
+        assert_eq!(got, ["anthropic", "github", "openai"]);
+        let parsed = catalog.bundled.iter().filter(|cell| cell.get().is_some()).count();
+        assert_eq!(parsed, 3, "only the named definitions are parsed");
+        let all: Vec<&str> =
+            catalog.entries().iter().map(|e| e.provider.name.as_str()).filter(|n| names.contains(n)).collect();
+        assert_eq!(got, all);
     }
 
     #[test]

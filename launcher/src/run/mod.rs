@@ -161,7 +161,8 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
     let mut secrets = Vec::new();
     let mut env_items: Vec<(&Provider, String, &str, SecretString)> = Vec::new();
     let mut placeholders = Vec::new();
-    for entry in catalog.entries() {
+    let connected: std::collections::BTreeSet<&str> = connections.iter().map(|c| c.provider.as_str()).collect();
+    for entry in catalog.entries_named(&connected) {
         let provider = &entry.provider;
         if !exposed(&provider.name) {
             continue;
