@@ -820,3 +820,24 @@ fn two_value_login_prompts_for_both_on_a_terminal() {
     let exported = env.run(&["export", "datadog", "--format", "json"]).ok().json();
     assert_eq!((exported["DD_API_KEY"].as_str(), exported["DD_APP_KEY"].as_str()), (Some(DD_API), Some(DD_APP)));
 }
+
+/// Issue #11: every failed login is audited, the API-key ones too (a key that fails the
+/// provider's pattern, an empty key), with the reason and never the typed value.
+#[test]
+fn failed_api_key_logins_are_audited_without_the_key() {
+    let env = Env::new();
+    let wrong = "not-an-openai-key-SECRETVALUE123";
+    env.run_stdin(&["login", "openai", "--stdin"], &format!("{wrong}\n")).fails(2);
+    env.run_stdin(&["login", "openai", "--connection", "empty", "--stdin"], "\n").fails(2);
+    let log = env.run(&["log", "--json"]).ok();
+    assert!(!log.stdout.contains(wrong), "the typed value is in the audit log: {}", log.stdout);
+    let events = log.json();
+    let failures: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "login" && e["status"] == "failure" && e["provider"] == "openai")
+        .collect();
+    assert_eq!(failures.len(), 2, "{events}");
+    assert!(failures.iter().all(|e| e["error"].as_str().is_some_and(|m| !m.is_empty())), "{events}");
+}

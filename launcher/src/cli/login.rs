@@ -73,6 +73,51 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
     {
         return super::login_flows::browser_api_key(ctx, args, provider);
     }
+    let flow = flow_word(pasted);
+    match typed_key(ctx, args, provider, pasted, base_url, &mut vault) {
+        Ok(true) => {}
+        // Another login stored this connection between our check and our write.
+        Ok(false) => return already_logged_in(ctx, provider, &args.connection, pasted),
+        Err(e) => {
+            // Every failed login leaves a trace, as the OAuth flows' do (the message names the
+            // problem, never the key).
+            ctx.audit(
+                AuditEvent::new("login")
+                    .provider(&provider.name)
+                    .connection(&args.connection)
+                    .field("flow", flow)
+                    .field("status", "failure")
+                    .field("error", e.message.clone()),
+            );
+            return Err(e);
+        }
+    }
+    ctx.audit(
+        AuditEvent::new("login")
+            .provider(&provider.name)
+            .connection(&args.connection)
+            .field("flow", flow)
+            .field("status", "success"),
+    );
+    report(
+        ctx,
+        provider,
+        &args.connection,
+        "completed",
+        &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
+    )
+}
+
+/// Read, check and store a typed or piped key; `Ok(false)` when another login stored the
+/// connection first.
+fn typed_key(
+    ctx: &Context,
+    args: &LoginArgs,
+    provider: &Provider,
+    pasted: bool,
+    base_url: Option<String>,
+    vault: &mut authsome_vault::Vault,
+) -> CliResult<bool> {
     let (secret, second) = match &provider.second_value {
         Some(_) => {
             let (secret, second) = read_pair(ctx, provider, args.stdin)?;
@@ -87,27 +132,11 @@ pub(crate) fn login(ctx: &Context, args: &LoginArgs) -> CliResult {
 
     let kind = if pasted { KeyKind::PastedToken } else { KeyKind::ApiKey };
     let stored = StoreKey { provider, connection: &args.connection, kind, base_url, replace: args.force };
-    match api_key::store_pair(&mut vault, &ctx.key_source, ctx.create, &stored, secret, second) {
+    match api_key::store_pair(vault, &ctx.key_source, ctx.create, &stored, secret, second) {
         // Another login stored this connection between our check and our write.
-        Err(authsome_vault::Error::ConnectionExists { .. }) => {
-            return already_logged_in(ctx, provider, &args.connection, pasted);
-        }
-        result => result.map_err(CliError::from)?,
+        Err(authsome_vault::Error::ConnectionExists { .. }) => Ok(false),
+        result => result.map(|_| true).map_err(CliError::from),
     }
-    ctx.audit(
-        AuditEvent::new("login")
-            .provider(&provider.name)
-            .connection(&args.connection)
-            .field("flow", flow_word(pasted))
-            .field("status", "success"),
-    );
-    report(
-        ctx,
-        provider,
-        &args.connection,
-        "completed",
-        &format!("Logged in to {} ({}/{}).", provider.display_name, provider.name, args.connection),
-    )
 }
 
 fn checked_base_url(provider: &Provider, url: &str) -> CliResult<String> {
