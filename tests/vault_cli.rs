@@ -827,8 +827,8 @@ fn two_value_login_prompts_for_both_on_a_terminal() {
 fn failed_api_key_logins_are_audited_without_the_key() {
     let env = Env::new();
     let wrong = "not-an-openai-key-SECRETVALUE123";
-    env.run_stdin(&["login", "openai", "--stdin"], &format!("{wrong}\n")).fails(2);
-    env.run_stdin(&["login", "openai", "--connection", "empty", "--stdin"], "\n").fails(2);
+    env.run_stdin(&["login", "openai", "--stdin"], &format!("{wrong}\n")).fails(4);
+    env.run_stdin(&["login", "openai", "--connection", "empty", "--stdin"], "\n").fails(4);
     let log = env.run(&["log", "--json"]).ok();
     assert!(!log.stdout.contains(wrong), "the typed value is in the audit log: {}", log.stdout);
     let events = log.json();
