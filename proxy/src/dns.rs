@@ -128,6 +128,15 @@ impl FakeDns {
 
     fn denied(&self, name: &str) -> Option<(DeniedAnswer, DenyRule)> {
         let policy = self.policy.as_ref()?;
+        // Raw TCP names resolve too: `--allow-tcp` hosts, and the host-loopback name only
+        // when some `--allow-host-port` makes it mean something. The proxy still checks the
+        // port of every connection.
+        if name == crate::raw_tcp::HOST_LOOPBACK_NAME {
+            return policy.egress.host_ports.is_empty().then_some((policy.denied, DenyRule::HostPortNotAllowed));
+        }
+        if policy.egress.tcp.iter().any(|d| d.host == name) && policy.egress.deny.iter().all(|p| !p.matches(name)) {
+            return None;
+        }
         let owned = policy.routes.owns_host(name);
         policy.egress.check(name, 0, owned).err().map(|denial| (policy.denied, denial.rule))
     }
