@@ -355,6 +355,12 @@ fn a_policy_file_allows_tcp_and_host_ports() {
             .ok();
     assert!(run.stdout.contains("db.example.org:5432 error gaierror"), "{}", run.stdout);
     assert!(run.stdout.contains("host.authsome.internal:3000 error gaierror"), "{}", run.stdout);
+    assert_eq!(
+        denial_lines(&run, "host.authsome.internal"),
+        ["authsome: denied host.authsome.internal (a host port not allowed); allow with --allow-host-port PORT"],
+        "{}",
+        run.stderr
+    );
     assert_eq!(db.accepted(), 1);
 }
 

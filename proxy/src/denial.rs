@@ -138,6 +138,7 @@ impl Denial {
                 let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
                 format!("allow with --allow-tcp {host}:{}", self.port)
             }
+            DenyRule::HostPortNotAllowed if self.port == 0 => "allow with --allow-host-port PORT".to_owned(),
             DenyRule::HostPortNotAllowed => format!("allow with --allow-host-port {}", self.port),
             DenyRule::PrivateAddress(_) | DenyRule::IpLiteral => "allow with --allow-private".to_owned(),
             DenyRule::LocalAddress(_) => {
@@ -211,7 +212,9 @@ impl Denial {
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "denied {host}:{} ({}); {}", self.port, self.rule, self.hint())
+        // Port 0: refused before any connection named a port (a DNS answer).
+        let port = if self.port == 0 { String::new() } else { format!(":{}", self.port) };
+        write!(f, "denied {host}{port} ({}); {}", self.rule, self.hint())
     }
 }
 
