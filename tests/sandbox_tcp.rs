@@ -47,6 +47,66 @@ impl Server {
         })
     }
 
+    /// Just enough of the Postgres wire protocol (v3) for `psql -c`: no TLS, trust
+    /// authentication, and each simple query answered with one text row holding the query.
+    fn postgres() -> Server {
+        fn message(tag: u8, payload: &[u8]) -> Vec<u8> {
+            let mut out = vec![tag];
+            out.extend_from_slice(&(payload.len() as u32 + 4).to_be_bytes());
+            out.extend_from_slice(payload);
+            out
+        }
+        fn read_body(stream: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+            let mut len = [0u8; 4];
+            stream.read_exact(&mut len)?;
+            let mut body = vec![0; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+            stream.read_exact(&mut body)?;
+            Ok(body)
+        }
+        Server::start(|mut stream| {
+            // SSLRequest / GSSENCRequest get "N"; then comes the startup message.
+            loop {
+                let body = read_body(&mut stream)?;
+                if body.len() == 4 && body[..2] == [0x04, 0xd2] {
+                    stream.write_all(b"N")?;
+                    continue;
+                }
+                break;
+            }
+            let mut hello = message(b'R', &0u32.to_be_bytes());
+            hello.extend(message(b'S', b"server_version\x0016.0\x00"));
+            hello.extend(message(b'S', b"client_encoding\x00UTF8\x00"));
+            hello.extend(message(b'S', b"standard_conforming_strings\x00on\x00"));
+            hello.extend(message(b'K', &[0, 0, 0, 1, 0, 0, 0, 2]));
+            hello.extend(message(b'Z', b"I"));
+            stream.write_all(&hello)?;
+            loop {
+                let mut tag = [0u8; 1];
+                stream.read_exact(&mut tag)?;
+                let body = read_body(&mut stream)?;
+                match tag[0] {
+                    b'X' => return Ok(()),
+                    b'Q' => {
+                        let query = body.strip_suffix(&[0]).unwrap_or(&body);
+                        let mut field = b"\x00\x01echo\x00".to_vec();
+                        field.extend_from_slice(&[
+                            0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+                        ]);
+                        let mut row = vec![0, 1];
+                        row.extend_from_slice(&(query.len() as u32).to_be_bytes());
+                        row.extend_from_slice(query);
+                        let mut answer = message(b'T', &field);
+                        answer.extend(message(b'D', &row));
+                        answer.extend(message(b'C', b"SELECT 1\x00"));
+                        answer.extend(message(b'Z', b"I"));
+                        stream.write_all(&answer)?;
+                    }
+                    _ => return Ok(()),
+                }
+            }
+        })
+    }
+
     /// Accepts and counts, nothing else (a service the sandbox must not reach).
     fn silent() -> Server {
         Server::start(|_| Ok(()))
@@ -406,4 +466,48 @@ fn a_dev_server_on_the_host_answers_curl_by_its_reserved_name() {
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr));
     assert_eq!(first["path"], "/dev-server");
     assert_eq!(run.stdout.lines().nth(1), Some("localhost-unreachable"), "{}", run.stdout);
+}
+
+#[test]
+fn a_real_ssh_client_reaches_the_allowed_ssh_port() {
+    // OpenSSH itself, through the relay: it reads the server's banner (the server speaks
+    // first) before the handshake fails on this stand-in server.
+    let s = setup();
+    let ssh = Server::banner();
+    let connect_to = format!("git.example.org:22:127.0.0.1:{}", ssh.port);
+    let script = r#"
+command -v ssh >/dev/null || { echo no-ssh; exit 0; }
+ssh -v -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=5 \
+    git@git.example.org true 2>&1 | grep -o 'remote software version authsome-test' | head -1
+ssh -o BatchMode=yes -o ConnectTimeout=5 -p 2222 git@git.example.org true 2>/dev/null || echo port-2222-refused
+"#;
+    let run = sandboxed(&s, &connect_to, &["--allow-tcp", "git.example.org:22"], script).ok();
+    if run.stdout.trim() == "no-ssh" {
+        eprintln!("skipped: no ssh client on this machine");
+        return;
+    }
+    assert_eq!(run.stdout.trim(), "remote software version authsome-test\nport-2222-refused", "{}", run.stderr);
+    assert_eq!(ssh.accepted(), 1);
+}
+
+#[test]
+fn a_real_postgres_client_queries_the_allowed_database() {
+    let s = setup();
+    let db = Server::postgres();
+    let connect_to = format!("db.example.org:5432:127.0.0.1:{}", db.port);
+    let conninfo = "port=5432 user=app dbname=app sslmode=disable gssencmode=disable connect_timeout=5";
+    let script = format!(
+        r#"
+command -v psql >/dev/null || {{ echo no-psql; exit 0; }}
+psql "host=db.example.org {conninfo}" -At -c "select 'through the relay'"
+psql "host=other.example.org {conninfo}" -At -c "select 1" 2>/dev/null || echo other-host-refused
+"#
+    );
+    let run = sandboxed(&s, &connect_to, &["--allow-tcp", "db.example.org:5432"], &script).ok();
+    if run.stdout.trim() == "no-psql" {
+        eprintln!("skipped: no psql on this machine");
+        return;
+    }
+    assert_eq!(run.stdout.trim(), "select 'through the relay'\nother-host-refused", "{}", run.stderr);
+    assert_eq!(db.accepted(), 1);
 }
