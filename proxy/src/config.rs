@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::ca::CertificateAuthority;
 use crate::denial::{Denial, DenyRule};
 use crate::matching::{HostPattern, RouteTable, normalize_host};
+use crate::raw_tcp::TcpDestination;
 
 /// Everything one proxy instance needs besides its credential source and event sink. Its
 /// `Debug` never shows the run token.
@@ -165,6 +166,11 @@ pub struct EgressPolicy {
     pub allow: Vec<HostPattern>,
     /// Wins over everything else.
     pub deny: Vec<HostPattern>,
+    /// Exact destinations relayed as raw TCP (`--allow-tcp HOST:PORT`): no interception, no
+    /// credential. Separate from `allow`: naming a host here opens that port only.
+    pub tcp: Vec<TcpDestination>,
+    /// Ports of the host's loopback reachable as `host.authsome.internal` (`--allow-host-port`).
+    pub host_ports: Vec<u16>,
 }
 
 impl EgressPolicy {
@@ -183,6 +189,42 @@ impl EgressPolicy {
             EgressMode::Providers => deny(DenyRule::NotAProviderHost),
             _ => deny(DenyRule::NotAllowlisted),
         }
+    }
+
+    /// Is `host:port` an `--allow-tcp` destination (exact match, deny patterns aside)?
+    pub fn tcp_allowed(&self, host: &str, port: u16) -> bool {
+        let host = normalize_host(host);
+        self.tcp.iter().any(|d| d.port == port && d.host == host)
+    }
+
+    /// May a raw TCP connection go to `host:port`? Deny patterns win, then the exact
+    /// `--allow-tcp` list; HTTP rules (`allow`, the mode) never open a raw port.
+    pub fn check_tcp(&self, host: &str, port: u16) -> Result<(), Denial> {
+        let host = normalize_host(host);
+        if let Some(p) = self.deny.iter().find(|p| p.matches(&host)) {
+            return Err(Denial::new(host.as_ref(), port, DenyRule::DenyPattern(p.clone())));
+        }
+        if self.tcp_allowed(&host, port) {
+            return Ok(());
+        }
+        Err(Denial::new(host.as_ref(), port, DenyRule::TcpNotAllowed))
+    }
+
+    /// May the sandbox reach the host's loopback on `port` (`--allow-host-port`)?
+    pub fn check_host_port(&self, port: u16) -> Result<(), Denial> {
+        if self.host_ports.contains(&port) {
+            return Ok(());
+        }
+        Err(Denial::new(crate::raw_tcp::HOST_LOOPBACK_NAME, port, DenyRule::HostPortNotAllowed))
+    }
+
+    /// The ports raw TCP needs captured: every `--allow-tcp` port and `--allow-host-port`,
+    /// sorted, once each.
+    pub fn raw_tcp_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.tcp.iter().map(|d| d.port).chain(self.host_ports.iter().copied()).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
     }
 }
 
@@ -238,6 +280,7 @@ mod tests {
             mode,
             allow: allow.iter().map(|a| a.parse().unwrap()).collect(),
             deny: deny.iter().map(|a| a.parse().unwrap()).collect(),
+            ..EgressPolicy::default()
         };
         let rule = |r: Result<(), Denial>| r.unwrap_err().rule;
         let all = p(EgressMode::All, &[], &["*.evil.com"]);
@@ -259,5 +302,33 @@ mod tests {
         assert!(allow.check("owned.com", 443, true).is_ok());
         assert_eq!(rule(allow.check("other.com", 443, false)), DenyRule::NotAllowlisted);
         assert!(allow.check("bad.ok.com", 443, true).is_err());
+    }
+
+    #[test]
+    fn raw_tcp_is_exact_and_apart_from_http_rules() {
+        let policy = EgressPolicy {
+            mode: EgressMode::All,
+            allow: vec!["*.example.com".parse().unwrap()],
+            deny: vec!["evil.example.com".parse().unwrap()],
+            tcp: vec!["db.example.com:5432".parse().unwrap(), "evil.example.com:22".parse().unwrap()],
+            host_ports: vec![3000],
+        };
+        assert!(policy.check_tcp("DB.example.com", 5432).is_ok());
+        let rule = |r: Result<(), Denial>| r.unwrap_err().rule;
+        // Another port of the allowed host, the same port elsewhere, an --allow host: refused.
+        assert_eq!(rule(policy.check_tcp("db.example.com", 5433)), DenyRule::TcpNotAllowed);
+        assert_eq!(rule(policy.check_tcp("other.example.com", 5432)), DenyRule::TcpNotAllowed);
+        assert_eq!(rule(policy.check_tcp("api.example.com", 22)), DenyRule::TcpNotAllowed);
+        // Deny still wins.
+        assert!(matches!(rule(policy.check_tcp("evil.example.com", 22)), DenyRule::DenyPattern(_)));
+        let refused = policy.check_tcp("db.example.com", 5433).unwrap_err();
+        assert_eq!(refused.hint(), "allow with --allow-tcp db.example.com:5433");
+        assert!(policy.check_host_port(3000).is_ok());
+        let refused = policy.check_host_port(3001).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "denied host.authsome.internal:3001 (a host port not allowed); allow with --allow-host-port 3001"
+        );
+        assert_eq!(policy.raw_tcp_ports(), vec![22, 3000, 5432]);
     }
 }

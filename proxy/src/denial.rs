@@ -30,6 +30,10 @@ pub enum DenyRule {
     NotAllowlisted,
     /// The port is not one the run captures or allows (443, 80, `--port`s).
     Port,
+    /// A raw TCP connection to a destination no `--allow-tcp HOST:PORT` names.
+    TcpNotAllowed,
+    /// `host.authsome.internal` on a port no `--allow-host-port` names.
+    HostPortNotAllowed,
     /// The host resolves to a private, loopback, link-local or other non-public address.
     PrivateAddress(IpAddr),
     /// The host resolves to an address assigned to one of this machine's interfaces.
@@ -64,6 +68,8 @@ impl DenyRule {
             DenyRule::NotAProviderHost => "not_a_provider_host",
             DenyRule::NotAllowlisted => "not_allowlisted",
             DenyRule::Port => "port",
+            DenyRule::TcpNotAllowed => "tcp_not_allowed",
+            DenyRule::HostPortNotAllowed => "host_port_not_allowed",
             DenyRule::PrivateAddress(_) => "private_address",
             DenyRule::LocalAddress(_) => "local_address",
             DenyRule::IpLiteral => "ip_literal",
@@ -82,6 +88,8 @@ impl fmt::Display for DenyRule {
             DenyRule::NotAProviderHost => f.write_str("not a provider host"),
             DenyRule::NotAllowlisted => f.write_str("not in the allowlist"),
             DenyRule::Port => f.write_str("port not allowed"),
+            DenyRule::TcpNotAllowed => f.write_str("not an allowed TCP destination"),
+            DenyRule::HostPortNotAllowed => f.write_str("a host port not allowed"),
             DenyRule::PrivateAddress(addr) => write!(f, "resolves to the non-public address {addr}"),
             DenyRule::LocalAddress(addr) => write!(f, "resolves to {addr}, an address of this machine"),
             DenyRule::IpLiteral => f.write_str("an IP address, not a host name"),
@@ -126,6 +134,12 @@ impl Denial {
             DenyRule::DenyPattern(p) => format!("remove --deny {p} (or its policy-file deny entry) to allow it"),
             DenyRule::NotAProviderHost | DenyRule::NotAllowlisted => format!("allow with --allow {host}"),
             DenyRule::Port => format!("allow with --port {}", self.port),
+            DenyRule::TcpNotAllowed => {
+                let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+                format!("allow with --allow-tcp {host}:{}", self.port)
+            }
+            DenyRule::HostPortNotAllowed if self.port == 0 => "allow with --allow-host-port PORT".to_owned(),
+            DenyRule::HostPortNotAllowed => format!("allow with --allow-host-port {}", self.port),
             DenyRule::PrivateAddress(_) | DenyRule::IpLiteral => "allow with --allow-private".to_owned(),
             DenyRule::LocalAddress(_) => {
                 "this machine's own addresses are never reachable through the proxy".to_owned()
@@ -198,7 +212,9 @@ impl Denial {
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "denied {host}:{} ({}); {}", self.port, self.rule, self.hint())
+        // Port 0: refused before any connection named a port (a DNS answer).
+        let port = if self.port == 0 { String::new() } else { format!(":{}", self.port) };
+        write!(f, "denied {host}{port} ({}); {}", self.rule, self.hint())
     }
 }
 

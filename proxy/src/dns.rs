@@ -49,6 +49,9 @@ impl DeniedName {
     /// The refusal as the proxy reports every other one, for the port the caller names (the
     /// DNS stub does not know which port the child meant to use).
     pub fn denial(&self, port: u16) -> Denial {
+        // The host-loopback name has no default port to guess: no port at all (0) makes the
+        // line say "--allow-host-port PORT" instead of naming the wrong one.
+        let port = if self.rule == DenyRule::HostPortNotAllowed { 0 } else { port };
         Denial::new(self.name.as_str(), port, self.rule.clone())
     }
 }
@@ -128,6 +131,15 @@ impl FakeDns {
 
     fn denied(&self, name: &str) -> Option<(DeniedAnswer, DenyRule)> {
         let policy = self.policy.as_ref()?;
+        // Raw TCP names resolve too: `--allow-tcp` hosts, and the host-loopback name only
+        // when some `--allow-host-port` makes it mean something. The proxy still checks the
+        // port of every connection.
+        if name == crate::raw_tcp::HOST_LOOPBACK_NAME {
+            return policy.egress.host_ports.is_empty().then_some((policy.denied, DenyRule::HostPortNotAllowed));
+        }
+        if policy.egress.tcp.iter().any(|d| d.host == name) && policy.egress.deny.iter().all(|p| !p.matches(name)) {
+            return None;
+        }
         let owned = policy.routes.owns_host(name);
         policy.egress.check(name, 0, owned).err().map(|denial| (policy.denied, denial.rule))
     }
@@ -271,6 +283,27 @@ mod tests {
             .add_query(Query::query(Name::from_ascii("a.b").unwrap(), RecordType::A));
         let reply = Message::from_vec(&dns.answer(&m.to_vec().unwrap()).unwrap()).unwrap();
         assert_eq!(reply.response_code(), ResponseCode::NotImp);
+    }
+
+    #[test]
+    fn the_host_loopback_name_resolves_only_with_a_host_port() {
+        let routes = Arc::new(RouteTable::new(Vec::new(), Vec::new()));
+        let closed = FakeDns::with_policy(EgressPolicy::default(), routes.clone(), DeniedAnswer::NxDomain);
+        let (bytes, denied) = closed.respond(&query("host.authsome.internal", RecordType::A)).unwrap();
+        assert_eq!(Message::from_vec(&bytes).unwrap().response_code(), ResponseCode::NXDomain);
+        let line = denied.unwrap().denial(443).to_string();
+        assert_eq!(line, "denied host.authsome.internal (a host port not allowed); allow with --allow-host-port PORT");
+        let open = EgressPolicy {
+            mode: EgressMode::Allowlist,
+            host_ports: vec![3000],
+            tcp: vec!["db.example.com:5432".parse().unwrap()],
+            ..EgressPolicy::default()
+        };
+        let open = FakeDns::with_policy(open, routes, DeniedAnswer::NxDomain);
+        for name in ["host.authsome.internal", "db.example.com"] {
+            assert_eq!(ask(&open, name, RecordType::A).response_code(), ResponseCode::NoError, "{name}");
+        }
+        assert_eq!(ask(&open, "other.example.com", RecordType::A).response_code(), ResponseCode::NXDomain);
     }
 
     #[test]

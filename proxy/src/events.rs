@@ -31,6 +31,17 @@ pub enum ProxyEvent {
         /// The destination port.
         port: u16,
     },
+    /// A raw TCP connection (`--allow-tcp`, `--allow-host-port`) was relayed and has ended.
+    TcpRelayed {
+        /// The destination host (`host.authsome.internal` for the host's loopback).
+        host: String,
+        /// The destination port.
+        port: u16,
+        /// Bytes the child sent.
+        bytes_out: u64,
+        /// Bytes the child received.
+        bytes_in: u64,
+    },
     /// A destination or request was refused (egress policy, SSRF guard, port, TRACE, a
     /// placeholder in the wrong place or to a foreign host); the client got a 403/405 (or a
     /// closed connection where no answer can be delivered). `Display` of the denial is the

@@ -24,6 +24,7 @@ use crate::credential::CredentialSource;
 use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::text_response;
+use crate::raw_tcp::{HOST_LOOPBACK_NAME, RawRoute};
 use crate::transparent::Rewind;
 
 /// Compare without an early exit on the first differing byte.
@@ -172,6 +173,11 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                     self.tunnel(stream, upstream, &leftover).await;
                 }
             }
+            Connect::Relay { upstream, host, port } => {
+                if stream.write_all(ESTABLISHED).await.is_ok() {
+                    self.relay(stream, upstream, &leftover, &host, port).await;
+                }
+            }
         }
     }
 
@@ -213,6 +219,24 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: CONNECT needs host:port\n"));
         };
         let (host, port) = split_authority(authority, 443);
+        // Raw TCP first: an `--allow-tcp` destination or the host's loopback is relayed as it
+        // is (never intercepted, even on a provider host); the host-loopback name is refused
+        // on any port not listed.
+        let normalized = crate::matching::normalize_host(host);
+        if normalized == HOST_LOOPBACK_NAME || self.egress.tcp_allowed(&normalized, port) {
+            let route = self.raw_route_named(&normalized, port);
+            if let RawRoute::Deny(denial) = route {
+                return Connect::Reply(self.refuse(denial, Some(headers)));
+            }
+            return match self.dial_raw(&route).await {
+                Some(Ok(upstream)) => Connect::Relay { upstream, host: normalized.into_owned(), port },
+                Some(Err(error)) => match error.denial() {
+                    Some(denial) => Connect::Reply(self.refuse(denial, Some(headers))),
+                    None => Connect::Reply(self.dial_failed(&normalized, port, &error)),
+                },
+                None => Connect::Reply(text_response(StatusCode::BAD_GATEWAY, "authsome: no route\n")),
+            };
+        }
         let Some(target) = Target::new(host, port, true) else {
             return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n"));
         };
@@ -260,6 +284,16 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 });
                 Response::new(ProxyBody::empty())
             }
+            Connect::Relay { upstream, host, port } => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    match on_upgrade.await {
+                        Ok(upgraded) => self.relay(TokioIo::new(upgraded), upstream, &[], &host, port).await,
+                        Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+                    }
+                });
+                Response::new(ProxyBody::empty())
+            }
         }
     }
 }
@@ -268,6 +302,12 @@ enum Connect {
     Reply(Response<ProxyBody>),
     Intercept(Target),
     Tunnel(TcpStream),
+    /// Raw TCP (`--allow-tcp`, `--allow-host-port`): relayed and counted.
+    Relay {
+        upstream: TcpStream,
+        host: String,
+        port: u16,
+    },
 }
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";

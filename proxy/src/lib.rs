@@ -57,6 +57,7 @@ mod headers;
 mod inject;
 mod local_addrs;
 mod matching;
+mod raw_tcp;
 mod readahead;
 mod scrub;
 mod ssrf;
@@ -79,6 +80,7 @@ pub use denial::{Denial, DenyRule};
 pub use engine::RETRY_BODY_LIMIT;
 pub use events::{EventSink, NoEvents, ProxyEvent, TracingEvents};
 pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection, normalize_path};
+pub use raw_tcp::{HOST_LOOPBACK_NAME, TcpDestination, TcpDestinationError};
 pub use ssrf::is_forbidden;
 pub use upstream::{DialError, TlsError};
 

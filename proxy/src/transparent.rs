@@ -6,6 +6,10 @@
 //! chose; a raw IP that did not come from our DNS and carries no SNI is denied. Owned hosts
 //! (or all, with `inspect_all`) are MITM'd by the same engine as the explicit path; others
 //! are tunnelled by dialling the host name (SSRF guard applies).
+//!
+//! Before any of that, and before reading a byte, `crate::raw_tcp` decides whether the
+//! destination is raw TCP (`--allow-tcp`, `host.authsome.internal`, or a captured port that is
+//! not an HTTP(S) one): such a connection is relayed as it is, or reset.
 
 use std::convert::Infallible;
 use std::io;
@@ -28,6 +32,7 @@ use crate::dns::FakeDns;
 use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::text_response;
+use crate::raw_tcp::RawRoute;
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (post-quantum key shares fit well below).
@@ -136,7 +141,18 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             // As the explicit listener: without it Nagle holds back the tails of TLS records
             // and bulk transfers stall on delayed ACKs.
             let _ = stream.set_nodelay(true);
+            let mapped = dns.as_deref().and_then(|d| d.name_for(original.ip()));
+            let route = self.raw_route_transparent(mapped.as_deref(), original);
             let engine = self.clone();
+            if route != RawRoute::Http {
+                // Raw TCP: decided before reading (the server may speak first); a refusal is a
+                // reset, as for a port nobody captures.
+                let reset = |s: &tokio::net::TcpStream| {
+                    let _ = s.set_zero_linger();
+                };
+                tokio::spawn(async move { engine.serve_raw(stream, route, reset).await });
+                continue;
+            }
             let dns = dns.clone();
             tokio::spawn(async move { engine.serve_transparent_stream(stream, original, dns.as_deref()).await });
         }
@@ -152,6 +168,10 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
     {
         self.upstream.roots.prewarm();
         let mapped = dns.and_then(|d| d.name_for(original_dst.ip()));
+        let route = self.raw_route_transparent(mapped.as_deref(), original_dst);
+        if route != RawRoute::Http {
+            return self.serve_raw(stream, route, |_| {}).await;
+        }
         let port = original_dst.port();
         let mut first = vec![0u8; 4096];
         let n = match tokio::time::timeout(CLIENT_HELLO_TIMEOUT, stream.read(&mut first)).await {

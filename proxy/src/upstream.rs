@@ -216,6 +216,33 @@ impl Dialer {
     }
 }
 
+impl Dialer {
+    /// Connect to the host's own loopback on `port` (127.0.0.1, then ::1): the one dial that
+    /// skips the SSRF guard on purpose, for `--allow-host-port`, which names the port. Errors
+    /// name the host as the sandbox sees it, `host.authsome.internal`.
+    pub async fn dial_host_loopback(&self, port: u16) -> Result<TcpStream, DialError> {
+        let host = crate::raw_tcp::HOST_LOOPBACK_NAME;
+        let attempt = async {
+            let mut last_error = None;
+            for ip in [IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)] {
+                match TcpStream::connect(SocketAddr::new(ip, port)).await {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        return Ok(stream);
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            let source = last_error.unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into());
+            Err(DialError::Connect { host: host.to_owned(), port, source })
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(DialError::Timeout { host: host.to_owned(), port }),
+        }
+    }
+}
+
 impl tower_service::Service<Uri> for Dialer {
     type Response = TokioIo<ReadAhead<TcpStream>>;
     type Error = DialError;

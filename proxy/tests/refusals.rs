@@ -85,20 +85,88 @@ async fn connect_to_a_port_not_allowed_is_refused_by_every_way_in() {
     assert_eq!(body.trim(), "authsome: denied api.example.test:5432 (port not allowed); allow with --port 5432");
     let ports: Vec<u16> = denials(&h).iter().filter(|d| d.rule == DenyRule::Port).map(|d| d.port).collect();
     assert_eq!(ports, [22, 5432]);
-    // The transparent way in: a capture listener for a port the run does not allow.
+    // The transparent way in: a port that is not an HTTP(S) one is raw TCP only, decided
+    // before a byte is read; with no --allow-tcp rule the connection is closed unanswered.
+    let dns = std::sync::Arc::new(authsome_proxy::dns::FakeDns::new());
+    let named = dns.ip_for("api.example.test");
+    for (dst, rule) in [
+        (std::net::SocketAddr::new(named.into(), 8443), DenyRule::TcpNotAllowed),
+        ("203.0.113.7:8443".parse().unwrap(), DenyRule::UnnamedAddress),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let proxy = h.proxy.clone();
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            proxy.serve_transparent(stream, dst, Some(&dns)).await;
+        });
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = tcp.write_all(b"GET /x HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n").await;
+        let mut response = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut response).await;
+        assert!(response.is_empty(), "{}", String::from_utf8_lossy(&response));
+        assert!(denials(&h).iter().any(|d| d.port == 8443 && d.rule == rule), "{rule:?}");
+    }
+    let refused = denials(&h).into_iter().find(|d| d.rule == DenyRule::TcpNotAllowed).unwrap();
+    assert_eq!(refused.hint(), "allow with --allow-tcp api.example.test:8443");
+}
+
+#[tokio::test]
+async fn allowed_tcp_is_relayed_raw_with_its_byte_counts() {
+    // An SSH-like server: it speaks first, then echoes one read back.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = server.accept().await {
+            tokio::spawn(async move {
+                stream.write_all(b"SSH-2.0-test\r\n").await.unwrap();
+                let mut buf = [0u8; 64];
+                let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await.unwrap();
+                stream.write_all(&buf[..n]).await.unwrap();
+            });
+        }
+    });
+    let h = harness(Options {
+        allowed_ports: vec![443, 80],
+        egress: EgressPolicy { tcp: vec!["git.example.test:22".parse().unwrap()], ..EgressPolicy::default() },
+        extra_connect_to: vec![format!("git.example.test:22:127.0.0.1:{server_port}")],
+        ..Options::default()
+    })
+    .await;
+    let dns = std::sync::Arc::new(authsome_proxy::dns::FakeDns::new());
+    let dst = std::net::SocketAddr::new(dns.ip_for("git.example.test").into(), 22);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let proxy = h.proxy.clone();
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        proxy.serve_transparent(stream, "203.0.113.7:8443".parse().unwrap(), None).await;
+        proxy.serve_transparent(stream, dst, Some(&dns)).await;
     });
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /x HTTP/1.1\r\nHost: api.example.test\r\nConnection: close\r\n\r\n").await.unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
-    assert!(denials(&h).iter().any(|d| d.port == 8443 && d.rule == DenyRule::Port));
+    let mut banner = [0u8; 14];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut banner).await.unwrap();
+    assert_eq!(&banner, b"SSH-2.0-test\r\n", "the server spoke first, through the relay");
+    tcp.write_all(b"ping").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest).await.unwrap();
+    assert_eq!(rest, b"ping");
+    drop(tcp);
+    let relayed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let found = h.events.all().into_iter().find_map(|e| match e {
+                ProxyEvent::TcpRelayed { host, port, bytes_out, bytes_in } => Some((host, port, bytes_out, bytes_in)),
+                _ => None,
+            });
+            if let Some(found) = found {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(relayed, ("git.example.test".to_string(), 22, 4, 18));
 }
 
 #[tokio::test]

@@ -120,7 +120,7 @@ pub(crate) enum Command {
     Completions(CompletionsArgs),
     /// Run a command whose HTTPS requests get your credentials on the wire; it only ever
     /// holds placeholders.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The proxy's certificate authority for `run`.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -219,7 +219,8 @@ pub(crate) struct RunArgs {
     /// Never allow HOST (exact or *.suffix; repeatable; wins over everything).
     #[arg(long = "deny", value_name = "HOST")]
     pub(crate) deny: Vec<String>,
-    /// Egress rules from a JSON file: {"egress": "allowlist", "allow": […], "deny": […], "ports": […]}.
+    /// Egress rules from a JSON file: {"egress": "allowlist", "allow": […], "deny": […], "ports": […],
+    /// "allow_tcp": ["HOST:PORT", …], "allow_host_ports": […]}.
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
     /// Run the command in a network namespace whose only way out is the proxy (Linux): even
@@ -257,6 +258,15 @@ pub(crate) struct RunArgs {
     /// With --sandbox: also capture TCP PORT (443 and 80 always are; repeatable).
     #[arg(long = "port", value_name = "PORT", requires = "sandbox")]
     pub(crate) ports: Vec<u16>,
+    /// With --sandbox: relay raw TCP to exactly HOST:PORT, e.g. github.com:22 or
+    /// db.internal:5432 (no interception, no credential; audited with bytes in and out; the
+    /// SSRF guard and --allow-private apply; repeatable).
+    #[arg(long = "allow-tcp", value_name = "HOST:PORT")]
+    pub(crate) allow_tcp: Vec<String>,
+    /// With --sandbox: reach a service on this machine's loopback at PORT under the name
+    /// host.authsome.internal (raw TCP, audited; never localhost; repeatable).
+    #[arg(long = "allow-host-port", value_name = "PORT")]
+    pub(crate) allow_host_ports: Vec<u16>,
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub(crate) command: Vec<OsString>,

@@ -5,14 +5,19 @@
 //!
 //! ```json
 //! {"egress": "allowlist", "allow": ["registry.npmjs.org", "*.githubusercontent.com"],
-//!  "deny": ["*.pastebin.com"], "ports": [8443]}
+//!  "deny": ["*.pastebin.com"], "ports": [8443],
+//!  "allow_tcp": ["github.com:22", "db.internal:5432"], "allow_host_ports": [3000]}
 //! ```
 //!
-//! Flags win for the mode; lists from the file and the flags add up (deny still wins).
+//! Flags win for the mode; lists from the file and the flags add up (deny still wins). The raw
+//! TCP lists mean something only inside a sandbox: the flags are refused without `--sandbox`,
+//! the file's entries are ignored there (plain `run` confines nothing to open).
 
 use std::path::{Path, PathBuf};
 
-use authsome_proxy::{ConnectTo, EgressMode, EgressPolicy, HostPattern, UpstreamConfig};
+use authsome_proxy::{
+    ConnectTo, EgressMode, EgressPolicy, HOST_LOOPBACK_NAME, HostPattern, TcpDestination, UpstreamConfig,
+};
 use serde::Deserialize;
 
 use super::args::{EgressArg, FsArg, RunArgs, SandboxArg};
@@ -56,6 +61,10 @@ struct PolicyFile {
     deny: Vec<String>,
     #[serde(default)]
     ports: Vec<u16>,
+    #[serde(default)]
+    allow_tcp: Vec<String>,
+    #[serde(default)]
+    allow_host_ports: Vec<u16>,
 }
 
 fn settings(args: &RunArgs) -> CliResult<RunSettings> {
@@ -77,9 +86,23 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
     let mut deny = patterns(&args.deny, "--deny")?;
     deny.extend(patterns(&file.deny, "policy file deny")?);
     let mut ports = args.ports.clone();
-    ports.extend(file.ports);
+    ports.extend(&file.ports);
     ports.sort_unstable();
     ports.dedup();
+
+    let (tcp, host_ports) = if args.sandbox.is_some() {
+        raw_tcp(args, &file, &ports)?
+    } else if let Some(flag) = (!args.allow_tcp.is_empty())
+        .then_some("--allow-tcp")
+        .or((!args.allow_host_ports.is_empty()).then_some("--allow-host-port"))
+    {
+        return Err(CliError::new(Kind::Usage, format!("{flag} needs --sandbox")).hint(
+            "without --sandbox the command's own connections are not confined, so there is nothing to allow: \
+             add --sandbox",
+        ));
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let sandbox = if args.sandbox.is_some() { Some(sandbox_settings(args)?) } else { None };
     Ok(RunSettings {
@@ -87,12 +110,63 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
         connections: connection_choices(&args.connections)?,
         providers: args.providers.clone(),
         inspect_all: args.inspect_all,
-        egress: EgressPolicy { mode, allow, deny },
+        egress: EgressPolicy { mode, allow, deny, tcp, host_ports },
         ports,
         upstream: upstream(args.allow_private)?,
         environment: std::env::vars_os().collect(),
         sandbox,
     })
+}
+
+/// `--allow-tcp` and `--allow-host-port` with the policy file's lists, checked: exact
+/// `HOST:PORT`s, never a port the sandbox captures for HTTP(S) (443, 80, `--port`: `--allow`
+/// is the rule there), never the loopback by name (`--allow-host-port` is the way there).
+fn raw_tcp(args: &RunArgs, file: &PolicyFile, http_ports: &[u16]) -> CliResult<(Vec<TcpDestination>, Vec<u16>)> {
+    let mut tcp: Vec<TcpDestination> = Vec::new();
+    let entries = args
+        .allow_tcp
+        .iter()
+        .map(|e| (e, "--allow-tcp"))
+        .chain(file.allow_tcp.iter().map(|e| (e, "policy file allow_tcp")));
+    for (entry, origin) in entries {
+        let destination: TcpDestination = entry.parse().map_err(|e: authsome_proxy::TcpDestinationError| {
+            CliError::new(Kind::Usage, format!("{origin} {}: {}", e.entry, e.reason))
+                .hint("name one exact destination, e.g. --allow-tcp github.com:22 or --allow-tcp db.internal:5432")
+        })?;
+        let host = destination.host.as_str();
+        if host == HOST_LOOPBACK_NAME || host == "localhost" || host.ends_with(".localhost") {
+            return Err(CliError::new(Kind::Usage, format!("{origin} {destination}: names this machine's loopback"))
+                .hint(format!(
+                    "use --allow-host-port {} (the sandbox reaches it as {HOST_LOOPBACK_NAME}:{})",
+                    destination.port, destination.port
+                )));
+        }
+        if authsome_netns::ALWAYS_CAPTURED_TCP.contains(&destination.port) || http_ports.contains(&destination.port) {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("{origin} {destination}: port {} is captured for HTTP(S)", destination.port),
+            )
+            .hint(format!("use --allow {host}: HTTPS and HTTP to it are proxied and audited on that port")));
+        }
+        if !tcp.contains(&destination) {
+            tcp.push(destination);
+        }
+    }
+    let mut host_ports: Vec<u16> = args.allow_host_ports.iter().chain(&file.allow_host_ports).copied().collect();
+    if host_ports.contains(&0) {
+        return Err(CliError::new(Kind::Usage, "--allow-host-port 0: not a port")
+            .hint("name the port the host's service listens on, e.g. --allow-host-port 3000"));
+    }
+    // The sandbox's own HTTP(S)_PROXY listener holds this port inside.
+    let inner = crate::run::INNER_PROXY_PORT;
+    if tcp.iter().any(|d| d.port == inner) || host_ports.contains(&inner) {
+        return Err(CliError::new(Kind::Usage, format!("port {inner} is the sandbox's own proxy listener")).hint(
+            format!("raw TCP to port {inner} cannot be allowed inside the sandbox; use the service's other port"),
+        ));
+    }
+    host_ports.sort_unstable();
+    host_ports.dedup();
+    Ok((tcp, host_ports))
 }
 
 /// Named host groups for `--allow @NAME`: what a package manager needs to install and publish.
@@ -128,7 +202,7 @@ fn read_policy(path: &Path) -> CliResult<PolicyFile> {
         .map_err(|e| CliError::new(Kind::Usage, format!("cannot read the policy file {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::new(Kind::Usage, format!("{}: {e}", path.display())).hint(
-            r#"a policy file looks like {"egress": "allowlist", "allow": ["registry.npmjs.org"], "deny": [], "ports": []}"#,
+            r#"a policy file looks like {"egress": "allowlist", "allow": ["registry.npmjs.org"], "deny": [], "ports": [], "allow_tcp": ["github.com:22"], "allow_host_ports": [3000]}"#,
         )
     })
 }

@@ -181,7 +181,7 @@ async fn start_sidecar(
     dir: &std::path::Path,
     ready: tokio::sync::oneshot::Receiver<Result<(), String>>,
 ) -> CliResult<()> {
-    let ports: Vec<String> = settings.ports.iter().map(u16::to_string).collect();
+    let ports: Vec<String> = crate::run::capture_ports(settings).iter().map(u16::to_string).collect();
     let ports = if ports.is_empty() { "-".to_string() } else { ports.join(",") };
     let mut args: Vec<String> = ["run", "-d", "--rm", "--name", &names.sidecar].iter().map(|s| s.to_string()).collect();
     args.extend(names.labels());

@@ -116,7 +116,9 @@ pub(crate) fn build(
     // Clients must never be sent around the proxy for a provider host (the child would then
     // hold nothing usable); local addresses stay direct.
     no_proxy.retain(|entry| !names_provider_host(entry, spec.provider_hosts));
-    for local in ["localhost", "127.0.0.1", "::1"] {
+    // The host-loopback name (`--allow-host-port`) is relayed as raw TCP, never by the proxy
+    // listener: HTTP clients must dial it themselves.
+    for local in ["localhost", "127.0.0.1", "::1", authsome_proxy::HOST_LOOPBACK_NAME] {
         if !no_proxy.iter().any(|e| e == local) {
             no_proxy.push(local.to_string());
         }
@@ -199,7 +201,7 @@ mod tests {
         assert!(env.values().all(|v| !v.contains("REALSECRET")));
         assert_eq!(env["HTTPS_PROXY"], "http://tok@127.0.0.1:4444");
         assert_eq!(env["https_proxy"], "http://tok@127.0.0.1:4444");
-        assert_eq!(env["NO_PROXY"], "internal.corp,localhost,127.0.0.1,::1");
+        assert_eq!(env["NO_PROXY"], "internal.corp,localhost,127.0.0.1,::1,host.authsome.internal");
         assert_eq!(env["no_proxy"], env["NO_PROXY"]);
         assert_eq!(env["SSL_CERT_FILE"], "/run/a/bundle.pem");
         assert_eq!(env["GIT_SSL_CAINFO"], "/run/a/bundle.pem");

@@ -20,6 +20,13 @@ pub(crate) struct HostStats {
     pub(crate) refreshed_after_401: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) tunnelled: u64,
+    /// Raw TCP connections relayed (`--allow-tcp`, `--allow-host-port`), and their bytes.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) tcp_connections: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) bytes_out: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) bytes_in: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) denied: u64,
     #[serde(skip_serializing_if = "is_zero")]
@@ -96,6 +103,20 @@ impl EventSink for RunEvents {
                 tracing::debug!(%owner, %method, %path, status, "injected");
             }
             ProxyEvent::Tunnelled { host, .. } => hosts.entry(host).or_default().tunnelled += 1,
+            ProxyEvent::TcpRelayed { host, port, bytes_out, bytes_in } => {
+                let stats = hosts.entry(host.clone()).or_default();
+                stats.tcp_connections += 1;
+                stats.bytes_out += bytes_out;
+                stats.bytes_in += bytes_in;
+                drop(hosts);
+                self.audit(
+                    AuditEvent::new("proxy_tcp")
+                        .field("host", host)
+                        .field("port", port)
+                        .field("bytes_out", bytes_out)
+                        .field("bytes_in", bytes_in),
+                );
+            }
             ProxyEvent::Denied { denial } => {
                 let stats = hosts.entry(denial.host.clone()).or_default();
                 let leak = matches!(

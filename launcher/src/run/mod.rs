@@ -363,6 +363,15 @@ fn allowed_ports(settings: &RunSettings) -> Vec<u16> {
     ports
 }
 
+/// The extra TCP ports a sandbox captures: `--port`s (HTTP/HTTPS) and the raw TCP ports
+/// (`--allow-tcp`, `--allow-host-port`); 443 and 80 always are. A raw port carries only the
+/// destinations a rule names; the proxy refuses (resets) the rest.
+pub(crate) fn capture_ports(settings: &RunSettings) -> Vec<u16> {
+    let mut ports = settings.ports.clone();
+    ports.extend(settings.egress.raw_tcp_ports().into_iter().filter(|p| !settings.ports.contains(p)));
+    ports
+}
+
 /// `http://authsome:TOKEN@127.0.0.1:PORT`. User "authsome", token as password: Python
 /// requests sends no credentials for a proxy URL with a user but no password.
 pub(crate) fn proxy_url(token: &str, port: u16) -> String {

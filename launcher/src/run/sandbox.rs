@@ -2,8 +2,8 @@
 //! this process's proxy (docs/architecture.md, "The sandbox").
 //!
 //! The netns crate builds the namespaces in a fresh helper process and hands back capture
-//! sockets bound inside: every TCP connection to 443/80 (and `--port`s) lands in the proxy's
-//! transparent path, every DNS query in the fake-IP stub, and cooperating clients use the inner
+//! sockets bound inside: every TCP connection to 443/80 (and `--port`s, `--allow-tcp` and
+//! `--allow-host-port` ports) lands in the proxy's transparent path, every DNS query in the fake-IP stub, and cooperating clients use the inner
 //! `HTTP(S)_PROXY` listener. The child trusts a CA made for this run only (its key never touches
 //! the disk), sees a scrubbed environment and the filesystem policy of docs/architecture.md. If any
 //! step fails, the command does not run.
@@ -169,7 +169,7 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
     spec.env = child_env;
     spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();
     spec.hosts_file = Some(HOSTS_FILE.into());
-    spec.tcp_ports = settings.ports.clone();
+    spec.tcp_ports = super::capture_ports(settings);
     spec.dns = true;
     spec.inner_proxy_port = Some(INNER_PROXY_PORT);
     spec.fs = fs_policy(ctx, sandboxed);

@@ -360,6 +360,8 @@ pub struct Options {
     pub allow_private: bool,
     /// Add the connect-to entries that send every test host to the local upstream.
     pub connect_to: bool,
+    /// More connect-to entries (`host:port:addr:port`), e.g. for raw TCP servers.
+    pub extra_connect_to: Vec<String>,
 }
 
 impl Default for Options {
@@ -372,6 +374,7 @@ impl Default for Options {
             allowed_ports: Vec::new(),
             allow_private: false,
             connect_to: true,
+            extra_connect_to: Vec::new(),
         }
     }
 }
@@ -443,7 +446,11 @@ pub async fn harness(options: Options) -> Harness {
         routes: Arc::new(routes()),
         upstream: UpstreamConfig {
             extra_roots_pem: Some(upstream_ca_path.clone()),
-            connect_to: if options.connect_to { connect_to_for(&upstream) } else { Vec::new() },
+            connect_to: {
+                let mut list = if options.connect_to { connect_to_for(&upstream) } else { Vec::new() };
+                list.extend(options.extra_connect_to.iter().map(|e| ConnectTo::parse(e).unwrap()));
+                list
+            },
             allow_private: options.allow_private,
             connect_timeout: Duration::from_secs(5),
             system_roots: false,
