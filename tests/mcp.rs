@@ -158,7 +158,9 @@ fn dry_run_shows_a_summary_without_values_and_writes_nothing() {
     let original = std::fs::read_to_string(&path).unwrap();
     let run = env.run(&["mcp", "wrap", path.to_str().unwrap(), "--dry-run", "--sandbox"]).ok();
     assert!(
-        run.stdout.contains("~ github: npx … → authsome run --sandbox --allow @npm --provider github -- npx …"),
+        run.stdout.contains(
+            "~ github: npx … → authsome run --sandbox --allow @npm --env GITHUB_TOOLSETS --provider github -- npx …"
+        ),
         "{}",
         run.stdout
     );
@@ -187,7 +189,18 @@ fn sandbox_wraps_allow_the_registry_the_launcher_needs() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(
         doc["servers"]["perplexity"]["args"],
-        json!(["run", "--sandbox", "--allow", "@npm", "--", "npx", "-y", "server-perplexity-ask"])
+        json!([
+            "run",
+            "--sandbox",
+            "--allow",
+            "@npm",
+            "--env",
+            "PERPLEXITY_API_KEY",
+            "--",
+            "npx",
+            "-y",
+            "server-perplexity-ask"
+        ])
     );
     assert_eq!(
         doc["servers"]["claude"]["args"],
@@ -402,4 +415,68 @@ fn skill_install_writes_the_repos_skill_and_keeps_edits() {
     let run = env.run_with(&["skill", "install"], None, &[("HOME", home.to_str().unwrap())]).ok();
     assert!(run.stdout.contains(".claude/skills/authsome/SKILL.md"), "{}", run.stdout);
     assert_eq!(std::fs::read_to_string(home.join(".claude/skills/authsome/SKILL.md")).unwrap(), shipped);
+}
+
+#[test]
+fn a_sandbox_wrapped_server_gets_its_variables_and_its_key_only_through_the_capture() {
+    let s = common::sandbox::setup();
+    // The server checks first that it runs in a network namespace of its own holding only `lo`
+    // (otherwise it does nothing and exits 99), then ignores every proxy setting: only the
+    // sandbox's capture can carry its request to the provider host.
+    let server = s.project.join("sandboxed_server.py");
+    std::fs::write(
+        &server,
+        r#"import json, os, sys, urllib.request
+host = os.environ.get("HOST_NETNS", "")
+links = [l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]]
+if not host or os.readlink("/proc/self/ns/net") == host or links != ["lo"]:
+    print(json.dumps({"guard": "not in a sandbox"}), flush=True)
+    sys.exit(99)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for line in sys.stdin:
+    msg = json.loads(line)
+    key = os.environ.get("OPENAI_API_KEY", "")
+    req = urllib.request.Request("https://api.openai.com/v1/sandboxed", headers={"Authorization": "Bearer " + key})
+    with opener.open(req) as r:
+        out = {"id": msg["id"], "upstream": json.loads(r.read()), "held": key}
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+"#,
+    )
+    .unwrap();
+    let config = s.project.join(".mcp.json");
+    let doc = json!({"mcpServers": {"py": {
+        "command": "python3",
+        "args": [server.to_str().unwrap()],
+        "env": {"OPENAI_API_KEY": common::sandbox::OPENAI_KEY, "HOST_NETNS": common::sandbox::host_netns()},
+    }}});
+    std::fs::write(&config, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let run = s.env.run(&["mcp", "wrap", config.to_str().unwrap(), "--sandbox", "--json"]).ok();
+    assert_eq!(run.json()["servers"][0]["env"][0]["vault"], "already_stored", "{}", run.stdout);
+
+    let wrapped: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let entry = &wrapped["mcpServers"]["py"];
+    let args: Vec<&str> = entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[..6], ["run", "--sandbox", "--env", "HOST_NETNS", "--provider", "openai"]);
+    let mut cmd = s.env.command(&args);
+    cmd.current_dir(&s.project);
+    for (name, value) in entry["env"].as_object().unwrap() {
+        cmd.env(name, value.as_str().unwrap());
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    writeln!(stdin, "{}", json!({"id": 1})).unwrap();
+    stdin.flush().unwrap();
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let reply: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}\n{stderr}"));
+    assert_ne!(status.code(), Some(99), "the sandbox failed open: {line}");
+    assert_eq!(seen(&reply["upstream"], "authorization"), vec![format!("Bearer {}", common::sandbox::OPENAI_KEY)]);
+    assert!(reply["held"].as_str().unwrap().starts_with("sk-authsome_"), "{reply}");
+    assert!(status.success(), "{stderr}");
 }

@@ -246,6 +246,11 @@ fn wrap(ctx: &Context, args: &WrapArgs) -> CliResult {
                 for group in config::launcher_groups(&command, &original_args) {
                     flags.extend(["--allow".to_string(), group.to_string()]);
                 }
+                // The sandbox starts from a minimal environment: pass on the variables the
+                // client sets from the file (the moved keys come back as placeholders anyway).
+                for var in server.vars.iter().filter(|v| v.status != "moved" && !v.name.contains('=')) {
+                    flags.extend(["--env".to_string(), var.name.clone()]);
+                }
             }
             for provider in used {
                 flags.extend(["--provider".to_string(), provider.to_string()]);
