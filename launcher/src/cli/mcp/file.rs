@@ -14,7 +14,11 @@ use crate::error::{CliError, CliResult, Kind};
 /// A configuration file as read.
 #[derive(Debug)]
 pub(crate) struct ConfigFile {
+    /// The path as given (shown, and where the backup goes).
     pub(crate) path: PathBuf,
+    /// Where the content is: the path with symbolic links resolved, so a configuration kept in
+    /// a dotfiles repository stays a link to it.
+    target: PathBuf,
     pub(crate) text: String,
     pub(crate) doc: Value,
     mode: u32,
@@ -40,7 +44,8 @@ pub(crate) fn read(path: &Path) -> CliResult<ConfigFile> {
             .hint("an MCP configuration is an object with `mcpServers` (or `servers` for VS Code)"));
     }
     let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o600);
-    Ok(ConfigFile { path: path.to_path_buf(), text, doc, mode })
+    let target = std::fs::canonicalize(path).map_err(|e| io_error("cannot resolve", path, e))?;
+    Ok(ConfigFile { path: path.to_path_buf(), target, text, doc, mode })
 }
 
 impl ConfigFile {
@@ -90,17 +95,29 @@ impl ConfigFile {
         Err(CliError::new(Kind::Generic, format!("too many backups of {} this second", self.path.display())))
     }
 
-    /// Replace the file with `text` atomically, keeping its permissions.
+    /// Replace the file with `text` atomically, keeping its permissions. Refused when the file
+    /// changed since it was read (an editor writing it meanwhile): its change would be lost.
     pub(crate) fn replace(&self, text: &str) -> CliResult {
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let mut temp = tempfile_in(dir, &self.path)?;
+        let dir = self.target.parent().unwrap_or(Path::new("/"));
+        let mut temp = tempfile_in(dir, &self.target)?;
         let result = temp
             .1
             .write_all(text.as_bytes())
             .and_then(|()| temp.1.set_permissions(std::fs::Permissions::from_mode(self.mode)))
-            .and_then(|()| temp.1.sync_all())
-            .and_then(|()| std::fs::rename(&temp.0, &self.path));
+            .and_then(|()| temp.1.sync_all());
         if let Err(e) = result {
+            let _ = std::fs::remove_file(&temp.0);
+            return Err(io_error("cannot write", &self.path, e));
+        }
+        if std::fs::read_to_string(&self.target).ok().as_deref() != Some(self.text.as_str()) {
+            let _ = std::fs::remove_file(&temp.0);
+            return Err(CliError::new(
+                Kind::Generic,
+                format!("{} changed while authsome was rewriting it; nothing was written", self.path.display()),
+            )
+            .hint("close the application that writes it (or wait a moment) and run the command again"));
+        }
+        if let Err(e) = std::fs::rename(&temp.0, &self.target) {
             let _ = std::fs::remove_file(&temp.0);
             return Err(io_error("cannot write", &self.path, e));
         }
@@ -148,6 +165,28 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}\n");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left.len(), 3, "no temporary file left: {left:?}");
+    }
+
+    #[test]
+    fn a_symbolic_link_stays_a_link_and_a_concurrent_change_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dotfiles")).unwrap();
+        let real = dir.path().join("dotfiles/mcp.json");
+        std::fs::write(&real, "{}\n").unwrap();
+        let link = dir.path().join("mcp.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let file = read(&link).unwrap();
+        file.replace("{\"a\": 1}\n").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "{\"a\": 1}\n");
+
+        let file = read(&link).unwrap();
+        std::fs::write(&real, "{\"editor\": true}\n").unwrap();
+        let err = file.replace("{}\n").unwrap_err();
+        assert!(err.message.contains("changed while"), "{}", err.message);
+        assert!(err.hint.is_some());
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "{\"editor\": true}\n");
+        assert_eq!(std::fs::read_dir(dir.path().join("dotfiles")).unwrap().count(), 1, "no temporary file left");
     }
 
     #[test]
