@@ -480,3 +480,21 @@ for line in sys.stdin:
     assert!(reply["held"].as_str().unwrap().starts_with("sk-authsome_"), "{reply}");
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn a_value_named_like_a_key_but_not_shaped_like_one_leaves_the_server_alone() {
+    let env = Env::new();
+    let path = env.cwd.path().join(".mcp.json");
+    let text = "{\n  \"mcpServers\": {\n    \"tools\": {\n      \"command\": \"node\",\n      \"env\": {\n        \"OPENAI_API_KEY\": \"pasted-by-mistake-SECRETVALUE\"\n      }\n    }\n  }\n}\n";
+    std::fs::write(&path, text).unwrap();
+    let run = env.run(&["mcp", "wrap", path.to_str().unwrap()]).ok();
+    assert!(
+        run.stdout.contains("! tools: left alone: OPENAI_API_KEY is not shaped like a key of OpenAI"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.all().contains("SECRETVALUE"), "{}", run.all());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    assert!(backups(&path).is_empty());
+    assert_eq!(stored(&env, "openai"), None);
+}

@@ -188,7 +188,7 @@ fn wrap(ctx: &Context, args: &WrapArgs) -> CliResult {
                         if !valid {
                             row.status = "invalid";
                             server.reason = Some(format!(
-                                "{var} does not look like a {} key: fix or remove it, then wrap again",
+                                "{var} is not shaped like a key of {}: fix or remove it, then wrap again",
                                 provider.display_name
                             ));
                         } else {
