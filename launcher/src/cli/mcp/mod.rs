@@ -8,7 +8,7 @@ mod config;
 mod file;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use authsome_vault::Vault;
 use clap::{Args, Subcommand};
@@ -309,14 +309,28 @@ fn servers_or_fail(file: &file::ConfigFile, client: Client) -> CliResult<Vec<con
     Ok(maps)
 }
 
-/// This binary, absolute: editors start servers without the user's shell `PATH`.
+/// This binary, absolute: editors start servers without the user's shell `PATH`. The entry of
+/// `PATH` that runs it is preferred to the resolved file (a package manager's link such as
+/// `/opt/homebrew/bin/authsome` survives upgrades; the versioned file behind it does not).
 fn authsome_path() -> CliResult<String> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| CliError::new(Kind::Generic, format!("cannot tell where the authsome binary is: {e}")))?;
-    exe.to_str()
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    let chosen = on_path(&path_var, &exe).unwrap_or(exe);
+    chosen
+        .to_str()
         .map(str::to_string)
         .ok_or_else(|| CliError::new(Kind::Generic, "the authsome binary's path is not UTF-8"))
+}
+
+/// The first absolute `PATH` entry whose `authsome` is the file `exe`.
+fn on_path(path_var: &std::ffi::OsStr, exe: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let target = std::fs::metadata(exe).ok()?;
+    std::env::split_paths(path_var).filter(|dir| dir.is_absolute()).map(|dir| dir.join("authsome")).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+    })
 }
 
 /// Write the file if anything changed (after a backup), then report.
@@ -439,4 +453,28 @@ fn render_text(file: &file::ConfigFile, client: Client, servers: &[Server], verb
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_entry_that_runs_this_binary_is_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let cellar = dir.path().join("cellar/1.0/bin");
+        let bin = dir.path().join("bin");
+        let other = dir.path().join("other");
+        for d in [&cellar, &bin, &other] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let exe = cellar.join("authsome");
+        std::fs::write(&exe, "binary").unwrap();
+        std::fs::write(other.join("authsome"), "another binary").unwrap();
+        std::os::unix::fs::symlink(&exe, bin.join("authsome")).unwrap();
+        let path_var = std::env::join_paths([other.as_path(), Path::new("relative"), bin.as_path()]).unwrap();
+        assert_eq!(on_path(&path_var, &exe), Some(bin.join("authsome")));
+        let path_var = std::env::join_paths([other.as_path()]).unwrap();
+        assert_eq!(on_path(&path_var, &exe), None);
+    }
 }
