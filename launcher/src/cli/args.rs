@@ -139,6 +139,12 @@ pub(crate) enum Command {
     Lock,
     /// Open the daemon's page of providers and connections in the browser (starts the daemon).
     Ui(UiArgs),
+    /// MCP configurations: launch their servers under `authsome run`, keys moved to the vault.
+    #[command(subcommand)]
+    Mcp(super::mcp::McpCommand),
+    /// Agent skills: teach an agent to use authsome instead of asking for keys.
+    #[command(subcommand)]
+    Skill(super::skill::SkillCommand),
 }
 
 #[derive(Debug, Args)]

@@ -13,10 +13,12 @@ pub(crate) mod export;
 pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod login_flows;
+pub(crate) mod mcp;
 pub(crate) mod migrate;
 pub(crate) mod run;
 pub(crate) mod scan;
 pub(crate) mod show;
+pub(crate) mod skill;
 pub(crate) mod spinner;
 
 use args::{Command, ConnectionCommand};
@@ -149,6 +151,8 @@ fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
         }
         Command::Lock => lock::lock(ctx),
         Command::Ui(args) => daemon::ui(ctx, args),
+        Command::Mcp(command) => mcp::mcp(ctx, command),
+        Command::Skill(command) => skill::skill(ctx, command),
     };
     done.map(|()| 0)
 }

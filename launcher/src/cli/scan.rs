@@ -143,7 +143,7 @@ fn unescape_double(s: &str) -> String {
 
 /// env name → (provider index, field). The first provider (catalog order) to claim a name
 /// keeps it.
-fn env_index(providers: &[&Provider]) -> BTreeMap<String, (usize, &'static str)> {
+pub(crate) fn env_index(providers: &[&Provider]) -> BTreeMap<String, (usize, &'static str)> {
     let mut index = BTreeMap::new();
     for (i, provider) in providers.iter().enumerate() {
         let field = provider.primary_field();
@@ -211,10 +211,7 @@ pub(crate) fn scan(ctx: &Context, args: &ScanArgs) -> CliResult {
             (Some((_, f)), existing) => {
                 configured += 1;
                 let stored = match existing {
-                    Some(_) => {
-                        let secrets = vault.secrets(&ctx.key_source, &provider.name, &args.connection)?;
-                        if field == "api_key" { secrets.api_key } else { secrets.access_token }
-                    }
+                    Some(_) => stored_value(ctx, &vault, provider, &args.connection)?,
                     None => None,
                 };
                 let same = stored.as_ref().is_some_and(|s| s.expose_secret() == f.value.expose_secret());
@@ -307,7 +304,19 @@ fn read_file(
     Ok(())
 }
 
-fn import(
+/// The primary value stored in `provider`'s `connection` (which must exist).
+pub(crate) fn stored_value(
+    ctx: &Context,
+    vault: &authsome_vault::Vault,
+    provider: &Provider,
+    connection: &str,
+) -> CliResult<Option<SecretString>> {
+    let secrets = vault.secrets(&ctx.key_source, &provider.name, connection)?;
+    Ok(if provider.primary_field() == "api_key" { secrets.api_key } else { secrets.access_token })
+}
+
+/// Store `found` as `provider`'s `connection`, as `scan --import` does (audited as `import`).
+pub(crate) fn import(
     ctx: &Context,
     vault: &mut authsome_vault::Vault,
     provider: &Provider,
