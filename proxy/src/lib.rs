@@ -60,6 +60,7 @@ mod matching;
 mod readahead;
 mod scrub;
 mod ssrf;
+mod traffic;
 mod transparent;
 mod upstream;
 mod websocket;
@@ -75,11 +76,12 @@ use tokio::net::TcpListener;
 pub use ca::{CA_COMMON_NAME, CaError, CertificateAuthority, crypto_provider};
 pub use config::{ConfigError, ConnectTo, EgressMode, EgressPolicy, ProxyConfig, UpstreamConfig};
 pub use credential::{CredentialSource, Injection, ResolveError, ResolveRequest};
-pub use denial::{Denial, DenyRule};
+pub use denial::{Denial, DenialHook, DenyRule, Verdict};
 pub use engine::RETRY_BODY_LIMIT;
 pub use events::{EventSink, NoEvents, ProxyEvent, TracingEvents};
 pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection, normalize_path};
 pub use ssrf::is_forbidden;
+pub use traffic::TrafficStats;
 pub use upstream::{DialError, TlsError};
 
 /// A running proxy's shared state: build once per run, then hand it listeners (explicit way
@@ -106,6 +108,19 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
         Ok(Proxy { engine: Arc::new(engine::Engine::new(config, source, events)?) })
     }
 
+    /// As [`Proxy::new`], with a hook asked before an askable destination is refused (see
+    /// [`DenialHook`]); without one the policy's refusal is final.
+    pub fn with_hook(
+        config: ProxyConfig,
+        source: Arc<S>,
+        events: Arc<E>,
+        hook: Option<Arc<dyn DenialHook>>,
+    ) -> Result<Self, TlsError> {
+        let mut engine = engine::Engine::new(config, source, events)?;
+        engine.ask = hook;
+        Ok(Proxy { engine: Arc::new(engine) })
+    }
+
     /// Explicit proxy (HTTP CONNECT + absolute-form) on `listener` until `shutdown` resolves.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.engine.clone().serve_listener(listener, shutdown).await
@@ -127,6 +142,12 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     /// destination. Runs until the task is dropped; accept errors back off instead of spinning.
     pub async fn serve_capture(&self, listener: TcpListener, dns: Option<Arc<dns::FakeDns>>) {
         self.engine.clone().serve_capture_listener(listener, dns).await;
+    }
+
+    /// Connections, requests and bytes by destination host so far (counted live on the
+    /// child's side of the proxy; see [`TrafficStats`]).
+    pub fn traffic(&self) -> std::collections::BTreeMap<String, TrafficStats> {
+        self.engine.traffic.snapshot()
     }
 }
 

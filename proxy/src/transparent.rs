@@ -28,6 +28,7 @@ use crate::dns::FakeDns;
 use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::text_response;
+use crate::traffic::Counted;
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (post-quantum key shares fit well below).
@@ -182,7 +183,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(target) = Target::new(&host, port, true) else {
             return;
         };
-        if self.admit(&target.host, port).is_err() {
+        if self.admit(&target.host, port).await.is_err() {
             // Closing is the TLS-level refusal: the client sees a handshake failure.
             return;
         }
@@ -194,7 +195,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         match self.upstream.dialer.dial(&target.host, port).await {
             Ok(upstream) => {
                 self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
-                self.tunnel(inner, upstream, &prefix).await;
+                self.tunnel(inner, upstream, &prefix, &target.host).await;
             }
             Err(error) => {
                 // The answer is not deliverable inside TLS; record it and close.
@@ -209,10 +210,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mapped: Option<Arc<str>> = mapped.map(Into::into);
+        // Named by our DNS: the whole connection is that host's (bytes counted); else each
+        // request names its own host and only requests are counted.
+        let counters = mapped.as_deref().map(|host| self.traffic.connection(host));
+        let io = Counted::new(io, counters.clone().unwrap_or_default());
         let engine = self.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let engine = engine.clone();
             let mapped = mapped.clone();
+            let counters = counters.clone();
             async move {
                 let from_header = || {
                     let value = req.headers().get(header::HOST)?.to_str().ok()?;
@@ -230,8 +236,12 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                         "authsome: no Host header\n",
                     ));
                 };
-                if let Err(denial) = engine.admit(&target.host, port) {
+                if let Err(denial) = engine.admit(&target.host, port).await {
                     return Ok(denial.response(Some(req.headers())));
+                }
+                match &counters {
+                    Some(counters) => counters.request(),
+                    None => engine.traffic.request(&target.host),
                 }
                 Ok(engine.forward(&target, req, false).await)
             }
