@@ -360,6 +360,8 @@ pub struct Options {
     pub allow_private: bool,
     /// Add the connect-to entries that send every test host to the local upstream.
     pub connect_to: bool,
+    /// Asked before an askable refusal.
+    pub hook: Option<Arc<dyn authsome_proxy::DenialHook>>,
 }
 
 impl Default for Options {
@@ -372,6 +374,7 @@ impl Default for Options {
             allowed_ports: Vec::new(),
             allow_private: false,
             connect_to: true,
+            hook: None,
         }
     }
 }
@@ -455,7 +458,7 @@ pub async fn harness(options: Options) -> Harness {
     };
     let source = Arc::new(options.source);
     let events = Arc::new(Recorder::default());
-    let proxy = Proxy::new(config, source.clone(), events.clone()).unwrap();
+    let proxy = Proxy::with_hook(config, source.clone(), events.clone(), options.hook).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
