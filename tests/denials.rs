@@ -100,6 +100,29 @@ exit 3"#;
     assert!(entries[0]["run_id"].as_str().is_some_and(|r| r != id), "{json}");
 }
 
+/// No 403 fits inside TLS: a TLS connection refused by policy (a named host not allowed, or
+/// a raw address with no name at all) is reset, not left to end as a failed handshake.
+#[test]
+fn a_refused_tls_connection_is_reset() {
+    let s = setup();
+    let script = r#"python3 - <<'PY'
+import socket, ssl
+for name in ["blocked.example.org", None]:
+    s = socket.create_connection(("1.2.3.4", 443), 5)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.wrap_socket(s, server_hostname=name)
+        print("handshake")
+    except Exception as e:
+        print(type(e).__name__)
+PY"#;
+    let run = s.sandboxed(&[], script).ok();
+    assert_eq!(run.stdout.trim(), "ConnectionResetError\nConnectionResetError", "{}", run.stderr);
+    assert!(run.stderr.contains("authsome: denied blocked.example.org:443"), "{}", run.stderr);
+}
+
 #[test]
 fn report_on_plain_run_counts_tunnels_and_explicit_requests() {
     let s = setup();

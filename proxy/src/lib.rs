@@ -31,7 +31,8 @@
 //!   `Proxy-Authenticate: Basic`), 403 (a [`Denial`]: egress policy, SSRF guard, placeholder
 //!   misuse), 405 (TRACE), 502 (upstream unreachable or TLS failure), 504 (connect timeout).
 //!   Bodies are one short `authsome: …` line, or JSON when the client asks for it; never a
-//!   secret. Transparent TLS denials close the connection; the reason is in the event.
+//!   secret. Transparent TLS denials reset the connection on capture listeners (a stream handed
+//!   to [`Proxy::serve_transparent`] is closed); the reason is in the event.
 //! - **Refresh**: [`CredentialSource::resolve`] is called per injected request (cache in the
 //!   source). After a 401 to an injected request whose body was at most
 //!   [`RETRY_BODY_LIMIT`], it is called once more with `force_refresh` and the request is
@@ -134,7 +135,7 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.engine.clone().serve_transparent_stream(stream, original_dst, dns).await;
+        self.engine.clone().serve_transparent_stream(stream, original_dst, dns, |_| {}).await;
     }
 
     /// Transparent way in for a whole capture listener (bound in the sandbox's namespace, any

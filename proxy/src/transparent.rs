@@ -85,6 +85,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     }
 }
 
+/// Close a refused TCP connection with a reset (`SO_LINGER` 0 makes the close send RST).
+fn reset_tcp(stream: &tokio::net::TcpStream) {
+    let _ = stream.set_zero_linger();
+}
+
 /// Read until the ClientHello is complete; returns the bytes read and the SNI (if any).
 async fn read_client_hello<IO: AsyncRead + Unpin>(
     stream: &mut IO,
@@ -139,15 +144,20 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             let _ = stream.set_nodelay(true);
             let engine = self.clone();
             let dns = dns.clone();
-            tokio::spawn(async move { engine.serve_transparent_stream(stream, original, dns.as_deref()).await });
+            tokio::spawn(
+                async move { engine.serve_transparent_stream(stream, original, dns.as_deref(), reset_tcp).await },
+            );
         }
     }
 
+    /// `reset` makes the stream's close a reset (RST), for a TLS connection refused by
+    /// policy: the client sees "connection reset" at once rather than a handshake that ends.
     pub(crate) async fn serve_transparent_stream<IO>(
         self: Arc<Self>,
         mut stream: IO,
         original_dst: SocketAddr,
         dns: Option<&FakeDns>,
+        reset: fn(&IO),
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -178,13 +188,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(host) = sni.or(mapped) else {
             let denial = Denial::new(original_dst.ip().to_string(), port, DenyRule::UnnamedAddress);
             self.events.record(ProxyEvent::Denied { denial });
+            reset(&stream);
             return;
         };
         let Some(target) = Target::new(&host, port, true) else {
             return;
         };
         if self.admit(&target.host, port).await.is_err() {
-            // Closing is the TLS-level refusal: the client sees a handshake failure.
+            // No 403 can be delivered inside TLS: the connection is reset.
+            reset(&stream);
             return;
         }
         let replay = Rewind::new(Bytes::from(buf), stream);
