@@ -329,7 +329,12 @@ curl -s -o /dev/null -m 30 https://raw.example.org/ && printf 'raw-reached\r\n'
 stty sane
 echo done"#;
     let home = s.env.home().to_str().unwrap().to_string();
-    let approve = format!("!AUTHSOME_HOME='{home}' {} approve allowed.example.org:443", common::BIN);
+    let listed = s.env.cwd.path().join("waiting.json");
+    let approve = format!(
+        "!AUTHSOME_HOME='{home}' {bin} --json approve > '{}' && AUTHSOME_HOME='{home}' {bin} approve allowed.example.org:443",
+        listed.display(),
+        bin = common::BIN
+    );
     let run = on_pty(
         &s,
         &["--ask"],
@@ -340,6 +345,11 @@ echo done"#;
     );
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.contains("[approve exit 0]"), "{}", run.stdout);
+    // `approve` alone listed what was waiting, by run.
+    let waiting: Value = serde_json::from_str(&std::fs::read_to_string(&listed).unwrap()).unwrap();
+    let runs = waiting["waiting"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{waiting}");
+    assert_eq!(runs[0]["destinations"], serde_json::json!(["allowed.example.org:443"]), "{waiting}");
     assert!(run.stdout.contains("approved 200"), "{}", run.stdout);
     // Nobody approved raw.example.org: refused after the timeout.
     assert!(!run.stdout.contains("raw-reached") && run.stdout.contains("done"), "{}", run.stdout);
