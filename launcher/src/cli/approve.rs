@@ -72,7 +72,7 @@ pub(crate) fn approve(ctx: &Context, args: &ApproveArgs) -> CliResult {
     let verb = match decision {
         Decision::Once => "allowed once",
         Decision::Run => "allowed for the rest of the run",
-        Decision::Always => "allowed, and added to the run's policy file",
+        Decision::Always => "allowed for the rest of the run (and added to its --policy file, if it has one)",
         Decision::Deny => "denied",
     };
     for (run_id, destinations) in &answered {
