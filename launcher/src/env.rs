@@ -20,6 +20,9 @@ pub(crate) const DAEMON_URL: &str = "AUTHSOME_DAEMON_URL";
 pub(crate) const DAEMON_PORT: &str = "AUTHSOME_DAEMON_PORT";
 /// Public base for the OAuth callback and form URLs.
 pub(crate) const SERVER_BASE_URL: &str = "AUTHSOME_SERVER_BASE_URL";
+/// Seconds a request refused under `run --ask` waits for an answer before it is denied
+/// (default 60).
+pub(crate) const ASK_TIMEOUT: &str = "AUTHSOME_ASK_TIMEOUT";
 /// The no-colour convention (https://no-color.org).
 pub(crate) const NO_COLOR: &str = "NO_COLOR";
 

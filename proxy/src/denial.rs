@@ -155,6 +155,18 @@ impl Denial {
         }
     }
 
+    /// The `--policy` file entry that allows this destination, where one does:
+    /// `"allow": ["api.example.com"]`, `"ports": [8443]`.
+    pub fn policy_entry(&self) -> Option<String> {
+        match &self.rule {
+            DenyRule::NotAProviderHost | DenyRule::NotAllowlisted => {
+                Some(format!("\"allow\": [{}]", json_string(&self.host)))
+            }
+            DenyRule::Port => Some(format!("\"ports\": [{}]", self.port)),
+            _ => None,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self.rule {
             DenyRule::TraceMethod => StatusCode::METHOD_NOT_ALLOWED,
@@ -163,22 +175,10 @@ impl Denial {
     }
 
     fn json(&self) -> String {
-        let quote = |s: &str| {
-            let mut out = String::with_capacity(s.len() + 2);
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-            out
-        };
+        let quote = |s: &str| json_string(s);
+        let policy = self.policy_entry().map(|p| format!(",\"policy\":{}", quote(&p))).unwrap_or_default();
         format!(
-            "{{\"error\":\"denied\",\"host\":{},\"port\":{},\"rule\":{},\"reason\":{},\"hint\":{},\"message\":{}}}\n",
+            "{{\"error\":\"denied\",\"host\":{},\"port\":{},\"rule\":{},\"reason\":{},\"hint\":{}{policy},\"message\":{}}}\n",
             quote(&self.host),
             self.port,
             quote(self.rule.code()),
@@ -219,6 +219,49 @@ impl fmt::Display for Denial {
 }
 
 impl std::error::Error for Denial {}
+
+impl Denial {
+    /// Could a person lift this refusal for the run (an egress or port rule), so that a
+    /// [`DenialHook`] is asked? Deliberate refusals (`--deny`, the SSRF guard, placeholder
+    /// misuse, TRACE) are never put to a question.
+    pub fn askable(&self) -> bool {
+        matches!(self.rule, DenyRule::NotAProviderHost | DenyRule::NotAllowlisted | DenyRule::Port)
+    }
+}
+
+/// The answer of a [`DenialHook`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let this connection or request through.
+    Allow,
+    /// Refuse it as the policy said.
+    Deny,
+}
+
+/// Asked, before a destination is refused, whether to let it through after all (the
+/// launcher's `--ask`: a question on a terminal). Called only for [`Denial::askable`]
+/// refusals, and only when one is installed: the allowed path never awaits anything. The
+/// request waits while the future runs; the hook owns its own timeout.
+pub trait DenialHook: Send + Sync + 'static {
+    /// Decide on `denial`.
+    fn decide(&self, denial: Denial) -> std::pin::Pin<Box<dyn Future<Output = Verdict> + Send + '_>>;
+}
+
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 /// Does the client's `Accept` name JSON (`application/json`, `application/*+json`)?
 fn accepts_json(headers: &HeaderMap) -> bool {
@@ -268,6 +311,7 @@ mod tests {
         };
         assert!(body.contains(r#""host":"a\"b.com""#), "{body}");
         assert!(body.contains(r#""rule":"not_a_provider_host""#), "{body}");
+        assert!(body.contains(r#""policy":"\"allow\": [\"a\\\"b.com\"]""#), "{body}");
         headers.insert(header::ACCEPT, "*/*".parse().unwrap());
         assert_eq!(d.response(Some(&headers)).headers()[header::CONTENT_TYPE], "text/plain; charset=utf-8");
         assert_eq!(

@@ -26,13 +26,14 @@ use crate::body::ProxyBody;
 use crate::ca::CertificateAuthority;
 use crate::config::{EgressPolicy, ProxyConfig};
 use crate::credential::{CredentialSource, Injection, ResolveRequest};
-use crate::denial::{Denial, DenyRule};
+use crate::denial::{Denial, DenialHook, DenyRule, Verdict};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::{is_websocket_upgrade, strip_hop_by_hop, text_response};
 use crate::inject::{self, Found};
 use crate::matching::{Owner, RouteTable, Selection};
 use crate::readahead::ReadAhead;
 use crate::scrub::{Decoder, NeedleCache, ScrubbedBody};
+use crate::traffic::{Counted, Counters, Traffic};
 use crate::upstream::{
     DialError, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, TlsError, Upstream, find_dial_error,
 };
@@ -71,6 +72,9 @@ pub(crate) struct Engine<S, E> {
     pub events: Arc<E>,
     pub upstream: Upstream,
     pub needles: NeedleCache,
+    pub traffic: Traffic,
+    /// Asked before an askable refusal (`None`: refuse at once).
+    pub ask: Option<Arc<dyn DenialHook>>,
 }
 
 /// What a retry after 401 needs of the first attempt.
@@ -104,6 +108,8 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             source,
             events,
             needles: NeedleCache::default(),
+            traffic: Traffic::default(),
+            ask: None,
         })
     }
 
@@ -112,17 +118,23 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         self.inspect_all || self.routes.owns_host(host)
     }
 
-    /// Port and egress policy for a destination; records `Denied` and returns the refusal.
-    pub fn admit(&self, host: &str, port: u16) -> Result<(), Denial> {
+    /// Port and egress policy for a destination; an askable refusal is put to the
+    /// [`DenialHook`] first, when there is one. Records `Denied` and returns the refusal.
+    pub async fn admit(&self, host: &str, port: u16) -> Result<(), Denial> {
         let result = if !self.allowed_ports.is_empty() && !self.allowed_ports.contains(&port) {
             Err(Denial::new(crate::matching::normalize_host(host).into_owned(), port, DenyRule::Port))
         } else {
             self.egress.check(host, port, self.routes.owns_host(host))
         };
-        if let Err(denial) = &result {
-            self.events.record(ProxyEvent::Denied { denial: denial.clone() });
+        let Err(denial) = result else { return Ok(()) };
+        if let Some(hook) = &self.ask
+            && denial.askable()
+            && hook.decide(denial.clone()).await == Verdict::Allow
+        {
+            return Ok(());
         }
-        result
+        self.events.record(ProxyEvent::Denied { denial: denial.clone() });
+        Err(denial)
     }
 
     /// Record a refusal and build the client's answer (JSON when `headers` accept it).
@@ -146,8 +158,10 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
             }
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(ReadAhead::new(io))).await {
-            Ok(Ok(tls)) => self.serve_tls_stream(tls, target).await,
+        let counters = self.traffic.connection(&target.host);
+        let io = ReadAhead::new(Counted::new(io, counters.clone()));
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(tls)) => self.serve_tls_stream(tls, target, Some(counters)).await,
             Ok(Err(error)) => {
                 tracing::debug!(host = %target.host, %error, "client TLS handshake failed")
             }
@@ -155,17 +169,28 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         }
     }
 
-    pub async fn serve_tls_stream<IO>(self: Arc<Self>, tls: TlsStream<IO>, target: Target)
-    where
+    pub async fn serve_tls_stream<IO>(
+        self: Arc<Self>,
+        tls: TlsStream<IO>,
+        target: Target,
+        counters: Option<Arc<Counters>>,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        self.serve_http(TokioIo::new(tls), target, true, h2).await;
+        self.serve_http(TokioIo::new(tls), target, true, h2, counters).await;
     }
 
-    /// Serve HTTP on an established (decrypted or plain) client stream.
-    pub async fn serve_http<IO>(self: Arc<Self>, io: TokioIo<IO>, target: Target, tls: bool, h2: bool)
-    where
+    /// Serve HTTP on an established (decrypted or plain) client stream; each request is
+    /// counted on `counters` (the report's per-host table).
+    pub async fn serve_http<IO>(
+        self: Arc<Self>,
+        io: TokioIo<IO>,
+        target: Target,
+        tls: bool,
+        h2: bool,
+        counters: Option<Arc<Counters>>,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let target = Arc::new(target);
@@ -174,6 +199,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let service = service_fn(move |req| {
             let engine = engine.clone();
             let target = service_target.clone();
+            if let Some(counters) = &counters {
+                counters.request();
+            }
             async move { Ok::<_, Infallible>(engine.forward(&target, req, tls).await) }
         });
         let result = if h2 {
@@ -194,13 +222,16 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         }
     }
 
-    /// Opaque pass-through: no MITM. `initial` is data already read from the client (a
-    /// ClientHello peeked by the transparent path).
-    pub async fn tunnel<IO>(&self, mut client: IO, mut upstream: tokio::net::TcpStream, initial: &[u8])
+    /// Opaque pass-through to `host`: no MITM. `initial` is data already read from the client
+    /// (a ClientHello peeked by the transparent path).
+    pub async fn tunnel<IO>(&self, client: IO, mut upstream: tokio::net::TcpStream, initial: &[u8], host: &str)
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         use tokio::io::AsyncWriteExt;
+        let counters = self.traffic.connection(host);
+        counters.sent_up(initial.len());
+        let mut client = Counted::new(client, counters);
         if !initial.is_empty() && upstream.write_all(initial).await.is_err() {
             return;
         }

@@ -168,9 +168,9 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                     self.serve_tls(Rewind::new(leftover, stream), target).await;
                 }
             }
-            Connect::Tunnel(upstream) => {
+            Connect::Tunnel(upstream, host) => {
                 if stream.write_all(ESTABLISHED).await.is_ok() {
-                    self.tunnel(stream, upstream, &leftover).await;
+                    self.tunnel(stream, upstream, &leftover, &host).await;
                 }
             }
             Connect::Relay { upstream, host, port } => {
@@ -201,9 +201,10 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(target) = Target::new(host, port, false) else {
             return text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n");
         };
-        if let Err(denial) = self.admit(&target.host, port) {
+        if let Err(denial) = self.admit(&target.host, port).await {
             return denial.response(Some(req.headers()));
         }
+        self.traffic.request(&target.host);
         self.forward(&target, req, false).await
     }
 
@@ -240,7 +241,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(target) = Target::new(host, port, true) else {
             return Connect::Reply(text_response(StatusCode::BAD_REQUEST, "authsome: bad host\n"));
         };
-        if let Err(denial) = self.admit(&target.host, port) {
+        if let Err(denial) = self.admit(&target.host, port).await {
             return Connect::Reply(denial.response(Some(headers)));
         }
         if self.intercepts(&target.host) {
@@ -249,7 +250,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         match self.upstream.dialer.dial(&target.host, port).await {
             Ok(upstream) => {
                 self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
-                Connect::Tunnel(upstream)
+                Connect::Tunnel(upstream, target.host)
             }
             Err(error) => match error.denial() {
                 Some(denial) => Connect::Reply(self.refuse(denial, Some(headers))),
@@ -274,11 +275,11 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 });
                 Response::new(ProxyBody::empty())
             }
-            Connect::Tunnel(upstream) => {
+            Connect::Tunnel(upstream, host) => {
                 let on_upgrade = hyper::upgrade::on(&mut req);
                 tokio::spawn(async move {
                     match on_upgrade.await {
-                        Ok(upgraded) => self.tunnel(TokioIo::new(upgraded), upstream, &[]).await,
+                        Ok(upgraded) => self.tunnel(TokioIo::new(upgraded), upstream, &[], &host).await,
                         Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
                     }
                 });
@@ -301,7 +302,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
 enum Connect {
     Reply(Response<ProxyBody>),
     Intercept(Target),
-    Tunnel(TcpStream),
+    Tunnel(TcpStream, Arc<str>),
     /// Raw TCP (`--allow-tcp`, `--allow-host-port`): relayed and counted.
     Relay {
         upstream: TcpStream,

@@ -31,7 +31,8 @@
 //!   `Proxy-Authenticate: Basic`), 403 (a [`Denial`]: egress policy, SSRF guard, placeholder
 //!   misuse), 405 (TRACE), 502 (upstream unreachable or TLS failure), 504 (connect timeout).
 //!   Bodies are one short `authsome: …` line, or JSON when the client asks for it; never a
-//!   secret. Transparent TLS denials close the connection; the reason is in the event.
+//!   secret. Transparent TLS denials reset the connection on capture listeners (a stream handed
+//!   to [`Proxy::serve_transparent`] is closed); the reason is in the event.
 //! - **Refresh**: [`CredentialSource::resolve`] is called per injected request (cache in the
 //!   source). After a 401 to an injected request whose body was at most
 //!   [`RETRY_BODY_LIMIT`], it is called once more with `force_refresh` and the request is
@@ -61,6 +62,7 @@ mod raw_tcp;
 mod readahead;
 mod scrub;
 mod ssrf;
+mod traffic;
 mod transparent;
 mod upstream;
 mod websocket;
@@ -76,12 +78,13 @@ use tokio::net::TcpListener;
 pub use ca::{CA_COMMON_NAME, CaError, CertificateAuthority, crypto_provider};
 pub use config::{ConfigError, ConnectTo, EgressMode, EgressPolicy, ProxyConfig, UpstreamConfig};
 pub use credential::{CredentialSource, Injection, ResolveError, ResolveRequest};
-pub use denial::{Denial, DenyRule};
+pub use denial::{Denial, DenialHook, DenyRule, Verdict};
 pub use engine::RETRY_BODY_LIMIT;
 pub use events::{EventSink, NoEvents, ProxyEvent, TracingEvents};
 pub use matching::{HostPattern, Owner, PatternError, Placeholder, Route, RouteTable, Selection, normalize_path};
 pub use raw_tcp::{HOST_LOOPBACK_NAME, TcpDestination, TcpDestinationError};
 pub use ssrf::is_forbidden;
+pub use traffic::TrafficStats;
 pub use upstream::{DialError, TlsError};
 
 /// A running proxy's shared state: build once per run, then hand it listeners (explicit way
@@ -108,6 +111,19 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
         Ok(Proxy { engine: Arc::new(engine::Engine::new(config, source, events)?) })
     }
 
+    /// As [`Proxy::new`], with a hook asked before an askable destination is refused (see
+    /// [`DenialHook`]); without one the policy's refusal is final.
+    pub fn with_hook(
+        config: ProxyConfig,
+        source: Arc<S>,
+        events: Arc<E>,
+        hook: Option<Arc<dyn DenialHook>>,
+    ) -> Result<Self, TlsError> {
+        let mut engine = engine::Engine::new(config, source, events)?;
+        engine.ask = hook;
+        Ok(Proxy { engine: Arc::new(engine) })
+    }
+
     /// Explicit proxy (HTTP CONNECT + absolute-form) on `listener` until `shutdown` resolves.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         self.engine.clone().serve_listener(listener, shutdown).await
@@ -121,7 +137,7 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        self.engine.clone().serve_transparent_stream(stream, original_dst, dns).await;
+        self.engine.clone().serve_transparent_stream(stream, original_dst, dns, |_| {}).await;
     }
 
     /// Transparent way in for a whole capture listener (bound in the sandbox's namespace, any
@@ -129,6 +145,12 @@ impl<S: CredentialSource, E: EventSink> Proxy<S, E> {
     /// destination. Runs until the task is dropped; accept errors back off instead of spinning.
     pub async fn serve_capture(&self, listener: TcpListener, dns: Option<Arc<dns::FakeDns>>) {
         self.engine.clone().serve_capture_listener(listener, dns).await;
+    }
+
+    /// Connections, requests and bytes by destination host so far (counted live on the
+    /// child's side of the proxy; see [`TrafficStats`]).
+    pub fn traffic(&self) -> std::collections::BTreeMap<String, TrafficStats> {
+        self.engine.traffic.snapshot()
     }
 }
 

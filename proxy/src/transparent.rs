@@ -33,6 +33,7 @@ use crate::engine::{Engine, Target};
 use crate::events::{EventSink, ProxyEvent};
 use crate::headers::text_response;
 use crate::raw_tcp::RawRoute;
+use crate::traffic::Counted;
 
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A ClientHello larger than this is refused (post-quantum key shares fit well below).
@@ -87,6 +88,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
+}
+
+/// Close a refused TCP connection with a reset (`SO_LINGER` 0 makes the close send RST).
+fn reset_tcp(stream: &tokio::net::TcpStream) {
+    let _ = stream.set_zero_linger();
 }
 
 /// Read until the ClientHello is complete; returns the bytes read and the SNI (if any).
@@ -154,15 +160,20 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                 continue;
             }
             let dns = dns.clone();
-            tokio::spawn(async move { engine.serve_transparent_stream(stream, original, dns.as_deref()).await });
+            tokio::spawn(
+                async move { engine.serve_transparent_stream(stream, original, dns.as_deref(), reset_tcp).await },
+            );
         }
     }
 
+    /// `reset` makes the stream's close a reset (RST), for a TLS connection refused by
+    /// policy: the client sees "connection reset" at once rather than a handshake that ends.
     pub(crate) async fn serve_transparent_stream<IO>(
         self: Arc<Self>,
         mut stream: IO,
         original_dst: SocketAddr,
         dns: Option<&FakeDns>,
+        reset: fn(&IO),
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -197,13 +208,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         let Some(host) = sni.or(mapped) else {
             let denial = Denial::new(original_dst.ip().to_string(), port, DenyRule::UnnamedAddress);
             self.events.record(ProxyEvent::Denied { denial });
+            reset(&stream);
             return;
         };
         let Some(target) = Target::new(&host, port, true) else {
             return;
         };
-        if self.admit(&target.host, port).is_err() {
-            // Closing is the TLS-level refusal: the client sees a handshake failure.
+        if self.admit(&target.host, port).await.is_err() {
+            // No 403 can be delivered inside TLS: the connection is reset.
+            reset(&stream);
             return;
         }
         let replay = Rewind::new(Bytes::from(buf), stream);
@@ -214,7 +227,7 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         match self.upstream.dialer.dial(&target.host, port).await {
             Ok(upstream) => {
                 self.events.record(ProxyEvent::Tunnelled { host: target.host.to_string(), port });
-                self.tunnel(inner, upstream, &prefix).await;
+                self.tunnel(inner, upstream, &prefix, &target.host).await;
             }
             Err(error) => {
                 // The answer is not deliverable inside TLS; record it and close.
@@ -229,10 +242,15 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mapped: Option<Arc<str>> = mapped.map(Into::into);
+        // Named by our DNS: the whole connection is that host's (bytes counted); else each
+        // request names its own host and only requests are counted.
+        let counters = mapped.as_deref().map(|host| self.traffic.connection(host));
+        let io = Counted::new(io, counters.clone().unwrap_or_default());
         let engine = self.clone();
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let engine = engine.clone();
             let mapped = mapped.clone();
+            let counters = counters.clone();
             async move {
                 let from_header = || {
                     let value = req.headers().get(header::HOST)?.to_str().ok()?;
@@ -250,8 +268,12 @@ impl<S: CredentialSource, E: EventSink> Engine<S, E> {
                         "authsome: no Host header\n",
                     ));
                 };
-                if let Err(denial) = engine.admit(&target.host, port) {
+                if let Err(denial) = engine.admit(&target.host, port).await {
                     return Ok(denial.response(Some(req.headers())));
+                }
+                match &counters {
+                    Some(counters) => counters.request(),
+                    None => engine.traffic.request(&target.host),
                 }
                 Ok(engine.forward(&target, req, false).await)
             }

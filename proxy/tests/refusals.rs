@@ -6,7 +6,11 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use authsome_proxy::{Denial, DenyRule, EgressMode, EgressPolicy, ProxyEvent};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use authsome_proxy::{Denial, DenialHook, DenyRule, EgressMode, EgressPolicy, ProxyEvent, Verdict};
 use common::*;
 use tokio::io::AsyncWriteExt;
 
@@ -87,7 +91,7 @@ async fn connect_to_a_port_not_allowed_is_refused_by_every_way_in() {
     assert_eq!(ports, [22, 5432]);
     // The transparent way in: a port that is not an HTTP(S) one is raw TCP only, decided
     // before a byte is read; with no --allow-tcp rule the connection is closed unanswered.
-    let dns = std::sync::Arc::new(authsome_proxy::dns::FakeDns::new());
+    let dns = Arc::new(authsome_proxy::dns::FakeDns::new());
     let named = dns.ip_for("api.example.test");
     for (dst, rule) in [
         (std::net::SocketAddr::new(named.into(), 8443), DenyRule::TcpNotAllowed),
@@ -134,7 +138,7 @@ async fn allowed_tcp_is_relayed_raw_with_its_byte_counts() {
         ..Options::default()
     })
     .await;
-    let dns = std::sync::Arc::new(authsome_proxy::dns::FakeDns::new());
+    let dns = Arc::new(authsome_proxy::dns::FakeDns::new());
     let dst = std::net::SocketAddr::new(dns.ip_for("git.example.test").into(), 22);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -303,4 +307,74 @@ fn in_netns(addr: &str) {
         let (_, head) = open.raw_connect(&format!("127.0.0.1:{port}"), Some(&basic_token())).await;
         assert!(head.starts_with("HTTP/1.1 403"), "--allow-private reached loopback: {head}");
     });
+}
+
+/// Allows one host when asked; remembers every question.
+struct Answers {
+    allow: &'static str,
+    asked: Mutex<Vec<String>>,
+}
+
+impl DenialHook for Answers {
+    fn decide(&self, denial: Denial) -> Pin<Box<dyn Future<Output = Verdict> + Send + '_>> {
+        self.asked.lock().unwrap().push(format!("{}:{}", denial.host, denial.port));
+        let verdict = if denial.host == self.allow { Verdict::Allow } else { Verdict::Deny };
+        Box::pin(async move {
+            // The request waits while the hook decides.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            verdict
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_denial_hook_decides_refusals_a_flag_could_lift_and_nothing_else() {
+    let answers = Arc::new(Answers { allow: "other.example.test", asked: Mutex::new(Vec::new()) });
+    let h = harness(Options {
+        egress: EgressPolicy {
+            mode: EgressMode::Allowlist,
+            deny: vec!["q.example.test".parse().unwrap()],
+            ..EgressPolicy::default()
+        },
+        allowed_ports: vec![443, 80],
+        hook: Some(answers.clone()),
+        ..Options::default()
+    })
+    .await;
+    let ca = ca(&h);
+    // Allowed by the hook: CONNECT (tunnelled) and plain http, and not recorded as denied.
+    let (status, _) =
+        status_of(&h, &["--cacert", &h.upstream_ca_path.to_string_lossy(), "https://other.example.test/x"]).await;
+    assert_eq!(status, "200");
+    let (status, _) = status_of(&h, &["http://other.example.test/y"]).await;
+    assert_eq!(status, "200");
+    // Refused by the hook: the policy's 403.
+    let (status, body) = status_of(&h, &["http://nowhere.example.test/x"]).await;
+    assert_eq!(
+        (status.as_str(), body.trim()),
+        (
+            "403",
+            "authsome: denied nowhere.example.test:80 (not in the allowlist); allow with --allow nowhere.example.test"
+        )
+    );
+    // A port refusal is asked too; --deny and allowed hosts never are.
+    let (_, head) = h.raw_connect("api.example.test:22", Some(&basic_token())).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (status, _) = status_of(&h, &["http://q.example.test/x"]).await;
+    assert_eq!(status, "403");
+    let (status, _) = status_of(&h, &["--cacert", &ca, "https://api.example.test/v1"]).await;
+    assert_eq!(status, "200");
+    assert_eq!(
+        *answers.asked.lock().unwrap(),
+        ["other.example.test:443", "other.example.test:80", "nowhere.example.test:80", "api.example.test:22"]
+    );
+    let denied: Vec<String> = denials(&h).iter().map(|d| format!("{}:{}", d.host, d.port)).collect();
+    assert_eq!(denied, ["nowhere.example.test:80", "api.example.test:22", "q.example.test:80"]);
+    // The traffic counters saw the allowed hosts.
+    let traffic = h.proxy.traffic();
+    assert_eq!(traffic["other.example.test"].connections, 1, "{traffic:?}");
+    assert_eq!(traffic["other.example.test"].requests, 1, "plain http: {traffic:?}");
+    assert!(traffic["other.example.test"].bytes_up > 0 && traffic["other.example.test"].bytes_down > 0, "{traffic:?}");
+    assert_eq!(traffic["api.example.test"].requests, 1, "{traffic:?}");
+    assert!(!traffic.contains_key("nowhere.example.test"), "{traffic:?}");
 }

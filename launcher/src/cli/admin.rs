@@ -16,6 +16,12 @@ use crate::providers::ledger::{self, Ledger};
 use crate::providers::{Inject, Provider, Source, parse_definition, trust};
 
 pub(crate) fn log(ctx: &Context, args: &LogArgs) -> CliResult {
+    if let Some(id) = &args.run {
+        return super::log::run(ctx, id);
+    }
+    if args.denied {
+        return super::log::denied(ctx, args);
+    }
     let lines = ctx.audit_log.tail(args.lines)?;
     let Some(lines) = lines else {
         if ctx.out.json {

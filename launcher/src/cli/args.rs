@@ -25,6 +25,7 @@ Environment:
   AUTHSOME_SERVER_BASE_URL  public base URL for the OAuth callback and forms
   AUTHSOME_EXTRA_ROOTS      PEM file of extra roots trusted for upstream TLS
   AUTHSOME_CONNECT_TO       host:port:addr:port[,...]: dial a host elsewhere (curl's --connect-to)
+  AUTHSOME_ASK_TIMEOUT      seconds `run --ask` waits for an answer (default 60)
   AUTHSOME_LOG              log filter for --verbose (e.g. debug, authsome=trace)
   NO_COLOR                  no colours
 
@@ -121,6 +122,9 @@ pub(crate) enum Command {
     /// Run a command whose HTTPS requests get your credentials on the wire; it only ever
     /// holds placeholders.
     Run(Box<RunArgs>),
+    /// Answer a `run --ask` that waits for a refused destination (from another terminal);
+    /// without DESTINATION, list what is waiting.
+    Approve(ApproveArgs),
     /// The proxy's certificate authority for `run`.
     #[command(subcommand)]
     Ca(CaCommand),
@@ -196,6 +200,11 @@ the exit code is the child's.
 Captured: clients that read HTTP(S)_PROXY (curl, Python requests/httpx/urllib), and Node's
 http, https (default agent) and fetch (a preload added to NODE_OPTIONS before Node 24). A client
 that ignores the proxy variables goes direct with only the placeholder: use --sandbox for it.
+
+Refusals: one line per refused destination on stderr (unless --quiet), naming the flag that
+allows it. --report adds a per-host table at exit, --learn FILE writes the allowlist the run
+needed, --ask asks on the terminal (or waits for `authsome approve`; AUTHSOME_ASK_TIMEOUT
+seconds, default 60). Later: `authsome log --run ID`, `authsome log --denied`.
 
 Exit codes: the command's own; 128+N if it died of signal N; 125 if run itself failed before
 the command started (a bad flag value included); 126 if the command cannot be executed; 127 if
@@ -273,6 +282,22 @@ pub(crate) struct RunArgs {
     /// host.authsome.internal (raw TCP, audited; never localhost; repeatable).
     #[arg(long = "allow-host-port", value_name = "PORT")]
     pub(crate) allow_host_ports: Vec<u16>,
+    /// When the command ends, print on stderr (even with --quiet) the run id and a table per
+    /// host: connections, requests, injections, denials, bytes up and down. `authsome log
+    /// --run ID` shows it again later.
+    #[arg(long)]
+    pub(crate) report: bool,
+    /// When the command ends, write to FILE (the --policy format) an allowlist of every host
+    /// it reached or was refused for want of --allow, to review and pass as --policy FILE. An
+    /// existing FILE must be a policy file: the new hosts are added to it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) learn: Option<PathBuf>,
+    /// Ask before refusing a destination the egress or port policy refuses: the request waits
+    /// while you answer on the terminal (allow once, for this run, always = add it to the
+    /// --policy file, or deny). When the command holds the terminal in raw mode, answer with
+    /// `authsome approve` from another terminal. No terminal: refused as without --ask.
+    #[arg(long)]
+    pub(crate) ask: bool,
     /// The command to run, after `--`.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub(crate) command: Vec<OsString>,
@@ -479,6 +504,30 @@ pub(crate) struct LogArgs {
     /// Number of entries.
     #[arg(short = 'n', long = "lines", default_value_t = 50, value_name = "N")]
     pub(crate) lines: usize,
+    /// The per-host table of run ID (the id `run --report` prints; a unique prefix will do).
+    #[arg(long = "run", value_name = "ID", conflicts_with = "denied")]
+    pub(crate) run: Option<String>,
+    /// Only refused destinations and requests, across runs (the last N).
+    #[arg(long)]
+    pub(crate) denied: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApproveArgs {
+    /// HOST or HOST:PORT as the waiting line shows it (no port: every waiting port of HOST).
+    pub(crate) destination: Option<String>,
+    /// Only the run with this id (or id prefix); default: every run waiting for DESTINATION.
+    #[arg(long = "run", value_name = "ID")]
+    pub(crate) run: Option<String>,
+    /// Allow this one connection only (default: for the rest of the run).
+    #[arg(long, group = "decision")]
+    pub(crate) once: bool,
+    /// Allow for the rest of the run and add the host to the run's --policy file.
+    #[arg(long, group = "decision")]
+    pub(crate) always: bool,
+    /// Refuse it (for the rest of the run).
+    #[arg(long, group = "decision")]
+    pub(crate) deny: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! command to its function. Nothing below `cli` knows about clap.
 
 pub(crate) mod admin;
+pub(crate) mod approve;
 pub(crate) mod args;
 pub(crate) mod ca;
 pub(crate) mod client;
@@ -11,6 +12,7 @@ pub(crate) mod container;
 pub(crate) mod daemon;
 pub(crate) mod export;
 pub(crate) mod lock;
+pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod login_flows;
 pub(crate) mod mcp;
@@ -119,6 +121,7 @@ fn exit_with(out: &Output, e: &CliError) -> ExitCode {
 fn dispatch(ctx: &Context, command: &Command) -> CliResult<i32> {
     let done = match command {
         Command::Run(args) => return run::run(ctx, args),
+        Command::Approve(args) => approve::approve(ctx, args),
         Command::Ca(command) => ca::ca(ctx, command),
         Command::Client(command) => client::client(ctx, command),
         Command::Login(args) => login::login(ctx, args),

@@ -115,6 +115,9 @@ fn settings(args: &RunArgs) -> CliResult<RunSettings> {
         upstream: upstream(args.allow_private)?,
         environment: std::env::vars_os().collect(),
         sandbox,
+        report: args.report,
+        learn: args.learn.as_deref().map(learn_target).transpose()?,
+        ask: if args.ask { Some(ask_settings(args)?) } else { None },
     })
 }
 
@@ -205,6 +208,41 @@ fn read_policy(path: &Path) -> CliResult<PolicyFile> {
             r#"a policy file looks like {"egress": "allowlist", "allow": ["registry.npmjs.org"], "deny": [], "ports": [], "allow_tcp": ["github.com:22"], "allow_host_ports": [3000]}"#,
         )
     })
+}
+
+/// `--learn FILE`: its directory opened now, and its content when it exists (it must then be
+/// a policy file: what the run learns is added to it, never replacing it).
+fn learn_target(path: &Path) -> CliResult<std::sync::Arc<crate::run::learn::LearnTarget>> {
+    let base = if path.exists() {
+        read_policy(path)
+            .map_err(|e| e.hint("--learn adds to an existing policy file; name a new file, or fix this one"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::new(Kind::Usage, format!("cannot read {}: {e}", path.display())))?;
+        Some(serde_json::from_str(&text).map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", path.display())))?)
+    } else {
+        None
+    };
+    crate::run::learn::LearnTarget::open(path, base).map(std::sync::Arc::new).map_err(|message| {
+        CliError::new(Kind::Usage, format!("--learn: {message}")).hint("name a file in an existing directory")
+    })
+}
+
+/// `--ask`: the wait from `AUTHSOME_ASK_TIMEOUT`, and the policy file "always" adds to.
+fn ask_settings(args: &RunArgs) -> CliResult<crate::run::AskSettings> {
+    let timeout = match env::var(env::ASK_TIMEOUT) {
+        None => crate::run::ask::DEFAULT_TIMEOUT,
+        Some(value) => std::time::Duration::from_secs(value.trim().parse().map_err(|_| {
+            CliError::new(Kind::Usage, format!("{}: {value:?} is not a number of seconds", env::ASK_TIMEOUT))
+        })?),
+    };
+    let policy = match &args.policy {
+        Some(path) => Some(
+            std::path::absolute(path)
+                .map_err(|e| CliError::new(Kind::Usage, format!("--policy {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    Ok(crate::run::AskSettings { timeout, policy })
 }
 
 /// Parse `--connection PROVIDER=NAME` choices.

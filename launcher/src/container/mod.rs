@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authsome_proxy::CertificateAuthority;
-use authsome_proxy::dns::{DeniedAnswer, FakeDns};
 
 use self::engine::{ContainerEngine, PID_LABEL, RUN_LABEL};
 use crate::context::Context;
@@ -82,11 +81,7 @@ pub(crate) fn run(
         let host = Arc::new(host::Host {
             token: channel_token,
             proxy: engine.proxy.clone(),
-            resolver: Arc::new(FakeDns::with_policy(
-                engine.egress.clone(),
-                engine.routes.clone(),
-                DeniedAnswer::NxDomain,
-            )),
+            resolver: Arc::new(engine.resolver()),
             events: engine.events.clone(),
             explicit: explicit_addr,
         });
@@ -138,7 +133,7 @@ pub(crate) fn run(
         drop(lifeline.lock().ok().and_then(|mut slot| slot.take()));
         server.abort();
         drop(janitor);
-        audit.end(ctx, code, &engine.events);
+        audit.end(ctx, code, &engine);
         Ok(code)
     });
     runtime.shutdown_background();

@@ -1,16 +1,32 @@
 //! What the proxy saw during a run: a per-host summary written to the audit log when the run
-//! ends, and an audit line at once for every denial and every blocked placeholder leak.
+//! ends, and an audit line at once for each denied destination and every blocked placeholder
+//! leak.
 //! Nothing here ever holds a secret or a placeholder.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use authsome_proxy::{Denial, DenyRule, EventSink, ProxyEvent};
+use authsome_proxy::{Denial, DenyRule, EventSink, ProxyEvent, TrafficStats};
 use authsome_vault::{AuditEvent, AuditLog};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, Clone, Serialize)]
+/// One host's line of a run's summary: in the `run` end record of the audit log, in
+/// `--report` and in `authsome log --run`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub(crate) struct HostStats {
+    /// Client connections opened to the host (intercepted or tunnelled).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) conns: u64,
+    /// HTTP requests seen (tunnels carry none the proxy can see).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) requests: u64,
+    /// Bytes from the child towards the host, on the child's side of the proxy.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) bytes_up: u64,
+    /// Bytes from the host back to the child.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(crate) bytes_down: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub(crate) injected: u64,
     /// `provider/connection` → requests.
@@ -51,7 +67,8 @@ pub(crate) struct RunEvents {
     hosts: Mutex<BTreeMap<String, HostStats>>,
     /// Print one stderr line per denied destination (`--quiet` turns it off).
     tell: bool,
-    told: Mutex<BTreeSet<String>>,
+    /// Every denied destination, with the first rule that refused it (`--learn` reads it).
+    denied: Mutex<BTreeMap<(String, u16), DenyRule>>,
 }
 
 impl RunEvents {
@@ -62,24 +79,42 @@ impl RunEvents {
             run_id: run_id.to_string(),
             hosts: Mutex::new(BTreeMap::new()),
             tell,
-            told: Mutex::new(BTreeSet::new()),
+            denied: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// `authsome: denied api.example.com:443 (…); allow with --allow api.example.com`, once per
-    /// destination and rule: the user (and an agent reading stderr) learns what to allow.
-    fn tell_once(&self, denial: &Denial) {
-        if !self.tell {
-            return;
-        }
-        let key = format!("{}:{} {}", denial.host, denial.port, denial.rule.code());
-        if self.told.lock().expect("events lock").insert(key) {
+    /// destination (host and port): the user (and an agent reading stderr) learns what to allow.
+    /// True the first time.
+    fn tell_once(&self, denial: &Denial) -> bool {
+        let first = self
+            .denied
+            .lock()
+            .expect("events lock")
+            .insert((denial.host.clone(), denial.port), denial.rule.clone())
+            .is_none();
+        if first && self.tell {
             eprintln!("authsome: {denial}");
         }
+        first
     }
 
-    pub(crate) fn summary(&self) -> BTreeMap<String, HostStats> {
-        self.hosts.lock().expect("events lock").clone()
+    /// Each host's counts, with the proxy's live traffic counters merged in.
+    pub(crate) fn summary(&self, traffic: &BTreeMap<String, TrafficStats>) -> BTreeMap<String, HostStats> {
+        let mut hosts = self.hosts.lock().expect("events lock").clone();
+        for (host, t) in traffic {
+            let stats = hosts.entry(host.clone()).or_default();
+            stats.conns += t.connections;
+            stats.requests += t.requests;
+            stats.bytes_up += t.bytes_up;
+            stats.bytes_down += t.bytes_down;
+        }
+        hosts
+    }
+
+    /// Every destination refused during the run, with the rule that refused it first.
+    pub(crate) fn denied(&self) -> BTreeMap<(String, u16), DenyRule> {
+        self.denied.lock().expect("events lock").clone()
     }
 
     fn audit(&self, event: AuditEvent) {
@@ -129,7 +164,11 @@ impl EventSink for RunEvents {
                     stats.denied += 1;
                 }
                 drop(hosts);
-                self.tell_once(&denial);
+                // One `proxy_deny` record per destination and run (a lookup alone asks for A
+                // and AAAA); every blocked placeholder leak is recorded.
+                if !self.tell_once(&denial) && !leak {
+                    return;
+                }
                 let event = match &denial.rule {
                     DenyRule::PlaceholderForeignHost { owner, location } => {
                         AuditEvent::new("proxy_leak_blocked").provider(&owner.0).field("location", *location)
@@ -144,7 +183,8 @@ impl EventSink for RunEvents {
                         .field("host", denial.host.clone())
                         .field("port", denial.port)
                         .field("rule", denial.rule.code())
-                        .field("reason", denial.rule.to_string()),
+                        .field("reason", denial.rule.to_string())
+                        .field("hint", denial.hint()),
                 );
             }
             ProxyEvent::SecretScrubbed { host, occurrences, .. } => {

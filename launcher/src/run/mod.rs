@@ -7,15 +7,18 @@
 //! signal N; 125 when `run` itself failed before the child started; 126/127 when the command
 //! could not be executed or was not found (as `env` and `docker run` do).
 
+pub(crate) mod ask;
 pub(crate) mod bundle;
 pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 pub(crate) mod dns;
 pub(crate) mod events;
+pub(crate) mod learn;
 mod node_preload;
 #[cfg(target_os = "linux")]
 mod notice;
 pub(crate) mod placeholders;
+pub(crate) mod report;
 mod routes;
 #[cfg(target_os = "linux")]
 mod sandbox;
@@ -38,7 +41,7 @@ pub(crate) use bundle::RunDir;
 pub(crate) use events::RunEvents;
 #[cfg(target_os = "linux")]
 pub(crate) use sandbox::{INNER_PROXY_PORT, keep_env};
-pub(crate) use settings::{EnvItem, FsMode, RunSettings, SandboxBackend, SandboxSettings};
+pub(crate) use settings::{AskSettings, EnvItem, FsMode, RunSettings, SandboxBackend, SandboxSettings};
 pub(crate) use source::VaultSource;
 use source::{LoadError, Loader};
 
@@ -293,6 +296,21 @@ pub(crate) struct Engine {
     pub(crate) run_token: String,
     pub(crate) run_id: String,
     pub(crate) ca_pem: String,
+    /// `--ask`: the hook the proxy awaits before refusing.
+    pub(crate) ask: Option<Arc<ask::Asker>>,
+}
+
+impl Engine {
+    /// The sandbox's fake-IP resolver. With `--ask` every name resolves, so a refused one is
+    /// put to the person when it is dialled (the proxy's check); otherwise a refused name
+    /// gets NXDOMAIN at once (and is audited then).
+    pub(crate) fn resolver(&self) -> authsome_proxy::dns::FakeDns {
+        use authsome_proxy::dns::{DeniedAnswer, FakeDns};
+        if self.ask.is_some() {
+            return FakeDns::new();
+        }
+        FakeDns::with_policy(self.egress.clone(), self.routes.clone(), DeniedAnswer::NxDomain)
+    }
 }
 
 pub(crate) fn engine(
@@ -347,9 +365,20 @@ pub(crate) fn engine(
         egress: egress.clone(),
         allowed_ports: allowed_ports(settings),
     };
-    let proxy = Proxy::new(config, source, events.clone())
+    let ask = settings.ask.as_ref().map(|a| {
+        Arc::new(ask::Asker::new(
+            &run_id,
+            &ctx.profile,
+            ctx.audit_log.clone(),
+            a.policy.clone(),
+            ctx.home.root().join("runs"),
+            a.timeout,
+        ))
+    });
+    let hook = ask.clone().map(|a| a as Arc<dyn authsome_proxy::DenialHook>);
+    let proxy = Proxy::with_hook(config, source, events.clone(), hook)
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot set up upstream TLS: {e}")))?;
-    Ok(Engine { proxy, events, routes, egress, run_token, run_id, ca_pem })
+    Ok(Engine { proxy, events, routes, egress, run_token, run_id, ca_pem, ask })
 }
 
 /// The destination ports a sandboxed command may reach through the proxy, by either way in:
@@ -385,6 +414,10 @@ pub(crate) struct RunAudit {
     providers: Vec<String>,
     mode: &'static str,
     started: Instant,
+    /// `--report`: print the per-host table on stderr at the end.
+    report: bool,
+    /// `--learn FILE`: write the policy this run needed at the end.
+    learn: Option<Arc<learn::LearnTarget>>,
 }
 
 impl RunAudit {
@@ -415,11 +448,47 @@ impl RunAudit {
                 .field("providers", providers.clone())
                 .field("mode", mode),
         );
-        Self { run_id: run_id.to_string(), command, providers, mode, started }
+        Self {
+            run_id: run_id.to_string(),
+            command,
+            providers,
+            mode,
+            started,
+            report: settings.report,
+            learn: settings.learn.clone(),
+        }
     }
 
-    pub(crate) fn end(self, ctx: &Context, code: i32, events: &RunEvents) {
-        let summary = serde_json::to_value(events.summary()).unwrap_or_default();
+    /// The `run` end record, with each host's counts; and the `--report` table on stderr.
+    pub(crate) fn end(self, ctx: &Context, code: i32, engine: &Engine) {
+        if let Some(ask) = &engine.ask {
+            ask.close();
+        }
+        let hosts = engine.events.summary(&engine.proxy.traffic());
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        if self.report {
+            // Asked for by name: shown even with --quiet (stdout stays the command's).
+            let line = report::RunLine {
+                run_id: &self.run_id,
+                command: &self.command,
+                exit_code: Some(code.into()),
+                duration_ms: Some(duration_ms),
+            };
+            eprint!("{}", report::render(&line, &hosts));
+        }
+        if let Some(target) = &self.learn {
+            match target.write(&hosts, &engine.events.denied()) {
+                Ok(added) => ctx.out.note(&format!(
+                    "authsome: wrote the policy this run needed to {} ({} new host{}); review it, then run with --policy {}",
+                    target.path.display(),
+                    added.len(),
+                    if added.len() == 1 { "" } else { "s" },
+                    target.path.display()
+                )),
+                Err(message) => ctx.out.warn(&format!("--learn: {message}")),
+            }
+        }
+        let summary = serde_json::to_value(&hosts).unwrap_or_default();
         ctx.audit(
             AuditEvent::new("run")
                 .field("phase", "end")
@@ -428,7 +497,7 @@ impl RunAudit {
                 .field("providers", self.providers)
                 .field("mode", self.mode)
                 .field("exit_code", code)
-                .field("duration_ms", self.started.elapsed().as_millis() as u64)
+                .field("duration_ms", duration_ms)
                 .field("hosts", summary),
         );
     }
@@ -520,6 +589,6 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
     };
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    audit.end(ctx, code, &engine.events);
+    audit.end(ctx, code, &engine);
     Ok(code)
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use authsome_netns::{CaptureSocket, CommandStatus, FsPolicy, HomePolicy, NamespaceError, PendingSandbox, SandboxSpec};
-use authsome_proxy::dns::{DeniedAnswer, FakeDns};
+use authsome_proxy::dns::FakeDns;
 use authsome_proxy::{CertificateAuthority, EventSink};
 use tokio::task::JoinSet;
 
@@ -86,8 +86,7 @@ pub(crate) fn run_sandboxed(
         .build()
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
     let code = runtime.block_on(async {
-        let resolver =
-            Arc::new(FakeDns::with_policy(engine.egress.clone(), engine.routes.clone(), DeniedAnswer::NxDomain));
+        let resolver = Arc::new(engine.resolver());
         let mut tasks = JoinSet::new();
         for socket in sockets {
             serve_socket(&mut tasks, socket, &engine.proxy, &resolver, &engine.events).map_err(|e| {
@@ -113,7 +112,7 @@ pub(crate) fn run_sandboxed(
             }
         };
         tasks.abort_all();
-        audit.end(ctx, code, &engine.events);
+        audit.end(ctx, code, &engine);
         let _ = cleanup.await;
         Ok(code)
     });

@@ -29,6 +29,21 @@ pub(crate) struct RunSettings {
     pub(crate) environment: Vec<(OsString, OsString)>,
     /// Set for `--sandbox`.
     pub(crate) sandbox: Option<SandboxSettings>,
+    /// `--report`: the per-host table on stderr when the command ends.
+    pub(crate) report: bool,
+    /// `--learn FILE`: where the policy this run needed is written when it ends.
+    pub(crate) learn: Option<std::sync::Arc<super::learn::LearnTarget>>,
+    /// `--ask`: put refused destinations to the person at the terminal.
+    pub(crate) ask: Option<AskSettings>,
+}
+
+/// How `--ask` asks.
+#[derive(Debug, Clone)]
+pub(crate) struct AskSettings {
+    /// How long a request waits for an answer before it is denied (`AUTHSOME_ASK_TIMEOUT`).
+    pub(crate) timeout: std::time::Duration,
+    /// `--policy FILE`, absolute: where "always" adds a host.
+    pub(crate) policy: Option<PathBuf>,
 }
 
 /// The `--sandbox` part of a run.

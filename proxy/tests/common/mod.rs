@@ -362,6 +362,8 @@ pub struct Options {
     pub connect_to: bool,
     /// More connect-to entries (`host:port:addr:port`), e.g. for raw TCP servers.
     pub extra_connect_to: Vec<String>,
+    /// Asked before an askable refusal.
+    pub hook: Option<Arc<dyn authsome_proxy::DenialHook>>,
 }
 
 impl Default for Options {
@@ -375,6 +377,7 @@ impl Default for Options {
             allow_private: false,
             connect_to: true,
             extra_connect_to: Vec::new(),
+            hook: None,
         }
     }
 }
@@ -462,7 +465,7 @@ pub async fn harness(options: Options) -> Harness {
     };
     let source = Arc::new(options.source);
     let events = Arc::new(Recorder::default());
-    let proxy = Proxy::new(config, source.clone(), events.clone()).unwrap();
+    let proxy = Proxy::with_hook(config, source.clone(), events.clone(), options.hook).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
