@@ -118,11 +118,15 @@ fn additive_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Pa
     sources
 }
 
-/// The child's two bundles for plain `run`.
+/// The child's trust files for plain `run`.
 #[derive(Debug, Clone)]
 pub(crate) struct Bundles {
     pub(crate) bundle: PathBuf,
     pub(crate) additive: PathBuf,
+    /// The hashed certificate directory (`SSL_CERT_DIR`).
+    pub(crate) cert_dir: PathBuf,
+    /// The JVM's trust store, inside `cert_dir`.
+    pub(crate) java_store: PathBuf,
 }
 
 /// The bundles for plain `run`, cached in the profile's CA directory. They change only when a
@@ -153,17 +157,65 @@ pub(crate) fn cached_bundles(
         }
     }
     manifest.push_str(&format!("ca {:016x}\n", fnv1a(ca_pem.as_bytes())));
-    let out = Bundles { bundle: ca_dir.join("child-bundle.pem"), additive: ca_dir.join("child-additive.pem") };
+    // The directory is named by its contents: a run never sees one half rebuilt.
+    let cert_dir = ca_dir.join(format!("child-certs-{:016x}", fnv1a(manifest.as_bytes())));
+    let out = Bundles {
+        bundle: ca_dir.join("child-bundle.pem"),
+        additive: ca_dir.join("child-additive.pem"),
+        java_store: cert_dir.join(super::cert_dir::JAVA_STORE),
+        cert_dir,
+    };
     let manifest_path = ca_dir.join("child-bundles.manifest");
     let fresh = fs::read_to_string(&manifest_path).is_ok_and(|m| m == manifest)
         && out.bundle.is_file()
-        && out.additive.is_file();
+        && out.additive.is_file()
+        && out.java_store.is_file();
     if !fresh {
-        write_atomic(&out.bundle, &combined_bundle(&sources, ca_pem)?)?;
+        let bundle = combined_bundle(&sources, ca_pem)?;
+        write_atomic(&out.bundle, &bundle)?;
         write_atomic(&out.additive, &combined_bundle(&additive, ca_pem)?)?;
+        if !out.java_store.is_file() {
+            write_cert_dir_atomic(&out.cert_dir, &bundle)?;
+        }
         write_atomic(&manifest_path, manifest.as_bytes())?;
     }
     Ok(out)
+}
+
+/// Build the cert directory beside `path` and rename it into place; drop the directories older
+/// runs built from other roots (after a day, so a run still using one keeps it).
+fn write_cert_dir_atomic(path: &Path, bundle: &[u8]) -> CliResult {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut suffix = [0u8; 6];
+    authsome_vault::crypto::random_bytes(&mut suffix).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
+    let tmp = parent.join(format!(".child-certs-tmp{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let built = DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", tmp.display())))
+        .and_then(|()| super::cert_dir::write(&tmp, bundle, None));
+    let renamed = built.and_then(|_| {
+        fs::rename(&tmp, path).or_else(|e| {
+            // another run put the same directory in place first
+            if path.join(super::cert_dir::JAVA_STORE).is_file() {
+                Ok(())
+            } else {
+                Err(CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))
+            }
+        })
+    });
+    let _ = fs::remove_dir_all(&tmp);
+    renamed?;
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with("child-certs-")
+            && entry.path() != path
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
+        if stale {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
@@ -258,6 +310,27 @@ mod tests {
         cached_bundles(dir.path(), &[], Some(&extra), "-----BEGIN CERTIFICATE-----\nCA2\n-----END CERTIFICATE-----\n")
             .unwrap();
         assert!(fs::read_to_string(&first.bundle).unwrap().contains("CA2"));
+    }
+
+    #[test]
+    fn cached_cert_dir_follows_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authsome_proxy::CertificateAuthority::ephemeral().unwrap();
+        let b = authsome_proxy::CertificateAuthority::ephemeral().unwrap();
+        let first = cached_bundles(dir.path(), &[], None, a.cert_pem()).unwrap();
+        let has = |bundles: &Bundles, ca: &authsome_proxy::CertificateAuthority| {
+            fs::read_dir(&bundles.cert_dir).unwrap().flatten().any(|e| {
+                fs::read(e.path()).is_ok_and(|pem| {
+                    e.file_name().to_string_lossy().ends_with(".0")
+                        && super::super::cert_dir::pem_certificates(&pem) == vec![ca.cert_der().to_vec()]
+                })
+            })
+        };
+        assert!(has(&first, &a) && first.java_store.is_file());
+        let second = cached_bundles(dir.path(), &[], None, b.cert_pem()).unwrap();
+        assert_ne!(first.cert_dir, second.cert_dir);
+        assert!(has(&second, &b) && !has(&second, &a));
+        assert!(first.cert_dir.is_dir(), "a directory another run may still use is kept for a day");
     }
 
     #[test]

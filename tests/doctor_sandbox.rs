@@ -1,0 +1,107 @@
+//! End-to-end: the CA-trust environment of `run` and `run --sandbox`: every trust variable
+//! names a file (or directory) that verifies the run's CA.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::sandbox::setup;
+use common::Run;
+
+/// `PATH` with the test venv first (its `python3` imports requests and httpx), and `extra`
+/// before that.
+fn path_with(extra: Option<&Path>) -> String {
+    let venv = common::python().parent().unwrap().to_path_buf();
+    let mut dirs: Vec<PathBuf> = extra.map(Path::to_path_buf).into_iter().collect();
+    dirs.push(venv);
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    std::env::join_paths(dirs).unwrap().to_string_lossy().into_owned()
+}
+
+/// What each trust variable names, checked by Python's `ssl` inside the child: a bundle
+/// variable's file alone (no default paths) verifies the proxy's certificate for a provider
+/// host, so does the hashed directory alone, and the Java options name a PKCS#12 store.
+const CHECK_TRUST: &str = r#"T=$(mktemp); cat > "$T" <<'PY'
+import os, ssl, urllib.request
+def verifies(**where):
+    context = ssl.create_default_context(**where)
+    try:
+        urllib.request.urlopen("https://api.openai.com/v1/trust", context=context, timeout=20).read()
+        return True
+    except Exception as e:
+        return repr(e)
+for v in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "PIP_CERT", "CARGO_HTTP_CAINFO",
+          "npm_config_cafile", "NIX_SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "NODE_EXTRA_CA_CERTS", "DENO_CERT"]:
+    f = os.environ.get(v, "")
+    r = verifies(cafile=f) if os.path.isfile(f) else "not a file"
+    print("trusts " + v if r is True else "FAILS %s=%s: %s" % (v, f, r))
+d = os.environ.get("SSL_CERT_DIR", "")
+r = verifies(capath=d) if os.path.isdir(d) else "not a directory"
+print("trusts SSL_CERT_DIR" if r is True else "FAILS SSL_CERT_DIR=%s: %s" % (d, r))
+options = os.environ.get("JAVA_TOOL_OPTIONS", "").split()
+store = [o.split("=", 1)[1] for o in options if o.startswith("-Djavax.net.ssl.trustStore=")]
+kind = [o.split("=", 1)[1] for o in options if o.startswith("-Djavax.net.ssl.trustStoreType=")]
+print("java store type: %s" % kind)
+print("java store present" if store and os.path.isfile(store[-1]) else "java store missing")
+print("java store:" + (store[-1] if store else ""))
+PY
+python3 "$T"; rm -f "$T"
+"#;
+
+fn assert_trusted(run: &Run) {
+    for v in [
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "GIT_SSL_CAINFO",
+        "PIP_CERT",
+        "CARGO_HTTP_CAINFO",
+        "npm_config_cafile",
+        "NIX_SSL_CERT_FILE",
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+        "NODE_EXTRA_CA_CERTS",
+        "DENO_CERT",
+        "SSL_CERT_DIR",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == format!("trusts {v}")), "{v}:\n{}\n{}", run.stdout, run.stderr);
+    }
+    assert!(run.stdout.contains("java store type: ['PKCS12']\njava store present\n"), "{}", run.stdout);
+}
+
+#[test]
+fn every_trust_variable_verifies_the_run_ca_in_the_sandbox() {
+    let s = setup();
+    let run = s.sandboxed(&[], CHECK_TRUST).ok();
+    assert_trusted(&run);
+    // Inside, the hashed directory sits where CApath users look, and Debian's JDK `cacerts`
+    // link (into /etc/ssl/certs/java/) reaches the run's store.
+    let inside = s.sandboxed(&[], "echo \"$SSL_CERT_DIR\"; ls /etc/ssl/certs/java/cacerts").ok();
+    assert!(inside.stdout.starts_with("/etc/ssl/certs\n/etc/ssl/certs/java/cacerts"), "{}", inside.stdout);
+}
+
+#[test]
+fn every_trust_variable_verifies_the_run_ca_in_plain_run() {
+    let s = setup();
+    let mut cmd = s.env.command(&["run", "--", "sh", "-c", CHECK_TRUST]);
+    cmd.current_dir(&s.project).env("PATH", path_with(None));
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+    .ok();
+    assert_trusted(&run);
+    // The store the JVM is pointed at holds the system roots and the profile's CA, as trusted
+    // entries the JDK's own tool lists.
+    let store = run.stdout.lines().find_map(|l| l.strip_prefix("java store:")).unwrap().to_string();
+    if installed("keytool") {
+        let out = std::process::Command::new("keytool")
+            .args(["-list", "-storetype", "PKCS12", "-keystore", &store])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.matches("trustedCertEntry").count() > 1, "{text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
