@@ -1,12 +1,15 @@
-//! End-to-end: the CA-trust environment of `run` and `run --sandbox`: every trust variable
-//! names a file (or directory) that verifies the run's CA.
+//! End-to-end: `authsome doctor --sandbox`'s runtime matrix with the real binary and the real
+//! clients CI has (curl, Python with requests and httpx from target/test-deps, Node, git, a JRE),
+//! and the CA-trust environment of `run` and `run --sandbox`: every trust variable names a file
+//! (or directory) that verifies the run's CA.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::sandbox::setup;
-use common::Run;
+use common::{Env, Run};
+use serde_json::Value;
 
 /// `PATH` with the test venv first (its `python3` imports requests and httpx), and `extra`
 /// before that.
@@ -16,6 +19,97 @@ fn path_with(extra: Option<&Path>) -> String {
     dirs.push(venv);
     dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
     std::env::join_paths(dirs).unwrap().to_string_lossy().into_owned()
+}
+
+fn doctor(args: &[&str], path: &str) -> Run {
+    let env = Env::outside_tmp();
+    let mut all = vec!["doctor", "--sandbox"];
+    all.extend_from_slice(args);
+    env.run_with(&all, None, &[("PATH", path)])
+}
+
+fn probe<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["runtimes"]["probes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no runtimes in {doc}"))
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no probe {name} in {doc}"))
+}
+
+fn installed(program: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap()).any(|d| d.join(program).is_file())
+}
+
+#[test]
+fn the_matrix_runs_every_installed_client_through_the_capture_path() {
+    let run = doctor(&["--json", "--require", "curl,python,node,git"], &path_with(None)).ok();
+    let doc = run.json();
+    assert_eq!(doc["status"], "ready", "{doc}");
+    let mut expected_ok =
+        vec!["curl", "python-urllib", "python-requests", "python-httpx", "node-https", "node-fetch", "git"];
+    if installed("java") {
+        expected_ok.push("java");
+    }
+    for name in expected_ok {
+        let p = probe(&doc, name);
+        assert_eq!(p["status"], "ok", "{name}: {p}");
+        assert_eq!((p["captured"].as_bool(), p["ca_trusted"].as_bool()), (Some(true), Some(true)), "{name}: {p}");
+        assert!(p["via"].as_str().is_some_and(|v| !v.is_empty()), "{name} says what made it work: {p}");
+        assert!(p["fix"].is_null(), "{p}");
+    }
+    for p in doc["runtimes"]["probes"].as_array().unwrap() {
+        let status = p["status"].as_str().unwrap();
+        assert!(["ok", "failed", "not_installed"].contains(&status), "{p}");
+        let program = match p["runtime"].as_str().unwrap() {
+            "python" => "python3",
+            other => other,
+        };
+        if !installed(program) {
+            assert_eq!(status, "not_installed", "{p}");
+        }
+    }
+    assert!(doc["runtimes"]["millis"].as_f64().unwrap() > 0.0);
+    assert_eq!(doc["runtimes"]["host"], "doctor.authsome.test");
+
+    // The same as a table, one row per client under a `runtimes:` line.
+    let text = doctor(&[], &path_with(None)).ok().stdout;
+    let summary = text.lines().find(|l| l.starts_with("runtimes:")).unwrap_or_else(|| panic!("{text}"));
+    assert!(summary.contains("installed clients work inside a sandbox"), "{summary}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("python-requests") && l.contains(" ok ")), "{text}");
+}
+
+/// A client that rejects the run's certificate: `--require` fails with exit 1 and names it, the
+/// matrix says it was captured but did not trust the CA, and gives that client's fix.
+#[test]
+fn require_fails_on_a_client_that_does_not_trust_the_ca() {
+    let bin = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fake = bin.path().join("node");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Error: self-signed certificate in certificate chain' >&2\nexit 1\n")
+        .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = path_with(Some(bin.path()));
+
+    let run = doctor(&["--json", "--require", "node"], &path).fails(1);
+    let doc = run.json();
+    assert_eq!(doc["required"], serde_json::json!({"runtimes": ["node"], "failed": ["node (node-https failed)"]}));
+    let p = probe(&doc, "node-https").clone();
+    assert_eq!(p["status"], "failed", "{p}");
+    assert_eq!((p["captured"].as_bool(), p["ca_trusted"].as_bool()), (Some(true), Some(false)), "{p}");
+    assert!(p["fix"].as_str().unwrap().contains("NODE_EXTRA_CA_CERTS"), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("self-signed"), "{p}");
+
+    let text = doctor(&["--require", "node"], &path).fails(1);
+    assert!(text.stderr.contains("error: required runtimes failed: node (node-https failed)"), "{}", text.stderr);
+    assert!(text.stdout.contains("fix: a `ca:` option replaces Node's roots"), "{}", text.stdout);
+    // The others still pass, and naming only them succeeds.
+    doctor(&["--require", "python,curl"], &path).ok();
+    let unknown = doctor(&["--require", "cobol"], &path).fails(2);
+    assert!(
+        unknown.stderr.contains("not a runtime the doctor probes") && unknown.stderr.contains("hint:"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 /// What each trust variable names, checked by Python's `ssl` inside the child: a bundle
