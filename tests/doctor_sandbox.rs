@@ -171,6 +171,24 @@ fn every_trust_variable_verifies_the_run_ca_in_the_sandbox() {
     // link (into /etc/ssl/certs/java/) reaches the run's store.
     let inside = s.sandboxed(&[], "echo \"$SSL_CERT_DIR\"; ls /etc/ssl/certs/java/cacerts").ok();
     assert!(inside.stdout.starts_with("/etc/ssl/certs\n/etc/ssl/certs/java/cacerts"), "{}", inside.stdout);
+    // A hostile child cannot plant a root of its own where other tools in the sandbox look, nor
+    // change the trust store (both are read-only binds); the host's names are still there.
+    let planted = s
+        .sandboxed(
+            &[],
+            "cp \"$SSL_CERT_FILE\" /etc/ssl/certs/0badc0de.0 2>/dev/null && echo planted-root\n\
+             echo x 2>/dev/null > /etc/ssl/certs/java/cacerts && echo replaced-store\n\
+             echo x 2>/dev/null > /etc/ssl/certs/ca-certificates.crt && echo replaced-bundle\n\
+             ls /etc/ssl/certs | grep -c '\\.pem$'",
+        )
+        .ok();
+    assert!(!planted.stdout.contains("planted") && !planted.stdout.contains("replaced"), "{}", planted.stdout);
+    let host_pems = std::fs::read_dir("/etc/ssl/certs")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pem"))
+        .count();
+    assert_eq!(planted.stdout.trim(), host_pems.to_string(), "the host's names are kept: {}", planted.stdout);
 }
 
 #[test]

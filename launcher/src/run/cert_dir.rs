@@ -236,7 +236,8 @@ pub(crate) fn write(dir: &Path, bundle: &[u8], mirror: Option<&Path>) -> CliResu
 }
 
 /// The host directory's other entries: bundles get the run's bundle; links and files that lead
-/// outside it are linked to where they lead (the host root is visible inside the sandbox).
+/// outside it are linked to where they lead (the host root is visible inside the sandbox), its
+/// own files are copied.
 fn mirror_names(dir: &Path, host: &Path, bundle: &[u8]) -> std::io::Result<()> {
     let Ok(entries) = fs::read_dir(host) else { return Ok(()) };
     let host_real = fs::canonicalize(host)?;
@@ -251,7 +252,15 @@ fn mirror_names(dir: &Path, host: &Path, bundle: &[u8]) -> std::io::Result<()> {
             continue;
         }
         let Ok(real) = fs::canonicalize(entry.path()) else { continue };
-        if real.is_file() && !real.starts_with(&host_real) {
+        if !real.is_file() {
+            continue;
+        }
+        if real.starts_with(&host_real) {
+            // a file of the directory itself (a root added by hand): a copy, certificates are small
+            if fs::metadata(&real).is_ok_and(|m| m.len() <= 1 << 20) {
+                fs::copy(&real, &target)?;
+            }
+        } else {
             std::os::unix::fs::symlink(&real, &target)?;
         }
     }
