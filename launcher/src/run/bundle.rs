@@ -60,6 +60,14 @@ impl RunDir {
         &self.path
     }
 
+    /// `name` in this directory, holding `bytes`.
+    pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) -> CliResult<PathBuf> {
+        let path = self.path.join(name);
+        fs::write(&path, bytes)
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
     /// `name` in this directory, made by [`write_combined_bundle`].
     pub(crate) fn write_bundle(&self, name: &str, sources: &[PathBuf], ca_pem: &str) -> CliResult<PathBuf> {
         let path = self.path.join(name);
@@ -182,9 +190,57 @@ pub(crate) fn cached_bundles(
     Ok(out)
 }
 
+/// The sandbox's certificate directory and its roots' Java bags
+/// (`cert_dir::write_sandbox_template`), cached in the profile's CA directory by what they are
+/// made of: building them costs more than the rest of a sandbox's start. The run's own CA is not
+/// in them (the directory links its hash to the bundle bound inside).
+pub(crate) fn cached_sandbox_certs(
+    ca_dir: &Path,
+    sources: &[PathBuf],
+    run_ca: &[u8],
+    inside_bundle: &Path,
+    host: &Path,
+) -> CliResult<(PathBuf, PathBuf)> {
+    let mut manifest = format!(
+        "authsome sandbox certs v1\nca {:?}\ninside {}\n",
+        super::cert_dir::subject_hash(run_ca),
+        inside_bundle.display()
+    );
+    for path in sources.iter().map(PathBuf::as_path).chain([host]) {
+        let meta = fs::metadata(path).map_err(|e| {
+            CliError::new(Kind::RunFailed, format!("cannot read the CA bundle {}: {e}", path.display()))
+        })?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        manifest.push_str(&format!("{} {} {}\n", path.display(), meta.len(), mtime.map_or(0, |d| d.as_nanos())));
+    }
+    let id = format!("{:016x}", fnv1a(manifest.as_bytes()));
+    let dir = ca_dir.join(format!("sandbox-certs-{id}"));
+    let bags = ca_dir.join(format!("sandbox-certs-{id}.bags"));
+    if dir.is_dir() && bags.is_file() {
+        return Ok((dir, bags));
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(ca_dir)
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot create {}: {e}", ca_dir.display())))?;
+    let roots = combined_bundle(sources, "")?;
+    replace_dir_atomic(&dir, "sandbox-certs-", |tmp| {
+        let java_bags = super::cert_dir::write_sandbox_template(tmp, &roots, run_ca, inside_bundle, host)?;
+        write_atomic(&bags, &java_bags)
+    })?;
+    Ok((dir, bags))
+}
+
 /// Build the cert directory beside `path` and rename it into place; drop the directories older
 /// runs built from other roots (after a day, so a run still using one keeps it).
 fn write_cert_dir_atomic(path: &Path, bundle: &[u8]) -> CliResult {
+    replace_dir_atomic(path, "child-certs-", |tmp| super::cert_dir::write(tmp, bundle).map(|_| ()))
+}
+
+/// Fill a fresh directory with `fill` and rename it to `path`; remove the day-old siblings
+/// named `prefix…` (other sources, other CAs).
+fn replace_dir_atomic(path: &Path, prefix: &str, fill: impl FnOnce(&Path) -> CliResult) -> CliResult {
     let parent = path.parent().unwrap_or(Path::new("."));
     let mut suffix = [0u8; 6];
     authsome_vault::crypto::random_bytes(&mut suffix).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
@@ -193,8 +249,8 @@ fn write_cert_dir_atomic(path: &Path, bundle: &[u8]) -> CliResult {
         .mode(0o700)
         .create(&tmp)
         .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", tmp.display())))
-        .and_then(|()| super::cert_dir::write(&tmp, bundle, None));
-    let renamed = built.and_then(|_| {
+        .and_then(|()| fill(&tmp));
+    let renamed = built.and_then(|()| {
         fs::rename(&tmp, path).or_else(|e| {
             // another run put the same directory in place first
             if path.join(super::cert_dir::JAVA_STORE).is_file() {
@@ -208,11 +264,13 @@ fn write_cert_dir_atomic(path: &Path, bundle: &[u8]) -> CliResult {
     renamed?;
     let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
     for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
-        let stale = entry.file_name().to_string_lossy().starts_with("child-certs-")
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(prefix)
             && entry.path() != path
+            && entry.path() != path.with_extension("bags")
             && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
         if stale {
-            let _ = fs::remove_dir_all(entry.path());
+            let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
         }
     }
     Ok(())

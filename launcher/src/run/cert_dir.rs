@@ -201,16 +201,65 @@ const BUNDLE_NAMES: &[&str] = &["ca-certificates.crt", "ca-bundle.crt", "ca-bund
 
 /// Fill the empty directory `dir` with the roots of `bundle` as `<hash>.<n>` files, `bundle`
 /// itself as `ca-certificates.crt`, and the Java trust store of the same roots at
-/// [`JAVA_STORE`]. With `mirror` (the host's `/etc/ssl/certs`, for the sandbox, where `dir` is
-/// bound over it): the host directory's other names too, so paths into it keep working.
-/// Returns how many roots were written.
-pub(crate) fn write(dir: &Path, bundle: &[u8], mirror: Option<&Path>) -> CliResult<usize> {
+/// [`JAVA_STORE`]. Returns how many roots were written.
+pub(crate) fn write(dir: &Path, bundle: &[u8]) -> CliResult<usize> {
     let failed = |path: &Path, e: std::io::Error| {
         CliError::new(Kind::RunFailed, format!("cannot write the certificate directory {}: {e}", path.display()))
     };
     let certificates = pem_certificates(bundle);
+    let written = write_hashed(dir, &certificates)?;
+    let bundle_path = dir.join(BUNDLE_NAMES[0]);
+    fs::write(&bundle_path, bundle).map_err(|e| failed(&bundle_path, e))?;
+    let java = dir.join(JAVA_STORE);
+    fs::create_dir_all(java.parent().unwrap_or(dir)).map_err(|e| failed(&java, e))?;
+    fs::write(&java, super::java_store::pkcs12(&certificates)).map_err(|e| failed(&java, e))?;
+    Ok(written.len())
+}
+
+/// The sandbox's cached directory (`bundle::cached_sandbox_certs`): the roots of `sources`
+/// (the bundle without the run's CA) under their hashes, and for the run's CA (`run_ca`, whose
+/// subject is the same for every run) a link to `inside_bundle`, the path inside the sandbox
+/// where the run's bundle is bound. The host's bundle names are empty mount points (the bundle
+/// is bound over them) or links to `inside_bundle`; `java/cacerts` is an empty mount point for
+/// the run's Java store. Returns the roots' Java certificate bags.
+pub(crate) fn write_sandbox_template(
+    dir: &Path,
+    sources: &[u8],
+    run_ca: &[u8],
+    inside_bundle: &Path,
+    host: &Path,
+) -> CliResult<Vec<u8>> {
+    let failed = |path: &Path, e: std::io::Error| {
+        CliError::new(Kind::RunFailed, format!("cannot write the certificate directory {}: {e}", path.display()))
+    };
+    let certificates = pem_certificates(sources);
+    let written = write_hashed(dir, &certificates)?;
+    if let Some(hash) = subject_hash(run_ca) {
+        let n = written.iter().filter(|h| **h == hash).count();
+        let path = dir.join(format!("{hash:08x}.{n}"));
+        std::os::unix::fs::symlink(inside_bundle, &path).map_err(|e| failed(&path, e))?;
+    }
+    let bound: Vec<PathBuf> = authsome_netns::CA_BUNDLE_PATHS.iter().filter_map(|p| fs::canonicalize(p).ok()).collect();
+    for name in BUNDLE_NAMES.iter().filter(|n| host.join(n).exists()) {
+        let path = dir.join(name);
+        let result = match fs::canonicalize(host.join(name)) {
+            Ok(real) if bound.contains(&real) => fs::write(&path, b""),
+            _ => std::os::unix::fs::symlink(inside_bundle, &path),
+        };
+        result.map_err(|e| failed(&path, e))?;
+    }
+    let java = dir.join(JAVA_STORE);
+    fs::create_dir_all(java.parent().unwrap_or(dir))
+        .and_then(|()| fs::write(&java, b""))
+        .map_err(|e| failed(&java, e))?;
+    mirror_names(dir, host).map_err(|e| failed(dir, e))?;
+    Ok(super::java_store::bags(&certificates))
+}
+
+/// `<hash>.<n>` files for `certificates` (duplicates once); the hashes written, in order.
+fn write_hashed(dir: &Path, certificates: &[Vec<u8>]) -> CliResult<Vec<u32>> {
     let mut written: Vec<(u32, &[u8])> = Vec::new();
-    for der in &certificates {
+    for der in certificates {
         let Some(hash) = subject_hash(der) else { continue };
         if written.iter().any(|(h, d)| *h == hash && *d == der.as_slice()) {
             continue;
@@ -221,34 +270,27 @@ pub(crate) fn write(dir: &Path, bundle: &[u8], mirror: Option<&Path>) -> CliResu
             "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
             base64::engine::general_purpose::STANDARD.encode(der)
         );
-        fs::write(&path, pem).map_err(|e| failed(&path, e))?;
+        fs::write(&path, pem).map_err(|e| {
+            CliError::new(Kind::RunFailed, format!("cannot write the certificate directory {}: {e}", path.display()))
+        })?;
         written.push((hash, der));
     }
-    let bundle_path = dir.join(BUNDLE_NAMES[0]);
-    fs::write(&bundle_path, bundle).map_err(|e| failed(&bundle_path, e))?;
-    let java = dir.join(JAVA_STORE);
-    fs::create_dir_all(java.parent().unwrap_or(dir)).map_err(|e| failed(&java, e))?;
-    fs::write(&java, super::java_store::pkcs12(&certificates)).map_err(|e| failed(&java, e))?;
-    if let Some(host) = mirror {
-        mirror_names(dir, host, bundle).map_err(|e| failed(dir, e))?;
-    }
-    Ok(written.len())
+    Ok(written.into_iter().map(|(h, _)| h).collect())
 }
 
-/// The host directory's other entries: bundles get the run's bundle; links and files that lead
-/// outside it are linked to where they lead (the host root is visible inside the sandbox), its
-/// own files are copied.
-fn mirror_names(dir: &Path, host: &Path, bundle: &[u8]) -> std::io::Result<()> {
+/// The host directory's other entries (bundles aside): links and files that lead outside it are
+/// linked to where they lead (the host root is visible inside the sandbox), its own files are
+/// copied.
+fn mirror_names(dir: &Path, host: &Path) -> std::io::Result<()> {
     let Ok(entries) = fs::read_dir(host) else { return Ok(()) };
     let host_real = fs::canonicalize(host)?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let target = dir.join(&name);
-        if BUNDLE_NAMES.iter().any(|b| name == *b) {
-            fs::write(&target, bundle)?;
-            continue;
-        }
-        if target.symlink_metadata().is_ok() || is_hash_name(&name.to_string_lossy()) {
+        if BUNDLE_NAMES.iter().any(|b| name == *b)
+            || target.symlink_metadata().is_ok()
+            || is_hash_name(&name.to_string_lossy())
+        {
             continue;
         }
         let Ok(real) = fs::canonicalize(entry.path()) else { continue };
@@ -263,18 +305,6 @@ fn mirror_names(dir: &Path, host: &Path, bundle: &[u8]) -> std::io::Result<()> {
         } else {
             std::os::unix::fs::symlink(&real, &target)?;
         }
-    }
-    Ok(())
-}
-
-/// Make, empty, the bundle files of `host` in `dir` (where the sandbox binds its bundle over
-/// them), so that `dir` can be bound before [`write`] fills it.
-pub(crate) fn reserve_bundle_names(dir: &Path, host: &Path) -> CliResult {
-    for name in BUNDLE_NAMES.iter().filter(|n| host.join(n).exists()) {
-        let path = dir.join(name);
-        fs::write(&path, b"").map_err(|e| {
-            CliError::new(Kind::RunFailed, format!("cannot write the certificate directory {}: {e}", path.display()))
-        })?;
     }
     Ok(())
 }
@@ -336,7 +366,7 @@ mod tests {
         let der = ca.cert_der().to_vec();
         let bundle = format!("{}{}", ca.cert_pem(), ca.cert_pem());
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(write(dir.path(), bundle.as_bytes(), None).unwrap(), 1, "a duplicate is written once");
+        assert_eq!(write(dir.path(), bundle.as_bytes()).unwrap(), 1, "a duplicate is written once");
         let name = format!("{:08x}.0", subject_hash(&der).unwrap());
         assert_eq!(pem_certificates(&fs::read(dir.path().join(name)).unwrap()), vec![der]);
         assert_eq!(fs::read(dir.path().join("ca-certificates.crt")).unwrap(), bundle.as_bytes());

@@ -31,8 +31,22 @@ const EXPLICIT_0: u8 = 0xa0;
 
 /// The PKCS#12 trust store holding `certificates` (DER), aliases `authsome-<n>`.
 pub(crate) fn pkcs12(certificates: &[Vec<u8>]) -> Vec<u8> {
-    let bags: Vec<u8> = certificates.iter().enumerate().flat_map(|(n, der)| cert_bag(n, der)).collect();
-    let safe_contents = tlv(SEQUENCE, &bags);
+    pkcs12_from_bags(&bags(certificates))
+}
+
+/// The certificate bags of `certificates`, aliases `authsome-<n>` (kept to build stores later).
+pub(crate) fn bags(certificates: &[Vec<u8>]) -> Vec<u8> {
+    certificates.iter().enumerate().flat_map(|(n, der)| cert_bag(&format!("authsome-{n}"), der)).collect()
+}
+
+/// One certificate's bag, under `alias`.
+pub(crate) fn bag(alias: &str, der: &[u8]) -> Vec<u8> {
+    cert_bag(alias, der)
+}
+
+/// The store holding the concatenated `bags`.
+pub(crate) fn pkcs12_from_bags(bags: &[u8]) -> Vec<u8> {
+    let safe_contents = tlv(SEQUENCE, bags);
     let authenticated_safe = tlv(SEQUENCE, &data(&safe_contents));
     let version = tlv(0x02, &[3]);
     tlv(SEQUENCE, &[version, data(&authenticated_safe)].concat())
@@ -43,9 +57,9 @@ fn data(content: &[u8]) -> Vec<u8> {
     tlv(SEQUENCE, &[tlv(OID, DATA), tlv(EXPLICIT_0, &tlv(OCTET_STRING, content))].concat())
 }
 
-fn cert_bag(n: usize, der: &[u8]) -> Vec<u8> {
+fn cert_bag(alias: &str, der: &[u8]) -> Vec<u8> {
     let cert = tlv(SEQUENCE, &[tlv(OID, X509_CERTIFICATE), tlv(EXPLICIT_0, &tlv(OCTET_STRING, der))].concat());
-    let alias: Vec<u8> = format!("authsome-{n}").encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let alias: Vec<u8> = alias.encode_utf16().flat_map(u16::to_be_bytes).collect();
     let attributes = [
         attribute(FRIENDLY_NAME, &tlv(BMP_STRING, &alias)),
         attribute(JDK_TRUSTED_KEY_USAGE, &tlv(OID, ANY_EXTENDED_KEY_USAGE)),
@@ -73,7 +87,8 @@ mod tests {
         let b = authsome_proxy::CertificateAuthority::ephemeral().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.p12");
-        std::fs::write(&path, pkcs12(&[a.cert_der().to_vec(), b.cert_der().to_vec()])).unwrap();
+        let store = pkcs12_from_bags(&[bags(&[a.cert_der().to_vec()]), bag("authsome-run", b.cert_der())].concat());
+        std::fs::write(&path, store).unwrap();
         let out = std::process::Command::new(keytool)
             .args(["-list", "-storetype", "PKCS12", "-keystore"])
             .arg(&path)

@@ -65,7 +65,7 @@ pub(crate) fn run_sandboxed(
         ctx.out.note(&format!("authsome: {notice}"));
     }
     let prepared = prepare(ctx, settings, sandboxed, &plan).map_err(run_failed)?;
-    let Prepared { ca, run_token, spec, dir, certs } = prepared;
+    let Prepared { ca, run_token, spec, dir } = prepared;
     let starting = std::thread::Builder::new()
         .name("authsome-sandbox-start".into())
         .spawn(move || helper.and_then(|helper| helper.configure(&spec)))
@@ -94,15 +94,6 @@ pub(crate) fn run_sandboxed(
                 CliError::new(Kind::RunFailed, format!("cannot serve the sandbox's capture sockets: {e}"))
             })?;
         }
-        let (certs, filling) = certs.map_or((None, None), |(dir, filling)| (Some(dir), Some(filling)));
-        if let Some(filling) = filling {
-            let filled = tokio::task::block_in_place(|| filling.join())
-                .unwrap_or_else(|_| Err(CliError::new(Kind::RunFailed, "the certificate directory thread panicked")));
-            if let Err(e) = filled {
-                tasks.abort_all();
-                return Err(e);
-            }
-        }
         let released = tokio::task::block_in_place(|| sandbox.release());
         if let Err(e) = released {
             tasks.abort_all();
@@ -123,9 +114,6 @@ pub(crate) fn run_sandboxed(
         };
         tasks.abort_all();
         audit.end(ctx, code, &engine.events);
-        // The certificate directory is bound as a directory: its files are the host's until the
-        // command is gone.
-        drop(certs);
         let _ = cleanup.await;
         Ok(code)
     });
@@ -140,9 +128,6 @@ struct Prepared {
     run_token: String,
     spec: SandboxSpec,
     dir: bundle::RunDir,
-    /// The hashed certificate directory bound over `/etc/ssl/certs`, when the host has one, and
-    /// the thread filling it.
-    certs: Option<(bundle::RunDir, std::thread::JoinHandle<CliResult>)>,
 }
 
 fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, plan: &Plan) -> CliResult<Prepared> {
@@ -160,23 +145,24 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
         CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
             .hint("install your distribution's ca-certificates package")
     })?;
-    // The directory is bound as a directory, so it may be filled while the sandbox starts:
-    // `run_sandboxed` waits for it before the command is released.
+    // The certificate directory (cached: the run's CA only needs a link in it) and the run's
+    // Java store, built from the cached roots' bags and the run's CA.
     let certs = match super::cert_dir::host_cert_dir() {
         Some(host) => {
-            let certs = bundle::RunDir::create()?;
-            super::cert_dir::reserve_bundle_names(certs.path(), &host)?;
-            let (target, source) = (certs.path().to_path_buf(), bundle_path.clone());
-            let filling = std::thread::Builder::new()
-                .name("authsome-cert-dir".into())
-                .spawn(move || {
-                    let bundle = std::fs::read(&source).map_err(|e| {
-                        CliError::new(Kind::RunFailed, format!("cannot read {}: {e}", source.display()))
-                    })?;
-                    super::cert_dir::write(&target, &bundle, Some(&host)).map(|_| ())
-                })
-                .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write the certificate directory: {e}")))?;
-            Some((certs, filling))
+            let (certs, bags) = bundle::cached_sandbox_certs(
+                &ctx.home.ca_dir(&ctx.profile),
+                &sources,
+                ca.cert_der(),
+                &inside_bundle,
+                &host,
+            )?;
+            let bags = std::fs::read(&bags)
+                .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read {}: {e}", bags.display())))?;
+            let store = super::java_store::pkcs12_from_bags(
+                &[bags, super::java_store::bag("authsome-run", ca.cert_der())].concat(),
+            );
+            let store = dir.write_file("truststore.p12", &store)?;
+            Some((certs, store))
         }
         None => None,
     };
@@ -204,7 +190,8 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
     );
 
     let mut spec = SandboxSpec::new(settings.program().clone(), sandboxed.cwd.clone(), bundle_path);
-    spec.ca_dir = certs.as_ref().map(|(c, _)| c.path().to_path_buf());
+    spec.ca_dir = certs.as_ref().map(|(dir, _)| dir.clone());
+    spec.ca_store = certs.map(|(_, store)| store);
     spec.args = settings.command[1..].to_vec();
     spec.env = child_env;
     spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();
@@ -214,7 +201,7 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
     spec.inner_proxy_port = Some(INNER_PROXY_PORT);
     spec.fs = fs_policy(ctx, sandboxed);
     spec.validate().map_err(|e| CliError::new(Kind::Usage, e))?;
-    Ok(Prepared { ca, run_token, spec, dir, certs })
+    Ok(Prepared { ca, run_token, spec, dir })
 }
 
 /// What the sandbox shows of the host's filesystem (docs/architecture.md, "The sandbox").
