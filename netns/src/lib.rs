@@ -146,9 +146,9 @@ mod spec;
 pub use error::{HostFacts, NamespaceError, Step};
 pub use proto::CommandStatus;
 pub use spec::{
-    ALWAYS_CAPTURED_TCP, CA_BUNDLE_PATHS, FsPolicy, GIT_DIR_PROTECTED, HOME_SECRETS, HOME_TOOLCHAINS,
-    HOST_SERVICE_SOCKETS, HomePolicy, PROTECTED_NAMES, SandboxSpec, default_hidden_paths, default_home_toolchains,
-    sandbox_ca_bundle_path,
+    ALWAYS_CAPTURED_TCP, CA_BUNDLE_PATHS, CA_CERT_DIR, CA_JAVA_STORE, FsPolicy, GIT_DIR_PROTECTED, HOME_SECRETS,
+    HOME_TOOLCHAINS, HOST_SERVICE_SOCKETS, HomePolicy, PROTECTED_NAMES, SandboxSpec, default_hidden_paths,
+    default_home_toolchains, sandbox_ca_bundle_path,
 };
 
 #[cfg(target_os = "linux")]

@@ -20,7 +20,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::Step;
-use crate::spec::{CA_BUNDLE_PATHS, SandboxSpec};
+use crate::spec::{CA_BUNDLE_PATHS, CA_CERT_DIR, CA_JAVA_STORE, SandboxSpec};
 
 mod protect;
 mod rebuild;
@@ -250,6 +250,14 @@ pub fn mount_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result<Vec<MountOp
     if spec.fs.open { open_plan(spec, kind) } else { restricted::restricted_plan(spec, kind) }
 }
 
+/// The opened CA sources: the bundle, and the certificate directory and Java store when bound.
+#[derive(Clone, Copy)]
+pub(crate) struct CaSources {
+    bundle: usize,
+    dir: Option<usize>,
+    store: Option<usize>,
+}
+
 pub(crate) struct Builder<'a> {
     ops: Vec<MountOp>,
     opened: usize,
@@ -272,6 +280,19 @@ impl<'a> Builder<'a> {
         Builder { ops: vec![MountOp::MakePrivate], opened: 0, kind, hidden: Vec::new(), staged_targets }
     }
 
+    /// The CA sources: the bundle, and the hashed directory when the host has one to cover.
+    fn open_ca(&mut self, spec: &SandboxSpec) -> CaSources {
+        let bundle = self.open_host(&spec.ca_bundle, PathKind::File);
+        let (dir, store) = match &spec.ca_dir {
+            Some(dir) if self.kind.kind(Path::new(CA_CERT_DIR)) == Some(PathKind::Dir) => {
+                let dir = self.open_host(dir, PathKind::Dir);
+                (Some(dir), spec.ca_store.as_ref().map(|store| self.open_host(store, PathKind::File)))
+            }
+            _ => (None, None),
+        };
+        CaSources { bundle, dir, store }
+    }
+
     fn open_host(&mut self, path: &Path, kind: PathKind) -> usize {
         let index = self.opened;
         self.opened += 1;
@@ -288,7 +309,7 @@ impl<'a> Builder<'a> {
         write(Staged::Empty);
     }
 
-    fn etc_and_ca_binds(&mut self, spec: &SandboxSpec, ca: usize) {
+    fn etc_and_ca_binds(&mut self, spec: &SandboxSpec, CaSources { bundle: ca, dir: ca_dir, store }: CaSources) {
         let ro_bind = |source, target: &str| MountOp::Bind {
             source,
             target: PathBuf::from(target),
@@ -302,6 +323,13 @@ impl<'a> Builder<'a> {
         }
         if spec.hosts_file.is_some() && self.kind.kind(Path::new("/etc/hosts")) == Some(PathKind::File) {
             self.ops.push(ro_bind(Source::Staged(Staged::Hosts), "/etc/hosts"));
+        }
+        // The directory first: the bundle paths inside it are bound again on top (it holds them).
+        if let Some(dir) = ca_dir {
+            self.ops.push(ro_bind(Source::Host(dir), CA_CERT_DIR));
+        }
+        if let Some(store) = store {
+            self.ops.push(ro_bind(Source::Host(store), CA_JAVA_STORE));
         }
         let mut bound: Vec<PathBuf> = Vec::new();
         for path in CA_BUNDLE_PATHS {
@@ -362,7 +390,7 @@ impl<'a> Builder<'a> {
 
 fn open_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result<Vec<MountOp>, Unprotectable> {
     let mut b = Builder::new(spec, kind);
-    let ca = b.open_host(&spec.ca_bundle, PathKind::File);
+    let ca = b.open_ca(spec);
     // Stage in a tmpfs over /dev/shm (nothing we bind or hide lives there), detached afterwards
     // so the host's /dev/shm shows again; the binds keep the staged files alive.
     let staging = if kind.kind(Path::new("/dev/shm")) == Some(PathKind::Dir) { "/dev/shm" } else { "/tmp" };

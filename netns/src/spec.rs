@@ -24,6 +24,13 @@ pub struct SandboxSpec {
     pub cwd: PathBuf,
     /// Combined CA bundle (host roots + the run's CA), bound over every distro bundle path.
     pub ca_bundle: PathBuf,
+    /// A hashed certificate directory (`<subject hash>.<n>` files) bound read-only over
+    /// [`CA_CERT_DIR`] when the host has that directory, before the bundle binds (so it must hold
+    /// the bundle paths that lie inside it).
+    pub ca_dir: Option<PathBuf>,
+    /// A file bound read-only over [`CA_JAVA_STORE`] inside the bound `ca_dir` (which must hold
+    /// that name): the run's Java trust store.
+    pub ca_store: Option<PathBuf>,
     /// Contents of the sandbox's `/etc/resolv.conf`.
     pub resolv_conf: String,
     /// Contents of the sandbox's `/etc/hosts`, if it should be replaced.
@@ -96,6 +103,12 @@ pub const CA_BUNDLE_PATHS: &[&str] = &[
     "/etc/ssl/ca-bundle.pem",
 ];
 
+/// The distributions' hashed certificate directory (OpenSSL's default `CApath`).
+pub const CA_CERT_DIR: &str = "/etc/ssl/certs";
+
+/// Where Debian's and Ubuntu's JDKs find their `cacerts` (through a link), in [`CA_CERT_DIR`].
+pub const CA_JAVA_STORE: &str = "/etc/ssl/certs/java/cacerts";
+
 /// Where commands inside the sandbox find the CA bundle: the first distro bundle path that
 /// exists on this host (the helper binds `ca_bundle` over all of them). Point `SSL_CERT_FILE`,
 /// `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`… here, not at `ca_bundle`, whose directory may be
@@ -114,6 +127,8 @@ impl SandboxSpec {
             env: Vec::new(),
             cwd: cwd.into(),
             ca_bundle: ca_bundle.into(),
+            ca_dir: None,
+            ca_store: None,
             resolv_conf: "nameserver 127.0.0.1\n".to_owned(),
             hosts_file: None,
             tcp_ports: Vec::new(),
@@ -183,7 +198,14 @@ impl SandboxSpec {
         for (k, v) in &self.env {
             w.os(k).os(v);
         }
-        w.path(&self.cwd).path(&self.ca_bundle).str(&self.resolv_conf);
+        w.path(&self.cwd).path(&self.ca_bundle);
+        for path in [&self.ca_dir, &self.ca_store] {
+            match path {
+                Some(path) => w.bool(true).path(path),
+                None => w.bool(false),
+            };
+        }
+        w.str(&self.resolv_conf);
         match &self.hosts_file {
             Some(h) => w.bool(true).str(h),
             None => w.bool(false),
@@ -230,6 +252,8 @@ impl SandboxSpec {
         let env = (0..r.len()?).map(|_| Ok((r.os()?, r.os()?))).collect::<Result<_, _>>()?;
         let cwd = r.path()?;
         let ca_bundle = r.path()?;
+        let ca_dir = if r.bool()? { Some(r.path()?) } else { None };
+        let ca_store = if r.bool()? { Some(r.path()?) } else { None };
         let resolv_conf = r.string()?;
         let hosts_file = if r.bool()? { Some(r.string()?) } else { None };
         let tcp_ports = (0..r.len()?).map(|_| r.u16()).collect::<Result<_, _>>()?;
@@ -254,6 +278,8 @@ impl SandboxSpec {
             env,
             cwd,
             ca_bundle,
+            ca_dir,
+            ca_store,
             resolv_conf,
             hosts_file,
             tcp_ports,
@@ -264,7 +290,7 @@ impl SandboxSpec {
     }
 }
 
-const SPEC_MAGIC: u8 = 0xA6;
+const SPEC_MAGIC: u8 = 0xA7;
 
 #[cfg(test)]
 mod tests {
@@ -273,6 +299,8 @@ mod tests {
 
     fn sample() -> SandboxSpec {
         let mut s = SandboxSpec::new("python3", "/home/u/project", "/tmp/run/ca.pem");
+        s.ca_dir = Some("/tmp/run/certs".into());
+        s.ca_store = Some("/tmp/run/store.p12".into());
         s.args = vec!["-c".into(), OsString::from_vec(b"print(1)\xff".to_vec())];
         s.env = vec![("PATH".into(), "/usr/bin".into()), ("OPENAI_API_KEY".into(), "sk-authsome_x".into())];
         s.hosts_file = Some("127.0.0.1 localhost\n".into());

@@ -344,7 +344,7 @@ fn deleted_default_note(deleted: &str, now_default: &str, remaining: &[profiles:
 
 pub(crate) fn doctor(ctx: &Context, args: &DoctorArgs) -> CliResult {
     if args.sandbox {
-        return doctor_sandbox(ctx);
+        return doctor_sandbox(ctx, &args.require);
     }
     let mut checks = serde_json::Map::new();
     let mut issues: Vec<String> = Vec::new();
@@ -456,10 +456,17 @@ pub(crate) fn completions(args: &CompletionsArgs) -> CliResult {
     Ok(())
 }
 
-/// `doctor --sandbox`: host facts, and a live start of the sandbox running `true`.
+/// `doctor --sandbox`: host facts, a live start of the sandbox running `true`, then the
+/// runtime matrix (`runtimes.rs`) when sandboxes work.
 #[cfg(target_os = "linux")]
-fn doctor_sandbox(ctx: &Context) -> CliResult {
+fn doctor_sandbox(ctx: &Context, require: &[String]) -> CliResult {
+    super::runtimes::check_names(require)?;
     let report = authsome_netns::probe();
+    let matrix = report.ok().then(super::runtimes::run_matrix);
+    let unmet = match &matrix {
+        Some(Ok(matrix)) => super::runtimes::unmet(matrix, require),
+        _ => require.iter().map(|name| format!("{name} (not run)")).collect(),
+    };
     let facts = &report.facts;
     let live = match &report.live {
         Ok(took) => json!({"ok": true, "millis": took.as_secs_f64() * 1e3}),
@@ -483,6 +490,12 @@ fn doctor_sandbox(ctx: &Context) -> CliResult {
             },
             "static_problem": report.static_problem.as_ref().map(|e| e.to_string()),
             "live_probe": live,
+            "runtimes": match &matrix {
+                Some(Ok(matrix)) => super::runtimes::to_json(matrix),
+                Some(Err(e)) => json!({"error": e.message, "causes": e.causes}),
+                None => Value::Null,
+            },
+            "required": {"runtimes": require, "failed": unmet},
             "defaults": {
                 "egress": "providers",
                 "home": "private",
@@ -502,7 +515,7 @@ fn doctor_sandbox(ctx: &Context) -> CliResult {
             Ok(took) => format!("OK (live probe started and ran `true` in {:.1} ms)", took.as_secs_f64() * 1e3),
             Err(e) => format!("NOT AVAILABLE: {e}\n  hint: {}", e.hint()),
         };
-        let rows = [
+        let mut rows = vec![
             ("user", user),
             ("kernel.unprivileged_userns_clone", show(facts.unprivileged_userns_clone)),
             ("user.max_user_namespaces", show(facts.max_user_namespaces)),
@@ -515,17 +528,37 @@ fn doctor_sandbox(ctx: &Context) -> CliResult {
             ("never writable as the cwd", "your home, its ancestors, /tmp (unless --fs open)".into()),
             ("placeholders", "swapped only where the provider takes its credential".into()),
         ];
+        if let Some(Ok(matrix)) = &matrix {
+            rows.push(("runtimes", super::runtimes::summary(matrix)));
+        }
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;
         let text: String = rows
             .iter()
             .map(|(name, value)| format!("{:<width$} {value}\n", format!("{name}:"), width = width))
             .collect();
         ctx.out.data(&text);
+        match &matrix {
+            Some(Ok(matrix)) => ctx.out.data(&super::runtimes::table(matrix)),
+            Some(Err(e)) => ctx.out.error(e),
+            None => {}
+        }
     }
-    if report.ok() { Ok(()) } else { Err(CliError::new(Kind::Generic, "sandboxes do not work here").reported()) }
+    if !report.ok() {
+        return Err(CliError::new(Kind::Generic, "sandboxes do not work here").reported());
+    }
+    if let Some(Err(e)) = matrix {
+        return Err(e.reported());
+    }
+    if unmet.is_empty() {
+        return Ok(());
+    }
+    let e = CliError::new(Kind::Generic, format!("required runtimes failed: {}", unmet.join(", ")))
+        .hint("the table above says, for each client, the error and the fix");
+    // With --json the document says it (`required.failed`): one document on stdout.
+    Err(if ctx.out.json { e.reported() } else { e })
 }
 
 #[cfg(not(target_os = "linux"))]
-fn doctor_sandbox(_ctx: &Context) -> CliResult {
+fn doctor_sandbox(_ctx: &Context, _require: &[String]) -> CliResult {
     Err(CliError::new(Kind::Generic, "`run --sandbox` needs Linux network namespaces"))
 }

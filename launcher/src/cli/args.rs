@@ -565,9 +565,15 @@ pub(crate) struct RegisterArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct DoctorArgs {
-    /// Check whether `run --sandbox` works here (live probe), and if not why.
+    /// Check whether `run --sandbox` works here (live probe), and if not why; then run each
+    /// installed client (curl, Python, Node, git, Go, Java, Deno, Bun, .NET, Ruby) inside a
+    /// sandbox against a local upstream: captured? CA trusted? through which variable? the fix.
     #[arg(long)]
     pub(crate) sandbox: bool,
+    /// With --sandbox: exit 1 unless these pass (comma-separated runtimes such as `node,python`,
+    /// or single clients such as `python-requests`); a runtime that is not installed fails.
+    #[arg(long, value_delimiter = ',', value_name = "RUNTIMES", requires = "sandbox")]
+    pub(crate) require: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

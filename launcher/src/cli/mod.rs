@@ -18,6 +18,8 @@ pub(crate) mod login_flows;
 pub(crate) mod mcp;
 pub(crate) mod migrate;
 pub(crate) mod run;
+#[cfg(target_os = "linux")]
+mod runtimes;
 pub(crate) mod scan;
 pub(crate) mod show;
 pub(crate) mod skill;

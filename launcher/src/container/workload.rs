@@ -55,6 +55,8 @@ pub(crate) fn prepare(
             proxy_url: &crate::run::proxy_url(run_token, crate::run::INNER_PROXY_PORT),
             bundle: inside,
             ca_only: inside,
+            cert_dir: None,
+            java_store: None,
             provider_hosts: &plan.provider_hosts,
         },
     );

@@ -60,6 +60,14 @@ impl RunDir {
         &self.path
     }
 
+    /// `name` in this directory, holding `bytes`.
+    pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) -> CliResult<PathBuf> {
+        let path = self.path.join(name);
+        fs::write(&path, bytes)
+            .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))?;
+        Ok(path)
+    }
+
     /// `name` in this directory, made by [`write_combined_bundle`].
     pub(crate) fn write_bundle(&self, name: &str, sources: &[PathBuf], ca_pem: &str) -> CliResult<PathBuf> {
         let path = self.path.join(name);
@@ -118,11 +126,15 @@ fn additive_sources(parent_env: &[(OsString, OsString)], extra_roots: Option<&Pa
     sources
 }
 
-/// The child's two bundles for plain `run`.
+/// The child's trust files for plain `run`.
 #[derive(Debug, Clone)]
 pub(crate) struct Bundles {
     pub(crate) bundle: PathBuf,
     pub(crate) additive: PathBuf,
+    /// The hashed certificate directory (`SSL_CERT_DIR`).
+    pub(crate) cert_dir: PathBuf,
+    /// The JVM's trust store, inside `cert_dir`.
+    pub(crate) java_store: PathBuf,
 }
 
 /// The bundles for plain `run`, cached in the profile's CA directory. They change only when a
@@ -153,17 +165,115 @@ pub(crate) fn cached_bundles(
         }
     }
     manifest.push_str(&format!("ca {:016x}\n", fnv1a(ca_pem.as_bytes())));
-    let out = Bundles { bundle: ca_dir.join("child-bundle.pem"), additive: ca_dir.join("child-additive.pem") };
+    // The directory is named by its contents: a run never sees one half rebuilt.
+    let cert_dir = ca_dir.join(format!("child-certs-{:016x}", fnv1a(manifest.as_bytes())));
+    let out = Bundles {
+        bundle: ca_dir.join("child-bundle.pem"),
+        additive: ca_dir.join("child-additive.pem"),
+        java_store: cert_dir.join(super::cert_dir::JAVA_STORE),
+        cert_dir,
+    };
     let manifest_path = ca_dir.join("child-bundles.manifest");
     let fresh = fs::read_to_string(&manifest_path).is_ok_and(|m| m == manifest)
         && out.bundle.is_file()
-        && out.additive.is_file();
+        && out.additive.is_file()
+        && out.java_store.is_file();
     if !fresh {
-        write_atomic(&out.bundle, &combined_bundle(&sources, ca_pem)?)?;
+        let bundle = combined_bundle(&sources, ca_pem)?;
+        write_atomic(&out.bundle, &bundle)?;
         write_atomic(&out.additive, &combined_bundle(&additive, ca_pem)?)?;
+        if !out.java_store.is_file() {
+            write_cert_dir_atomic(&out.cert_dir, &bundle)?;
+        }
         write_atomic(&manifest_path, manifest.as_bytes())?;
     }
     Ok(out)
+}
+
+/// The sandbox's certificate directory and its roots' Java bags
+/// (`cert_dir::write_sandbox_template`), cached in the profile's CA directory by what they are
+/// made of: building them costs more than the rest of a sandbox's start. The run's own CA is not
+/// in them (the directory links its hash to the bundle bound inside).
+pub(crate) fn cached_sandbox_certs(
+    ca_dir: &Path,
+    sources: &[PathBuf],
+    run_ca: &[u8],
+    inside_bundle: &Path,
+    host: &Path,
+) -> CliResult<(PathBuf, PathBuf)> {
+    let mut manifest = format!(
+        "authsome sandbox certs v1\nca {:?}\ninside {}\n",
+        super::cert_dir::subject_hash(run_ca),
+        inside_bundle.display()
+    );
+    for path in sources.iter().map(PathBuf::as_path).chain([host]) {
+        let meta = fs::metadata(path).map_err(|e| {
+            CliError::new(Kind::RunFailed, format!("cannot read the CA bundle {}: {e}", path.display()))
+        })?;
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        manifest.push_str(&format!("{} {} {}\n", path.display(), meta.len(), mtime.map_or(0, |d| d.as_nanos())));
+    }
+    let id = format!("{:016x}", fnv1a(manifest.as_bytes()));
+    let dir = ca_dir.join(format!("sandbox-certs-{id}"));
+    let bags = ca_dir.join(format!("sandbox-certs-{id}.bags"));
+    if dir.is_dir() && bags.is_file() {
+        return Ok((dir, bags));
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(ca_dir)
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot create {}: {e}", ca_dir.display())))?;
+    let roots = combined_bundle(sources, "")?;
+    replace_dir_atomic(&dir, "sandbox-certs-", |tmp| {
+        let java_bags = super::cert_dir::write_sandbox_template(tmp, &roots, run_ca, inside_bundle, host)?;
+        write_atomic(&bags, &java_bags)
+    })?;
+    Ok((dir, bags))
+}
+
+/// Build the cert directory beside `path` and rename it into place; drop the directories older
+/// runs built from other roots (after a day, so a run still using one keeps it).
+fn write_cert_dir_atomic(path: &Path, bundle: &[u8]) -> CliResult {
+    replace_dir_atomic(path, "child-certs-", |tmp| super::cert_dir::write(tmp, bundle).map(|_| ()))
+}
+
+/// Fill a fresh directory with `fill` and rename it to `path`; remove the day-old siblings
+/// named `prefix…` (other sources, other CAs).
+fn replace_dir_atomic(path: &Path, prefix: &str, fill: impl FnOnce(&Path) -> CliResult) -> CliResult {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut suffix = [0u8; 6];
+    authsome_vault::crypto::random_bytes(&mut suffix).map_err(|e| CliError::new(Kind::RunFailed, e.to_string()))?;
+    let tmp = parent.join(format!(".child-certs-tmp{}", suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let built = DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", tmp.display())))
+        .and_then(|()| fill(&tmp));
+    let renamed = built.and_then(|()| {
+        fs::rename(&tmp, path).or_else(|e| {
+            // another run put the same directory in place first
+            if path.join(super::cert_dir::JAVA_STORE).is_file() {
+                Ok(())
+            } else {
+                Err(CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))
+            }
+        })
+    });
+    let _ = fs::remove_dir_all(&tmp);
+    renamed?;
+    let day_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(24 * 3600);
+    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = name.starts_with(prefix)
+            && entry.path() != path
+            && entry.path() != path.with_extension("bags")
+            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < day_ago);
+        if stale {
+            let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
+        }
+    }
+    Ok(())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> CliResult {
@@ -258,6 +368,27 @@ mod tests {
         cached_bundles(dir.path(), &[], Some(&extra), "-----BEGIN CERTIFICATE-----\nCA2\n-----END CERTIFICATE-----\n")
             .unwrap();
         assert!(fs::read_to_string(&first.bundle).unwrap().contains("CA2"));
+    }
+
+    #[test]
+    fn cached_cert_dir_follows_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authsome_proxy::CertificateAuthority::ephemeral().unwrap();
+        let b = authsome_proxy::CertificateAuthority::ephemeral().unwrap();
+        let first = cached_bundles(dir.path(), &[], None, a.cert_pem()).unwrap();
+        let has = |bundles: &Bundles, ca: &authsome_proxy::CertificateAuthority| {
+            fs::read_dir(&bundles.cert_dir).unwrap().flatten().any(|e| {
+                fs::read(e.path()).is_ok_and(|pem| {
+                    e.file_name().to_string_lossy().ends_with(".0")
+                        && super::super::cert_dir::pem_certificates(&pem) == vec![ca.cert_der().to_vec()]
+                })
+            })
+        };
+        assert!(has(&first, &a) && first.java_store.is_file());
+        let second = cached_bundles(dir.path(), &[], None, b.cert_pem()).unwrap();
+        assert_ne!(first.cert_dir, second.cert_dir);
+        assert!(has(&second, &b) && !has(&second, &a));
+        assert!(first.cert_dir.is_dir(), "a directory another run may still use is kept for a day");
     }
 
     #[test]

@@ -31,8 +31,19 @@ pub(crate) const BUNDLE_VARS: &[&str] = &[
     "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE",
 ];
 
-/// Variables that *add* to a tool's trust store: our CA alone.
+/// Variables that *add* to a tool's trust store: our CA alone (Bun and Deno read
+/// `NODE_EXTRA_CA_CERTS` too).
 pub(crate) const ADDITIVE_VARS: &[&str] = &["NODE_EXTRA_CA_CERTS", "DENO_CERT"];
+
+/// The hashed certificate directory (OpenSSL, Go, .NET, Ruby; `cert_dir.rs`).
+pub(crate) const CERT_DIR_VAR: &str = "SSL_CERT_DIR";
+
+/// The JVM's options variable: our trust store is appended (`java_store.rs`).
+pub(crate) const JAVA_OPTIONS_VAR: &str = "JAVA_TOOL_OPTIONS";
+
+/// The JVM system properties that name a trust store: ours replace the parent's.
+const JAVA_TRUST_PROPERTIES: &[&str] =
+    &["-Djavax.net.ssl.trustStore=", "-Djavax.net.ssl.trustStoreType=", "-Djavax.net.ssl.trustStorePassword="];
 
 /// Proxy variables, upper and lower case, for every client family we know.
 pub(crate) const PROXY_VARS: &[&str] = &[
@@ -63,6 +74,10 @@ pub(crate) struct ChildEnvSpec<'a> {
     pub(crate) proxy_url: &'a str,
     pub(crate) bundle: &'a Path,
     pub(crate) ca_only: &'a Path,
+    /// The hashed certificate directory (`SSL_CERT_DIR`), when the run made one.
+    pub(crate) cert_dir: Option<&'a Path>,
+    /// The PKCS#12 trust store for the JVM (`JAVA_TOOL_OPTIONS`), when the run made one.
+    pub(crate) java_store: Option<&'a Path>,
     /// Host patterns some provider owns (never listed in NO_PROXY).
     pub(crate) provider_hosts: &'a [String],
 }
@@ -77,8 +92,10 @@ pub(crate) fn build(
         .chain(PROXY_VARS)
         .chain(NEVER_PASSED)
         .chain(&["NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY", "AUTHSOME_PROXY_MODE"])
+        .chain(spec.cert_dir.map(|_| &CERT_DIR_VAR))
         .copied()
         .collect();
+    let mut java_options: Option<String> = None;
     let mut no_proxy: Vec<String> = Vec::new();
     let mut out: Vec<(OsString, OsString)> = Vec::new();
     for (name, value) in parent {
@@ -94,6 +111,13 @@ pub(crate) fn build(
             continue;
         }
         if holds_secret(&value, spec.secrets) {
+            continue;
+        }
+        if name_str == JAVA_OPTIONS_VAR
+            && spec.java_store.is_some()
+            && let Some(options) = value.to_str()
+        {
+            java_options = Some(options.to_string());
             continue;
         }
         if name_str == "NODE_OPTIONS"
@@ -132,8 +156,31 @@ pub(crate) fn build(
     for name in ADDITIVE_VARS {
         out.push(((*name).into(), spec.ca_only.as_os_str().to_owned()));
     }
+    if let Some(dir) = spec.cert_dir {
+        out.push((CERT_DIR_VAR.into(), dir.as_os_str().to_owned()));
+    }
+    if let Some(options) = spec.java_store.and_then(|store| java_tool_options(java_options.as_deref(), store)) {
+        out.push((JAVA_OPTIONS_VAR.into(), options.into()));
+    } else if let Some(options) = java_options {
+        out.push((JAVA_OPTIONS_VAR.into(), options.into()));
+    }
     out.push(("AUTHSOME_PROXY_MODE".into(), "true".into()));
     out
+}
+
+/// The parent's JVM options without its trust-store properties, then ours. `None` when the
+/// store's path cannot be written there (the JVM splits the variable at white space).
+fn java_tool_options(parent: Option<&str>, store: &Path) -> Option<String> {
+    let store = store.to_str().filter(|s| !s.contains(char::is_whitespace) && !s.contains(['"', '\'']))?;
+    let mut options: Vec<String> = parent
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|o| !JAVA_TRUST_PROPERTIES.iter().any(|p| o.starts_with(p)))
+        .map(str::to_string)
+        .collect();
+    options.push(format!("{}{store}", JAVA_TRUST_PROPERTIES[0]));
+    options.push(format!("{}PKCS12", JAVA_TRUST_PROPERTIES[1]));
+    Some(options.join(" "))
 }
 
 fn holds_secret(value: &OsStr, secrets: &[SecretString]) -> bool {
@@ -182,6 +229,8 @@ mod tests {
             proxy_url: "http://tok@127.0.0.1:4444",
             bundle: &bundle,
             ca_only: &ca,
+            cert_dir: Some(Path::new("/run/a/certs")),
+            java_store: Some(Path::new("/run/a/certs/java/cacerts")),
             provider_hosts: &["api.openai.com".to_string(), "*.googleapis.com".to_string()],
         };
         let parent = vec![
@@ -192,6 +241,8 @@ mod tests {
             ("SSL_CERT_FILE".into(), "/etc/ssl/certs/ca-certificates.crt".into()),
             ("NO_PROXY".into(), "internal.corp,.openai.com,googleapis.com,localhost".into()),
             ("HTTPS_PROXY".into(), "http://corp-proxy:3128".into()),
+            ("SSL_CERT_DIR".into(), "/etc/ssl/certs".into()),
+            ("JAVA_TOOL_OPTIONS".into(), "-Xmx1g -Djavax.net.ssl.trustStore=/old.jks -Dfile.encoding=UTF-8".into()),
         ];
         let env = env_map(&build(parent, &spec));
         assert_eq!(env["PATH"], "/usr/bin");
@@ -208,6 +259,21 @@ mod tests {
         assert_eq!(env["NODE_EXTRA_CA_CERTS"], "/run/a/ca.pem");
         assert_eq!(env["NODE_USE_ENV_PROXY"], "1");
         assert_eq!(env["AUTHSOME_PROXY_MODE"], "true");
+        assert_eq!(env["SSL_CERT_DIR"], "/run/a/certs");
+        assert_eq!(
+            env["JAVA_TOOL_OPTIONS"],
+            "-Xmx1g -Dfile.encoding=UTF-8 -Djavax.net.ssl.trustStore=/run/a/certs/java/cacerts \
+             -Djavax.net.ssl.trustStoreType=PKCS12"
+        );
+    }
+
+    #[test]
+    fn java_options_are_kept_when_the_store_cannot_be_named() {
+        assert_eq!(java_tool_options(None, Path::new("/a b/cacerts")), None);
+        assert_eq!(
+            java_tool_options(Some("-Xss2m"), Path::new("/s.p12")).unwrap(),
+            "-Xss2m -Djavax.net.ssl.trustStore=/s.p12 -Djavax.net.ssl.trustStoreType=PKCS12"
+        );
     }
 
     #[test]

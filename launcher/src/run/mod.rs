@@ -9,10 +9,12 @@
 
 pub(crate) mod ask;
 pub(crate) mod bundle;
+pub(crate) mod cert_dir;
 pub(crate) mod child_env;
 #[cfg(target_os = "linux")]
 pub(crate) mod dns;
 pub(crate) mod events;
+mod java_store;
 pub(crate) mod learn;
 mod node_preload;
 #[cfg(target_os = "linux")]
@@ -540,6 +542,8 @@ async fn execute(ctx: &Context, settings: &RunSettings, mut plan: Plan, started:
                 proxy_url: &proxy_url(&engine.run_token, port),
                 bundle: &bundles.bundle,
                 ca_only: &bundles.additive,
+                cert_dir: Some(&bundles.cert_dir),
+                java_store: Some(&bundles.java_store),
                 provider_hosts: &plan.provider_hosts,
             },
         );

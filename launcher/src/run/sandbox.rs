@@ -9,7 +9,7 @@
 //! step fails, the command does not run.
 
 use std::ffi::OsString;
-
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -144,6 +144,29 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
         CliError::new(Kind::RunFailed, "no system CA bundle found to replace inside the sandbox")
             .hint("install your distribution's ca-certificates package")
     })?;
+    // The certificate directory (cached: the run's CA only needs a link in it) and the run's
+    // Java store, built from the cached roots' bags and the run's CA.
+    let certs = match super::cert_dir::host_cert_dir() {
+        Some(host) => {
+            let (certs, bags) = bundle::cached_sandbox_certs(
+                &ctx.home.ca_dir(&ctx.profile),
+                &sources,
+                ca.cert_der(),
+                &inside_bundle,
+                &host,
+            )?;
+            let bags = std::fs::read(&bags)
+                .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read {}: {e}", bags.display())))?;
+            let store = super::java_store::pkcs12_from_bags(
+                &[bags, super::java_store::bag("authsome-run", ca.cert_der())].concat(),
+            );
+            let store = dir.write_file("truststore.p12", &store)?;
+            Some((certs, store))
+        }
+        None => None,
+    };
+    let inside_certs = certs.as_ref().map(|_| Path::new(authsome_netns::CA_CERT_DIR));
+    let inside_java = inside_certs.map(|dir| dir.join(super::cert_dir::JAVA_STORE));
 
     let mut kept = keep_env(&settings.environment, &sandboxed.env);
     if sandboxed.fs == FsMode::Restricted {
@@ -159,11 +182,15 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
             proxy_url: &proxy_url(&run_token, INNER_PROXY_PORT),
             bundle: &inside_bundle,
             ca_only: &inside_bundle,
+            cert_dir: inside_certs,
+            java_store: inside_java.as_deref(),
             provider_hosts: &plan.provider_hosts,
         },
     );
 
     let mut spec = SandboxSpec::new(settings.program().clone(), sandboxed.cwd.clone(), bundle_path);
+    spec.ca_dir = certs.as_ref().map(|(dir, _)| dir.clone());
+    spec.ca_store = certs.map(|(_, store)| store);
     spec.args = settings.command[1..].to_vec();
     spec.env = child_env;
     spec.resolv_conf = "nameserver 127.0.0.1\noptions edns0\n".into();

@@ -48,7 +48,7 @@ pub(super) fn restricted_plan(spec: &SandboxSpec, kind: &dyn HostView) -> Result
         }
     }
 
-    let ca = b.open_host(&spec.ca_bundle, PathKind::File);
+    let ca = b.open_ca(spec);
     let dev: Vec<(&str, usize)> = DEV_NODES
         .iter()
         .filter_map(|n| {

@@ -128,6 +128,32 @@ fn ca_bundle_goes_over_every_existing_distro_path_read_only() {
 }
 
 #[test]
+fn the_hashed_directory_goes_over_etc_ssl_certs_before_the_bundle_files() {
+    let with_dir = |path: &Path| if path == Path::new("/etc/ssl/certs") { Some(PathKind::Dir) } else { host(path) };
+    let mut s = spec();
+    s.ca_dir = Some("/run/certs".into());
+    s.ca_store = Some("/run/store.p12".into());
+    for open in [false, true] {
+        s.fs.open = open;
+        let plan = plan_of(&s, &with_dir);
+        let dir = position(
+            &plan,
+            |op| matches!(op, MountOp::OpenHost { path, kind: PathKind::Dir, .. } if path == Path::new("/run/certs")),
+        );
+        let MountOp::OpenHost { index, .. } = plan[dir] else { unreachable!() };
+        let bind = position(&plan, |op| is_bind_to(op, "/etc/ssl/certs"));
+        assert!(matches!(&plan[bind], MountOp::Bind { source: Source::Host(i), read_only: true, .. } if *i == index));
+        assert!(bind < position(&plan, |op| is_bind_to(op, "/etc/ssl/certs/ca-certificates.crt")), "open={open}");
+        let store = position(&plan, |op| is_bind_to(op, "/etc/ssl/certs/java/cacerts"));
+        assert!(bind < store && matches!(&plan[store], MountOp::Bind { read_only: true, .. }), "open={open}");
+    }
+    // no directory on the host to cover (or none asked for): no bind
+    assert!(!plan_of(&s, &host).iter().any(|op| is_bind_to(op, "/etc/ssl/certs")));
+    s.ca_dir = None;
+    assert!(!plan_of(&s, &with_dir).iter().any(|op| is_bind_to(op, "/etc/ssl/certs")));
+}
+
+#[test]
 fn ca_paths_that_are_one_file_are_bound_once() {
     struct Linked;
     impl HostView for Linked {
