@@ -179,7 +179,7 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
     // a janitor when we make placeholders, or share another sandbox's (marked ones)
     let needs_janitor = plan.iter().any(|op| match op {
         crate::plan::MountOp::Placeholder { .. } => true,
-        crate::plan::MountOp::BindInPlace { target, read_only: true, .. } => {
+        crate::plan::MountOp::BindInPlace { target, placeholder: false, .. } => {
             crate::placeholders::is_placeholder(target)
         }
         _ => false,

@@ -150,7 +150,10 @@ fn run(
     match op {
         MountOp::Placeholder { path, kind, contents } => placeholders::make(path, *kind, contents, held)?,
         MountOp::BindInPlace { target, read_only, placeholder } => {
-            if !*placeholder && *read_only {
+            // Standing on another sandbox's placeholder (read-only or not, e.g. a `.git` it
+            // made that our plan took for a real one): lease it, or its janitor removes it
+            // under us and detaches this mount.
+            if !*placeholder {
                 placeholders::adopt(target, held)?;
             }
             let bind =
@@ -159,7 +162,7 @@ fn run(
                 Err(Errno::ENOENT) if *placeholder && held.skipped(target) => return Ok(()),
                 // gone since the plan (a concurrent sandbox's janitor removed its placeholder):
                 // hold the name with a placeholder of our own
-                Err(Errno::ENOENT) if *read_only && held.janitor.is_some() => {
+                Err(Errno::ENOENT) if held.janitor.is_some() => {
                     let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
                     let kind = if matches!(name, ".git" | "hooks" | "info") { PathKind::Dir } else { PathKind::File };
                     placeholders::make(target, kind, if name == "commondir" { "." } else { "" }, held)?;

@@ -325,6 +325,8 @@ pub(crate) const SETUP_FAILED: &str = "cannot set up the sandbox";
 
 fn namespace_error(e: NamespaceError) -> CliError {
     let hint = e.hint();
-    CliError::new(Kind::RunFailed, format!("{SETUP_FAILED}: {e}"))
+    // The kernel's answer (`NamespaceError::Setup`'s source) says what the step met.
+    let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+    CliError::new(Kind::RunFailed, format!("{SETUP_FAILED}: {e}{cause}"))
         .hint(format!("{hint} (the command was not run; `authsome doctor --sandbox` checks this machine)"))
 }

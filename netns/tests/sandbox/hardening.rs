@@ -421,3 +421,44 @@ pub fn back_to_back_runs_in_one_directory_start(ctx: &Ctx) -> Result<(), String>
     }
     check(gone_soon(&cwd.join(".envrc")), "placeholder left after the last run", "")
 }
+
+/// Overlapping runs in one directory: each one's plan may find the others' placeholders (a
+/// `.git` it takes for a real one), and their janitors remove them while it starts or runs.
+/// Every run must start, and stay protected while it lasts.
+pub fn overlapping_runs_in_one_directory_start_and_stay_protected(ctx: &Ctx) -> Result<(), String> {
+    let cwd = ctx.workdir("overlapping");
+    let worker = |t: usize| {
+        let cwd = cwd.clone();
+        move || -> Result<(), String> {
+            for i in 0..10 {
+                let res = format!("res-{t}-{i}.txt");
+                let script = format!(
+                    "exec >{res} 2>&1\nsleep 0.0{t}\n\
+                     mkdir -p .git/hooks 2>/dev/null && echo x > .git/hooks/pre-commit 2>/dev/null; echo hook=$?\n\
+                     echo x > .envrc 2>/dev/null; echo envrc=$?"
+                );
+                let spec = ctx.spec(&cwd, &script);
+                let (status, _) = run(&spec, false).map_err(|e| format!("worker {t}, run {i}: {e}"))?;
+                let out = fs::read_to_string(cwd.join(&res)).unwrap_or_default();
+                expect_success(status, &out)?;
+                let got = lines(&out);
+                for key in ["hook", "envrc"] {
+                    check(
+                        got.get(key).is_some_and(|c| c != "0"),
+                        &format!("worker {t}, run {i}: {key} written"),
+                        &out,
+                    )?;
+                }
+            }
+            Ok(())
+        }
+    };
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..3).map(|t| s.spawn(worker(t))).collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a worker panicked".to_string())?)
+    })?;
+    for name in [".envrc", ".git"] {
+        check(gone_soon(&cwd.join(name)), &format!("{name} left behind"), "")?;
+    }
+    Ok(())
+}

@@ -100,6 +100,7 @@ const TESTS: &[(&str, TestFn)] = sandbox_tests![
     placeholders_are_removed_on_every_ending,
     a_concurrent_sandbox_keeps_its_placeholders,
     back_to_back_runs_in_one_directory_start,
+    overlapping_runs_in_one_directory_start_and_stay_protected,
     hidden_paths_that_appear_during_the_run_stay_hidden,
     proc_shows_only_the_sandbox,
     capabilities_are_dropped,
