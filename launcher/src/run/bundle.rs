@@ -60,10 +60,15 @@ impl RunDir {
         &self.path
     }
 
-    /// `name` in this directory, holding `bytes`.
-    pub(crate) fn write_file(&self, name: &str, bytes: &[u8]) -> CliResult<PathBuf> {
+    /// `name` in this directory, written by `write`.
+    pub(crate) fn write_with(
+        &self,
+        name: &str,
+        write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+    ) -> CliResult<PathBuf> {
         let path = self.path.join(name);
-        fs::write(&path, bytes)
+        fs::File::create(&path)
+            .and_then(|mut file| write(&mut file))
             .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot write {}: {e}", path.display())))?;
         Ok(path)
     }

@@ -155,12 +155,19 @@ fn prepare(ctx: &Context, settings: &RunSettings, sandboxed: &SandboxSettings, p
                 &inside_bundle,
                 &host,
             )?;
-            let bags = std::fs::read(&bags)
-                .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot read {}: {e}", bags.display())))?;
-            let store = super::java_store::pkcs12_from_bags(
-                &[bags, super::java_store::bag("authsome-run", ca.cert_der())].concat(),
-            );
-            let store = dir.write_file("truststore.p12", &store)?;
+            let run_bag = super::java_store::bag("authsome-run", ca.cert_der());
+            let store = dir.write_with("truststore.p12", |out| {
+                use std::io::Write;
+                let mut roots = std::fs::File::open(&bags)?;
+                let roots_len = usize::try_from(roots.metadata()?.len()).map_err(std::io::Error::other)?;
+                out.write_all(&super::java_store::pkcs12_prefix(roots_len + run_bag.len()))?;
+                // copy_file_range: the roots' bags go from file to file inside the kernel
+                let copied = std::io::copy(&mut roots, out)?;
+                if copied != roots_len as u64 {
+                    return Err(std::io::Error::other(format!("{} changed while copied", bags.display())));
+                }
+                out.write_all(&run_bag)
+            })?;
             Some((certs, store))
         }
         None => None,
