@@ -61,12 +61,7 @@ pub(crate) fn run(
     let engine = crate::run::engine(ctx, settings, &mut plan, ca, run_token)?;
     let run_id = engine.run_id.clone();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("authsome-proxy")
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
+    let runtime = crate::run::proxy_runtime()?;
     let code = runtime.block_on(async {
         let failed = |what: &str, e: std::io::Error| CliError::new(Kind::RunFailed, format!("{what}: {e}"));
         let explicit = tokio::net::TcpListener::bind(("127.0.0.1", 0))

@@ -87,12 +87,7 @@ pub(crate) fn run(ctx: &Context, settings: &RunSettings) -> CliResult<i32> {
             .hint("run without --sandbox; the container backend is not available yet"));
     }
     let plan = plan(ctx, settings).map_err(run_failed)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("authsome-proxy")
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
+    let runtime = proxy_runtime()?;
     let code = runtime.block_on(execute(ctx, settings, plan, started));
     // Joining the workers costs a millisecond and nothing is left to flush: the process exits.
     runtime.shutdown_background();
@@ -281,6 +276,17 @@ fn plan(ctx: &Context, settings: &RunSettings) -> CliResult<Plan> {
         secrets,
         vault: Arc::new(Mutex::new(vault)),
     })
+}
+
+/// The proxy's runtime: two workers (the machines we run on have few cores to share with the
+/// command).
+pub(crate) fn proxy_runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("authsome-proxy")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))
 }
 
 pub(crate) fn random_token() -> CliResult<String> {

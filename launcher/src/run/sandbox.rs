@@ -79,12 +79,7 @@ pub(crate) fn run_sandboxed(
         Err(_) => return Err(CliError::new(Kind::RunFailed, "the sandbox start-up thread panicked")),
     };
     let engine = engine?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("authsome-proxy")
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::RunFailed, format!("cannot start the proxy runtime: {e}")))?;
+    let runtime = super::proxy_runtime()?;
     let code = runtime.block_on(async {
         let resolver = Arc::new(engine.resolver());
         let mut tasks = JoinSet::new();
