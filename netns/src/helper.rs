@@ -179,9 +179,9 @@ fn setup(spec: &SandboxSpec, held: &mut crate::placeholders::Placeholders) -> Re
     // a janitor when we make placeholders, or share another sandbox's (marked ones)
     let needs_janitor = plan.iter().any(|op| match op {
         crate::plan::MountOp::Placeholder { .. } => true,
-        crate::plan::MountOp::BindInPlace { target, placeholder: false, .. } => {
-            crate::placeholders::is_placeholder(target)
-        }
+        // a protected path that exists now may be another sandbox's placeholder, or be removed
+        // by its janitor before our mount: ours re-makes and removes it then
+        crate::plan::MountOp::BindInPlace { .. } => true,
         _ => false,
     });
     if needs_janitor {

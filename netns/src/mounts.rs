@@ -156,22 +156,27 @@ fn run(
             if !*placeholder {
                 placeholders::adopt(target, held)?;
             }
-            let bind =
-                || mount(Some(target.as_path()), target.as_path(), NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE);
-            match bind() {
-                Err(Errno::ENOENT) if *placeholder && held.skipped(target) => return Ok(()),
-                // gone since the plan (a concurrent sandbox's janitor removed its placeholder):
-                // hold the name with a placeholder of our own
-                Err(Errno::ENOENT) if held.janitor.is_some() => {
-                    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    let kind = if matches!(name, ".git" | "hooks" | "info") { PathKind::Dir } else { PathKind::File };
-                    placeholders::make(target, kind, if name == "commondir" { "." } else { "" }, held)?;
-                    bind()?;
+            // Gone since the plan (an earlier or concurrent sandbox's janitor removed its
+            // placeholder), before or right after our bind: hold the name with a placeholder of
+            // our own, leased, and bind again.
+            let mut attempts = 0;
+            loop {
+                match bind_in_place(target, *read_only) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        if *placeholder && held.skipped(target) {
+                            return Ok(());
+                        }
+                        if held.janitor.is_none() || attempts == 4 {
+                            return Err(e);
+                        }
+                        attempts += 1;
+                        let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        let kind =
+                            if matches!(name, ".git" | "hooks" | "info") { PathKind::Dir } else { PathKind::File };
+                        placeholders::make(target, kind, if name == "commondir" { "." } else { "" }, held)?;
+                    }
+                    other => break other?,
                 }
-                other => other?,
-            }
-            if *read_only {
-                remount(target, true)?;
             }
         }
         MountOp::MakePrivate => mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)?,
@@ -293,6 +298,15 @@ fn unescape_octal(field: &str) -> PathBuf {
 
 /// Change only the read-only flag of the mount at `target`, keeping the flags a remount in a
 /// user namespace may not clear (nosuid, nodev, noexec, atime: locked when inherited).
+/// Bind `target` onto itself (a mount point cannot be renamed or removed), read-only if asked.
+fn bind_in_place(target: &Path, read_only: bool) -> io::Result<()> {
+    mount(Some(target), target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)?;
+    if read_only {
+        remount(target, true)?;
+    }
+    Ok(())
+}
+
 fn remount(target: &Path, read_only: bool) -> io::Result<()> {
     let current = statvfs(target)?.flags();
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;

@@ -56,45 +56,89 @@ pub fn is_placeholder(path: &Path) -> bool {
 }
 
 /// Create placeholder `path` (see `MountOp::Placeholder`), mark it, lease it, record it.
+///
+/// An earlier run's janitor may remove it between its creation and its lease: a new inode
+/// often reuses the number of the one that janitor recorded, and the status-change time has
+/// the kernel's coarse clock, so within a few milliseconds the two look alike. The lease is
+/// what stops that janitor; before it exists, a placeholder that vanished is made again.
 pub fn make(path: &Path, kind: PathKind, contents: &str, held: &mut Placeholders) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match make_once(path, kind, contents, held) {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound && attempts < 4 && path.parent().is_some_and(Path::exists) =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn make_once(path: &Path, kind: PathKind, contents: &str, held: &mut Placeholders) -> io::Result<()> {
+    // Made under a temporary name, marked, then renamed into place only if the name is free:
+    // the path never exists without its marker, so a concurrent sandbox that finds it always
+    // knows it for a placeholder and leases it (unmarked, it would take it for the user's own,
+    // hold no lease, and our janitor could remove it under that sandbox's mount).
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let temporary = path.with_file_name(format!(".{name}.authsome-{}-{nanos}", std::process::id()));
     let made = match kind {
-        PathKind::Dir => DirBuilder::new().mode(0o755).create(path).and_then(|()| File::open(path)),
-        // Reopened read-only for the lease: a file open for writing would keep its mount from
-        // becoming read-only (EBUSY). No other run's janitor touches it meanwhile: each removes
-        // only the inode it recorded.
+        PathKind::Dir => DirBuilder::new().mode(0o755).create(&temporary),
         PathKind::File => OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
-            .open(path)
-            .and_then(|mut f| f.write_all(contents.as_bytes()))
-            .and_then(|()| File::open(path)),
+            .open(&temporary)
+            .and_then(|mut f| f.write_all(contents.as_bytes())),
     };
     match made {
-        Ok(file) => {
-            // best effort: without the marker a concurrent sandbox just does not share it
-            let _ = crate::sys::set_xattr(path, MARKER, b"1");
-            let meta = file.metadata()?;
-            let lease = Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| io::Error::from(e))?;
-            let made = Created {
-                path: path.to_path_buf(),
-                dir: kind == PathKind::Dir,
-                contents: contents.to_owned(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-                changed: changed(&meta),
-            };
-            held.hold(made, lease)
-        }
-        // someone made it meanwhile: share it if it is a placeholder
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => adopt(path, held),
+        Ok(()) => {}
         // the host path is read-only: nobody in the sandbox can create it either
         Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
             held.skipped.push(path.to_path_buf());
-            Ok(())
+            return Ok(());
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    // best effort: without the marker a concurrent sandbox just does not share it
+    let _ = crate::sys::set_xattr(&temporary, MARKER, b"1");
+    let remove_temporary = || match kind {
+        PathKind::Dir => fs::remove_dir(&temporary),
+        PathKind::File => fs::remove_file(&temporary),
+    };
+    match nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &temporary,
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => {}
+        // someone made it meanwhile: share it if it is a placeholder
+        Err(nix::errno::Errno::EEXIST) => {
+            let _ = remove_temporary();
+            return adopt(path, held);
+        }
+        Err(e) => {
+            let _ = remove_temporary();
+            return Err(e.into());
+        }
+    }
+    // Reopened read-only for the lease: a file open for writing would keep its mount from
+    // becoming read-only (EBUSY).
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    let lease = Flock::lock(file, FlockArg::LockShared).map_err(|(_, e)| io::Error::from(e))?;
+    let made = Created {
+        path: path.to_path_buf(),
+        dir: kind == PathKind::Dir,
+        contents: contents.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+        changed: changed(&meta),
+    };
+    held.hold(made, lease)
 }
 
 /// The status-change time in ns: with device and inode, tells a placeholder from a newer one
