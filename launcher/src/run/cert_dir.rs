@@ -52,8 +52,14 @@ fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// DER tag-length-value.
 pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = header(tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// A DER tag and length for `len` bytes of content (the content follows).
+pub(crate) fn header(tag: u8, len: usize) -> Vec<u8> {
     let mut out = vec![tag];
-    let len = content.len();
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -61,7 +67,6 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }
-    out.extend_from_slice(content);
     out
 }
 

@@ -7,7 +7,7 @@
 //! has no integrity MAC: it holds public certificates only and is read-only to the child, and
 //! the JDK reads such a store without a password (`javax.net.ssl.trustStorePassword` unset).
 
-use super::cert_dir::tlv;
+use super::cert_dir::{header, tlv};
 
 /// `1.2.840.113549.1.7.1` (PKCS#7 data).
 const DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
@@ -99,19 +99,6 @@ fn content_info_headers(oid_len: usize, content_len: usize) -> (Vec<u8>, Vec<u8>
     let explicit = header(EXPLICIT_0, octets.len() + content_len);
     let info = header(SEQUENCE, oid_len + explicit.len() + octets.len() + content_len);
     (octets, explicit, info)
-}
-
-/// A DER tag and length for `len` bytes of content (the content follows).
-fn header(tag: u8, len: usize) -> Vec<u8> {
-    let mut out = vec![tag];
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out
 }
 
 fn cert_bag(alias: &str, der: &[u8]) -> Vec<u8> {
