@@ -47,11 +47,7 @@ fn contained(s: &Setup, extra: &[&str], script: &str, stdin: &[u8]) -> (Run, u32
     let pid = child.id();
     let _ = child.stdin.take().unwrap().write_all(stdin);
     let out = child.wait_with_output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     assert_ne!(run.code, 99, "the container sandbox failed open: {}", run.stdout);
     (run, pid)
 }

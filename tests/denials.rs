@@ -249,13 +249,7 @@ fn on_pty(s: &Setup, extra: &[&str], script: &str, want: &str, answer: &str, env
         driver.env(name, value);
     }
     let out = driver.output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
-    run
+    Run::from(out).not_failed_open()
 }
 
 fn ask_events(s: &Setup) -> Vec<Value> {

@@ -197,12 +197,7 @@ fn every_trust_variable_verifies_the_run_ca_in_plain_run() {
     let mut cmd = s.env.command(&["run", "--", "sh", "-c", CHECK_TRUST]);
     cmd.current_dir(&s.project).env("PATH", path_with(None));
     let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-    .ok();
+    let run = Run::from(out).ok();
     assert_trusted(&run);
     // The store the JVM is pointed at holds the system roots and the profile's CA, as trusted
     // entries the JDK's own tool lists.

@@ -310,11 +310,7 @@ fn rootless_sandbox_injects_and_hides() {
             let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes());
         }
         let out = child.wait_with_output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     };
     run(&["login", "openai", "--stdin"], Some(OPENAI_KEY)).ok();
     let netns = format!("HOST_NETNS={}", host_netns());

@@ -212,13 +212,7 @@ fn sandboxed(s: &Setup, connect_to: &str, extra: &[&str], script: &str) -> Run {
     let mut cmd = s.env.command(&args);
     cmd.current_dir(&s.project).env("AUTHSOME_CONNECT_TO", connect_to);
     let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
-    run
+    Run::from(out).not_failed_open()
 }
 
 fn log(s: &Setup) -> Vec<Value> {

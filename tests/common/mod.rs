@@ -25,7 +25,24 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
+    /// A sandboxed run whose guard (`common::sandbox::GUARD`) did not find itself on the host's
+    /// network (it exits 99 there).
+    #[track_caller]
+    pub fn not_failed_open(self) -> Self {
+        assert_ne!(self.code, 99, "the sandbox failed open: {}", self.stdout);
+        self
+    }
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
@@ -108,12 +125,7 @@ impl Env {
             // The command may exit before reading (an early error): a broken pipe is fine.
             let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
         }
-        let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        Run::from(child.wait_with_output().unwrap())
     }
 
     /// Store an API key the way a user does.

@@ -77,13 +77,7 @@ impl Setup {
         let mut cmd = self.env.command(&args);
         cmd.current_dir(&self.project);
         let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_ne!(run.code, 99, "the sandbox failed open: {}", run.stdout);
-        run
+        Run::from(out).not_failed_open()
     }
 }
 
@@ -145,10 +139,6 @@ impl Stranger {
             cmd.env(name, value);
         }
         let out = cmd.output().unwrap();
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::from(out)
     }
 }
