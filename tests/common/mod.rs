@@ -233,3 +233,11 @@ fn unhex(hex: &str) -> String {
     let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
     String::from_utf8(bytes).unwrap()
 }
+
+/// Fail if `secret` appears in clear anywhere under the home (every file, every byte).
+#[track_caller]
+pub fn no_secret_on_disk(env: &Env, secret: &str) {
+    for (path, bytes) in env.all_home_bytes() {
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "secret found in {}", path.display());
+    }
+}
